@@ -1,0 +1,2 @@
+module Conformance.Properties.Placeholder
+let x = 1

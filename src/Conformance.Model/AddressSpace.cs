@@ -1,0 +1,38 @@
+namespace Conformance.Model;
+
+/// <summary>
+/// An AddressSpace: a name, a root region and its current FlatView. Under <see cref="Profile.Qemu92"/> it
+/// also carries the bounce budget (as->bounce_buffer_size / max_bounce_buffer_size) and its own list of
+/// map clients (system/physmem.c).
+/// </summary>
+public sealed class AddressSpace
+{
+    private FlatView? _view;
+
+    public AddressSpace(string name, MemoryRegion root, ulong maxBounceBufferSize, bool ignorePriority)
+    {
+        Name = name;
+        Root = root;
+        MaxBounceBufferSize = maxBounceBufferSize;
+        IgnorePriority = ignorePriority;
+    }
+
+    public string Name { get; }
+    public MemoryRegion Root { get; }
+    private bool IgnorePriority { get; }
+
+    public FlatView View => _view ??= FlatView.Render(Root, IgnorePriority);
+
+    /// <summary>Forget the rendered view after a topology change (memory_region_transaction_commit).</summary>
+    public void Invalidate() => _view = null;
+
+    /// <summary>Qemu92: the byte budget for concurrent bounce buffers.</summary>
+    public ulong MaxBounceBufferSize { get; }
+
+    /// <summary>Qemu92: bounce bytes currently handed out.</summary>
+    public ulong BounceBufferSize { get; internal set; }
+
+    internal MapClientList MapClients { get; } = new();
+
+    public override string ToString() => Name;
+}

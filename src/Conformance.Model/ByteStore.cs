@@ -1,0 +1,93 @@
+namespace Conformance.Model;
+
+/// <summary>
+/// Backing bytes of a RAMBlock or of a device's registers. Sparse by page so that a layout may declare
+/// gigabytes (or a 2^64-byte MMIO window) without allocating them; a page is materialised on first touch
+/// with a deterministic pattern derived from <see cref="Seed"/>, so untouched memory still has
+/// recognisable, reproducible contents.
+/// </summary>
+public sealed class ByteStore
+{
+    private const int PageBits = 12;
+    private const ulong PageSize = 1UL << PageBits;
+    private readonly Dictionary<ulong, byte[]> _pages = new();
+
+    public ByteStore(UInt128 size, uint seed)
+    {
+        Size = size;
+        Seed = seed;
+    }
+
+    public UInt128 Size { get; }
+    public uint Seed { get; }
+
+    /// <summary>The initial value of the byte at <paramref name="offset"/>.</summary>
+    public static byte Pattern(uint seed, ulong offset)
+    {
+        ulong x = offset * 0x9E3779B97F4A7C15UL ^ seed * 0xC2B2AE3D27D4EB4FUL;
+        x ^= x >> 29;
+        return (byte)(x ^ (x >> 8));
+    }
+
+    private byte[] Page(ulong pageIndex)
+    {
+        if (!_pages.TryGetValue(pageIndex, out var page))
+        {
+            page = new byte[PageSize];
+            ulong baseOffset = pageIndex << PageBits;
+            for (ulong i = 0; i < PageSize; i++) page[i] = Pattern(Seed, baseOffset + i);
+            _pages[pageIndex] = page;
+        }
+        return page;
+    }
+
+    public void Read(ulong offset, Span<byte> destination)
+    {
+        int done = 0;
+        while (done < destination.Length)
+        {
+            ulong at = offset + (ulong)done;
+            int inPage = (int)(at & (PageSize - 1));
+            int n = Math.Min(destination.Length - done, (int)PageSize - inPage);
+            Page(at >> PageBits).AsSpan(inPage, n).CopyTo(destination.Slice(done, n));
+            done += n;
+        }
+    }
+
+    public void Write(ulong offset, ReadOnlySpan<byte> source)
+    {
+        int done = 0;
+        while (done < source.Length)
+        {
+            ulong at = offset + (ulong)done;
+            int inPage = (int)(at & (PageSize - 1));
+            int n = Math.Min(source.Length - done, (int)PageSize - inPage);
+            source.Slice(done, n).CopyTo(Page(at >> PageBits).AsSpan(inPage, n));
+            done += n;
+        }
+    }
+
+    public byte[] ReadArray(ulong offset, int length)
+    {
+        var result = new byte[length];
+        Read(offset, result);
+        return result;
+    }
+
+    /// <summary>Offsets of pages whose bytes differ from the initial pattern, with the page contents (for comparisons).</summary>
+    public IEnumerable<KeyValuePair<ulong, byte[]>> ModifiedPages()
+    {
+        foreach (var (index, page) in _pages.OrderBy(p => p.Key))
+        {
+            ulong baseOffset = index << PageBits;
+            for (ulong i = 0; i < PageSize; i++)
+            {
+                if (page[i] != Pattern(Seed, baseOffset + i))
+                {
+                    yield return new(baseOffset, (byte[])page.Clone());
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+namespace Conformance.Model;
+
+/// <summary>
+/// The QOM object owning a MemoryRegion. memory_region_ref/unref (softmmu/memory.c) count on the
+/// owner, so a mapping keeps the device or memory backend alive across hot-unplug (semantics.md §8 R1-R3).
+/// </summary>
+public sealed class Owner
+{
+    public Owner(string name) => Name = name;
+
+    public string Name { get; }
+
+    /// <summary>Reference count; 1 while the object merely exists.</summary>
+    public int RefCount { get; internal set; } = Baseline;
+
+    /// <summary>The count of an owner nobody maps.</summary>
+    public const int Baseline = 1;
+}
