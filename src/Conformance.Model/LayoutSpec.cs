@@ -36,8 +36,12 @@ public sealed record RegionSpec
     }
 }
 
-/// <summary>An address space over a named root region; <see cref="MaxBounceBufferSize"/> applies to <see cref="Profile.Qemu92"/>.</summary>
-public sealed record AddressSpaceSpec(string Name, string Root, ulong MaxBounceBufferSize = ProfileFacts.DefaultMaxBounceBufferSize);
+/// <summary>
+/// An address space over a root region, named by <see cref="Root"/> or, where names repeat (every PCI
+/// device's "bus master container"), by <see cref="RootIndex"/> into <see cref="LayoutSpec.Regions"/>.
+/// <see cref="MaxBounceBufferSize"/> applies to <see cref="Profile.Qemu92"/>.
+/// </summary>
+public sealed record AddressSpaceSpec(string Name, string Root, ulong MaxBounceBufferSize = ProfileFacts.DefaultMaxBounceBufferSize, int? RootIndex = null);
 
 /// <summary>
 /// A whole layout: parentless region trees (address-space roots and detached alias targets such as

@@ -13,8 +13,11 @@ public sealed class MemoryTopology
     private readonly HashSet<RegionSpec> _building = new(ReferenceEqualityComparer.Instance);
     private ulong _nextRamAddr;
 
+    private readonly LayoutSpec _spec;
+
     public MemoryTopology(LayoutSpec spec, bool ignorePriority = false)
     {
+        _spec = spec;
         foreach (var r in spec.AllRegions())
         {
             if (!_specsByName.TryGetValue(r.Name, out var list)) _specsByName[r.Name] = list = new();
@@ -29,7 +32,9 @@ public sealed class MemoryTopology
         for (int i = 0; i < spec.AddressSpaces.Count; i++)
         {
             var a = spec.AddressSpaces[i];
-            var root = ResolveByName(a.Root, $"$.layout.addressSpaces[{i}].root");
+            var root = a.RootIndex is int index && index >= 0 && index < spec.Regions.Count
+                ? _bySpec[spec.Regions[index]]
+                : ResolveRootOrByName(spec, a.Root, $"$.layout.addressSpaces[{i}].root");
             if (spaces.Any(s => s.Name == a.Name))
                 throw new LayoutError($"$.layout.addressSpaces[{i}].name", $"address space '{a.Name}' is declared twice");
             spaces.Add(new AddressSpace(a.Name, root, a.MaxBounceBufferSize, ignorePriority));
@@ -42,6 +47,15 @@ public sealed class MemoryTopology
     public IReadOnlyList<MemoryRegion> Regions => _regions;
     public IReadOnlyCollection<Owner> Owners => _owners.Values;
     public DirtyLogging Dirty { get; }
+
+    /// <summary>Names are not unique in real machines ("memory" is both cpu-smm's root and an alias in it),
+    /// so a parentless region of that name wins over a nested one.</summary>
+    private MemoryRegion ResolveRootOrByName(LayoutSpec spec, string name, string path)
+    {
+        var roots = spec.Regions.Where(r => r.Name == name).ToList();
+        if (roots.Count == 1) return _bySpec.TryGetValue(roots[0], out var mr) ? mr : Build(roots[0], path);
+        return ResolveByName(name, path);
+    }
 
     private MemoryRegion ResolveByName(string name, string path)
     {
@@ -63,7 +77,7 @@ public sealed class MemoryTopology
         if (s.Kind == RegionKind.Alias)
         {
             if (s.AliasTarget is null) throw new LayoutError(path + ".target", "an alias needs a target");
-            target = ResolveByName(s.AliasTarget, path + ".target");
+            target = ResolveRootOrByName(_spec, s.AliasTarget, path + ".target");
         }
         else if (s.AliasTarget is not null)
             throw new LayoutError(path + ".target", "only aliases have a target");
