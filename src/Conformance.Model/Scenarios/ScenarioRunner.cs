@@ -1,0 +1,153 @@
+namespace Conformance.Model.Scenarios;
+
+/// <summary>
+/// Runs a scenario on a fresh model instance, recording each step's outcome and effects. Operations that
+/// name a mapping which is not live (never obtained, failed, already unmapped), or that would be caller
+/// misuse QEMU does not check (access_len beyond the mapping, writes outside it), are recorded as skipped
+/// with the reason instead of being executed: QEMU's reaction to them is undefined behaviour, not a rule.
+/// </summary>
+public static class ScenarioRunner
+{
+    public static ScenarioRun Run(Scenario scenario, Fault faults = Fault.None)
+    {
+        var system = new MemorySystem(scenario.Layout, scenario.Profile, faults);
+        return Run(scenario, system);
+    }
+
+    /// <summary>Runs the scenario and then unmaps every mapping still live (access_len = full length for writes),
+    /// runs the bottom halves, so balance properties can compare against the baseline.</summary>
+    public static ScenarioRun RunAndRelease(Scenario scenario, Fault faults = Fault.None)
+    {
+        var first = Run(scenario, faults);
+        var cleanup = first.System.LiveMappings
+            .Select(m => first.Mappings.First(kv => ReferenceEquals(kv.Value, m)).Key)
+            .Select(id => (ScenarioOp)new UnmapOp(id, null))
+            .Append(new RunBottomHalvesOp())
+            .ToList();
+        return Run(scenario with { Ops = scenario.Ops.Concat(cleanup).ToList() }, faults);
+    }
+
+    public static ScenarioRun Run(Scenario scenario, MemorySystem system)
+    {
+        var steps = new List<StepRecord>(scenario.Ops.Count);
+        var mappings = new Dictionary<string, Mapping>();
+        var devices = system.Regions.Where(r => r.Device is not null).ToList();
+        var logCounts = devices.Select(d => d.Device!.Log.Count).ToArray();
+        var dirtyBefore = Enum.GetValues<DirtyClient>().ToDictionary(c => c, c => new HashSet<ulong>(system.Dirty.Pages(c)));
+
+        for (int i = 0; i < scenario.Ops.Count; i++)
+        {
+            var op = scenario.Ops[i];
+            string? skipped = null;
+            MapResult? map = null;
+            UnmapResult? unmap = null;
+            byte[]? bytes = null;
+            IReadOnlyList<string> scheduled = Array.Empty<string>();
+            IReadOnlyList<string> ran = Array.Empty<string>();
+
+            Mapping? Live(string id)
+            {
+                if (mappings.TryGetValue(id, out var m) && m.Live) return m;
+                skipped = $"{id} is not a live mapping";
+                return null;
+            }
+
+            AddressSpace? SpaceOf(string name)
+            {
+                var s = system.AddressSpaces.FirstOrDefault(a => a.Name == name);
+                if (s is null) skipped = $"no address space '{name}'";
+                return s;
+            }
+
+            switch (op)
+            {
+                case MapOp m:
+                    if (mappings.TryGetValue(m.Id, out var prior) && prior.Live) skipped = $"{m.Id} is still live";
+                    else if (SpaceOf(m.Space) is { } space)
+                    {
+                        var r = system.Map(space, m.Addr, m.Len, m.Write);
+                        map = r;
+                        if (r.Mapping is not null) mappings[m.Id] = r.Mapping;
+                    }
+                    break;
+                case WriteMappedOp w when Live(w.Id) is { } mapping:
+                    if (w.Offset > mapping.Length) skipped = $"offset {w.Offset} is beyond mapping {w.Id} ({mapping.Length} bytes)";
+                    else
+                    {
+                        var data = w.Data ?? Enumerable.Repeat(w.FillByte ?? 0, (int)(mapping.Length - w.Offset)).ToArray();
+                        if ((ulong)data.Length > mapping.Length - w.Offset) skipped = $"{data.Length} bytes at +{w.Offset} overrun mapping {w.Id} ({mapping.Length} bytes)";
+                        else system.WriteMapped(mapping, w.Offset, data);
+                    }
+                    break;
+                case ReadMappedOp rm when Live(rm.Id) is { } mapping:
+                    {
+                        ulong len = rm.Len ?? (rm.Offset <= mapping.Length ? mapping.Length - rm.Offset : 0);
+                        if (rm.Offset > mapping.Length || len > mapping.Length - rm.Offset) skipped = $"[+{rm.Offset}, {len} bytes) is outside mapping {rm.Id} ({mapping.Length} bytes)";
+                        else
+                        {
+                            bytes = new byte[len];
+                            system.ReadMapped(mapping, rm.Offset, bytes);
+                        }
+                    }
+                    break;
+                case UnmapOp u when Live(u.Id) is { } mapping:
+                    {
+                        ulong access = u.AccessLen ?? mapping.Length;
+                        if (access > mapping.Length) skipped = $"access_len {access} exceeds the {mapping.Length} mapped bytes of {u.Id} (caller misuse)";
+                        else
+                        {
+                            var r = system.Unmap(mapping, access);
+                            unmap = r;
+                            scheduled = r.ClientsScheduled;
+                        }
+                    }
+                    break;
+                case ReadOp r when SpaceOf(r.Space) is { } space:
+                    if (r.Len > 1 << 20) skipped = "reads above 1 MiB are not modelled";
+                    else
+                    {
+                        bytes = new byte[r.Len];
+                        system.Read(space, r.Addr, bytes);
+                    }
+                    break;
+                case WriteOp w when SpaceOf(w.Space) is { } space:
+                    system.Write(space, w.Addr, w.Data);
+                    break;
+                case RegisterClientOp c when SpaceOf(c.Space) is { } space:
+                    scheduled = system.RegisterMapClient(space, c.Client);
+                    break;
+                case UnregisterClientOp c when SpaceOf(c.Space) is { } space:
+                    system.UnregisterMapClient(space, c.Client);
+                    break;
+                case RunBottomHalvesOp:
+                    ran = system.RunBottomHalves();
+                    break;
+            }
+
+            var accesses = new List<DeviceAccess>();
+            for (int d = 0; d < devices.Count; d++)
+            {
+                var log = devices[d].Device!.Log;
+                for (int k = logCounts[d]; k < log.Count; k++) accesses.Add(new DeviceAccess(devices[d].Name, log[k]));
+                logCounts[d] = log.Count;
+            }
+            var newlyDirty = new List<DirtyPage>();
+            foreach (var client in Enum.GetValues<DirtyClient>())
+            {
+                foreach (var page in system.Dirty.Pages(client).Where(p => !dirtyBefore[client].Contains(p)).OrderBy(p => p))
+                {
+                    var (block, index) = system.LocatePage(page);
+                    newlyDirty.Add(new DirtyPage(client, block.Name, index));
+                    dirtyBefore[client].Add(page);
+                }
+            }
+            var liveIds = mappings.Where(kv => kv.Value.Live).Select(kv => kv.Key).Order(StringComparer.Ordinal).ToList();
+            steps.Add(new StepRecord(i, op, skipped, map, unmap, bytes, scheduled, ran, accesses, newlyDirty,
+                system.Owners.ToDictionary(o => o.Name, o => o.RefCount),
+                system.AddressSpaces.ToDictionary(a => a.Name, a => system.BounceBytesInUse(a)),
+                system.LiveMappings.Count(m => m.Kind == MappingKind.Bounce),
+                liveIds));
+        }
+        return new ScenarioRun(scenario, system, steps, mappings);
+    }
+}

@@ -1,0 +1,107 @@
+using System.Text;
+
+namespace Conformance.Model.Scenarios;
+
+/// <summary>
+/// The canonical, human-readable trace of a run: one line per operation with its outcome and effects,
+/// then the final state. Deterministic, so it can be snapshot-tested and diffed.
+/// </summary>
+public static class ScenarioTrace
+{
+    public static string Render(ScenarioRun run)
+    {
+        var sb = new StringBuilder();
+        sb.Append("profile ").Append(run.Scenario.Profile).Append('\n');
+        IReadOnlyDictionary<string, int> previousRefs = run.System.Owners.ToDictionary(o => o.Name, _ => Owner.Baseline);
+        foreach (var step in run.Steps)
+        {
+            sb.Append(step.Index + 1).Append(". ").Append(Describe(step.Op));
+            if (step.Skipped is not null)
+            {
+                sb.Append(" -> skipped: ").Append(step.Skipped).Append('\n');
+                previousRefs = step.RefCounts;
+                continue;
+            }
+            var outcome = new List<string>();
+            if (step.Map is { } map)
+            {
+                if (map.Mapping is { } m)
+                    outcome.Add(m.Kind == MappingKind.Direct
+                        ? $"direct {m.Region.Name}+0x{m.Xlat:x}, {map.Length} bytes"
+                        : $"bounce, {map.Length} bytes (first region {m.Region.Name})");
+                else outcome.Add(map.Failure == MapFailure.ZeroLength ? "NULL (zero length)" : "NULL (no bounce space)");
+            }
+            if (step.Unmap is { } u && step.Op is UnmapOp uo && run.Mappings[uo.Id] is { Kind: MappingKind.Bounce, IsWrite: true })
+            {
+                string marks = u.NeverProducedBytesWrittenBack > 0 ? $", {u.NeverProducedBytesWrittenBack} never-produced bytes" : "";
+                marks += u.ZeroFillBytesWrittenBack > 0 ? $", {u.ZeroFillBytesWrittenBack} zero-fill bytes not written by the caller" : "";
+                outcome.Add($"wrote back {u.BytesWrittenBack} bytes{marks}");
+            }
+            if (step.BytesRead is { } bytes) outcome.Add("read " + Hex(bytes));
+            foreach (var a in step.DeviceAccesses) outcome.Add($"{a.Region}: {a.Access}");
+            foreach (var g in step.NewlyDirty.GroupBy(d => (d.Client, d.Block)))
+                outcome.Add($"dirty {g.Key.Client.ToString().ToLowerInvariant()} {g.Key.Block} pages {Pages(g.Select(d => d.Page))}");
+            foreach (var (owner, count) in step.RefCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            {
+                int before = previousRefs.TryGetValue(owner, out var b) ? b : Owner.Baseline;
+                if (before != count) outcome.Add($"{(count > before ? "ref" : "unref")} {owner} -> {count}");
+            }
+            if (step.Scheduled.Count > 0) outcome.Add("scheduled " + string.Join(", ", step.Scheduled));
+            if (step.Ran.Count > 0) outcome.Add("ran " + string.Join(", ", step.Ran));
+            previousRefs = step.RefCounts;
+            sb.Append(outcome.Count == 0 ? " -> ok" : " -> " + string.Join("; ", outcome)).Append('\n');
+        }
+
+        sb.Append("final:\n");
+        var sys = run.System;
+        var refs = sys.Owners.Where(o => o.RefCount != Owner.Baseline).OrderBy(o => o.Name, StringComparer.Ordinal).Select(o => $"{o.Name} {o.RefCount}").ToList();
+        sb.Append("  references above baseline: ").Append(refs.Count == 0 ? "none" : string.Join(", ", refs)).Append('\n');
+        var live = run.Mappings.Where(kv => kv.Value.Live).OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Key).ToList();
+        sb.Append("  live mappings: ").Append(live.Count == 0 ? "none" : string.Join(", ", live)).Append('\n');
+        sb.Append("  bounce bytes in use: ").Append(string.Join(", ", sys.AddressSpaces.Select(a => $"{a.Name} {sys.BounceBytesInUse(a)}"))).Append('\n');
+        foreach (var client in Enum.GetValues<DirtyClient>())
+        {
+            var pages = sys.Dirty.Pages(client).Select(sys.LocatePage).GroupBy(p => p.Block.Name).OrderBy(g => g.Key, StringComparer.Ordinal)
+                .Select(g => $"{g.Key} pages {Pages(g.Select(p => p.Page))}").ToList();
+            sb.Append("  dirty ").Append(client.ToString().ToLowerInvariant()).Append(": ").Append(pages.Count == 0 ? "none" : string.Join("; ", pages)).Append('\n');
+        }
+        var pending = sys.PendingBottomHalves;
+        if (pending.Count > 0) sb.Append("  pending bottom halves: ").Append(string.Join(", ", pending)).Append('\n');
+        return sb.ToString();
+    }
+
+    public static string Describe(ScenarioOp op) => op switch
+    {
+        MapOp m => $"map {m.Id} {m.Space} 0x{m.Addr:x} len {m.Len} {(m.Write ? "write" : "read")}",
+        WriteMappedOp w => w.Data is not null ? $"write through {w.Id} +{w.Offset} {Hex(w.Data)}" : $"fill {w.Id} from +{w.Offset} with 0x{w.FillByte:x2}",
+        ReadMappedOp r => $"read through {r.Id} +{r.Offset} len {(r.Len is { } l ? l.ToString() : "rest")}",
+        UnmapOp u => $"unmap {u.Id} access_len {(u.AccessLen is { } a ? a.ToString() : "all")}",
+        ReadOp r => $"read {r.Space} 0x{r.Addr:x} len {r.Len}",
+        WriteOp w => $"write {w.Space} 0x{w.Addr:x} {Hex(w.Data)}",
+        RegisterClientOp c => $"register map client {c.Client} on {c.Space}",
+        UnregisterClientOp c => $"unregister map client {c.Client} on {c.Space}",
+        RunBottomHalvesOp => "run bottom halves",
+        _ => op.ToString()!,
+    };
+
+    public static string Hex(byte[] bytes)
+    {
+        if (bytes.Length <= 32) return bytes.Length == 0 ? "(0 bytes)" : Convert.ToHexString(bytes).ToLowerInvariant();
+        return $"{Convert.ToHexString(bytes, 0, 16).ToLowerInvariant()}... ({bytes.Length} bytes, fnv {MemoryTopology.StableHash(Convert.ToHexString(bytes)):x8})";
+    }
+
+    /// <summary>Page indices as compact ranges: 0-3,7.</summary>
+    public static string Pages(IEnumerable<ulong> pages)
+    {
+        var sorted = pages.Distinct().Order().ToList();
+        var parts = new List<string>();
+        for (int i = 0; i < sorted.Count;)
+        {
+            int j = i;
+            while (j + 1 < sorted.Count && sorted[j + 1] == sorted[j] + 1) j++;
+            parts.Add(i == j ? $"{sorted[i]}" : $"{sorted[i]}-{sorted[j]}");
+            i = j + 1;
+        }
+        return string.Join(",", parts);
+    }
+}
