@@ -1,0 +1,559 @@
+/// The DMA map/unmap property catalogue (issue: reference model of guest memory and DMA). Each property
+/// is a named invariant, a function of the implementation under test, judged against the independent
+/// oracle in Oracle.fs.
+module Conformance.Properties.DmaProperties
+
+open System
+open System.Collections.Generic
+open FsCheck
+open FsCheck.FSharp
+open Conformance.Model
+open Conformance.Model.Scenarios
+open Conformance.Properties.Oracle
+open Conformance.Properties.Implementation
+open Conformance.Properties.Verdict
+
+// ---------------------------------------------------------------- helpers over a run
+
+type MapInfo = { Op: MapOp; Mapping: Mapping; Step: int }
+
+let successfulMaps (run: ScenarioRun) =
+    run.Steps
+    |> Seq.choose (fun s ->
+        match s.Op, s.Map with
+        | (:? MapOp as op), m when m.HasValue && not (isNull m.Value.Mapping) -> Some(op.Id, { Op = op; Mapping = m.Value.Mapping; Step = s.Index })
+        | _ -> None)
+    |> dict
+
+let executedUnmap (s: StepRecord) =
+    match s.Op with
+    | :? UnmapOp as u when isNull s.Skipped && s.Unmap.HasValue -> Some u
+    | _ -> None
+
+let accessLenOf (u: UnmapOp) (m: Mapping) = if u.AccessLen.HasValue then u.AccessLen.Value else m.Length
+
+/// Bytes the caller wrote through a mapping before `uptoStep`, by offset.
+let callerBytes (run: ScenarioRun) (id: string) (uptoStep: int) =
+    let bytes = Dictionary<uint64, byte>()
+    for s in run.Steps do
+        if s.Index < uptoStep && isNull s.Skipped then
+            match s.Op with
+            | :? WriteMappedOp as w when w.Id = id ->
+                let m = run.Mappings.[id]
+                let data = if isNull w.Data then Array.create (int (m.Length - w.Offset)) w.FillByte.Value else w.Data
+                data |> Array.iteri (fun i b -> bytes.[w.Offset + uint64 i] <- b)
+            | _ -> ()
+    bytes
+
+/// For each byte k of a transfer at addr, the (region, offset) a device access to it would carry.
+let deviceIndex (layout: LayoutSpec) (space: string) (addr: uint64) (len: uint64) (isWrite: bool) =
+    let index = Dictionary<struct (string * uint64), uint64>()
+    let kinds = Dictionary<uint64, Hit option>()
+    for k in 0UL .. len - 1UL do
+        let hit = resolve layout space (addr + k)
+        kinds.[k] <- hit
+        if reachesDevice hit isWrite then index.[struct (hit.Value.Region.Name, hit.Value.Offset)] <- k
+    index, kinds
+
+let private regionSize (layout: LayoutSpec) (name: string) =
+    layout.AllRegions() |> Seq.tryFind (fun r -> r.Name = name) |> Option.map (fun r -> r.Size)
+
+/// Checks the device accesses of one direction in a step against the transfer's bytes [0, limit):
+/// each access starts at a byte of the transfer, carries consecutive bytes in ascending order, stays
+/// below `limit`, and together they cover every byte below `limit` that reaches a device.
+/// Returns verdicts and the transfer offset of every byte carried.
+let checkDeviceCoverage (layout: LayoutSpec) (space: string) (addr: uint64) (len: uint64) (limit: uint64)
+                        (isWrite: bool) (accesses: DeviceAccess seq) (what: string) =
+    let verdicts = ResizeArray<Verdict>()
+    let carried = Dictionary<uint64, byte>()
+    if len > 0UL then
+        let index, _ = deviceIndex layout space addr len isWrite
+        let mutable next = 0UL
+        for a in accesses |> Seq.filter (fun a -> a.Access.IsWrite = isWrite) do
+            match index.TryGetValue(struct (a.Region, a.Access.Offset)) with
+            | false, _ -> verdicts.Add(Violated(sprintf "%s: %s %s is not a byte of the transfer 0x%x+%d" what a.Region (string a.Access) addr limit))
+            | true, k0 ->
+                if k0 < next then verdicts.Add(Violated(sprintf "%s: device access at transfer byte %d is out of address order (already at %d)" what k0 next))
+                for j in 0UL .. uint64 a.Access.Size - 1UL do
+                    let k = k0 + j
+                    if k >= limit then verdicts.Add(Violated(sprintf "%s: %s carries transfer byte %d, beyond the %d bytes that may reach devices" what (string a.Access) k limit))
+                    else
+                        carried.[k] <- byte (a.Access.Value >>> (8 * int j))
+                        match index.TryGetValue(struct (a.Region, a.Access.Offset + j)) with
+                        | true, k' when k' = k -> ()
+                        | _ ->
+                            match regionSize layout a.Region with
+                            | Some size when u128 (a.Access.Offset + j) >= size ->
+                                verdicts.Add(KnownFinding(Findings.mmioAccessPastRegionEnd.Id, sprintf "%s +0x%x past its end" a.Region (a.Access.Offset + j)))
+                            | _ -> verdicts.Add(Violated(sprintf "%s: byte %d of %s does not belong to %s" what k (string a.Access) a.Region))
+                next <- max next (k0 + uint64 a.Access.Size)
+        for KeyValue(struct (region, off), k) in index do
+            if k < limit && not (carried.ContainsKey k) then
+                verdicts.Add(Violated(sprintf "%s: transfer byte %d (%s +0x%x) never reached the device" what k region off))
+    List.ofSeq verdicts, carried
+
+let private bucket n = if n = 0 then "0" elif n = 1 then "1" elif n <= 4 then "2-4" else "5+"
+
+// ---------------------------------------------------------------- 1. refcount balance
+
+/// With k mappings outstanding on an owner its count is baseline + k; after all unmaps it is back at baseline.
+let refcountBalance (impl: Implementation) (scenario: Scenario) =
+    let run = runAndRelease impl scenario
+    let live = Dictionary<string, string option>()
+    let verdicts = ResizeArray<Verdict>()
+    let mutable maxOnOne = 0
+    let mutable kinds = Set.empty
+    for s in run.Steps do
+        match s.Op with
+        | :? MapOp as op when s.Map.HasValue && not (isNull s.Map.Value.Mapping) ->
+            live.[op.Id] <- ownerOf (resolve scenario.Layout op.Space op.Addr)
+            kinds <- kinds.Add(string s.Map.Value.Mapping.Kind)
+        | :? MapOp when s.Map.HasValue -> kinds <- kinds.Add "failed map"
+        | _ -> ()
+        match executedUnmap s with
+        | Some u -> live.Remove u.Id |> ignore
+        | None -> ()
+        let expected = live.Values |> Seq.choose id |> Seq.countBy id |> dict
+        for KeyValue(owner, count) in s.RefCounts do
+            let k = match expected.TryGetValue owner with | true, k -> k | _ -> 0
+            maxOnOne <- max maxOnOne k
+            if count <> Owner.Baseline + k then
+                verdicts.Add(Violated(sprintf "after step %d (%s): owner %s has %d references, expected %d (baseline %d + %d live mappings)"
+                                          (s.Index + 1) (ScenarioTrace.Describe s.Op) owner count (Owner.Baseline + k) Owner.Baseline k))
+    let labels = [ sprintf "max live mappings on one owner: %s" (bucket maxOnOne) ] @ (kinds |> Set.toList |> List.map (sprintf "has %s"))
+    toProperty labels (List.ofSeq verdicts |> List.truncate 3)
+
+// ---------------------------------------------------------------- 2. write-back on unmap
+
+/// A non-direct write mapping produces no device write before unmap, and exactly access_len bytes at
+/// unmap, in address order; access_len 0 writes nothing.
+let writeBackOnUnmap (impl: Implementation) (scenario: Scenario) =
+    let run = impl.Run scenario
+    let maps = successfulMaps run
+    let verdicts = ResizeArray<Verdict>()
+    let labels = ResizeArray<string>()
+    for KeyValue(id, info) in maps do
+        let m = info.Mapping
+        if m.IsWrite && m.Kind = MappingKind.Bounce then
+            let mapStep = run.Steps.[info.Step]
+            if mapStep.DeviceAccesses |> Seq.exists (fun a -> a.Access.IsWrite) then
+                verdicts.Add(Violated(sprintf "map %s (write, bounce) wrote to a device at map time: %A" id (mapStep.DeviceAccesses |> Seq.map string |> List.ofSeq)))
+            for s in run.Steps do
+                match s.Op with
+                | :? WriteMappedOp as w when w.Id = id && s.DeviceAccesses.Count > 0 ->
+                    verdicts.Add(Violated(sprintf "writing through bounce mapping %s touched a device before unmap" id))
+                | _ -> ()
+                match executedUnmap s with
+                | Some u when u.Id = id ->
+                    let accessLen = accessLenOf u m
+                    labels.Add(if accessLen = 0UL then "access_len 0" elif accessLen < m.Length then "partial access_len" else "full access_len")
+                    let vs, carried = checkDeviceCoverage scenario.Layout info.Op.Space m.Addr m.Length accessLen true s.DeviceAccesses (sprintf "unmap %s" id)
+                    verdicts.AddRange vs
+                    if carried.Count > 0 then labels.Add "write-back reached a device"
+                    let caller = callerBytes run id s.Index
+                    for KeyValue(k, b) in carried do
+                        match caller.TryGetValue k with
+                        | true, expected when expected <> b -> verdicts.Add(Violated(sprintf "unmap %s wrote 0x%02x to the device for byte %d; the caller wrote 0x%02x" id b k expected))
+                        | _ -> ()
+                | _ -> ()
+    if labels.Count = 0 then labels.Add "no bounce write mapping"
+    toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+
+// ---------------------------------------------------------------- 3. read at map
+
+/// A non-direct read mapping reads the device at map time (the buffer holds what the device returned);
+/// its unmap touches no device and dirties nothing.
+let readAtMap (impl: Implementation) (scenario: Scenario) =
+    let run = impl.Run scenario
+    let maps = successfulMaps run
+    let verdicts = ResizeArray<Verdict>()
+    let labels = ResizeArray<string>()
+    for KeyValue(id, info) in maps do
+        let m = info.Mapping
+        if not m.IsWrite && m.Kind = MappingKind.Bounce then
+            let mapStep = run.Steps.[info.Step]
+            if mapStep.DeviceAccesses |> Seq.exists (fun a -> a.Access.IsWrite) then
+                verdicts.Add(Violated(sprintf "read mapping %s wrote to a device" id))
+            let vs, carried = checkDeviceCoverage scenario.Layout info.Op.Space m.Addr m.Length m.Length false mapStep.DeviceAccesses (sprintf "map %s" id)
+            verdicts.AddRange vs
+            labels.Add(if carried.Count > 0 then "bounce read filled from a device" else "bounce read of ROM-less hole or RAM tail")
+            for s in run.Steps do
+                match s.Op with
+                | :? ReadMappedOp as r when r.Id = id && isNull s.Skipped && not (isNull s.BytesRead) ->
+                    s.BytesRead |> Array.iteri (fun i b ->
+                        match carried.TryGetValue(r.Offset + uint64 i) with
+                        | true, fromDevice when fromDevice <> b ->
+                            verdicts.Add(Violated(sprintf "reading through %s gave 0x%02x at byte %d; the device returned 0x%02x at map time" id b (r.Offset + uint64 i) fromDevice))
+                        | _ -> ())
+                | _ -> ()
+                match executedUnmap s with
+                | Some u when u.Id = id ->
+                    if s.DeviceAccesses.Count > 0 then verdicts.Add(Violated(sprintf "unmap of read mapping %s accessed a device: %s" id (string s.DeviceAccesses.[0])))
+                    if s.NewlyDirty.Count > 0 then verdicts.Add(Violated(sprintf "unmap of read mapping %s dirtied memory" id))
+                | _ -> ()
+    if labels.Count = 0 then labels.Add "no bounce read mapping"
+    toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+
+// ---------------------------------------------------------------- 4. dirty exactness
+
+let activeClients (layout: LayoutSpec) (region: RegionSpec) =
+    [ if region.LogVga then DirtyClient.Vga
+      if layout.Dirty.Code then DirtyClient.Code
+      if layout.Dirty.Migration then DirtyClient.Migration ]
+
+let private pagesOf (startOffset: uint64) (len: uint64) =
+    if len = 0UL then Set.empty
+    else set [ startOffset / 4096UL .. (startOffset + len - 1UL) / 4096UL ]
+
+/// Pages a write of `len` bytes at `addr` through dispatch (address_space_write) must dirty: the RAM bytes' pages.
+let private expectedWritePages (layout: LayoutSpec) (space: string) (addr: uint64) (len: uint64) =
+    seq {
+        for k in 0UL .. len - 1UL do
+            let hit = resolve layout space (addr + k)
+            if writesRam hit then
+                for c in activeClients layout hit.Value.Region do
+                    yield struct (c, hit.Value.Region.Name, hit.Value.Offset / 4096UL)
+    }
+    |> Set.ofSeq
+
+/// A write unmap of RAM dirties exactly the pages of [addr, addr+access_len) in every active client;
+/// read unmaps dirty nothing; one-at-a-time writes dirty the pages of the RAM bytes they write.
+let dirtyExactness (impl: Implementation) (scenario: Scenario) =
+    let run = impl.Run scenario
+    let maps = successfulMaps run
+    let verdicts = ResizeArray<Verdict>()
+    let labels = ResizeArray<string>()
+    let dirtySoFar = HashSet<struct (DirtyClient * string * uint64)>()
+    for s in run.Steps do
+        let newly = s.NewlyDirty |> Seq.map (fun d -> struct (d.Client, d.Block, d.Page)) |> Set.ofSeq
+        let expected, allowedFinding, what =
+            match s.Op, executedUnmap s with
+            | _, Some u ->
+                let info = maps.[u.Id]
+                let m = info.Mapping
+                let accessLen = accessLenOf u m
+                if not m.IsWrite then Set.empty, Set.empty, "read unmap"
+                elif m.Kind = MappingKind.Direct then
+                    let hit = resolve scenario.Layout info.Op.Space m.Addr
+                    match hit with
+                    | Some h ->
+                        let clients = activeClients scenario.Layout h.Region
+                        let exp = set [ for c in clients do for p in pagesOf h.Offset accessLen -> struct (c, h.Region.Name, p) ]
+                        let finding =
+                            if accessLen = 0UL && h.Offset % 4096UL <> 0UL then set [ for c in clients -> struct (c, h.Region.Name, h.Offset / 4096UL) ]
+                            else Set.empty
+                        exp, finding, (if accessLen = 0UL then "direct write unmap, access_len 0" else "direct write unmap")
+                    | None -> Set.empty, Set.empty, "direct write unmap"
+                else
+                    (if accessLen = 0UL then Set.empty else expectedWritePages scenario.Layout info.Op.Space m.Addr accessLen), Set.empty, "bounce write unmap"
+            | (:? WriteOp as w), _ when isNull s.Skipped && w.Data.Length > 0 ->
+                expectedWritePages scenario.Layout w.Space w.Addr (uint64 w.Data.Length), Set.empty, "one-at-a-time write"
+            | _ -> Set.empty, Set.empty, "other"
+        if what <> "other" then labels.Add what
+        let unexpected = newly - expected
+        let finding = Set.intersect unexpected allowedFinding
+        if not finding.IsEmpty then verdicts.Add(KnownFinding(Findings.zeroLengthDirty.Id, sprintf "step %d" (s.Index + 1)))
+        let unexpected = unexpected - allowedFinding
+        if not unexpected.IsEmpty then
+            verdicts.Add(Violated(sprintf "step %d (%s) dirtied %A, which it did not write" (s.Index + 1) (ScenarioTrace.Describe s.Op) (unexpected |> Set.toList |> List.truncate 4)))
+        for d in newly do dirtySoFar.Add d |> ignore
+        let missing = expected |> Set.filter (fun d -> not (dirtySoFar.Contains d))
+        if not missing.IsEmpty then
+            verdicts.Add(Violated(sprintf "step %d (%s) left %A clean, though it wrote there" (s.Index + 1) (ScenarioTrace.Describe s.Op) (missing |> Set.toList |> List.truncate 4)))
+    if labels.Count = 0 then labels.Add "no writes"
+    toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+
+// ---------------------------------------------------------------- 5. map length
+
+/// A direct mapping is as long as the same region stays host-contiguous (never past a section end, the
+/// request or the RAM block); a bounce mapping gets min(request, page) under Qemu72 and min(request,
+/// remaining budget) under Qemu92; a map fails only for zero length or when bounce space is exhausted.
+let mapLength (impl: Implementation) (scenario: Scenario) =
+    let run = impl.Run scenario
+    let verdicts = ResizeArray<Verdict>()
+    let labels = ResizeArray<string>()
+    let budgetOf space = (scenario.Layout.AddressSpaces |> Seq.find (fun a -> a.Name = space)).MaxBounceBufferSize
+    let mutable prevUsed = scenario.Layout.AddressSpaces |> Seq.map (fun a -> a.Name, 0UL) |> Map.ofSeq
+    let mutable prevLiveBounce = 0
+    for s in run.Steps do
+        match s.Op with
+        | :? MapOp as op when isNull s.Skipped && s.Map.HasValue ->
+            let r = s.Map.Value
+            let hit = resolve scenario.Layout op.Space op.Addr
+            let direct = isDirect hit op.Write
+            let fail msg = verdicts.Add(Violated(sprintf "step %d (%s): %s" (s.Index + 1) (ScenarioTrace.Describe op) msg))
+            if op.Len = 0UL then
+                labels.Add "zero length"
+                if not (isNull r.Mapping) || r.Failure <> MapFailure.ZeroLength then fail "a zero-length map must return NULL without mapping"
+            elif isNull r.Mapping then
+                labels.Add "map failed"
+                let exhausted =
+                    match scenario.Profile with
+                    | Profile.Qemu72 -> prevLiveBounce >= 1
+                    | _ -> prevUsed.[op.Space] >= budgetOf op.Space
+                if direct then fail "a direct map must never fail"
+                elif not exhausted then fail "the map failed although bounce space was available"
+            else
+                let m = r.Mapping
+                if r.Length <> m.Length || m.Length = 0UL || m.Length > op.Len then fail (sprintf "granted %d bytes for a request of %d" m.Length op.Len)
+                if (m.Kind = MappingKind.Direct) <> direct then
+                    fail (sprintf "mapped as %A, but the region (%s) is %s for %s" m.Kind (hit |> Option.map (fun h -> string h.Region.Kind) |> Option.defaultValue "unassigned")
+                              (if direct then "direct" else "not direct") (if op.Write then "writes" else "reads"))
+                elif direct then
+                    let expected = contiguousRun scenario.Layout op.Space op.Addr op.Len
+                    labels.Add(if expected < op.Len then "direct, clipped" else "direct, whole request")
+                    if m.Length <> expected then fail (sprintf "direct mapping of %d bytes; the region stays contiguous for %d" m.Length expected)
+                    if m.Region.Name <> hit.Value.Region.Name || m.Xlat <> hit.Value.Offset then
+                        fail (sprintf "direct mapping points at %s+0x%x, the address is %s+0x%x" m.Region.Name m.Xlat hit.Value.Region.Name hit.Value.Offset)
+                else
+                    let expected =
+                        match scenario.Profile with
+                        | Profile.Qemu72 -> min op.Len ProfileFacts.TargetPageSize
+                        | _ -> min op.Len (budgetOf op.Space - prevUsed.[op.Space])
+                    labels.Add(if expected < op.Len then "bounce, partial grant" else "bounce, whole request")
+                    if m.Length <> expected then fail (sprintf "bounce mapping of %d bytes; expected %d" m.Length expected)
+                    // F-DMA-2: does the bounce cover more than the first section?
+                    let first = hit
+                    let crosses =
+                        boundaries scenario.Layout op.Space
+                        |> Seq.exists (fun p -> p > op.Addr && u128 p < u128 op.Addr + u128 m.Length &&
+                                                 (let h = resolve scenario.Layout op.Space p
+                                                  match first, h with
+                                                  | None, None -> false
+                                                  | Some a, Some b -> not (Object.ReferenceEquals(a.Region, b.Region)) || b.Offset <> a.Offset + (p - op.Addr)
+                                                  | _ -> true))
+                    if crosses then verdicts.Add(KnownFinding(Findings.bounceSpansSections.Id, sprintf "map %s" op.Id))
+        | _ -> ()
+        prevUsed <- s.BounceBytesInUse |> Seq.map (fun kv -> kv.Key, kv.Value) |> Map.ofSeq
+        prevLiveBounce <- s.LiveBounceMappings
+    if labels.Count = 0 then labels.Add "no maps"
+    toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+
+// ---------------------------------------------------------------- 6. bounce exclusivity
+
+/// Qemu72: at most one bounce mapping in the whole system; Qemu92: bounce bytes in use per address space
+/// equal the live bounce mappings' lengths and never exceed the budget; a map that failed for lack of
+/// space succeeds once everything is released.
+let bounceExclusivity (impl: Implementation) (scenario: Scenario) =
+    let run = runAndRelease impl scenario
+    let maps = successfulMaps run
+    let verdicts = ResizeArray<Verdict>()
+    let live = Dictionary<string, Mapping>()
+    let mutable peak = 0
+    for s in run.Steps do
+        match s.Op with
+        | :? MapOp as op when s.Map.HasValue && not (isNull s.Map.Value.Mapping) && s.Map.Value.Mapping.Kind = MappingKind.Bounce -> live.[op.Id] <- s.Map.Value.Mapping
+        | _ -> ()
+        match executedUnmap s with
+        | Some u -> live.Remove u.Id |> ignore
+        | None -> ()
+        peak <- max peak live.Count
+        let fail msg = verdicts.Add(Violated(sprintf "after step %d (%s): %s" (s.Index + 1) (ScenarioTrace.Describe s.Op) msg))
+        match scenario.Profile with
+        | Profile.Qemu72 ->
+            if s.LiveBounceMappings > 1 then fail (sprintf "%d bounce mappings are live at once" s.LiveBounceMappings)
+            let expected = live.Values |> Seq.sumBy (fun m -> m.Length)
+            for KeyValue(space, used) in s.BounceBytesInUse do
+                if used <> expected then fail (sprintf "the global bounce buffer reports %d bytes in use; live bounce mappings hold %d" used expected)
+        | _ ->
+            for a in scenario.Layout.AddressSpaces do
+                let used = s.BounceBytesInUse.[a.Name]
+                let expected = live.Values |> Seq.filter (fun m -> m.AddressSpace.Name = a.Name) |> Seq.sumBy (fun m -> m.Length)
+                if used > a.MaxBounceBufferSize then fail (sprintf "%s has %d bounce bytes in use, over its budget of %d" a.Name used a.MaxBounceBufferSize)
+                if used <> expected then fail (sprintf "%s accounts %d bounce bytes; live bounce mappings hold %d" a.Name used expected)
+    // Everything is released now: every map that failed for lack of space must succeed.
+    let failed =
+        run.Steps |> Seq.choose (fun s ->
+            match s.Op with
+            | :? MapOp as op when s.Map.HasValue && s.Map.Value.Failure = MapFailure.NoBounceSpace -> Some op
+            | _ -> None) |> List.ofSeq
+    for op in failed |> List.truncate 3 do
+        let system = run.System
+        let r = system.Map(system.Space op.Space, op.Addr, op.Len, op.Write)
+        if isNull r.Mapping then verdicts.Add(Violated(sprintf "map %s failed for lack of bounce space and still fails after every mapping was released" op.Id))
+        else system.Unmap(r.Mapping, 0UL) |> ignore
+    let labels = [ sprintf "peak live bounce mappings: %s" (bucket peak); (if failed.IsEmpty then "no contention" else "contention: a map failed and was retried") ]
+    ignore maps
+    toProperty labels (List.ofSeq verdicts |> List.truncate 3)
+
+// ---------------------------------------------------------------- 7. map clients
+
+/// A registered client is woken (its bottom half scheduled, then run) when bounce space frees, or at
+/// once if space is free when it registers; once per registration; never after it unregistered.
+let mapClients (impl: Implementation) (scenario: Scenario) =
+    let run = impl.Run scenario
+    let maps = successfulMaps run
+    let verdicts = ResizeArray<Verdict>()
+    let labels = ResizeArray<string>()
+    let scopeOf (space: string) = if scenario.Profile = Profile.Qemu72 then "<global>" else space
+    let registered = Dictionary<string, ResizeArray<string>>()
+    let clients scope =
+        match registered.TryGetValue scope with
+        | true, l -> l
+        | _ ->
+            let l = ResizeArray<string>()
+            registered.[scope] <- l
+            l
+    let pending = ResizeArray<string>()
+    let budgetOf space = (scenario.Layout.AddressSpaces |> Seq.find (fun a -> a.Name = space)).MaxBounceBufferSize
+    let mutable prevUsed = scenario.Layout.AddressSpaces |> Seq.map (fun a -> a.Name, 0UL) |> Map.ofSeq
+    let mutable prevLiveBounce = 0
+    let wakeAll scope =
+        let l = clients scope
+        let woken = List.ofSeq l
+        l.Clear()
+        woken
+    for s in run.Steps do
+        let expectedScheduled, expectedRan =
+            if not (isNull s.Skipped) then [], []
+            else
+                match s.Op with
+                | :? RegisterClientOp as c ->
+                    (clients (scopeOf c.Space)).Insert(0, c.Client)
+                    let capacity =
+                        if scenario.Profile = Profile.Qemu72 then prevLiveBounce = 0
+                        else prevUsed.[c.Space] < budgetOf c.Space
+                    if capacity then labels.Add "woken at registration"; wakeAll (scopeOf c.Space), []
+                    else labels.Add "waits for space"; [], []
+                | :? UnregisterClientOp as c ->
+                    let l = clients (scopeOf c.Space)
+                    if l.Remove c.Client then labels.Add "unregistered while waiting"
+                    [], []
+                | :? RunBottomHalvesOp ->
+                    let ran = List.ofSeq pending
+                    pending.Clear()
+                    [], ran
+                | _ ->
+                    match executedUnmap s with
+                    | Some u when maps.[u.Id].Mapping.Kind = MappingKind.Bounce ->
+                        let woken = wakeAll (scopeOf maps.[u.Id].Op.Space)
+                        if not woken.IsEmpty then labels.Add "woken by a bounce unmap"
+                        woken, []
+                    | _ -> [], []
+        for c in expectedScheduled do
+            if not (pending.Contains c) then pending.Add c
+        let sortedList (xs: string seq) = xs |> Seq.sort |> List.ofSeq
+        if sortedList s.Scheduled <> sortedList expectedScheduled then
+            verdicts.Add(Violated(sprintf "step %d (%s) scheduled [%s]; expected [%s]" (s.Index + 1) (ScenarioTrace.Describe s.Op) (String.Join(", ", s.Scheduled)) (String.Join(", ", expectedScheduled))))
+        if sortedList s.Ran <> sortedList expectedRan then
+            verdicts.Add(Violated(sprintf "step %d (%s) ran [%s]; expected [%s]" (s.Index + 1) (ScenarioTrace.Describe s.Op) (String.Join(", ", s.Ran)) (String.Join(", ", expectedRan))))
+        if (s.Ran |> Seq.distinct |> Seq.length) <> s.Ran.Count then verdicts.Add(Violated(sprintf "step %d ran a client twice" (s.Index + 1)))
+        prevUsed <- s.BounceBytesInUse |> Seq.map (fun kv -> kv.Key, kv.Value) |> Map.ofSeq
+        prevLiveBounce <- s.LiveBounceMappings
+    if labels.Count = 0 then labels.Add "no client activity"
+    toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+
+// ---------------------------------------------------------------- 8. two approaches agree
+
+/// Moves bytes with map/write-through/unmap on one instance and with address_space_read/write on
+/// another; whenever the maps succeed, memory, device storage, dirty bits and the bytes read agree.
+let approachesAgree (impl: Implementation) (scenario: Scenario) =
+    let a = impl.NewSystem scenario.Layout scenario.Profile
+    let b = impl.NewSystem scenario.Layout scenario.Profile
+    let verdicts = ResizeArray<Verdict>()
+    let mutable mapsFailed = false
+    let mutable transfers = 0
+    for op in scenario.Ops do
+        match op with
+        | :? WriteOp as w when w.Data.Length > 0 ->
+            transfers <- transfers + 1
+            let space = a.Space w.Space
+            let mutable doneBytes = 0
+            while doneBytes < w.Data.Length && not mapsFailed do
+                let r = a.Map(space, w.Addr + uint64 doneBytes, uint64 (w.Data.Length - doneBytes), true)
+                if isNull r.Mapping then mapsFailed <- true
+                else
+                    a.WriteMapped(r.Mapping, 0UL, ReadOnlySpan(w.Data, doneBytes, int r.Length))
+                    a.Unmap(r.Mapping, r.Length) |> ignore
+                    doneBytes <- doneBytes + int r.Length
+            b.Write(b.Space w.Space, w.Addr, ReadOnlySpan w.Data)
+        | :? ReadOp as rd when rd.Len > 0UL ->
+            transfers <- transfers + 1
+            let space = a.Space rd.Space
+            let viaMap = Array.zeroCreate<byte> (int rd.Len)
+            let mutable doneBytes = 0
+            while doneBytes < viaMap.Length && not mapsFailed do
+                let r = a.Map(space, rd.Addr + uint64 doneBytes, rd.Len - uint64 doneBytes, false)
+                if isNull r.Mapping then mapsFailed <- true
+                else
+                    a.ReadMapped(r.Mapping, 0UL, Span(viaMap, doneBytes, int r.Length))
+                    a.Unmap(r.Mapping, r.Length) |> ignore
+                    doneBytes <- doneBytes + int r.Length
+            let viaRead = Array.zeroCreate<byte> (int rd.Len)
+            b.Read(b.Space rd.Space, rd.Addr, Span viaRead)
+            if not mapsFailed && viaMap <> viaRead then
+                verdicts.Add(Violated(sprintf "reading 0x%x len %d: through mappings %s, with address_space_read %s" rd.Addr rd.Len (ScenarioTrace.Hex viaMap) (ScenarioTrace.Hex viaRead)))
+        | _ -> ()
+    if not mapsFailed then
+        let straddles (sys: MemorySystem) =
+            sys.Regions |> Seq.exists (fun r -> not (isNull r.Device) && r.Device.Log |> Seq.exists (fun acc -> u128 acc.Offset + u128 (uint64 acc.Size) > r.Size))
+        let pages (store: ByteStore) = store.ModifiedPages() |> Seq.map (fun kv -> kv.Key, Convert.ToHexString kv.Value) |> List.ofSeq
+        for ra, rb in Seq.zip a.Regions b.Regions do
+            let store (r: MemoryRegion) = if not (isNull r.RamBlock) then Some r.RamBlock.Bytes elif not (isNull r.Device) then Some r.Device.Storage else None
+            match store ra, store rb with
+            | Some sa, Some sb when pages sa <> pages sb ->
+                if straddles a || straddles b then verdicts.Add(KnownFinding(Findings.mmioAccessPastRegionEnd.Id, ra.Name))
+                else verdicts.Add(Violated(sprintf "region %s differs: map/unmap left %A, read/write left %A" ra.Name (pages sa |> List.map fst) (pages sb |> List.map fst)))
+            | _ -> ()
+        for c in Enum.GetValues<DirtyClient>() do
+            let da = a.Dirty.Pages(c) |> Set.ofSeq
+            let db = b.Dirty.Pages(c) |> Set.ofSeq
+            if da <> db then
+                verdicts.Add(Violated(sprintf "dirty %A pages differ: map/unmap %A, read/write %A" c (Set.toList da |> List.truncate 6) (Set.toList db |> List.truncate 6)))
+    let labels = [ sprintf "transfers: %s" (bucket transfers); (if mapsFailed then "a map failed (no comparison)" else "compared") ]
+    toProperty labels (List.ofSeq verdicts |> List.truncate 3)
+
+// ---------------------------------------------------------------- 9. no invented bytes
+
+/// When access_len does not exceed what the caller wrote through a bounce write mapping, every byte
+/// written back was produced by the caller; bytes the caller never wrote that do reach memory are
+/// marked (never-produced in Qemu72, zero-fill in Qemu92), exactly as many as there are.
+let noInventedBytes (impl: Implementation) (scenario: Scenario) =
+    let run = impl.Run scenario
+    let maps = successfulMaps run
+    let verdicts = ResizeArray<Verdict>()
+    let labels = ResizeArray<string>()
+    for s in run.Steps do
+        match executedUnmap s with
+        | Some u when maps.[u.Id].Mapping.Kind = MappingKind.Bounce && maps.[u.Id].Mapping.IsWrite ->
+            let info = maps.[u.Id]
+            let m = info.Mapping
+            let accessLen = accessLenOf u m
+            let written = callerBytes run u.Id s.Index
+            let unwritten = seq { 0UL .. accessLen - 1UL } |> Seq.filter (fun k -> accessLen > 0UL && not (written.ContainsKey k)) |> Seq.length
+            let r = s.Unmap.Value
+            let marked = r.NeverProducedBytesWrittenBack + r.ZeroFillBytesWrittenBack
+            labels.Add(if unwritten = 0 then "caller covered access_len" else "caller left bytes unwritten")
+            if marked <> unwritten then
+                verdicts.Add(Violated(sprintf "unmap %s (access_len %d): %d bytes reached memory that the caller never wrote, %d of them marked" u.Id accessLen (max marked unwritten) marked))
+            let _, carried = checkDeviceCoverage scenario.Layout info.Op.Space m.Addr m.Length m.Length true s.DeviceAccesses "no-invented-bytes"
+            let invented = carried.Keys |> Seq.filter (fun k -> not (written.ContainsKey k)) |> Seq.length
+            if invented > 0 && marked = 0 then
+                verdicts.Add(Violated(sprintf "unmap %s delivered %d bytes the caller never wrote, unmarked" u.Id invented))
+        | _ -> ()
+    if labels.Count = 0 then labels.Add "no bounce write-back"
+    toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+
+// ---------------------------------------------------------------- 10. flattening
+
+/// Translate agrees with a naive "topmost enabled region by priority" search for every probed address.
+let flattening (impl: Implementation) (scenario: Scenario) =
+    let run = impl.Run(Scenario(scenario.Profile, scenario.Layout, Array.empty))
+    let verdicts = ResizeArray<Verdict>()
+    let mutable probes = 0
+    for space in scenario.Layout.AddressSpaces do
+        let view = run.System.Space(space.Name).View
+        for p in Generators.interestingAddresses scenario.Layout space.Name |> Array.truncate 400 do
+            probes <- probes + 1
+            let got = view.Translate p
+            match resolve scenario.Layout space.Name p with
+            | None when not got.IsUnassigned ->
+                verdicts.Add(Violated(sprintf "%s 0x%x: FlatView says %s+0x%x, nothing is mapped there" space.Name p got.Region.Name got.Xlat))
+            | Some h when got.IsUnassigned || got.Region.Name <> h.Region.Name || got.Xlat <> h.Offset ->
+                verdicts.Add(Violated(sprintf "%s 0x%x: FlatView says %s+0x%x, the topmost region is %s+0x%x" space.Name p got.Region.Name got.Xlat h.Region.Name h.Offset))
+            | _ -> ()
+    let regions = scenario.Layout.AllRegions() |> Seq.length
+    let aliases = scenario.Layout.AllRegions() |> Seq.exists (fun r -> r.Kind = RegionKind.Alias && r.Name <> "dev-window")
+    let priorities = scenario.Layout.AllRegions() |> Seq.map (fun r -> r.Priority) |> Seq.distinct |> Seq.length
+    let labels = [ sprintf "regions: %s" (bucket regions); (if aliases then "with aliases" else "no aliases"); (if priorities > 1 then "mixed priorities" else "one priority") ]
+    toProperty labels (List.ofSeq verdicts |> List.truncate 3)

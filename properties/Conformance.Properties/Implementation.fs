@@ -1,0 +1,30 @@
+/// The implementation a property judges: the reference model, a deliberately broken variant of it, or
+/// (later) another target that can run scenarios.
+module Conformance.Properties.Implementation
+
+open Conformance.Model
+open Conformance.Model.Scenarios
+
+type Implementation =
+    { Name: string
+      /// Runs a scenario on a fresh instance.
+      Run: Scenario -> ScenarioRun
+      /// A fresh instance to drive directly.
+      NewSystem: LayoutSpec -> Profile -> MemorySystem }
+
+let ofFault (fault: Fault) =
+    { Name = (if fault = Fault.None then "reference model" else sprintf "broken variant %A" fault)
+      Run = fun s -> ScenarioRunner.Run(s, fault)
+      NewSystem = fun layout profile -> MemorySystem(layout, profile, fault) }
+
+let reference = ofFault Fault.None
+
+/// Runs the scenario, then unmaps whatever is still live and runs the bottom halves.
+let runAndRelease (impl: Implementation) (s: Scenario) =
+    let first = impl.Run s
+    let live =
+        first.Mappings
+        |> Seq.filter (fun kv -> kv.Value.Live)
+        |> Seq.map (fun kv -> UnmapOp(kv.Key, System.Nullable()) :> ScenarioOp)
+        |> List.ofSeq
+    impl.Run(Scenario(s.Profile, s.Layout, Array.append (Array.ofSeq s.Ops) (Array.ofList (live @ [ RunBottomHalvesOp() ]))))

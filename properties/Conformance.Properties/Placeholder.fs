@@ -1,2 +1,0 @@
-module Conformance.Properties.Placeholder
-let x = 1
