@@ -45,52 +45,49 @@ let callerBytes (run: ScenarioRun) (id: string) (uptoStep: int) =
             | _ -> ()
     bytes
 
-/// For each byte k of a transfer at addr, the (region, offset) a device access to it would carry.
-let deviceIndex (layout: LayoutSpec) (space: string) (addr: uint64) (len: uint64) (isWrite: bool) =
-    let index = Dictionary<struct (string * uint64), uint64>()
-    let kinds = Dictionary<uint64, Hit option>()
-    for k in 0UL .. len - 1UL do
-        let hit = resolve layout space (addr + k)
-        kinds.[k] <- hit
-        if reachesDevice hit isWrite then index.[struct (hit.Value.Region.Name, hit.Value.Offset)] <- k
-    index, kinds
-
-let private regionSize (layout: LayoutSpec) (name: string) =
-    layout.AllRegions() |> Seq.tryFind (fun r -> r.Name = name) |> Option.map (fun r -> r.Size)
-
-/// Checks the device accesses of one direction in a step against the transfer's bytes [0, limit):
-/// each access starts at a byte of the transfer, carries consecutive bytes in ascending order, stays
-/// below `limit`, and together they cover every byte below `limit` that reaches a device.
-/// Returns verdicts and the transfer offset of every byte carried.
-let checkDeviceCoverage (layout: LayoutSpec) (space: string) (addr: uint64) (len: uint64) (limit: uint64)
-                        (isWrite: bool) (accesses: DeviceAccess seq) (what: string) =
+/// Checks the device accesses of one direction in a step against QEMU's walk of the transfer's first
+/// `limit` bytes (Oracle.chunks): same callbacks, same order, and for writes the caller's bytes. Where
+/// QEMU's own walk breaks "exactly these bytes, each once, to the region they belong to" the case is
+/// reported as the registered finding (F-DMA-3: an access runs past its section; F-DMA-4: an access is
+/// widened to the device's minimum size). Returns verdicts and the bytes each transfer offset carried.
+let checkDeviceCoverage (layout: LayoutSpec) (space: string) (addr: uint64) (limit: uint64) (isWrite: bool)
+                        (accesses: DeviceAccess seq) (caller: IDictionary<uint64, byte>) (what: string) =
     let verdicts = ResizeArray<Verdict>()
     let carried = Dictionary<uint64, byte>()
-    if len > 0UL then
-        let index, _ = deviceIndex layout space addr len isWrite
-        let mutable next = 0UL
-        for a in accesses |> Seq.filter (fun a -> a.Access.IsWrite = isWrite) do
-            match index.TryGetValue(struct (a.Region, a.Access.Offset)) with
-            | false, _ -> verdicts.Add(Violated(sprintf "%s: %s %s is not a byte of the transfer 0x%x+%d" what a.Region (string a.Access) addr limit))
-            | true, k0 ->
-                if k0 < next then verdicts.Add(Violated(sprintf "%s: device access at transfer byte %d is out of address order (already at %d)" what k0 next))
-                for j in 0UL .. uint64 a.Access.Size - 1UL do
-                    let k = k0 + j
-                    if k >= limit then verdicts.Add(Violated(sprintf "%s: %s carries transfer byte %d, beyond the %d bytes that may reach devices" what (string a.Access) k limit))
-                    else
-                        carried.[k] <- byte (a.Access.Value >>> (8 * int j))
-                        match index.TryGetValue(struct (a.Region, a.Access.Offset + j)) with
-                        | true, k' when k' = k -> ()
-                        | _ ->
-                            match regionSize layout a.Region with
-                            | Some size when u128 (a.Access.Offset + j) >= size ->
-                                verdicts.Add(KnownFinding(Findings.mmioAccessPastRegionEnd.Id, sprintf "%s +0x%x past its end" a.Region (a.Access.Offset + j)))
-                            | _ -> verdicts.Add(Violated(sprintf "%s: byte %d of %s does not belong to %s" what k (string a.Access) a.Region))
-                next <- max next (k0 + uint64 a.Access.Size)
-        for KeyValue(struct (region, off), k) in index do
-            if k < limit && not (carried.ContainsKey k) then
-                verdicts.Add(Violated(sprintf "%s: transfer byte %d (%s +0x%x) never reached the device" what k region off))
+    let actual = accesses |> Seq.filter (fun a -> a.Access.IsWrite = isWrite) |> List.ofSeq
+    let cs = chunks layout space addr limit isWrite
+    let expected = deviceAccesses cs isWrite
+    let shown (e: ExpectedAccess) = sprintf "%s +0x%x size %d" e.Region e.Offset e.Size
+    let shownActual (a: DeviceAccess) = sprintf "%s +0x%x size %d" a.Region a.Access.Offset a.Access.Size
+    if actual.Length <> expected.Length || List.exists2 (fun (a: DeviceAccess) e -> a.Region <> e.Region || a.Access.Offset <> e.Offset || a.Access.Size <> e.Size) actual expected then
+        let firstDiff =
+            Seq.zip (Seq.append (actual |> Seq.map (shownActual >> Some)) (Seq.initInfinite (fun _ -> None)))
+                    (Seq.append (expected |> Seq.map (shown >> Some)) (Seq.initInfinite (fun _ -> None)))
+            |> Seq.take (max actual.Length expected.Length)
+            |> Seq.tryFindIndex (fun (x, y) -> x <> y)
+        let i = defaultArg firstDiff 0
+        let at (xs: string list) = if i < xs.Length then xs.[i] else "nothing"
+        verdicts.Add(Violated(sprintf "%s: the devices saw %d %s callbacks, QEMU's walk of the %d bytes at 0x%x makes %d; first difference at #%d: got %s, expected %s"
+                                  what actual.Length (if isWrite then "write" else "read") limit addr expected.Length (i + 1)
+                                  (at (actual |> List.map shownActual)) (at (expected |> List.map shown))))
+    else
+        for (a, e) in List.zip actual expected do
+            for j in 0UL .. uint64 a.Access.Size - 1UL do
+                let k = e.FirstByte + j
+                if k < limit then
+                    let b = byte (a.Access.Value >>> (8 * int j))
+                    carried.[k] <- b
+                    if isWrite then
+                        match caller.TryGetValue k with
+                        | true, wanted when wanted <> b -> verdicts.Add(Violated(sprintf "%s: %s carried 0x%02x for byte %d; the caller wrote 0x%02x" what (shownActual a) b k wanted))
+                        | _ -> ()
+    if cs |> List.exists (fun c -> not c.Direct && c.Straddles) then
+        verdicts.Add(KnownFinding(Findings.mmioAccessPastRegionEnd.Id, what))
+    if expected |> List.exists (fun e -> e.Widened) then
+        verdicts.Add(KnownFinding(Findings.accessWidened.Id, what))
     List.ofSeq verdicts, carried
+
+let private noCallerBytes = Dictionary<uint64, byte>() :> IDictionary<uint64, byte>
 
 let private bucket n = if n = 0 then "0" elif n = 1 then "1" elif n <= 4 then "2-4" else "5+"
 
@@ -147,14 +144,10 @@ let writeBackOnUnmap (impl: Implementation) (scenario: Scenario) =
                 | Some u when u.Id = id ->
                     let accessLen = accessLenOf u m
                     labels.Add(if accessLen = 0UL then "access_len 0" elif accessLen < m.Length then "partial access_len" else "full access_len")
-                    let vs, carried = checkDeviceCoverage scenario.Layout info.Op.Space m.Addr m.Length accessLen true s.DeviceAccesses (sprintf "unmap %s" id)
+                    let caller = callerBytes run id s.Index
+                    let vs, carried = checkDeviceCoverage scenario.Layout info.Op.Space m.Addr accessLen true s.DeviceAccesses caller (sprintf "unmap %s" id)
                     verdicts.AddRange vs
                     if carried.Count > 0 then labels.Add "write-back reached a device"
-                    let caller = callerBytes run id s.Index
-                    for KeyValue(k, b) in carried do
-                        match caller.TryGetValue k with
-                        | true, expected when expected <> b -> verdicts.Add(Violated(sprintf "unmap %s wrote 0x%02x to the device for byte %d; the caller wrote 0x%02x" id b k expected))
-                        | _ -> ()
                 | _ -> ()
     if labels.Count = 0 then labels.Add "no bounce write mapping"
     toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
@@ -174,15 +167,17 @@ let readAtMap (impl: Implementation) (scenario: Scenario) =
             let mapStep = run.Steps.[info.Step]
             if mapStep.DeviceAccesses |> Seq.exists (fun a -> a.Access.IsWrite) then
                 verdicts.Add(Violated(sprintf "read mapping %s wrote to a device" id))
-            let vs, carried = checkDeviceCoverage scenario.Layout info.Op.Space m.Addr m.Length m.Length false mapStep.DeviceAccesses (sprintf "map %s" id)
+            let vs, carried = checkDeviceCoverage scenario.Layout info.Op.Space m.Addr m.Length false mapStep.DeviceAccesses noCallerBytes (sprintf "map %s" id)
             verdicts.AddRange vs
             labels.Add(if carried.Count > 0 then "bounce read filled from a device" else "bounce read of ROM-less hole or RAM tail")
             for s in run.Steps do
                 match s.Op with
                 | :? ReadMappedOp as r when r.Id = id && isNull s.Skipped && not (isNull s.BytesRead) ->
+                    // bytes the caller overwrote through the (read) mapping are its own business
+                    let overwritten = callerBytes run id s.Index
                     s.BytesRead |> Array.iteri (fun i b ->
                         match carried.TryGetValue(r.Offset + uint64 i) with
-                        | true, fromDevice when fromDevice <> b ->
+                        | true, fromDevice when fromDevice <> b && not (overwritten.ContainsKey(r.Offset + uint64 i)) ->
                             verdicts.Add(Violated(sprintf "reading through %s gave 0x%02x at byte %d; the device returned 0x%02x at map time" id b (r.Offset + uint64 i) fromDevice))
                         | _ -> ())
                 | _ -> ()
@@ -205,16 +200,22 @@ let private pagesOf (startOffset: uint64) (len: uint64) =
     if len = 0UL then Set.empty
     else set [ startOffset / 4096UL .. (startOffset + len - 1UL) / 4096UL ]
 
-/// Pages a write of `len` bytes at `addr` through dispatch (address_space_write) must dirty: the RAM bytes' pages.
+/// Pages a write of `len` bytes at `addr` through dispatch (address_space_write) dirties: the pages of
+/// the RAM chunks of QEMU's walk. Also whether that walk skips RAM bytes an I/O access ran over (F-DMA-3).
 let private expectedWritePages (layout: LayoutSpec) (space: string) (addr: uint64) (len: uint64) =
-    seq {
-        for k in 0UL .. len - 1UL do
-            let hit = resolve layout space (addr + k)
-            if writesRam hit then
-                for c in activeClients layout hit.Value.Region do
-                    yield struct (c, hit.Value.Region.Name, hit.Value.Offset / 4096UL)
-    }
-    |> Set.ofSeq
+    let cs = chunks layout space addr len true
+    let pages =
+        seq {
+            for c in cs do
+                if c.Direct then
+                    let h = c.Hit.Value
+                    for cl in activeClients layout h.Region do
+                        for p in pagesOf c.Offset c.Length do
+                            yield struct (cl, h.Region.Name, p)
+        }
+        |> Set.ofSeq
+    let swallowsRam = cs |> List.exists (fun c -> not c.Direct && c.Straddles)
+    pages, swallowsRam
 
 /// A write unmap of RAM dirties exactly the pages of [addr, addr+access_len) in every active client;
 /// read unmaps dirty nothing; one-at-a-time writes dirty the pages of the RAM bytes they write.
@@ -245,9 +246,15 @@ let dirtyExactness (impl: Implementation) (scenario: Scenario) =
                         exp, finding, (if accessLen = 0UL then "direct write unmap, access_len 0" else "direct write unmap")
                     | None -> Set.empty, Set.empty, "direct write unmap"
                 else
-                    (if accessLen = 0UL then Set.empty else expectedWritePages scenario.Layout info.Op.Space m.Addr accessLen), Set.empty, "bounce write unmap"
+                    if accessLen = 0UL then Set.empty, Set.empty, "bounce write unmap"
+                    else
+                        let pages, swallows = expectedWritePages scenario.Layout info.Op.Space m.Addr accessLen
+                        if swallows then verdicts.Add(KnownFinding(Findings.mmioAccessPastRegionEnd.Id, sprintf "step %d" (s.Index + 1)))
+                        pages, Set.empty, "bounce write unmap"
             | (:? WriteOp as w), _ when isNull s.Skipped && w.Data.Length > 0 ->
-                expectedWritePages scenario.Layout w.Space w.Addr (uint64 w.Data.Length), Set.empty, "one-at-a-time write"
+                let pages, swallows = expectedWritePages scenario.Layout w.Space w.Addr (uint64 w.Data.Length)
+                if swallows then verdicts.Add(KnownFinding(Findings.mmioAccessPastRegionEnd.Id, sprintf "step %d" (s.Index + 1)))
+                pages, Set.empty, "one-at-a-time write"
             | _ -> Set.empty, Set.empty, "other"
         if what <> "other" then labels.Add what
         let unexpected = newly - expected
@@ -300,16 +307,23 @@ let mapLength (impl: Implementation) (scenario: Scenario) =
                     fail (sprintf "mapped as %A, but the region (%s) is %s for %s" m.Kind (hit |> Option.map (fun h -> string h.Region.Kind) |> Option.defaultValue "unassigned")
                               (if direct then "direct" else "not direct") (if op.Write then "writes" else "reads"))
                 elif direct then
-                    let expected = contiguousRun scenario.Layout op.Space op.Addr op.Len
+                    let run = contiguousRun scenario.Layout op.Space op.Addr op.Len
+                    let h = hit.Value
+                    // Only RAM is clamped to its section (address_space_translate_internal); a romd device is
+                    // clamped at the end of its RAMBlock alone (qemu_ram_ptr_length).
+                    let expected = if isRam hit then run else min op.Len (low64 (h.Region.Size - u128 h.Offset))
                     labels.Add(if expected < op.Len then "direct, clipped" else "direct, whole request")
-                    if m.Length <> expected then fail (sprintf "direct mapping of %d bytes; the region stays contiguous for %d" m.Length expected)
+                    if m.Length <> expected then fail (sprintf "direct mapping of %d bytes; expected %d (the region stays contiguous for %d)" m.Length expected run)
+                    elif expected > run then verdicts.Add(KnownFinding(Findings.romdMapPastSection.Id, sprintf "map %s" op.Id))
                     if m.Region.Name <> hit.Value.Region.Name || m.Xlat <> hit.Value.Offset then
                         fail (sprintf "direct mapping points at %s+0x%x, the address is %s+0x%x" m.Region.Name m.Xlat hit.Value.Region.Name hit.Value.Offset)
                 else
+                    // address_space_translate_internal clamps RAM-backed regions (ROM too) to their section first
+                    let request = if isRam hit then contiguousRun scenario.Layout op.Space op.Addr op.Len else op.Len
                     let expected =
                         match scenario.Profile with
-                        | Profile.Qemu72 -> min op.Len ProfileFacts.TargetPageSize
-                        | _ -> min op.Len (budgetOf op.Space - prevUsed.[op.Space])
+                        | Profile.Qemu72 -> min request ProfileFacts.TargetPageSize
+                        | _ -> min request (budgetOf op.Space - prevUsed.[op.Space])
                     labels.Add(if expected < op.Len then "bounce, partial grant" else "bounce, whole request")
                     if m.Length <> expected then fail (sprintf "bounce mapping of %d bytes; expected %d" m.Length expected)
                     // F-DMA-2: does the bounce cover more than the first section?
@@ -520,13 +534,13 @@ let noInventedBytes (impl: Implementation) (scenario: Scenario) =
             let m = info.Mapping
             let accessLen = accessLenOf u m
             let written = callerBytes run u.Id s.Index
-            let unwritten = seq { 0UL .. accessLen - 1UL } |> Seq.filter (fun k -> accessLen > 0UL && not (written.ContainsKey k)) |> Seq.length
+            let unwritten = if accessLen = 0UL then 0 else seq { 0UL .. accessLen - 1UL } |> Seq.filter (fun k -> not (written.ContainsKey k)) |> Seq.length
             let r = s.Unmap.Value
             let marked = r.NeverProducedBytesWrittenBack + r.ZeroFillBytesWrittenBack
             labels.Add(if unwritten = 0 then "caller covered access_len" else "caller left bytes unwritten")
             if marked <> unwritten then
                 verdicts.Add(Violated(sprintf "unmap %s (access_len %d): %d bytes reached memory that the caller never wrote, %d of them marked" u.Id accessLen (max marked unwritten) marked))
-            let _, carried = checkDeviceCoverage scenario.Layout info.Op.Space m.Addr m.Length m.Length true s.DeviceAccesses "no-invented-bytes"
+            let _, carried = checkDeviceCoverage scenario.Layout info.Op.Space m.Addr accessLen true s.DeviceAccesses noCallerBytes "no-invented-bytes"
             let invented = carried.Keys |> Seq.filter (fun k -> not (written.ContainsKey k)) |> Seq.length
             if invented > 0 && marked = 0 then
                 verdicts.Add(Violated(sprintf "unmap %s delivered %d bytes the caller never wrote, unmarked" u.Id invented))

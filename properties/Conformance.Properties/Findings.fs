@@ -37,15 +37,37 @@ let bounceSpansSections =
 
 let mmioAccessPastRegionEnd =
     { Id = "F-DMA-3"
-      Title = "An MMIO access can run past the end of its region, carrying bytes that belong to the next region"
+      Title = "An I/O access (to MMIO or a hole) can run past the end of its section: the next region's bytes go to the first one, past its end, and the next region never sees them"
       Property = "write-back-on-unmap"
       Evidence =
         [ "softmmu/physmem.c:flatview_read_continue / flatview_write_continue size each I/O access with memory_access_size (alignment and valid.max_access_size), not with the section length"
           "softmmu/memory.c:memory_region_access_valid checks size and alignment, not the region bounds"
           "the address_space_translate_internal comment: MMIO registers are expected to take full-width accesses based only on their address" ]
-      Impact = "A region whose size is not a multiple of the access size receives the neighbouring region's bytes at offsets past its end; the neighbour never sees them."
+      Impact = "A region whose size is not a multiple of the access size receives the neighbouring region's bytes at offsets past its end, and the neighbour (even RAM) never gets them: a DMA write that starts in a hole just below RAM can lose the first RAM bytes."
       Scenario = "fixtures/findings/F-DMA-3.json" }
 
-let all = [ zeroLengthDirty; bounceSpansSections; mmioAccessPastRegionEnd ]
+let accessWidened =
+    { Id = "F-DMA-4"
+      Title = "An access narrower than a device's impl.min_access_size is widened: a write carries zero bytes the transfer did not contain"
+      Property = "write-back-on-unmap"
+      Evidence =
+        [ "softmmu/memory.c:access_with_adjusted_size: access_size = MAX(MIN(size, access_size_max), access_size_min), no read-modify-write"
+          "softmmu/memory.c:memory_region_write_accessor masks the value with the widened access size, so the extra bytes are zeros" ]
+      Impact = "A 1-byte DMA write-back to a device with impl.min_access_size 2 or 4 also writes zeros to the neighbouring bytes of that register."
+      Scenario = "fixtures/findings/F-DMA-4.json" }
+
+let romdMapPastSection =
+    { Id = "F-DMA-5"
+      Title = "A direct read mapping of a ROM device in romd mode is clamped at the end of its RAMBlock, not of its section: it can cover bytes the guest sees as another region"
+      Property = "map-length"
+      Evidence =
+        [ "softmmu/physmem.c:address_space_translate_internal clamps the length only when memory_region_is_ram(mr); a ROM device is not ram"
+          "softmmu/physmem.c:flatview_extend_translation returns the whole request at once when the first piece already covers it"
+          "softmmu/physmem.c:qemu_ram_ptr_length clamps to block->max_length only"
+          "semantics.md §2.4 M12 (code-derived)" ]
+      Impact = "Where a higher-priority region overlays part of a romd device, a device reading through the mapping sees the ROM image instead of the overlaying region."
+      Scenario = "fixtures/findings/F-DMA-5.json" }
+
+let all = [ zeroLengthDirty; bounceSpansSections; mmioAccessPastRegionEnd; accessWidened; romdMapPastSection ]
 
 let byId id = all |> List.find (fun f -> f.Id = id)

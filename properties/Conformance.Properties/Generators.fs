@@ -136,6 +136,8 @@ let genMapLen =
 let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> =
     let spaces = layout.AddressSpaces |> Seq.map (fun a -> a.Name) |> Array.ofSeq
     let points = spaces |> Array.map (fun s -> s, interestingAddresses layout s) |> Map.ofArray
+    let bouncing =
+        spaces |> Array.map (fun s -> s, points.[s] |> Array.filter (fun p -> not (isDirect (resolve layout s p) true))) |> Map.ofArray
     let genAddr space =
         Gen.frequency [ 9, Gen.elements points.[space]
                         1, Gen.choose (0, Int32.MaxValue) |> Gen.map (fun x -> uint64 x * 0x9E3779B9UL) ]
@@ -146,7 +148,10 @@ let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> =
         for i in 0 .. n - 1 do
             let! space = Gen.elements spaces
             let! choice = Gen.frequency [ 8, Gen.constant 0; 4, Gen.constant 1; 6, Gen.constant 2; 2, Gen.constant 3
-                                          2, Gen.constant 4; 2, Gen.constant 5; 1, Gen.constant 6; 2, Gen.constant 7; 1, Gen.constant 8 ]
+                                          2, Gen.constant 4; 2, Gen.constant 5; 1, Gen.constant 6; 2, Gen.constant 7; 1, Gen.constant 8; 1, Gen.constant 9 ]
+            let! contendAddr = if bouncing.[space].Length = 0 then Gen.constant 0UL else Gen.elements bouncing.[space]
+            let! contendLen = Gen.elements [ 4096UL; 8192UL; 65536UL ]
+            let! withdraw = Gen.elements [ true; false ]
             let! pick = Gen.choose (0, 1000)
             let someId () = if mapIds.Count = 0 then None else Some mapIds.[pick % mapIds.Count]
             let! addr = genAddr space
@@ -176,6 +181,14 @@ let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> =
             | 5 -> ops.Add(RegisterClientOp(space, client))
             | 6 -> ops.Add(UnregisterClientOp(space, client))
             | 7 -> ops.Add(RunBottomHalvesOp())
+            | 9 ->
+                // Contention motif: take bounce space, wait for it as a map client (perhaps giving up), release it.
+                let id = sprintf "m%d" i
+                ops.Add(MapOp(id, space, contendAddr, contendLen, true))
+                ops.Add(RegisterClientOp(space, client))
+                if withdraw then ops.Add(UnregisterClientOp(space, client))
+                ops.Add(UnmapOp(id, Nullable 0UL))
+                ops.Add(RunBottomHalvesOp())
             | _ ->
                 match someId () with
                 | Some id -> ops.Add(ReadMappedOp(id, 0UL, Nullable()))

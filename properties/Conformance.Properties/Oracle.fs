@@ -86,7 +86,7 @@ let ownerOf (hit: Hit option) =
 
 /// Every absolute address where the resolution of `space` may change: starts and ends of all regions
 /// as placed (through aliases too). Between two consecutive points the hit is one region, contiguous.
-let boundaries (spec: LayoutSpec) (space: string) : Set<uint64> =
+let private computeBoundaries (spec: LayoutSpec) (space: string) : uint64[] =
     let points = Collections.Generic.HashSet<uint64>()
     let add (x: UInt128) = if x < two64 then points.Add(low64 x) |> ignore
     let rec walk (r: RegionSpec) (start: UInt128) depth =
@@ -108,7 +108,31 @@ let boundaries (spec: LayoutSpec) (space: string) : Set<uint64> =
     let root = rootOf spec space
     walk root (u128 root.Addr) 0
     points.Add 0UL |> ignore
-    Set.ofSeq points
+    points |> Seq.sort |> Array.ofSeq
+
+let private boundaryCache = System.Runtime.CompilerServices.ConditionalWeakTable<LayoutSpec, Collections.Concurrent.ConcurrentDictionary<string, uint64[]>>()
+
+/// Sorted boundary points of an address space (cached per layout).
+let boundaries (spec: LayoutSpec) (space: string) : uint64[] =
+    let perSpace = boundaryCache.GetValue(spec, fun _ -> Collections.Concurrent.ConcurrentDictionary<string, uint64[]>())
+    perSpace.GetOrAdd(space, fun s -> computeBoundaries spec s)
+
+/// The transfer [addr, addr+len) cut where the resolution may change: (first byte, end byte, hit at the
+/// first byte) with offsets relative to addr; inside a piece the hit's offset grows with the address.
+/// Addresses wrap at 2^64 as hwaddr arithmetic does.
+let segments (spec: LayoutSpec) (space: string) (addr: uint64) (len: uint64) : (uint64 * uint64 * Hit option) list =
+    let points = boundaries spec space
+    let piece (start: uint64) (count: uint64) (kBase: uint64) =
+        let endA = u128 start + u128 count
+        let cuts = points |> Array.filter (fun p -> p > start && u128 p < endA) |> Array.map (fun p -> p - start) |> List.ofArray
+        let starts = 0UL :: cuts
+        let ends = cuts @ [ count ]
+        List.map2 (fun k0 k1 -> kBase + k0, kBase + k1, resolve spec space (start + k0)) starts ends
+    if len = 0UL then []
+    elif u128 addr + u128 len <= two64 then piece addr len 0UL
+    else
+        let first = 0UL - addr
+        piece addr first 0UL @ piece 0UL (len - first) first
 
 /// Oracle for a direct mapping's length: how far from `addr` the bytes stay in the same region at
 /// contiguous offsets (flatview_extend_translation), capped by the request and the end of the region.
@@ -121,7 +145,6 @@ let contiguousRun (spec: LayoutSpec) (space: string) (addr: uint64) (request: ui
         let candidates =
             boundaries spec space
             |> Seq.filter (fun p -> p > addr && u128 p < endAddr)
-            |> Seq.sort
         let broken =
             candidates
             |> Seq.tryFind (fun p ->
@@ -131,3 +154,60 @@ let contiguousRun (spec: LayoutSpec) (space: string) (addr: uint64) (request: ui
         match broken with
         | Some p -> p - addr
         | None -> limit
+
+/// The access rules a hit's accesses follow: its own ops, ram_device_mem_ops for RAM devices, and
+/// unassigned_mem_ops (defaults) for holes and for ROM/RAM written through dispatch.
+let rulesOf (hit: Hit option) =
+    match hit with
+    | Some h when not (isNull h.Region.Access) && (h.Region.Kind = RegionKind.Io || h.Region.Kind = RegionKind.RomDevice || h.Region.Kind = RegionKind.RamDevice) -> h.Region.Access
+    | Some h when h.Region.Kind = RegionKind.RamDevice -> AccessRules.RamDevice
+    | _ -> AccessRules.Default
+
+let pow2floor (x: uint64) = if x = 0UL then 0UL else 1UL <<< (63 - Numerics.BitOperations.LeadingZeroCount x)
+
+/// softmmu/physmem.c:memory_access_size, restated.
+let accessSize (rules: AccessRules) (l: uint64) (offset: uint64) =
+    let mutable max = uint64 rules.EffectiveValidMax
+    if not rules.ImplUnaligned then
+        let align = offset &&& (~~~offset + 1UL)
+        if align <> 0UL && align < max then max <- align
+    pow2floor (min l max)
+
+/// One step of QEMU's walk over a transfer: bytes [Start, Start+Length) of the transfer go to Hit at
+/// Offset in one go (a memcpy for direct RAM, one dispatch for I/O). SegmentEnd is where the hit stops.
+type Chunk =
+    { Start: uint64; Length: uint64; Hit: Hit option; Offset: uint64; Direct: bool; SegmentEnd: uint64 }
+    member c.Straddles = c.Start + c.Length > c.SegmentEnd
+
+/// softmmu/physmem.c:flatview_read_continue / flatview_write_continue, restated over the naive
+/// resolution: RAM is clamped to its section, I/O accesses are sized by memory_access_size only.
+let chunks (spec: LayoutSpec) (space: string) (addr: uint64) (len: uint64) (isWrite: bool) : Chunk list =
+    let segs = segments spec space addr len |> Array.ofList
+    let result = ResizeArray<Chunk>()
+    let mutable pos = 0UL
+    let mutable si = 0
+    while pos < len do
+        while (let (_, s1, _) = segs.[si] in s1 <= pos) do si <- si + 1
+        let (s0, s1, hit) = segs.[si]
+        let offset = match hit with Some h -> h.Offset + (pos - s0) | None -> addr + pos
+        let direct = isDirect hit isWrite
+        let mutable l = len - pos
+        if isRam hit then l <- min l (s1 - pos)
+        if not direct then l <- accessSize (rulesOf hit) l offset
+        result.Add { Start = pos; Length = l; Hit = hit; Offset = offset; Direct = direct; SegmentEnd = s1 }
+        pos <- pos + l
+    List.ofSeq result
+
+/// A device callback QEMU makes for a chunk (softmmu/memory.c:access_with_adjusted_size): region,
+/// offset, size, and the transfer byte its first byte carries.
+type ExpectedAccess = { Region: string; Offset: uint64; Size: uint32; FirstByte: uint64; Widened: bool }
+
+let deviceAccesses (cs: Chunk list) (isWrite: bool) =
+    [ for c in cs do
+        if reachesDevice c.Hit isWrite then
+            let rules = rulesOf c.Hit
+            let size = max (min c.Length (uint64 rules.EffectiveImplMax)) (uint64 rules.EffectiveImplMin)
+            let mutable i = 0UL
+            while i < c.Length do
+                yield { Region = c.Hit.Value.Region.Name; Offset = c.Offset + i; Size = uint32 size; FirstByte = c.Start + i; Widened = size > c.Length }
+                i <- i + size ]

@@ -13,6 +13,7 @@ public sealed class MemorySystem
     private readonly List<Mapping> _live = new();
     private readonly List<string> _pendingBottomHalves = new();
     private readonly MapClientList _globalClients = new();
+    private readonly List<DeviceAccess> _journal = new();
     private int _nextMappingId = 1;
 
     /// <summary>Qemu72: the one process-global bounce buffer (bounce.in_use).</summary>
@@ -33,6 +34,9 @@ public sealed class MemorySystem
     public IReadOnlyCollection<Owner> Owners => _topology.Owners;
     public DirtyMemory Dirty { get; } = new();
     public IReadOnlyList<Mapping> LiveMappings => _live;
+
+    /// <summary>Every device callback in the order it happened, across all devices.</summary>
+    public IReadOnlyList<DeviceAccess> AccessJournal => _journal;
 
     public AddressSpace Space(string name) =>
         AddressSpaces.FirstOrDefault(a => a.Name == name) ?? throw new ArgumentException($"no address space '{name}'");
@@ -342,7 +346,7 @@ public sealed class MemorySystem
     }
 
     /// <summary>memory_region_dispatch_read → access_with_adjusted_size; invalid accesses read as 0 (unassigned_mem_read).</summary>
-    private static ulong DispatchRead(MemoryRegion mr, ulong addr, uint size)
+    private ulong DispatchRead(MemoryRegion mr, ulong addr, uint size)
     {
         if (!AccessValid(mr, addr, size)) return 0;
         var rules = mr.Device!.Rules;
@@ -350,19 +354,23 @@ public sealed class MemorySystem
         ulong mask = accessSize >= 8 ? ulong.MaxValue : (1UL << (int)(accessSize * 8)) - 1;
         ulong value = 0;
         for (uint i = 0; i < size; i += accessSize)
-            value |= (mr.Device.Read(addr + i, accessSize) & mask) << (int)(i * 8);
+        {
+            var access = mr.Device.Read(addr + i, accessSize);
+            _journal.Add(new DeviceAccess(mr.Name, access));
+            value |= (access.Value & mask) << (int)(i * 8);
+        }
         return value;
     }
 
     /// <summary>memory_region_dispatch_write; invalid accesses are dropped (unassigned_mem_write).</summary>
-    private static void DispatchWrite(MemoryRegion mr, ulong addr, uint size, ulong value)
+    private void DispatchWrite(MemoryRegion mr, ulong addr, uint size, ulong value)
     {
         if (!AccessValid(mr, addr, size)) return;
         var rules = mr.Device!.Rules;
         uint accessSize = Math.Max(Math.Min(size, rules.EffectiveImplMax), rules.EffectiveImplMin);
         ulong mask = accessSize >= 8 ? ulong.MaxValue : (1UL << (int)(accessSize * 8)) - 1;
         for (uint i = 0; i < size; i += accessSize)
-            mr.Device.Write(addr + i, accessSize, (value >> (int)(i * 8)) & mask);
+            _journal.Add(new DeviceAccess(mr.Name, mr.Device.Write(addr + i, accessSize, (value >> (int)(i * 8)) & mask)));
     }
 
     // ------------------------------------------------------------------ references and dirty memory

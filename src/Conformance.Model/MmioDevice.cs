@@ -25,23 +25,28 @@ public sealed class MmioDevice
 
     public IReadOnlyList<MmioAccess> Log => _log;
 
-    /// <summary>One callback of <paramref name="size"/> bytes (1..8).</summary>
-    internal ulong Read(ulong offset, uint size)
+    /// <summary>One read callback of <paramref name="size"/> bytes (1..8); returns what it logged.</summary>
+    internal MmioAccess Read(ulong offset, uint size)
     {
         Span<byte> bytes = stackalloc byte[8];
         bytes.Clear();
         Storage.Read(offset, bytes[..(int)size]);
-        ulong value = BitConverter.ToUInt64(bytes);
-        _log.Add(new MmioAccess(false, offset, size, value));
-        return value;
+        var access = new MmioAccess(false, offset, size, BitConverter.ToUInt64(bytes));
+        _log.Add(access);
+        return access;
     }
 
-    internal void Write(ulong offset, uint size, ulong value)
+    /// <summary>One write callback; returns what it logged.</summary>
+    internal MmioAccess Write(ulong offset, uint size, ulong value)
     {
-        _log.Add(new MmioAccess(true, offset, size, value));
-        if (!WritesStore) return;
-        Span<byte> bytes = stackalloc byte[8];
-        BitConverter.TryWriteBytes(bytes, value);
-        Storage.Write(offset, bytes[..(int)size]);
+        var access = new MmioAccess(true, offset, size, value);
+        _log.Add(access);
+        if (WritesStore)
+        {
+            Span<byte> bytes = stackalloc byte[8];
+            BitConverter.TryWriteBytes(bytes, value);
+            Storage.Write(offset, bytes[..(int)size]);
+        }
+        return access;
     }
 }

@@ -31,8 +31,7 @@ public static class ScenarioRunner
     {
         var steps = new List<StepRecord>(scenario.Ops.Count);
         var mappings = new Dictionary<string, Mapping>();
-        var devices = system.Regions.Where(r => r.Device is not null).ToList();
-        var logCounts = devices.Select(d => d.Device!.Log.Count).ToArray();
+        int journalSeen = system.AccessJournal.Count;
         var dirtyBefore = Enum.GetValues<DirtyClient>().ToDictionary(c => c, c => new HashSet<ulong>(system.Dirty.Pages(c)));
 
         for (int i = 0; i < scenario.Ops.Count; i++)
@@ -124,13 +123,8 @@ public static class ScenarioRunner
                     break;
             }
 
-            var accesses = new List<DeviceAccess>();
-            for (int d = 0; d < devices.Count; d++)
-            {
-                var log = devices[d].Device!.Log;
-                for (int k = logCounts[d]; k < log.Count; k++) accesses.Add(new DeviceAccess(devices[d].Name, log[k]));
-                logCounts[d] = log.Count;
-            }
+            var accesses = system.AccessJournal.Skip(journalSeen).ToList();
+            journalSeen = system.AccessJournal.Count;
             var newlyDirty = new List<DirtyPage>();
             foreach (var client in Enum.GetValues<DirtyClient>())
             {

@@ -1,8 +1,5 @@
 namespace Conformance.Model.Scenarios;
 
-/// <summary>A device callback observed during a step, with the region it went to.</summary>
-public readonly record struct DeviceAccess(string Region, MmioAccess Access);
-
 /// <summary>A page that became dirty during a step: client, RAM block, page index inside the block.</summary>
 public readonly record struct DirtyPage(DirtyClient Client, string Block, ulong Page);
 

@@ -1,0 +1,126 @@
+/// Runs catalogue properties with FsCheck and turns the result into something a user can act on:
+/// pass/fail, case count, case distribution, and for a failure the shrunk scenario (JSON and trace),
+/// the replay token and one command line that reproduces it.
+module Conformance.Properties.Runner
+
+open System
+open FsCheck
+open Conformance.Model
+open Conformance.Model.Scenarios
+open Conformance.Properties.Implementation
+open Conformance.Properties.Catalogue
+
+/// FsCheck's random state and size of the failing case: replaying it regenerates the same case first.
+type ReplayToken =
+    { Seed: uint64; Gamma: uint64; Size: int }
+    override t.ToString() = sprintf "%d,%d,%d" t.Seed t.Gamma t.Size
+    static member Parse(s: string) =
+        match s.Split(',') with
+        | [| a; b; c |] -> { Seed = UInt64.Parse a; Gamma = UInt64.Parse b; Size = Int32.Parse c }
+        | _ -> failwithf "a replay token is seed,gamma,size (got '%s')" s
+
+type Outcome =
+    { Entry: Entry
+      Profile: Profile
+      Implementation: string
+      Passed: bool
+      Exhausted: bool
+      Tests: int
+      Shrinks: int
+      /// Labels with the percentage of cases that carried them.
+      Distribution: (string * float) list
+      Message: string
+      Counterexample: Scenario option
+      Replay: ReplayToken option }
+
+/// Environment variable carrying a replay token into `dotnet test`.
+let ReplayVariable = "CONFORMANCE_REPLAY"
+/// Environment variable raising (or lowering) the number of cases per property.
+let MaxTestVariable = "CONFORMANCE_MAX_TEST"
+
+let defaultMaxTest () =
+    match Environment.GetEnvironmentVariable MaxTestVariable with
+    | null | "" -> 1000
+    | s -> Int32.Parse s
+
+let testName (entry: Entry) (profile: Profile) = sprintf "%s_%A" (entry.Name.Replace('-', '_')) profile
+
+let replayCommands (entry: Entry) (profile: Profile) (token: ReplayToken) =
+    [ sprintf "%s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~DmaPropertyTests.%s\"" ReplayVariable token (testName entry profile)
+      sprintf "dotnet run --project src/Conformance.Cli -- check --property %s --profile %A --replay %O" entry.Name profile token ]
+
+type private Capture() =
+    member val Result: TestResult option = None with get, set
+    interface IRunner with
+        member _.OnStartFixture _ = ()
+        member _.OnArguments(_, _, _) = ()
+        member _.OnShrink(_, _) = ()
+        member this.OnFinished(_, result) = this.Result <- Some result
+
+let private distribution (data: TestData) =
+    let total = float (max 1 data.NumberOfTests)
+    data.Stamps
+    |> Seq.collect (fun (count, labels) -> labels |> Seq.map (fun l -> l, count))
+    |> Seq.groupBy fst
+    |> Seq.map (fun (label, xs) -> label, 100.0 * float (xs |> Seq.sumBy snd) / total)
+    |> Seq.sortByDescending snd
+    |> List.ofSeq
+
+/// Checks one catalogue entry against an implementation for one profile.
+let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int) (replay: ReplayToken option) : Outcome =
+    let capture = Capture()
+    let config =
+        Config.Quick
+            .WithMaxTest(maxTest)
+            .WithQuietOnSuccess(true)
+            .WithRunner(capture)
+            .WithReplay(replay |> Option.map (fun r -> { Rnd = Rnd(r.Seed, r.Gamma); Size = Some r.Size }))
+    let property = FsCheck.FSharp.Prop.forAll (entry.Arbitrary profile) (entry.Check impl)
+    Check.One(config, property)
+    let blank = { Entry = entry; Profile = profile; Implementation = impl.Name; Passed = false; Exhausted = false; Tests = 0; Shrinks = 0
+                  Distribution = []; Message = ""; Counterexample = None; Replay = None }
+    match capture.Result with
+    | Some(TestResult.Passed(data, _)) ->
+        { blank with Passed = true; Tests = data.NumberOfTests; Distribution = distribution data }
+    | Some(TestResult.Exhausted data) ->
+        { blank with Exhausted = true; Tests = data.NumberOfTests; Distribution = distribution data; Message = "gave up: too many discarded cases" }
+    | Some(TestResult.Failed(data, _, shrunk, outcome, originalRnd, _, size)) ->
+        let scenario = shrunk |> List.tryPick (function :? Scenario as s -> Some s | _ -> None)
+        let message =
+            match outcome with
+            | _ when not data.Labels.IsEmpty -> data.Labels |> String.concat "\n"
+            | Outcome.Failed e -> sprintf "the property threw %s: %s" (e.GetType().Name) e.Message
+            | _ -> "the property does not hold"
+        { blank with Tests = data.NumberOfTests; Shrinks = data.NumberOfShrinks
+                     Message = message; Counterexample = scenario
+                     Replay = Some { Seed = originalRnd.Seed; Gamma = originalRnd.Gamma; Size = size } }
+    | None -> { blank with Message = "FsCheck reported no result" }
+
+/// The report a user reads: verdict, distribution, and for a failure everything needed to act on it.
+let report (o: Outcome) (impl: Implementation) =
+    let sb = Text.StringBuilder()
+    let line (s: string) = sb.Append(s).Append('\n') |> ignore
+    let verdict = if o.Passed then "PASS" elif o.Exhausted then "GAVE UP" else "FAIL"
+    line (sprintf "%s  P%d %s [%A] on the %s: %d cases%s" verdict o.Entry.Number o.Entry.Name o.Profile o.Implementation o.Tests
+              (if o.Shrinks > 0 then sprintf ", %d shrinks" o.Shrinks else ""))
+    line (sprintf "      %s" o.Entry.Title)
+    for (label, pct) in o.Distribution |> List.truncate 12 do
+        line (sprintf "      %5.1f%% %s" pct label)
+    if not o.Passed then
+        line "      why:"
+        for l in o.Message.Split('\n') do line ("        " + l)
+        match o.Counterexample with
+        | Some s ->
+            line "      shrunk counterexample (scenario JSON):"
+            for l in (ScenarioJson.Write s).TrimEnd().Split('\n') do line ("        " + l)
+            line "      its trace:"
+            let trace = try ScenarioTrace.Render(impl.Run s) with e -> sprintf "(the trace could not be rendered: %s)" e.Message
+            for l in trace.TrimEnd().Split('\n') do line ("        " + l)
+        | None -> ()
+        match o.Replay with
+        | Some token ->
+            line (sprintf "      replay token: %O" token)
+            line "      reproduce with:"
+            for c in replayCommands o.Entry o.Profile token do line ("        " + c)
+        | None -> ()
+    sb.ToString()
