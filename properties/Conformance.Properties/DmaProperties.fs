@@ -118,7 +118,7 @@ let refcountBalance (impl: Implementation) (scenario: Scenario) =
                 verdicts.Add(Violated(sprintf "after step %d (%s): owner %s has %d references, expected %d (baseline %d + %d live mappings)"
                                           (s.Index + 1) (ScenarioTrace.Describe s.Op) owner count (Owner.Baseline + k) Owner.Baseline k))
     let labels = [ sprintf "max live mappings on one owner: %s" (bucket maxOnOne) ] @ (kinds |> Set.toList |> List.map (sprintf "has %s"))
-    toProperty labels (List.ofSeq verdicts |> List.truncate 3)
+    judged labels (List.ofSeq verdicts |> List.truncate 3)
 
 // ---------------------------------------------------------------- 2. write-back on unmap
 
@@ -150,7 +150,7 @@ let writeBackOnUnmap (impl: Implementation) (scenario: Scenario) =
                     if carried.Count > 0 then labels.Add "write-back reached a device"
                 | _ -> ()
     if labels.Count = 0 then labels.Add "no bounce write mapping"
-    toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
 
 // ---------------------------------------------------------------- 3. read at map
 
@@ -187,7 +187,7 @@ let readAtMap (impl: Implementation) (scenario: Scenario) =
                     if s.NewlyDirty.Count > 0 then verdicts.Add(Violated(sprintf "unmap of read mapping %s dirtied memory" id))
                 | _ -> ()
     if labels.Count = 0 then labels.Add "no bounce read mapping"
-    toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
 
 // ---------------------------------------------------------------- 4. dirty exactness
 
@@ -268,7 +268,7 @@ let dirtyExactness (impl: Implementation) (scenario: Scenario) =
         if not missing.IsEmpty then
             verdicts.Add(Violated(sprintf "step %d (%s) left %A clean, though it wrote there" (s.Index + 1) (ScenarioTrace.Describe s.Op) (missing |> Set.toList |> List.truncate 4)))
     if labels.Count = 0 then labels.Add "no writes"
-    toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
 
 // ---------------------------------------------------------------- 5. map length
 
@@ -341,7 +341,7 @@ let mapLength (impl: Implementation) (scenario: Scenario) =
         prevUsed <- s.BounceBytesInUse |> Seq.map (fun kv -> kv.Key, kv.Value) |> Map.ofSeq
         prevLiveBounce <- s.LiveBounceMappings
     if labels.Count = 0 then labels.Add "no maps"
-    toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
 
 // ---------------------------------------------------------------- 6. bounce exclusivity
 
@@ -388,7 +388,7 @@ let bounceExclusivity (impl: Implementation) (scenario: Scenario) =
         else system.Unmap(r.Mapping, 0UL) |> ignore
     let labels = [ sprintf "peak live bounce mappings: %s" (bucket peak); (if failed.IsEmpty then "no contention" else "contention: a map failed and was retried") ]
     ignore maps
-    toProperty labels (List.ofSeq verdicts |> List.truncate 3)
+    judged labels (List.ofSeq verdicts |> List.truncate 3)
 
 // ---------------------------------------------------------------- 7. map clients
 
@@ -455,7 +455,7 @@ let mapClients (impl: Implementation) (scenario: Scenario) =
         prevUsed <- s.BounceBytesInUse |> Seq.map (fun kv -> kv.Key, kv.Value) |> Map.ofSeq
         prevLiveBounce <- s.LiveBounceMappings
     if labels.Count = 0 then labels.Add "no client activity"
-    toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
 
 // ---------------------------------------------------------------- 8. two approaches agree
 
@@ -467,6 +467,13 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
     let verdicts = ResizeArray<Verdict>()
     let mutable mapsFailed = false
     let mutable transfers = 0
+    // QEMU's walk can let an I/O access run over the next section (F-DMA-3); the two approaches cut a
+    // transfer differently (mappings end at page/budget limits), so where that happens they may disagree.
+    let mutable straddled = false
+    let noteWalk (space: string) (addr: uint64) (len: uint64) (isWrite: bool) =
+        if chunks scenario.Layout space addr len isWrite |> List.exists (fun c -> not c.Direct && c.Straddles) then straddled <- true
+    let disagreement (msg: string) =
+        if straddled then verdicts.Add(KnownFinding(Findings.mmioAccessPastRegionEnd.Id, msg)) else verdicts.Add(Violated msg)
     for op in scenario.Ops do
         match op with
         | :? WriteOp as w when w.Data.Length > 0 ->
@@ -477,9 +484,11 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
                 let r = a.Map(space, w.Addr + uint64 doneBytes, uint64 (w.Data.Length - doneBytes), true)
                 if isNull r.Mapping then mapsFailed <- true
                 else
+                    if r.Mapping.Kind = MappingKind.Bounce then noteWalk w.Space r.Mapping.Addr r.Length true
                     a.WriteMapped(r.Mapping, 0UL, ReadOnlySpan(w.Data, doneBytes, int r.Length))
                     a.Unmap(r.Mapping, r.Length) |> ignore
                     doneBytes <- doneBytes + int r.Length
+            noteWalk w.Space w.Addr (uint64 w.Data.Length) true
             b.Write(b.Space w.Space, w.Addr, ReadOnlySpan w.Data)
         | :? ReadOp as rd when rd.Len > 0UL ->
             transfers <- transfers + 1
@@ -490,13 +499,15 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
                 let r = a.Map(space, rd.Addr + uint64 doneBytes, rd.Len - uint64 doneBytes, false)
                 if isNull r.Mapping then mapsFailed <- true
                 else
+                    if r.Mapping.Kind = MappingKind.Bounce then noteWalk rd.Space r.Mapping.Addr r.Length false
                     a.ReadMapped(r.Mapping, 0UL, Span(viaMap, doneBytes, int r.Length))
                     a.Unmap(r.Mapping, r.Length) |> ignore
                     doneBytes <- doneBytes + int r.Length
             let viaRead = Array.zeroCreate<byte> (int rd.Len)
+            noteWalk rd.Space rd.Addr rd.Len false
             b.Read(b.Space rd.Space, rd.Addr, Span viaRead)
             if not mapsFailed && viaMap <> viaRead then
-                verdicts.Add(Violated(sprintf "reading 0x%x len %d: through mappings %s, with address_space_read %s" rd.Addr rd.Len (ScenarioTrace.Hex viaMap) (ScenarioTrace.Hex viaRead)))
+                disagreement (sprintf "reading 0x%x len %d: through mappings %s, with address_space_read %s" rd.Addr rd.Len (ScenarioTrace.Hex viaMap) (ScenarioTrace.Hex viaRead))
         | _ -> ()
     if not mapsFailed then
         let straddles (sys: MemorySystem) =
@@ -506,16 +517,16 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
             let store (r: MemoryRegion) = if not (isNull r.RamBlock) then Some r.RamBlock.Bytes elif not (isNull r.Device) then Some r.Device.Storage else None
             match store ra, store rb with
             | Some sa, Some sb when pages sa <> pages sb ->
-                if straddles a || straddles b then verdicts.Add(KnownFinding(Findings.mmioAccessPastRegionEnd.Id, ra.Name))
-                else verdicts.Add(Violated(sprintf "region %s differs: map/unmap left %A, read/write left %A" ra.Name (pages sa |> List.map fst) (pages sb |> List.map fst)))
+                if straddles a || straddles b then straddled <- true
+                disagreement (sprintf "region %s differs: map/unmap left %A, read/write left %A" ra.Name (pages sa |> List.map fst) (pages sb |> List.map fst))
             | _ -> ()
         for c in Enum.GetValues<DirtyClient>() do
             let da = a.Dirty.Pages(c) |> Set.ofSeq
             let db = b.Dirty.Pages(c) |> Set.ofSeq
             if da <> db then
-                verdicts.Add(Violated(sprintf "dirty %A pages differ: map/unmap %A, read/write %A" c (Set.toList da |> List.truncate 6) (Set.toList db |> List.truncate 6)))
+                disagreement (sprintf "dirty %A pages differ: map/unmap %A, read/write %A" c (Set.toList da |> List.truncate 6) (Set.toList db |> List.truncate 6))
     let labels = [ sprintf "transfers: %s" (bucket transfers); (if mapsFailed then "a map failed (no comparison)" else "compared") ]
-    toProperty labels (List.ofSeq verdicts |> List.truncate 3)
+    judged labels (List.ofSeq verdicts |> List.truncate 3)
 
 // ---------------------------------------------------------------- 9. no invented bytes
 
@@ -546,7 +557,7 @@ let noInventedBytes (impl: Implementation) (scenario: Scenario) =
                 verdicts.Add(Violated(sprintf "unmap %s delivered %d bytes the caller never wrote, unmarked" u.Id invented))
         | _ -> ()
     if labels.Count = 0 then labels.Add "no bounce write-back"
-    toProperty (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
 
 // ---------------------------------------------------------------- 10. flattening
 
@@ -570,4 +581,4 @@ let flattening (impl: Implementation) (scenario: Scenario) =
     let aliases = scenario.Layout.AllRegions() |> Seq.exists (fun r -> r.Kind = RegionKind.Alias && r.Name <> "dev-window")
     let priorities = scenario.Layout.AllRegions() |> Seq.map (fun r -> r.Priority) |> Seq.distinct |> Seq.length
     let labels = [ sprintf "regions: %s" (bucket regions); (if aliases then "with aliases" else "no aliases"); (if priorities > 1 then "mixed priorities" else "one priority") ]
-    toProperty labels (List.ofSeq verdicts |> List.truncate 3)
+    judged labels (List.ofSeq verdicts |> List.truncate 3)

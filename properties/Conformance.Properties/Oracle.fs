@@ -128,32 +128,35 @@ let segments (spec: LayoutSpec) (space: string) (addr: uint64) (len: uint64) : (
         let starts = 0UL :: cuts
         let ends = cuts @ [ count ]
         List.map2 (fun k0 k1 -> kBase + k0, kBase + k1, resolve spec space (start + k0)) starts ends
-    if len = 0UL then []
-    elif u128 addr + u128 len <= two64 then piece addr len 0UL
-    else
-        let first = 0UL - addr
-        piece addr first 0UL @ piece 0UL (len - first) first
+    let raw =
+        if len = 0UL then []
+        elif u128 addr + u128 len <= two64 then piece addr len 0UL
+        else
+            let first = 0UL - addr
+            piece addr first 0UL @ piece 0UL (len - first) first
+    // Merge neighbours that continue the same region at contiguous offsets (a flat range, as
+    // flatview_simplify would leave it), so a boundary hidden under another region does not cut.
+    let contiguous (a0, a1, ha: Hit option) (_, _, hb: Hit option) =
+        match ha, hb with
+        | Some x, Some y -> Object.ReferenceEquals(x.Region, y.Region) && y.Offset = x.Offset + (a1 - a0)
+        | None, None -> true
+        | _ -> false
+    raw
+    |> List.fold (fun acc seg ->
+        match acc with
+        | (p0, _, ph) as prev :: rest when contiguous prev seg -> let (_, s1, _) = seg in (p0, s1, ph) :: rest
+        | _ -> seg :: acc) []
+    |> List.rev
 
 /// Oracle for a direct mapping's length: how far from `addr` the bytes stay in the same region at
 /// contiguous offsets (flatview_extend_translation), capped by the request and the end of the region.
+/// A transfer that wraps past 2^64 continues at address 0, as hwaddr arithmetic does.
 let contiguousRun (spec: LayoutSpec) (space: string) (addr: uint64) (request: uint64) =
-    match resolve spec space addr with
-    | None -> 0UL
-    | Some first ->
+    match segments spec space addr request with
+    | (k0, k1, Some first) :: _ ->
         let limit = min request (low64 (first.Region.Size - u128 first.Offset))
-        let endAddr = u128 addr + u128 limit
-        let candidates =
-            boundaries spec space
-            |> Seq.filter (fun p -> p > addr && u128 p < endAddr)
-        let broken =
-            candidates
-            |> Seq.tryFind (fun p ->
-                match resolve spec space p with
-                | Some h -> not (Object.ReferenceEquals(h.Region, first.Region)) || h.Offset <> first.Offset + (p - addr)
-                | None -> true)
-        match broken with
-        | Some p -> p - addr
-        | None -> limit
+        min k1 limit - k0
+    | _ -> 0UL
 
 /// The access rules a hit's accesses follow: its own ops, ram_device_mem_ops for RAM devices, and
 /// unassigned_mem_ops (defaults) for holes and for ROM/RAM written through dispatch.

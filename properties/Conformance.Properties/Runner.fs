@@ -75,7 +75,7 @@ let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int
             .WithQuietOnSuccess(true)
             .WithRunner(capture)
             .WithReplay(replay |> Option.map (fun r -> { Rnd = Rnd(r.Seed, r.Gamma); Size = Some r.Size }))
-    let property = FsCheck.FSharp.Prop.forAll (entry.Arbitrary profile) (entry.Check impl)
+    let property = FsCheck.FSharp.Prop.forAll (entry.Arbitrary profile) (entry.Judge impl >> Verdict.toProperty)
     Check.One(config, property)
     let blank = { Entry = entry; Profile = profile; Implementation = impl.Name; Passed = false; Exhausted = false; Tests = 0; Shrinks = 0
                   Distribution = []; Message = ""; Counterexample = None; Replay = None }

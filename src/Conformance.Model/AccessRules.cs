@@ -10,8 +10,8 @@ public sealed record AccessRules(uint ValidMaxAccessSize = 0, uint ImplMinAccess
 {
     public static readonly AccessRules Default = new();
 
-    /// <summary>ram_device_mem_ops: 1..8 bytes (softmmu/memory.c).</summary>
-    public static readonly AccessRules RamDevice = new(8, 1, 8, false);
+    /// <summary>ram_device_mem_ops: 1..8 bytes, unaligned allowed (softmmu/memory.c).</summary>
+    public static readonly AccessRules RamDevice = new(8, 1, 8, true);
 
     public uint EffectiveValidMax => ValidMaxAccessSize == 0 ? 4u : ValidMaxAccessSize;
     public uint EffectiveImplMin => ImplMinAccessSize == 0 ? 1u : ImplMinAccessSize;

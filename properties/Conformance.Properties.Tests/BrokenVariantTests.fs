@@ -1,0 +1,41 @@
+/// Each property must reject the deliberately broken variant of the model it is meant to catch, within
+/// the default number of cases, with a real violation (not an exception), shrunk to a small scenario.
+module Conformance.Properties.Tests.BrokenVariantTests
+
+open Xunit
+open Xunit.Abstractions
+open Conformance.Model
+open Conformance.Properties
+
+type BrokenVariantTests(output: ITestOutputHelper) =
+    static member Cases: obj[] seq =
+        seq {
+            for e in Catalogue.all do
+                for p in [ Profile.Qemu72; Profile.Qemu92 ] do
+                    yield [| box e.Name; box p |]
+        }
+
+    [<Theory>]
+    [<MemberData(nameof BrokenVariantTests.Cases)>]
+    member _.property_rejects_its_broken_variant(name: string, profile: Profile) =
+        let entry = (Catalogue.find name).Value
+        let broken = Implementation.ofFault entry.BrokenBy
+        let outcome = Runner.check entry profile broken (Runner.defaultMaxTest ()) None
+        output.WriteLine(Runner.report outcome broken)
+        Assert.False(outcome.Passed, sprintf "%s did not catch %A in %d cases" name entry.BrokenBy outcome.Tests)
+        Assert.False(outcome.Message.StartsWith "the property threw", "the failure must be a violation, not an exception: " + outcome.Message)
+        let s = outcome.Counterexample.Value
+        // Shrinking must get the case small: a handful of operations and regions.
+        Assert.True(s.Ops.Count <= 6, sprintf "shrunk case still has %d operations" s.Ops.Count)
+        Assert.True(s.RegionCount <= 6, sprintf "shrunk case still has %d regions" s.RegionCount)
+
+    /// The replay token printed for a failure regenerates a failing case as the first case.
+    [<Fact>]
+    member _.replay_token_reproduces_the_failure() =
+        let entry = (Catalogue.find "refcount-balance").Value
+        let broken = Implementation.ofFault entry.BrokenBy
+        let first = Runner.check entry Profile.Qemu72 broken 1000 None
+        Assert.False first.Passed
+        let again = Runner.check entry Profile.Qemu72 broken 1 first.Replay
+        Assert.False(again.Passed, "replaying the token did not fail")
+        Assert.Equal(1, again.Tests)

@@ -1,0 +1,52 @@
+/// The DMA property catalogue against the reference model, for both profiles. Each test prints its case
+/// distribution; a failure prints the shrunk scenario, its trace and the command that replays it.
+/// CONFORMANCE_MAX_TEST sets the number of cases (default 1000); CONFORMANCE_REPLAY replays one case.
+module Conformance.Properties.Tests.DmaPropertyTests
+
+open System
+open Xunit
+open Xunit.Abstractions
+open Conformance.Model
+open Conformance.Properties
+
+type DmaPropertyTests(output: ITestOutputHelper) =
+    let run (name: string) (profile: Profile) =
+        let entry = (Catalogue.find name).Value
+        let replay =
+            match Environment.GetEnvironmentVariable Runner.ReplayVariable with
+            | null | "" -> None
+            | token -> Some(Runner.ReplayToken.Parse token)
+        let outcome = Runner.check entry profile Implementation.reference (Runner.defaultMaxTest ()) replay
+        let report = Runner.report outcome Implementation.reference
+        output.WriteLine report
+        if not outcome.Passed then failwith ("\n" + report)
+        Assert.True(outcome.Tests >= (if replay.IsSome then 1 else Runner.defaultMaxTest ()), "fewer cases than configured ran")
+
+    [<Fact>] member _.refcount_balance_Qemu72() = run "refcount-balance" Profile.Qemu72
+    [<Fact>] member _.refcount_balance_Qemu92() = run "refcount-balance" Profile.Qemu92
+    [<Fact>] member _.write_back_on_unmap_Qemu72() = run "write-back-on-unmap" Profile.Qemu72
+    [<Fact>] member _.write_back_on_unmap_Qemu92() = run "write-back-on-unmap" Profile.Qemu92
+    [<Fact>] member _.read_at_map_Qemu72() = run "read-at-map" Profile.Qemu72
+    [<Fact>] member _.read_at_map_Qemu92() = run "read-at-map" Profile.Qemu92
+    [<Fact>] member _.dirty_exactness_Qemu72() = run "dirty-exactness" Profile.Qemu72
+    [<Fact>] member _.dirty_exactness_Qemu92() = run "dirty-exactness" Profile.Qemu92
+    [<Fact>] member _.map_length_Qemu72() = run "map-length" Profile.Qemu72
+    [<Fact>] member _.map_length_Qemu92() = run "map-length" Profile.Qemu92
+    [<Fact>] member _.bounce_exclusivity_Qemu72() = run "bounce-exclusivity" Profile.Qemu72
+    [<Fact>] member _.bounce_exclusivity_Qemu92() = run "bounce-exclusivity" Profile.Qemu92
+    [<Fact>] member _.map_clients_Qemu72() = run "map-clients" Profile.Qemu72
+    [<Fact>] member _.map_clients_Qemu92() = run "map-clients" Profile.Qemu92
+    [<Fact>] member _.approaches_agree_Qemu72() = run "approaches-agree" Profile.Qemu72
+    [<Fact>] member _.approaches_agree_Qemu92() = run "approaches-agree" Profile.Qemu92
+    [<Fact>] member _.no_invented_bytes_Qemu72() = run "no-invented-bytes" Profile.Qemu72
+    [<Fact>] member _.no_invented_bytes_Qemu92() = run "no-invented-bytes" Profile.Qemu92
+    [<Fact>] member _.flattening_Qemu72() = run "flattening" Profile.Qemu72
+    [<Fact>] member _.flattening_Qemu92() = run "flattening" Profile.Qemu92
+
+    /// Every catalogue entry has a test above for each profile (a new property cannot go untested).
+    [<Fact>]
+    member _.every_catalogue_entry_is_bound() =
+        let methods = typeof<DmaPropertyTests>.GetMethods() |> Array.map (fun m -> m.Name) |> Set.ofArray
+        for e in Catalogue.all do
+            for p in [ Profile.Qemu72; Profile.Qemu92 ] do
+                Assert.Contains(Runner.testName e p, methods)

@@ -1,0 +1,119 @@
+/// Single QEMU rules pinned down by example, each with its source.
+module Conformance.Properties.Tests.ModelRuleTests
+
+open System
+open Xunit
+open Conformance.Model
+open Conformance.Properties.LayoutBuilding
+open Conformance.Properties.Oracle
+
+let private layout budget =
+    let system =
+        Spec.Copy(Spec.Region("system", RegionKind.Container, two64),
+                  subregions = [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
+                                 Spec.Region("dev", RegionKind.Io, u128 0x10000UL, 0x100000UL)
+                                 Spec.Region("rom", RegionKind.Rom, u128 0x2000UL, 0x200000UL) ])
+    LayoutSpec([| system |], [| AddressSpaceSpec("memory", "system", budget) |], DirtyLogging.Default)
+
+let private system profile = MemorySystem(layout 4096UL, profile)
+
+[<Fact>]
+let ``Qemu72: a second bounce mapping fails until the first is unmapped (physmem.c:address_space_map, bounce.in_use)`` () =
+    let s = system Profile.Qemu72
+    let mem = s.Space "memory"
+    let first = s.Map(mem, 0x100000UL, 16UL, true)
+    Assert.True first.Succeeded
+    let second = s.Map(mem, 0x100100UL, 16UL, false)
+    Assert.Equal(MapFailure.NoBounceSpace, second.Failure)
+    Assert.Equal(0UL, second.Length)
+    s.Unmap(first.Mapping, 0UL) |> ignore
+    Assert.True(s.Map(mem, 0x100100UL, 16UL, false).Succeeded)
+
+[<Fact>]
+let ``Qemu72: a bounce mapping is at most one page (TARGET_PAGE_SIZE)`` () =
+    let s = system Profile.Qemu72
+    let r = s.Map(s.Space "memory", 0x100000UL, 10000UL, false)
+    Assert.Equal(4096UL, r.Length)
+
+[<Fact>]
+let ``Qemu92: with 4000 of 4096 bytes in use a 1000-byte request gets 96 (system/physmem.c BM-1)`` () =
+    let s = system Profile.Qemu92
+    let mem = s.Space "memory"
+    Assert.Equal(4000UL, s.Map(mem, 0x100000UL, 4000UL, true).Length)
+    let partial = s.Map(mem, 0x102000UL, 1000UL, true)
+    Assert.Equal(96UL, partial.Length)
+    Assert.Equal(MapFailure.NoBounceSpace, s.Map(mem, 0x103000UL, 1UL, true).Failure)
+
+[<Fact>]
+let ``a zero-length map returns NULL and takes nothing (M1)`` () =
+    let s = system Profile.Qemu72
+    let r = s.Map(s.Space "memory", 0x100UL, 0UL, true)
+    Assert.Equal(MapFailure.ZeroLength, r.Failure)
+    Assert.All(s.Owners, fun o -> Assert.Equal(Owner.Baseline, o.RefCount))
+    Assert.False s.GlobalBounceInUse
+
+[<Fact>]
+let ``unassigned memory bounces and reads as zeros (M7, unassigned_mem_read)`` () =
+    let s = system Profile.Qemu72
+    let r = s.Map(s.Space "memory", 0x5000_0000UL, 8UL, false)
+    Assert.Equal(MappingKind.Bounce, r.Mapping.Kind)
+    let bytes = Array.zeroCreate<byte> 8
+    s.ReadMapped(r.Mapping, 0UL, Span bytes)
+    Assert.Equal<byte[]>(Array.zeroCreate 8, bytes)
+
+[<Fact>]
+let ``a write mapping of ROM bounces and its write-back is dropped (memory_access_is_direct)`` () =
+    let s = system Profile.Qemu72
+    let mem = s.Space "memory"
+    let before = Array.zeroCreate<byte> 4
+    s.Read(mem, 0x200000UL, Span before)
+    let r = s.Map(mem, 0x200000UL, 4UL, true)
+    Assert.Equal(MappingKind.Bounce, r.Mapping.Kind)
+    s.WriteMapped(r.Mapping, 0UL, ReadOnlySpan [| 1uy; 2uy; 3uy; 4uy |])
+    s.Unmap(r.Mapping, 4UL) |> ignore
+    let after = Array.zeroCreate<byte> 4
+    s.Read(mem, 0x200000UL, Span after)
+    Assert.Equal<byte[]>(before, after)
+
+[<Fact>]
+let ``a ROM read mapping is direct and has no page limit`` () =
+    let s = system Profile.Qemu72
+    let r = s.Map(s.Space "memory", 0x200000UL, 0x2000UL, false)
+    Assert.Equal(MappingKind.Direct, r.Mapping.Kind)
+    Assert.Equal(0x2000UL, r.Length)
+
+[<Fact>]
+let ``map clients: woken at once when space is free, else at the bounce unmap; they run only from the main loop (C1, C2, C3)`` () =
+    let s = system Profile.Qemu72
+    let mem = s.Space "memory"
+    Assert.Equal<string list>([ "early" ], s.RegisterMapClient(mem, "early") |> List.ofSeq)
+    let held = s.Map(mem, 0x100000UL, 4UL, true)
+    Assert.Empty(s.RegisterMapClient(mem, "waiter"))
+    Assert.Equal<string list>([ "waiter" ], (s.Unmap(held.Mapping, 0UL)).ClientsScheduled |> List.ofSeq)
+    Assert.Equal<string list>([ "early"; "waiter" ], s.RunBottomHalves() |> List.ofSeq)
+    Assert.Empty(s.RunBottomHalves())
+
+[<Fact>]
+let ``write bounce buffers: never produced in Qemu72, zero-filled in Qemu92`` () =
+    for profile, origin in [ Profile.Qemu72, ByteOrigin.NeverProduced; Profile.Qemu92, ByteOrigin.ZeroFill ] do
+        let s = system profile
+        let r = s.Map(s.Space "memory", 0x100000UL, 8UL, true)
+        Assert.All(r.Mapping.Bounce.Produced, fun o -> Assert.Equal(origin, o))
+        let u = s.Unmap(r.Mapping, 8UL)
+        Assert.Equal(8, u.NeverProducedBytesWrittenBack + u.ZeroFillBytesWrittenBack)
+
+[<Fact>]
+let ``direct write unmap dirties access_len bytes, not the mapped length (address_space_unmap U3)`` () =
+    let s = system Profile.Qemu72
+    let r = s.Map(s.Space "memory", 0x0UL, 0x3000UL, true)
+    s.Unmap(r.Mapping, 0x1001UL) |> ignore
+    Assert.Equal<uint64 list>([ 0UL; 1UL ], s.Dirty.Pages(DirtyClient.Migration) |> Seq.sort |> List.ofSeq)
+    Assert.Empty(s.Dirty.Pages(DirtyClient.Vga))
+
+[<Fact>]
+let ``unmapping twice is refused the second time`` () =
+    let s = system Profile.Qemu72
+    let r = s.Map(s.Space "memory", 0x0UL, 16UL, true)
+    Assert.True((s.Unmap(r.Mapping, 16UL)).Performed)
+    Assert.False((s.Unmap(r.Mapping, 16UL)).Performed)
+    Assert.All(s.Owners, fun o -> Assert.Equal(Owner.Baseline, o.RefCount))

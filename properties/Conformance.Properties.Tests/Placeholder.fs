@@ -1,4 +1,0 @@
-module Conformance.Properties.Tests.Placeholder
-open Xunit
-[<Fact>]
-let ``placeholder`` () = Assert.True(true)
