@@ -5,6 +5,7 @@ module Conformance.Properties.Tests.BrokenVariantTests
 open Xunit
 open Xunit.Abstractions
 open Conformance.Model
+open Conformance.Model.Scenarios
 open Conformance.Properties
 
 type BrokenVariantTests(output: ITestOutputHelper) =
@@ -29,13 +30,18 @@ type BrokenVariantTests(output: ITestOutputHelper) =
         Assert.True(s.Ops.Count <= 6, sprintf "shrunk case still has %d operations" s.Ops.Count)
         Assert.True(s.RegionCount <= 6, sprintf "shrunk case still has %d regions" s.RegionCount)
 
-    /// The replay token printed for a failure regenerates a failing case as the first case.
-    [<Fact>]
-    member _.replay_token_reproduces_the_failure() =
-        let entry = (Catalogue.find "refcount-balance").Value
+    /// The replay token printed for a failure regenerates the failing case as the first case, and it
+    /// shrinks to the same counterexample.
+    [<Theory>]
+    [<InlineData("map-clients")>]
+    [<InlineData("dirty-exactness")>]
+    [<InlineData("map-length")>]
+    member _.replay_token_reproduces_the_failure(name: string) =
+        let entry = (Catalogue.find name).Value
         let broken = Implementation.ofFault entry.BrokenBy
         let first = Runner.check entry Profile.Qemu72 broken 1000 None
         Assert.False first.Passed
         let again = Runner.check entry Profile.Qemu72 broken 1 first.Replay
-        Assert.False(again.Passed, "replaying the token did not fail")
+        Assert.False(again.Passed, sprintf "replaying %O did not fail (the original failed after %d cases)" first.Replay.Value first.Tests)
         Assert.Equal(1, again.Tests)
+        Assert.Equal(ScenarioJson.Write first.Counterexample.Value, ScenarioJson.Write again.Counterexample.Value)

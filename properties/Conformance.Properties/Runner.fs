@@ -84,7 +84,7 @@ let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int
         { blank with Passed = true; Tests = data.NumberOfTests; Distribution = distribution data }
     | Some(TestResult.Exhausted data) ->
         { blank with Exhausted = true; Tests = data.NumberOfTests; Distribution = distribution data; Message = "gave up: too many discarded cases" }
-    | Some(TestResult.Failed(data, _, shrunk, outcome, originalRnd, _, size)) ->
+    | Some(TestResult.Failed(data, _, shrunk, outcome, _, failingRnd, size)) ->
         let scenario = shrunk |> List.tryPick (function :? Scenario as s -> Some s | _ -> None)
         let message =
             match outcome with
@@ -93,7 +93,7 @@ let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int
             | _ -> "the property does not hold"
         { blank with Tests = data.NumberOfTests; Shrinks = data.NumberOfShrinks
                      Message = message; Counterexample = scenario
-                     Replay = Some { Seed = originalRnd.Seed; Gamma = originalRnd.Gamma; Size = size } }
+                     Replay = Some { Seed = failingRnd.Seed; Gamma = failingRnd.Gamma; Size = size } }
     | None -> { blank with Message = "FsCheck reported no result" }
 
 /// The report a user reads: verdict, distribution, and for a failure everything needed to act on it.
