@@ -72,7 +72,7 @@ let checkDeviceCoverage (layout: LayoutSpec) (space: string) (addr: uint64) (lim
                                   (at (actual |> List.map shownActual)) (at (expected |> List.map shown))))
     else
         for (a, e) in List.zip actual expected do
-            for j in 0UL .. uint64 a.Access.Size - 1UL do
+            for j in 0UL .. uint64 e.Carries - 1UL do
                 let k = e.FirstByte + j
                 if k < limit then
                     let b = byte (a.Access.Value >>> (8 * int j))
@@ -83,6 +83,8 @@ let checkDeviceCoverage (layout: LayoutSpec) (space: string) (addr: uint64) (lim
                         | _ -> ()
     if cs |> List.exists (fun c -> not c.Direct && c.Straddles) then
         verdicts.Add(KnownFinding(Findings.mmioAccessPastRegionEnd.Id, what))
+    if cs |> List.exists (fun c -> c.Direct && c.Straddles) then
+        verdicts.Add(KnownFinding(Findings.romdMapPastSection.Id, what))
     if expected |> List.exists (fun e -> e.Widened) then
         verdicts.Add(KnownFinding(Findings.accessWidened.Id, what))
     List.ofSeq verdicts, carried
@@ -469,11 +471,20 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
     let mutable transfers = 0
     // QEMU's walk can let an I/O access run over the next section (F-DMA-3); the two approaches cut a
     // transfer differently (mappings end at page/budget limits), so where that happens they may disagree.
-    let mutable straddled = false
+    // Likewise a romd copy that runs past its section (F-DMA-5) and an access widened to a device's
+    // minimum size (F-DMA-4) depend on where a transfer is cut.
+    let walkFindings = HashSet<string>()
     let noteWalk (space: string) (addr: uint64) (len: uint64) (isWrite: bool) =
-        if chunks scenario.Layout space addr len isWrite |> List.exists (fun c -> not c.Direct && c.Straddles) then straddled <- true
+        let cs = chunks scenario.Layout space addr len isWrite
+        if cs |> List.exists (fun c -> not c.Direct && c.Straddles) then walkFindings.Add Findings.mmioAccessPastRegionEnd.Id |> ignore
+        if cs |> List.exists (fun c -> c.Direct && c.Straddles) then walkFindings.Add Findings.romdMapPastSection.Id |> ignore
+        if deviceAccesses cs isWrite |> List.exists (fun e -> e.Widened) then walkFindings.Add Findings.accessWidened.Id |> ignore
+    let mutable straddled = false
     let disagreement (msg: string) =
-        if straddled then verdicts.Add(KnownFinding(Findings.mmioAccessPastRegionEnd.Id, msg)) else verdicts.Add(Violated msg)
+        if straddled then walkFindings.Add Findings.mmioAccessPastRegionEnd.Id |> ignore
+        if walkFindings.Count > 0 then
+            for id in walkFindings do verdicts.Add(KnownFinding(id, msg))
+        else verdicts.Add(Violated msg)
     for op in scenario.Ops do
         match op with
         | :? WriteOp as w when w.Data.Length > 0 ->

@@ -197,13 +197,17 @@ let chunks (spec: LayoutSpec) (space: string) (addr: uint64) (len: uint64) (isWr
         let mutable l = len - pos
         if isRam hit then l <- min l (s1 - pos)
         if not direct then l <- accessSize (rulesOf hit) l offset
+        // qemu_ram_ptr_length: a direct copy ends at the end of the RAMBlock (for a romd device this is
+        // the only clamp, so the copy can run past the section: F-DMA-5)
+        else l <- min l (low64 (hit.Value.Region.Size - u128 offset))
         result.Add { Start = pos; Length = l; Hit = hit; Offset = offset; Direct = direct; SegmentEnd = s1 }
         pos <- pos + l
     List.ofSeq result
 
 /// A device callback QEMU makes for a chunk (softmmu/memory.c:access_with_adjusted_size): region,
 /// offset, size, and the transfer byte its first byte carries.
-type ExpectedAccess = { Region: string; Offset: uint64; Size: uint32; FirstByte: uint64; Widened: bool }
+/// Carries is how many of its bytes are transfer bytes (fewer than Size when widened).
+type ExpectedAccess = { Region: string; Offset: uint64; Size: uint32; FirstByte: uint64; Carries: uint32; Widened: bool }
 
 let deviceAccesses (cs: Chunk list) (isWrite: bool) =
     [ for c in cs do
@@ -212,5 +216,6 @@ let deviceAccesses (cs: Chunk list) (isWrite: bool) =
             let size = max (min c.Length (uint64 rules.EffectiveImplMax)) (uint64 rules.EffectiveImplMin)
             let mutable i = 0UL
             while i < c.Length do
-                yield { Region = c.Hit.Value.Region.Name; Offset = c.Offset + i; Size = uint32 size; FirstByte = c.Start + i; Widened = size > c.Length }
+                yield { Region = c.Hit.Value.Region.Name; Offset = c.Offset + i; Size = uint32 size; FirstByte = c.Start + i
+                        Carries = uint32 (min size (c.Length - i)); Widened = size > c.Length }
                 i <- i + size ]
