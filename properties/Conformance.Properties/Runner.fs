@@ -49,20 +49,24 @@ let replayCommands (entry: Entry) (profile: Profile) (token: ReplayToken) =
     [ sprintf "%s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~DmaPropertyTests.%s\"" ReplayVariable token (testName entry profile)
       sprintf "dotnet run --project src/Conformance.Cli -- check --property %s --profile %A --replay %O" entry.Name profile token ]
 
+/// Captures the result and the generated cases (not the shrink attempts), so the case distribution can
+/// be counted exactly: FsCheck's own stamps are rounded percentages that drop rare classes to 0.
 type private Capture() =
     member val Result: TestResult option = None with get, set
+    member val Cases = ResizeArray<obj>()
     interface IRunner with
         member _.OnStartFixture _ = ()
-        member _.OnArguments(_, _, _) = ()
+        member this.OnArguments(_, args, _) = for a in args do this.Cases.Add a
         member _.OnShrink(_, _) = ()
         member this.OnFinished(_, result) = this.Result <- Some result
 
-let private distribution (data: TestData) =
-    let total = float (max 1 data.NumberOfTests)
-    data.Stamps
-    |> Seq.collect (fun (count, labels) -> labels |> Seq.map (fun l -> l, count))
-    |> Seq.groupBy fst
-    |> Seq.map (fun (label, xs) -> label, 100.0 * float (xs |> Seq.sumBy snd) / total)
+let private distribution (cases: obj seq) (labelsOf: Collections.Generic.Dictionary<obj, string list>) =
+    let counted = cases |> Seq.choose (fun c -> match labelsOf.TryGetValue c with | true, l -> Some l | _ -> None) |> List.ofSeq
+    let total = float (max 1 counted.Length)
+    counted
+    |> Seq.collect id
+    |> Seq.countBy id
+    |> Seq.map (fun (label, n) -> label, 100.0 * float n / total)
     |> Seq.sortByDescending snd
     |> List.ofSeq
 
@@ -75,8 +79,14 @@ let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int
             .WithQuietOnSuccess(true)
             .WithRunner(capture)
             .WithReplay(replay |> Option.map (fun r -> { Rnd = Rnd(r.Seed, r.Gamma); Size = Some r.Size }))
-    let property = FsCheck.FSharp.Prop.forAll (entry.Arbitrary profile) (entry.Judge impl >> Verdict.toProperty)
+    let labelsOf = Collections.Generic.Dictionary<obj, string list>(HashIdentity.Reference)
+    let judge (s: Scenario) =
+        let r = entry.Judge impl s
+        lock labelsOf (fun () -> labelsOf.[box s] <- r.Labels @ (Verdict.findings r |> List.map (sprintf "registered finding %s")))
+        Verdict.toProperty r
+    let property = FsCheck.FSharp.Prop.forAll (entry.Arbitrary profile) judge
     Check.One(config, property)
+    let distribution (_: TestData) = distribution capture.Cases labelsOf
     let blank = { Entry = entry; Profile = profile; Implementation = impl.Name; Passed = false; Exhausted = false; Tests = 0; Shrinks = 0
                   Distribution = []; Message = ""; Counterexample = None; Replay = None }
     match capture.Result with

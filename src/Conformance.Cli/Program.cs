@@ -1,1 +1,3 @@
-Console.WriteLine("hi");
+using Conformance.Cli;
+
+return CommandLine.Run(args, Console.Out, Console.Error);

@@ -1,0 +1,56 @@
+using Conformance.Model;
+using Conformance.Properties;
+using Microsoft.FSharp.Core;
+
+namespace Conformance.Cli;
+
+/// <summary>`conformance check`: the property catalogue against the embedded reference model.</summary>
+public static class CheckCommand
+{
+    public static int Run(Options options, TextWriter stdout)
+    {
+        options.Allow("property", "profile", "max-test", "replay", "variant");
+        var entries = Catalogue.all.ToList();
+        if (options.Get("property") is { } name)
+        {
+            var found = Catalogue.find(name);
+            if (FSharpOption<Catalogue.Entry>.get_IsNone(found))
+                throw new UsageException($"unknown property '{name}' (see: conformance list)");
+            entries = new() { found.Value };
+        }
+        var profiles = options.Get("profile") is { } p && p != "all"
+            ? new[] { CommandLine.ParseProfile(p) }
+            : new[] { Profile.Qemu72, Profile.Qemu92 };
+        int maxTest = Runner.defaultMaxTest();
+        if (options.Get("max-test") is { } m && (!int.TryParse(m, out maxTest) || maxTest < 1))
+            throw new UsageException($"--max-test takes a positive number, not '{m}'");
+        var replay = FSharpOption<Runner.ReplayToken>.None;
+        if (options.Get("replay") is { } token)
+        {
+            try
+            {
+                replay = Runner.ReplayToken.Parse(token);
+            }
+            catch (Exception e) when (e is FormatException or OverflowException or Exception)
+            {
+                throw new UsageException($"--replay takes seed,gamma,size as printed by a failure, not '{token}'");
+            }
+        }
+        var impl = options.Get("variant") is { } v ? Implementation.ofFault(CommandLine.ParseFault(v)) : Implementation.reference;
+
+        int failed = 0, ran = 0;
+        foreach (var entry in entries)
+        {
+            foreach (var profile in profiles)
+            {
+                var outcome = Runner.check(entry, profile, impl, maxTest, replay);
+                stdout.Write(Runner.report(outcome, impl));
+                stdout.WriteLine();
+                ran++;
+                if (!outcome.Passed) failed++;
+            }
+        }
+        stdout.WriteLine($"{ran - failed} passed, {failed} failed");
+        return failed == 0 ? 0 : 1;
+    }
+}

@@ -1,0 +1,89 @@
+using Conformance.Model;
+using Conformance.Model.Scenarios;
+
+namespace Conformance.Cli;
+
+/// <summary>The `conformance` command: dispatches verbs, turns bad input into one clear line and exit code 2.</summary>
+public static class CommandLine
+{
+    public const string Usage = """
+        conformance — QEMU DMA map/unmap conformance suite
+
+        usage:
+          conformance check [--property NAME] [--profile Qemu72|Qemu92|all] [--max-test N]
+                            [--replay SEED,GAMMA,SIZE] [--variant FAULT]
+              Runs the property catalogue against the embedded reference model (or a broken
+              variant of it) and prints, per property, the verdict, the number of cases, the case
+              distribution, and for a failure the shrunk scenario, its trace and the replay command.
+          conformance list
+              Lists the properties with the rules they check, and the model's broken variants.
+          conformance replay FILE [--profile Qemu72|Qemu92] [--variant FAULT]
+              Runs one scenario file and prints its canonical trace.
+          conformance layout FILE [--terminates NAME,NAME...]
+              Reads an `info mtree` dump (tree form) and prints the model's flat views in the
+              format of `info mtree -f`. If FILE.terminates.txt or <machine>.terminates.txt exists
+              beside it, it names the i/o regions with subregions that terminate.
+
+        exit codes: 0 all passed, 1 a property failed, 2 bad usage or bad input.
+        """;
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        try
+        {
+            if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
+            {
+                stdout.WriteLine(Usage);
+                return args.Length == 0 ? 2 : 0;
+            }
+            var options = Options.Parse(args.Skip(1).ToArray());
+            return args[0] switch
+            {
+                "check" => CheckCommand.Run(options, stdout),
+                "list" => ListCommand.Run(options, stdout),
+                "replay" => ReplayCommand.Run(options, stdout),
+                "layout" => LayoutCommand.Run(options, stdout),
+                _ => throw new UsageException($"unknown verb '{args[0]}' (try: conformance help)"),
+            };
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine($"conformance: {e.Message}");
+            return 2;
+        }
+        catch (ScenarioFormatException e)
+        {
+            stderr.WriteLine($"conformance: {e.Message}");
+            return 2;
+        }
+        catch (LayoutError e)
+        {
+            stderr.WriteLine($"conformance: {e.Message}");
+            return 2;
+        }
+    }
+
+    public static Profile ParseProfile(string text) => text.ToLowerInvariant() switch
+    {
+        "qemu72" => Profile.Qemu72,
+        "qemu92" => Profile.Qemu92,
+        _ => throw new UsageException($"unknown profile '{text}' (expected Qemu72 or Qemu92)"),
+    };
+
+    public static Fault ParseFault(string text) =>
+        Enum.TryParse<Fault>(text, ignoreCase: true, out var f) && Enum.IsDefined(f)
+            ? f
+            : throw new UsageException($"unknown variant '{text}' (expected one of: {string.Join(", ", Enum.GetNames<Fault>())})");
+
+    public static string ReadFile(string path)
+    {
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UsageException($"{path}: cannot read ({e.Message})");
+        }
+    }
+}

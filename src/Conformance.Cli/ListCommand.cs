@@ -1,0 +1,24 @@
+using Conformance.Model;
+using Conformance.Properties;
+
+namespace Conformance.Cli;
+
+/// <summary>`conformance list`: the catalogue with its rules, and the registered findings.</summary>
+public static class ListCommand
+{
+    public static int Run(Options options, TextWriter stdout)
+    {
+        options.Allow();
+        foreach (var e in Catalogue.all)
+        {
+            stdout.WriteLine($"P{e.Number} {e.Name}: {e.Title}");
+            foreach (var rule in e.Rules) stdout.WriteLine($"    rule: {rule}");
+            stdout.WriteLine($"    rejects broken variant: {e.BrokenBy}");
+        }
+        stdout.WriteLine();
+        stdout.WriteLine("registered findings (QEMU itself breaks the property as stated):");
+        foreach (var f in Findings.all)
+            stdout.WriteLine($"  {f.Id} [{f.Property}] {f.Title} — {f.Scenario}");
+        return 0;
+    }
+}
