@@ -91,6 +91,11 @@ let checkDeviceCoverage (layout: LayoutSpec) (space: string) (addr: uint64) (lim
 
 let private noCallerBytes = Dictionary<uint64, byte>() :> IDictionary<uint64, byte>
 
+/// The case's judgement: its distinct labels (or `fallback` when it exercised nothing of interest) and
+/// its first few verdicts.
+let private conclude (fallback: string) (labels: ResizeArray<string>) (verdicts: ResizeArray<Verdict>) =
+    judged (if labels.Count = 0 then [ fallback ] else List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+
 let private bucket n = if n = 0 then "0" elif n = 1 then "1" elif n <= 4 then "2-4" else "5+"
 
 // ---------------------------------------------------------------- 1. refcount balance
@@ -151,8 +156,7 @@ let writeBackOnUnmap (impl: Implementation) (scenario: Scenario) =
                     verdicts.AddRange vs
                     if carried.Count > 0 then labels.Add "write-back reached a device"
                 | _ -> ()
-    if labels.Count = 0 then labels.Add "no bounce write mapping"
-    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    conclude "no bounce write mapping" labels verdicts
 
 // ---------------------------------------------------------------- 3. read at map
 
@@ -188,8 +192,7 @@ let readAtMap (impl: Implementation) (scenario: Scenario) =
                     if s.DeviceAccesses.Count > 0 then verdicts.Add(Violated(sprintf "unmap of read mapping %s accessed a device: %s" id (string s.DeviceAccesses.[0])))
                     if s.NewlyDirty.Count > 0 then verdicts.Add(Violated(sprintf "unmap of read mapping %s dirtied memory" id))
                 | _ -> ()
-    if labels.Count = 0 then labels.Add "no bounce read mapping"
-    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    conclude "no bounce read mapping" labels verdicts
 
 // ---------------------------------------------------------------- 4. dirty exactness
 
@@ -269,8 +272,7 @@ let dirtyExactness (impl: Implementation) (scenario: Scenario) =
         let missing = expected |> Set.filter (fun d -> not (dirtySoFar.Contains d))
         if not missing.IsEmpty then
             verdicts.Add(Violated(sprintf "step %d (%s) left %A clean, though it wrote there" (s.Index + 1) (ScenarioTrace.Describe s.Op) (missing |> Set.toList |> List.truncate 4)))
-    if labels.Count = 0 then labels.Add "no writes"
-    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    conclude "no writes" labels verdicts
 
 // ---------------------------------------------------------------- 5. map length
 
@@ -342,8 +344,7 @@ let mapLength (impl: Implementation) (scenario: Scenario) =
         | _ -> ()
         prevUsed <- s.BounceBytesInUse |> Seq.map (fun kv -> kv.Key, kv.Value) |> Map.ofSeq
         prevLiveBounce <- s.LiveBounceMappings
-    if labels.Count = 0 then labels.Add "no maps"
-    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    conclude "no maps" labels verdicts
 
 // ---------------------------------------------------------------- 6. bounce exclusivity
 
@@ -352,7 +353,6 @@ let mapLength (impl: Implementation) (scenario: Scenario) =
 /// space succeeds once everything is released.
 let bounceExclusivity (impl: Implementation) (scenario: Scenario) =
     let run = runAndRelease impl scenario
-    let maps = successfulMaps run
     let verdicts = ResizeArray<Verdict>()
     let live = Dictionary<string, Mapping>()
     let mutable peak = 0
@@ -389,7 +389,6 @@ let bounceExclusivity (impl: Implementation) (scenario: Scenario) =
         if isNull r.Mapping then verdicts.Add(Violated(sprintf "map %s failed for lack of bounce space and still fails after every mapping was released" op.Id))
         else system.Unmap(r.Mapping, 0UL) |> ignore
     let labels = [ sprintf "peak live bounce mappings: %s" (bucket peak); (if failed.IsEmpty then "no contention" else "contention: a map failed and was retried") ]
-    ignore maps
     judged labels (List.ofSeq verdicts |> List.truncate 3)
 
 // ---------------------------------------------------------------- 7. map clients
@@ -456,8 +455,7 @@ let mapClients (impl: Implementation) (scenario: Scenario) =
         if (s.Ran |> Seq.distinct |> Seq.length) <> s.Ran.Count then verdicts.Add(Violated(sprintf "step %d ran a client twice" (s.Index + 1)))
         prevUsed <- s.BounceBytesInUse |> Seq.map (fun kv -> kv.Key, kv.Value) |> Map.ofSeq
         prevLiveBounce <- s.LiveBounceMappings
-    if labels.Count = 0 then labels.Add "no client activity"
-    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    conclude "no client activity" labels verdicts
 
 // ---------------------------------------------------------------- 8. two approaches agree
 
@@ -567,8 +565,7 @@ let noInventedBytes (impl: Implementation) (scenario: Scenario) =
             if invented > 0 && marked = 0 then
                 verdicts.Add(Violated(sprintf "unmap %s delivered %d bytes the caller never wrote, unmarked" u.Id invented))
         | _ -> ()
-    if labels.Count = 0 then labels.Add "no bounce write-back"
-    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    conclude "no bounce write-back" labels verdicts
 
 // ---------------------------------------------------------------- 10. flattening
 
