@@ -16,7 +16,7 @@ type DmaPropertyTests(output: ITestOutputHelper) =
             match Environment.GetEnvironmentVariable Runner.ReplayVariable with
             | null | "" -> None
             | token -> Some(Runner.ReplayToken.Parse token)
-        let outcome = Runner.check entry profile Implementation.reference (Runner.defaultMaxTest ()) replay
+        let outcome = Runner.check entry profile Implementation.reference (Runner.defaultMaxTest ()) replay |> Runner.record
         let report = Runner.report outcome Implementation.reference
         output.WriteLine report
         if not outcome.Passed then failwith ("\n" + report)

@@ -31,7 +31,11 @@ type Outcome =
       Distribution: (string * float) list
       Message: string
       Counterexample: Scenario option
-      Replay: ReplayToken option }
+      Replay: ReplayToken option
+      /// Where the counterexample was saved in the regression corpus, if it was.
+      SavedAs: string option
+      /// The first generated case (what a replay token regenerates).
+      FirstCase: Scenario option }
 
 /// Environment variable carrying a replay token into `dotnet test`.
 let ReplayVariable = "CONFORMANCE_REPLAY"
@@ -88,7 +92,8 @@ let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int
     Check.One(config, property)
     let distribution (_: TestData) = distribution capture.Cases labelsOf
     let blank = { Entry = entry; Profile = profile; Implementation = impl.Name; Passed = false; Exhausted = false; Tests = 0; Shrinks = 0
-                  Distribution = []; Message = ""; Counterexample = None; Replay = None }
+                  Distribution = []; Message = ""; Counterexample = None; Replay = None; SavedAs = None
+                  FirstCase = capture.Cases |> Seq.tryPick (function :? Scenario as s -> Some s | _ -> None) }
     match capture.Result with
     | Some(TestResult.Passed(data, _)) ->
         { blank with Passed = true; Tests = data.NumberOfTests; Distribution = distribution data }
@@ -105,6 +110,14 @@ let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int
                      Message = message; Counterexample = scenario
                      Replay = Some { Seed = failingRnd.Seed; Gamma = failingRnd.Gamma; Size = size } }
     | None -> { blank with Message = "FsCheck reported no result" }
+
+/// Saves a reference-model failure's counterexample into the regression corpus (broken variants are
+/// expected to fail and are never saved).
+let record (o: Outcome) =
+    match o.Counterexample with
+    | Some s when not o.Passed && o.Implementation = Implementation.reference.Name ->
+        { o with SavedAs = Some(Regression.save o.Entry s) }
+    | _ -> o
 
 /// The report a user reads: verdict, distribution, and for a failure everything needed to act on it.
 let report (o: Outcome) (impl: Implementation) =
@@ -132,5 +145,15 @@ let report (o: Outcome) (impl: Implementation) =
             line (sprintf "      replay token: %O" token)
             line "      reproduce with:"
             for c in replayCommands o.Entry o.Profile token do line ("        " + c)
+        | None -> ()
+        match o.SavedAs with
+        | Some path ->
+            line (sprintf "      saved to the regression corpus: %s (replayed by every test run; commit it once fixed)" path)
+            line (sprintf "        dotnet run --project src/Conformance.Cli -- replay %s" path)
+        | None -> ()
+        match o.Counterexample with
+        | Some s ->
+            line "      as an F# regression test, ready to paste:"
+            for l in (Regression.fsharpTest o.Entry s).Split('\n') do line ("        " + l)
         | None -> ()
     sb.ToString()

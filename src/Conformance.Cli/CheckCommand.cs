@@ -43,7 +43,7 @@ public static class CheckCommand
         {
             foreach (var profile in profiles)
             {
-                var outcome = Runner.check(entry, profile, impl, maxTest, replay);
+                var outcome = Runner.record(Runner.check(entry, profile, impl, maxTest, replay));
                 stdout.Write(Runner.report(outcome, impl));
                 stdout.WriteLine();
                 ran++;

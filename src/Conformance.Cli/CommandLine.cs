@@ -17,8 +17,11 @@ public static class CommandLine
               distribution, and for a failure the shrunk scenario, its trace and the replay command.
           conformance list
               Lists the properties with the rules they check, and the model's broken variants.
-          conformance replay FILE [--profile Qemu72|Qemu92] [--variant FAULT]
-              Runs one scenario file and prints its canonical trace.
+          conformance replay FILE [--profile Qemu72|Qemu92] [--variant FAULT] [--property NAME]
+              Runs one scenario file and prints its canonical trace; with a property (or a
+              regression file, which names one) also its verdict.
+          conformance replay --property NAME --profile Qemu72|Qemu92 --seed SEED,GAMMA,SIZE [--variant FAULT]
+              Regenerates the case a failure report printed and judges it.
           conformance layout FILE [--terminates NAME,NAME...]
               Reads an `info mtree` dump (tree form) and prints the model's flat views in the
               format of `info mtree -f`. If FILE.terminates.txt or <machine>.terminates.txt exists

@@ -1,15 +1,24 @@
 using Conformance.Model;
 using Conformance.Model.Scenarios;
+using Conformance.Properties;
+using Microsoft.FSharp.Core;
 
 namespace Conformance.Cli;
 
-/// <summary>`conformance replay FILE`: runs one scenario on the model and prints its trace.</summary>
+/// <summary>
+/// `conformance replay FILE` runs one scenario on the model and prints its trace (and, for a regression
+/// file, the verdict of the property it names); `conformance replay --property P --seed S,G,SIZE`
+/// regenerates the case a failure printed and judges it.
+/// </summary>
 public static class ReplayCommand
 {
     public static int Run(Options options, TextWriter stdout)
     {
-        options.Allow("profile", "variant");
-        if (options.Positional.Count != 1) throw new UsageException("replay takes one scenario file");
+        options.Allow("profile", "variant", "property", "seed");
+        var fault = options.Get("variant") is { } v ? CommandLine.ParseFault(v) : Fault.None;
+        if (options.Get("seed") is { } seed) return RunSeed(options, seed, fault, stdout);
+
+        if (options.Positional.Count != 1) throw new UsageException("replay takes one scenario file, or --property P --seed S,G,SIZE");
         string path = options.Positional[0];
         Scenario scenario;
         try
@@ -21,8 +30,48 @@ public static class ReplayCommand
             throw new UsageException($"{path}: {e.Message}");
         }
         if (options.Get("profile") is { } p) scenario = scenario with { Profile = CommandLine.ParseProfile(p) };
-        var fault = options.Get("variant") is { } v ? CommandLine.ParseFault(v) : Fault.None;
         stdout.Write(ScenarioTrace.Render(ScenarioRunner.Run(scenario, fault)));
-        return 0;
+        var propertyName = options.Get("property") ?? scenario.Property;
+        if (propertyName is null) return 0;
+        var entry = Find(propertyName);
+        var result = entry.Judge.Invoke(Implementation.ofFault(fault)).Invoke(scenario);
+        var violations = Verdict.violations(result).ToList();
+        foreach (var f in Verdict.findings(result)) stdout.WriteLine($"registered finding {f}");
+        stdout.WriteLine(violations.Count == 0
+            ? $"P{entry.Number} {entry.Name} holds"
+            : $"P{entry.Number} {entry.Name} FAILS:\n  " + string.Join("\n  ", violations));
+        return violations.Count == 0 ? 0 : 1;
+    }
+
+    private static Catalogue.Entry Find(string name)
+    {
+        var found = Catalogue.find(name);
+        if (FSharpOption<Catalogue.Entry>.get_IsNone(found)) throw new UsageException($"unknown property '{name}' (see: conformance list)");
+        return found.Value;
+    }
+
+    private static int RunSeed(Options options, string seed, Fault fault, TextWriter stdout)
+    {
+        var entry = Find(options.Get("property") ?? throw new UsageException("--seed needs --property"));
+        var profile = CommandLine.ParseProfile(options.Get("profile") ?? throw new UsageException("--seed needs --profile (the failure report names it)"));
+        Runner.ReplayToken token;
+        try
+        {
+            token = Runner.ReplayToken.Parse(seed);
+        }
+        catch (Exception)
+        {
+            throw new UsageException($"--seed takes seed,gamma,size as printed by a failure, not '{seed}'");
+        }
+        var impl = Implementation.ofFault(fault);
+        var outcome = Runner.check(entry, profile, impl, 1, token);
+        if (outcome.Passed && outcome.FirstCase is { } first && FSharpOption<Scenario>.get_IsSome(first))
+        {
+            stdout.WriteLine("the regenerated case (it passes):");
+            stdout.Write(ScenarioJson.Write(first.Value));
+            stdout.Write(ScenarioTrace.Render(impl.Run.Invoke(first.Value)));
+        }
+        stdout.Write(Runner.report(outcome, impl));
+        return outcome.Passed ? 0 : 1;
     }
 }

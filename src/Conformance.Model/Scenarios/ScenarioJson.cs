@@ -26,7 +26,7 @@ public static class ScenarioJson
         }
         using (doc)
         {
-            var root = Object(doc.RootElement, "$", "profile", "layout", "ops", "description");
+            var root = Object(doc.RootElement, "$", "profile", "layout", "ops", "description", "property");
             var profile = root.TryGetProperty("profile", out var p) ? ParseProfile(p, "$.profile") : Profile.Qemu72;
             var layout = ParseLayout(Required(root, "layout", "$"), "$.layout");
             var ops = Required(root, "ops", "$");
@@ -41,7 +41,11 @@ public static class ScenarioJson
                 list.Add(parsed);
                 i++;
             }
-            var scenario = new Scenario(profile, layout, list);
+            var scenario = new Scenario(profile, layout, list)
+            {
+                Property = root.TryGetProperty("property", out var prop) ? String(prop, "$.property") : null,
+                Description = root.TryGetProperty("description", out var desc) ? String(desc, "$.description") : null,
+            };
             Validate(scenario);
             return scenario;
         }
@@ -323,6 +327,8 @@ public static class ScenarioJson
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
         {
             w.WriteStartObject();
+            if (scenario.Description is not null) w.WriteString("description", scenario.Description);
+            if (scenario.Property is not null) w.WriteString("property", scenario.Property);
             w.WriteString("profile", scenario.Profile.ToString());
             w.WritePropertyName("layout");
             WriteLayout(w, scenario.Layout);

@@ -1,0 +1,72 @@
+/// The regression corpus: shrunk counterexamples saved as scenario files naming their property, replayed
+/// by the test suite on every run, so a fixed bug stays fixed even when the generators change.
+module Conformance.Properties.Regression
+
+open System
+open System.IO
+open Conformance.Model
+open Conformance.Model.Scenarios
+open Conformance.Properties.Catalogue
+
+/// Overrides where new regression files are written.
+let FolderVariable = "CONFORMANCE_REGRESSIONS_DIR"
+
+/// The repository root (holding Conformance.sln) above the current directory or this assembly, if any.
+let repoRoot () =
+    let rec up (dir: DirectoryInfo) =
+        if isNull dir then None
+        elif File.Exists(Path.Combine(dir.FullName, "Conformance.sln")) then Some dir.FullName
+        else up dir.Parent
+    match up (DirectoryInfo Environment.CurrentDirectory) with
+    | Some r -> Some r
+    | None -> up (DirectoryInfo AppContext.BaseDirectory)
+
+/// fixtures/regressions of the repository (or ./fixtures/regressions outside one).
+let folder () =
+    match Environment.GetEnvironmentVariable FolderVariable with
+    | null | "" ->
+        let root = repoRoot () |> Option.defaultValue Environment.CurrentDirectory
+        Path.Combine(root, "fixtures", "regressions")
+    | dir -> dir
+
+/// The scenario as it is stored: named after its property, described.
+let asRegression (entry: Entry) (scenario: Scenario) =
+    Scenario(scenario.Profile, scenario.Layout, scenario.Ops,
+             Property = entry.Name,
+             Description = sprintf "Shrunk counterexample of P%d %s (%s) on %A" entry.Number entry.Name entry.Title scenario.Profile)
+
+/// <property>-<8 hex digits of a hash of the scenario>.json
+let fileName (entry: Entry) (scenario: Scenario) =
+    let text = ScenarioJson.Write(Scenario(scenario.Profile, scenario.Layout, scenario.Ops))
+    sprintf "%s-%08x.json" entry.Name (MemoryTopology.StableHash text)
+
+/// Writes the counterexample into the corpus folder `dir` (creating it); returns its path.
+let saveTo (dir: string) (entry: Entry) (scenario: Scenario) =
+    Directory.CreateDirectory dir |> ignore
+    let path = Path.Combine(dir, fileName entry scenario)
+    File.WriteAllText(path, ScenarioJson.Write(asRegression entry scenario))
+    path
+
+/// Writes the counterexample into the corpus (fixtures/regressions); returns its path.
+let save (entry: Entry) (scenario: Scenario) = saveTo (folder ()) entry scenario
+
+/// Judges a regression scenario with the property it names, on the reference model.
+let judge (scenario: Scenario) =
+    match scenario.Property with
+    | null -> failwith "a regression scenario must name its property (\"property\": \"...\")"
+    | name ->
+        match find name with
+        | Some entry -> entry, entry.Judge Implementation.reference scenario
+        | None -> failwithf "unknown property '%s' (see: conformance list)" name
+
+/// A ready-to-paste F# xunit test that pins the case as a regression.
+let fsharpTest (entry: Entry) (scenario: Scenario) =
+    let json = ScenarioJson.Write(asRegression entry scenario).TrimEnd()
+    String.concat "\n"
+        [ "[<Fact>]"
+          sprintf "let ``regression %s`` () =" (Path.GetFileNameWithoutExtension(fileName entry scenario))
+          "    let scenario = Conformance.Model.Scenarios.ScenarioJson.Parse \"\"\""
+          json
+          "\"\"\""
+          "    let _, result = Conformance.Properties.Regression.judge scenario"
+          "    Xunit.Assert.Empty(Conformance.Properties.Verdict.violations result)" ]
