@@ -22,6 +22,10 @@ public static class CommandLine
               regression file, which names one) also its verdict.
           conformance replay --property NAME --profile Qemu72|Qemu92 --seed SEED,GAMMA,SIZE [--variant FAULT]
               Regenerates the case a failure report printed and judges it.
+          conformance explain FILE [--profile Qemu72|Qemu92] [--variant FAULT]
+              Runs one scenario and explains each step in the words of the QEMU rules: which
+              section an address hits and why, direct or bounce, references, bytes read and
+              written back, pages dirtied, map clients woken, and what was left unreleased.
           conformance layout FILE [--terminates NAME,NAME...]
               Reads an `info mtree` dump (tree form) and prints the model's flat views in the
               format of `info mtree -f`. If FILE.terminates.txt or <machine>.terminates.txt exists
@@ -46,6 +50,7 @@ public static class CommandLine
                 "list" => ListCommand.Run(options, stdout),
                 "replay" => ReplayCommand.Run(options, stdout),
                 "layout" => LayoutCommand.Run(options, stdout),
+                "explain" => ExplainCommand.Run(options, stdout),
                 _ => throw new UsageException($"unknown verb '{args[0]}' (try: conformance help)"),
             };
         }
