@@ -483,9 +483,10 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
         if walkFindings.Count > 0 then
             for id in walkFindings do verdicts.Add(KnownFinding(id, msg))
         else verdicts.Add(Violated msg)
+    let known = scenario.Layout.AddressSpaces |> Seq.map (fun a -> a.Name) |> Set.ofSeq
     for op in scenario.Ops do
         match op with
-        | :? WriteOp as w when w.Data.Length > 0 ->
+        | :? WriteOp as w when w.Data.Length > 0 && known.Contains w.Space ->
             transfers <- transfers + 1
             let space = a.Space w.Space
             let mutable doneBytes = 0
@@ -499,7 +500,7 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
                     doneBytes <- doneBytes + int r.Length
             noteWalk w.Space w.Addr (uint64 w.Data.Length) true
             b.Write(b.Space w.Space, w.Addr, ReadOnlySpan w.Data)
-        | :? ReadOp as rd when rd.Len > 0UL ->
+        | :? ReadOp as rd when rd.Len > 0UL && known.Contains rd.Space ->
             transfers <- transfers + 1
             let space = a.Space rd.Space
             let viaMap = Array.zeroCreate<byte> (int rd.Len)

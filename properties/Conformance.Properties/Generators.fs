@@ -252,7 +252,18 @@ let shrinkScenario (s: Scenario) : seq<Scenario> =
                 if s.Layout.Regions |> Seq.exists (fun r -> Object.ReferenceEquals(r, victim)) then
                     let roots = s.Layout.Regions |> Seq.filter (fun r -> not (Object.ReferenceEquals(r, victim))) |> Array.ofSeq
                     let spaces = s.Layout.AddressSpaces |> Seq.filter (fun a -> a.Root <> victim.Name) |> Array.ofSeq
-                    if spaces.Length > 0 then yield withLayout (LayoutSpec(roots, spaces, s.Layout.Dirty))
+                    let names = spaces |> Array.map (fun a -> a.Name) |> Set.ofArray
+                    // operations on an address space that went away go with it
+                    let uses (op: ScenarioOp) =
+                        match op with
+                        | :? MapOp as m -> Some m.Space
+                        | :? ReadOp as r -> Some r.Space
+                        | :? WriteOp as w -> Some w.Space
+                        | :? RegisterClientOp as c -> Some c.Space
+                        | :? UnregisterClientOp as c -> Some c.Space
+                        | _ -> None
+                    let ops' = s.Ops |> Seq.filter (fun o -> match uses o with Some sp -> names.Contains sp | None -> true) |> Array.ofSeq
+                    if spaces.Length > 0 then yield Scenario(s.Profile, LayoutSpec(roots, spaces, s.Layout.Dirty), ops')
                 else
                     yield withLayout (LayoutSpec(s.Layout.Regions |> Seq.map (fun r -> withoutRegion r victim) |> Array.ofSeq, s.Layout.AddressSpaces, s.Layout.Dirty))
             for victim in all do

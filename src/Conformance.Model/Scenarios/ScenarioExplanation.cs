@@ -77,7 +77,7 @@ public static class ScenarioExplanation
                         : "The main loop runs: no bottom half was scheduled.");
                     break;
             }
-            foreach (var a in step.DeviceAccesses) Say($"device callback: {a.Region} {a.Access}");
+            foreach (var a in ScenarioTrace.DeviceAccessRuns(step.DeviceAccesses)) Say($"device callback: {a}");
             foreach (var g in step.NewlyDirty.GroupBy(x => x.Client))
                 Say($"dirty ({g.Key.ToString().ToLowerInvariant()}): {string.Join("; ", g.GroupBy(x => x.Block).Select(b => $"{b.Key} pages {ScenarioTrace.Pages(b.Select(x => x.Page))}"))}");
             foreach (var (owner, count) in step.RefCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal))

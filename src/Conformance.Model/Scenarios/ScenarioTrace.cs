@@ -38,7 +38,7 @@ public static class ScenarioTrace
                 outcome.Add($"wrote back {u.BytesWrittenBack} bytes{marks}");
             }
             if (step.BytesRead is { } bytes) outcome.Add("read " + Hex(bytes));
-            foreach (var a in step.DeviceAccesses) outcome.Add($"{a.Region}: {a.Access}");
+            outcome.AddRange(DeviceAccessRuns(step.DeviceAccesses));
             foreach (var g in step.NewlyDirty.GroupBy(d => (d.Client, d.Block)))
                 outcome.Add($"dirty {g.Key.Client.ToString().ToLowerInvariant()} {g.Key.Block} pages {Pages(g.Select(d => d.Page))}");
             foreach (var (owner, count) in step.RefCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal))
@@ -83,6 +83,36 @@ public static class ScenarioTrace
         RunBottomHalvesOp => "run bottom halves",
         _ => op.ToString()!,
     };
+
+    /// <summary>
+    /// Device callbacks, with runs of four or more callbacks to one region in one direction, of one size,
+    /// at consecutive offsets folded into one line (first and last offset, count, and a hash of the values).
+    /// </summary>
+    public static IEnumerable<string> DeviceAccessRuns(IReadOnlyList<DeviceAccess> accesses)
+    {
+        int i = 0;
+        while (i < accesses.Count)
+        {
+            int j = i;
+            while (j + 1 < accesses.Count
+                   && accesses[j + 1].Region == accesses[i].Region
+                   && accesses[j + 1].Access.IsWrite == accesses[i].Access.IsWrite
+                   && accesses[j + 1].Access.Size == accesses[i].Access.Size
+                   && accesses[j + 1].Access.Offset == accesses[j].Access.Offset + accesses[j].Access.Size)
+                j++;
+            if (j - i + 1 < 4)
+            {
+                for (int k = i; k <= j; k++) yield return $"{accesses[k].Region}: {accesses[k].Access}";
+            }
+            else
+            {
+                var first = accesses[i].Access;
+                var values = string.Join(",", Enumerable.Range(i, j - i + 1).Select(k => accesses[k].Access.Value.ToString("x")));
+                yield return $"{accesses[i].Region}: {j - i + 1} {(first.IsWrite ? "writes" : "reads")} of size {first.Size} at +0x{first.Offset:x}..+0x{accesses[j].Access.Offset:x} (values fnv {MemoryTopology.StableHash(values):x8})";
+            }
+            i = j + 1;
+        }
+    }
 
     public static string Hex(byte[] bytes)
     {
