@@ -26,6 +26,9 @@ public static class CommandLine
               Runs one scenario and explains each step in the words of the QEMU rules: which
               section an address hits and why, direct or bounce, references, bytes read and
               written back, pages dirtied, map clients woken, and what was left unreleased.
+          conformance approve [--list | --reject]
+              Shows the diff of every pending snapshot (left by a failing snapshot test) and
+              moves it over the approved one; --list only shows, --reject discards them.
           conformance layout FILE [--terminates NAME,NAME...]
               Reads an `info mtree` dump (tree form) and prints the model's flat views in the
               format of `info mtree -f`. If FILE.terminates.txt or <machine>.terminates.txt exists
@@ -43,6 +46,7 @@ public static class CommandLine
                 stdout.WriteLine(Usage);
                 return args.Length == 0 ? 2 : 0;
             }
+            if (args[0] == "approve") return ApproveCommand.Run(args.Skip(1).ToArray(), stdout);
             var options = Options.Parse(args.Skip(1).ToArray());
             return args[0] switch
             {
