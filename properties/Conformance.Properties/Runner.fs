@@ -112,11 +112,17 @@ let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int
     | None -> { blank with Message = "FsCheck reported no result" }
 
 /// Saves a reference-model failure's counterexample into the regression corpus (broken variants are
-/// expected to fail and are never saved).
+/// expected to fail and are never saved there).
 let record (o: Outcome) =
     match o.Counterexample with
     | Some s when not o.Passed && o.Implementation = Implementation.reference.Name ->
         { o with SavedAs = Some(Regression.save o.Entry s) }
+    | _ -> o
+
+/// Saves any failure's counterexample into `dir`.
+let recordTo (dir: string) (o: Outcome) =
+    match o.Counterexample with
+    | Some s when not o.Passed -> { o with SavedAs = Some(Regression.saveTo dir o.Entry s) }
     | _ -> o
 
 /// The report a user reads: verdict, distribution, and for a failure everything needed to act on it.

@@ -9,7 +9,7 @@ public static class CheckCommand
 {
     public static int Run(Options options, TextWriter stdout)
     {
-        options.Allow("property", "profile", "max-test", "replay", "variant");
+        options.Allow("property", "profile", "max-test", "replay", "variant", "save");
         var entries = Catalogue.all.ToList();
         if (options.Get("property") is { } name)
         {
@@ -43,7 +43,8 @@ public static class CheckCommand
         {
             foreach (var profile in profiles)
             {
-                var outcome = Runner.record(Runner.check(entry, profile, impl, maxTest, replay));
+                var checkedOutcome = Runner.check(entry, profile, impl, maxTest, replay);
+                var outcome = options.Get("save") is { } dir ? Runner.recordTo(dir, checkedOutcome) : Runner.record(checkedOutcome);
                 stdout.Write(Runner.report(outcome, impl));
                 stdout.WriteLine();
                 ran++;

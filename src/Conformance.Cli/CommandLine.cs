@@ -11,10 +11,12 @@ public static class CommandLine
 
         usage:
           conformance check [--property NAME] [--profile Qemu72|Qemu92|all] [--max-test N]
-                            [--replay SEED,GAMMA,SIZE] [--variant FAULT]
+                            [--replay SEED,GAMMA,SIZE] [--variant FAULT] [--save DIR]
               Runs the property catalogue against the embedded reference model (or a broken
               variant of it) and prints, per property, the verdict, the number of cases, the case
               distribution, and for a failure the shrunk scenario, its trace and the replay command.
+              A failure of the reference model is saved to fixtures/regressions; --save DIR saves
+              every failure's counterexample (also a broken variant's) to DIR instead.
           conformance list
               Lists the properties with the rules they check, and the model's broken variants.
           conformance replay FILE [--profile Qemu72|Qemu92] [--variant FAULT] [--property NAME]

@@ -33,6 +33,8 @@ public static class ReplayCommand
         stdout.Write(ScenarioTrace.Render(ScenarioRunner.Run(scenario, fault)));
         var propertyName = options.Get("property") ?? scenario.Property;
         if (propertyName is null) return 0;
+        if (options.Get("property") is null && FSharpOption<Catalogue.Entry>.get_IsNone(Catalogue.find(propertyName)))
+            throw new UsageException($"{path}: $.property: unknown property '{propertyName}' (see: conformance list)");
         var entry = Find(propertyName);
         var result = entry.Judge.Invoke(Implementation.ofFault(fault)).Invoke(scenario);
         var violations = Verdict.violations(result).ToList();

@@ -1,0 +1,92 @@
+/// The `conformance` command as a user meets it: bad input gets one clear line and exit code 2; a
+/// seeded bug gives a failure whose printed command and saved scenario both reproduce it.
+module Conformance.Properties.Tests.CliTests
+
+open System
+open System.IO
+open System.Text.RegularExpressions
+open Xunit
+open Conformance.Cli
+open Conformance.Properties.Tests.TestSupport
+
+let run (args: string list) =
+    use out = new StringWriter()
+    use err = new StringWriter()
+    let code = CommandLine.Run(Array.ofList args, out, err)
+    code, out.ToString(), err.ToString()
+
+let private temp (name: string) (text: string) =
+    let path = Path.Combine(Path.GetTempPath(), sprintf "conformance-%s-%s" (Guid.NewGuid().ToString("N")) name)
+    File.WriteAllText(path, text)
+    path
+
+type CliTests() =
+    static member BadFiles: obj[] seq =
+        [ "not-json.json", "{ \"profile\": ", "$ (line"
+          "unknown-profile.json", File.ReadAllText(fromRoot "fixtures/findings/F-DMA-1.json").Replace("\"Qemu72\"", "\"Qemu99\""), "$.profile"
+          "bad-layout.json", File.ReadAllText(fromRoot "fixtures/findings/F-DMA-1.json").Replace("\"kind\": \"ram\"", "\"kind\": \"alias\", \"target\": \"nowhere\""), "$.layout.regions[0].subregions[0].target"
+          "unknown-property.json", File.ReadAllText(fromRoot "fixtures/findings/F-DMA-1.json").Replace("\"profile\"", "\"property\": \"no-such-property\", \"profile\""), "$.property: unknown property" ]
+        |> Seq.map (fun (n, t, e) -> [| box n; box t; box e |])
+
+    [<Theory>]
+    [<MemberData(nameof CliTests.BadFiles)>]
+    member _.bad_scenario_file_gets_one_clear_line_and_exit_2(name: string, text: string, expected: string) =
+        let path = temp name text
+        try
+            for verb in [ "replay"; "explain" ] do
+                let code, _, err = run [ verb; path ]
+                if not (verb = "explain" && expected.Contains "unknown property") then
+                    Assert.Equal(2, code)
+                    let lines = err.Trim().Split('\n')
+                    Assert.Single(lines) |> ignore
+                    Assert.Contains(expected, err)
+                    Assert.DoesNotContain("   at ", err)
+                    Assert.Contains(path, err)
+        finally
+            File.Delete path
+
+    [<Fact>]
+    member _.missing_file_unknown_verb_and_bad_options_exit_2() =
+        for args in [ [ "replay"; "/nonexistent/x.json" ]; [ "frobnicate" ]; [ "check"; "--profile"; "Qemu80" ]; [ "check"; "--bogus"; "1" ]
+                      [ "check"; "--property"; "nope" ]; [ "check"; "--variant"; "NoSuchFault" ]; [ "layout" ] ] do
+            let code, _, err = run args
+            Assert.Equal(2, code)
+            Assert.StartsWith("conformance: ", err)
+
+    [<Fact>]
+    member _.explain_tells_what_a_skipped_unmap_leaves_behind() =
+        let code, out, _ = run [ "explain"; fromRoot "fixtures/scenarios/what-if-unmap-never-happens.json" ]
+        Assert.Equal(0, code)
+        Assert.Contains("never reached nic", out)
+        Assert.Contains("never marked dirty", out)
+        Assert.Contains("every later bounce map in the whole machine fails", out)
+
+    [<Fact>]
+    member _.layout_verb_prints_qemus_flat_format() =
+        let code, out, _ = run [ "layout"; fromRoot "fixtures/layouts/q35.mtree.txt" ]
+        Assert.Equal(0, code)
+        Assert.Contains("  00000000ff000000-00000000ff00ffff (prio 0, i/o): pc-testdev-iomem", out)
+
+    /// Seeding a bug (a broken variant): the failure prints a command that reproduces it exactly, and the
+    /// saved scenario replays it.
+    [<Fact>]
+    member _.a_seeded_bug_is_reproduced_by_its_printed_command_and_its_saved_scenario() =
+        let dir = Path.Combine(Path.GetTempPath(), "conformance-saved-" + Guid.NewGuid().ToString("N"))
+        try
+            let code, out, _ = run [ "check"; "--property"; "map-clients"; "--profile"; "Qemu72"; "--variant"; "UnregisterIgnored"; "--save"; dir ]
+            Assert.Equal(1, code)
+            let token = Regex.Match(out, @"replay token: (\S+)").Groups.[1].Value
+            Assert.Contains(sprintf "CONFORMANCE_REPLAY=%s dotnet test" token, out)
+            let why = Regex.Match(out, @"why:\n\s+(.*)\n").Groups.[1].Value
+            let code2, out2, _ = run [ "check"; "--property"; "map-clients"; "--profile"; "Qemu72"; "--variant"; "UnregisterIgnored"; "--replay"; token; "--save"; dir ]
+            Assert.Equal(1, code2)
+            Assert.Contains(why, out2)
+            let saved = Directory.GetFiles(dir, "map-clients-*.json") |> Array.exactlyOne
+            let code3, out3, _ = run [ "replay"; saved; "--variant"; "UnregisterIgnored" ]
+            Assert.Equal(1, code3)
+            Assert.Contains("P7 map-clients FAILS", out3)
+            let code4, out4, _ = run [ "replay"; saved ]
+            Assert.Equal(0, code4)
+            Assert.Contains("P7 map-clients holds", out4)
+        finally
+            if Directory.Exists dir then Directory.Delete(dir, true)
