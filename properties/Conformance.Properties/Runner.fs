@@ -51,7 +51,8 @@ let testName (entry: Entry) (profile: Profile) = sprintf "%s_%A" (entry.Name.Rep
 
 let replayCommands (entry: Entry) (profile: Profile) (token: ReplayToken) =
     [ sprintf "%s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~DmaPropertyTests.%s\"" ReplayVariable token (testName entry profile)
-      sprintf "dotnet run --project src/Conformance.Cli -- check --property %s --profile %A --replay %O" entry.Name profile token ]
+      sprintf "dotnet run --project src/Conformance.Cli -- check --property %s --profile %A --replay %O" entry.Name profile token
+      sprintf "dotnet run --project src/Conformance.Cli -- replay --property %s --profile %A --seed %O" entry.Name profile token ]
 
 /// Captures the result and the generated cases (not the shrink attempts), so the case distribution can
 /// be counted exactly: FsCheck's own stamps are rounded percentages that drop rare classes to 0.
