@@ -131,6 +131,31 @@ public sealed class MemorySystem
         Array.Fill(mapping.Bounce.Produced, ByteOrigin.Device);
     }
 
+    // ------------------------------------------------------------------ region caches
+
+    /// <summary>
+    /// softmmu/physmem.c:address_space_cache_init: references the region at <paramref name="addr"/> and
+    /// returns how many bytes the cache covers — for direct memory the host-contiguous run (clamped to the
+    /// RAMBlock), otherwise the whole request (the slow path dispatches each access).
+    /// </summary>
+    public RegionCache OpenCache(AddressSpace space, ulong addr, ulong len, bool isWrite)
+    {
+        var view = space.View;
+        var section = view.Translate(addr);
+        ulong l = ClampToRamSection(section, len);
+        var mr = section.Region;
+        Ref(mr);
+        if (mr.IsDirect(isWrite) && len > 0)
+        {
+            l = ExtendTranslation(view, addr, len, mr, section.Xlat, l);
+            l = (ulong)UInt128.Min(l, mr.RamBlock!.MaxLength - section.Xlat);
+        }
+        return new RegionCache(mr, l);
+    }
+
+    /// <summary>address_space_cache_destroy: drops the cache's reference.</summary>
+    public void CloseCache(RegionCache cache) => Unref(cache.Region);
+
     // ------------------------------------------------------------------ use of a mapping
 
     /// <summary>The caller writes through the host pointer of a mapping.</summary>

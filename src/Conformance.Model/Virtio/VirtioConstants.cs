@@ -1,0 +1,31 @@
+namespace Conformance.Model.Virtio;
+
+/// <summary>Ring layout constants (VIRTIO 1.2 §2.7; include/standard-headers/linux/virtio_ring.h).</summary>
+public static class VirtioConstants
+{
+    public const ushort DescFlagNext = 1;
+    public const ushort DescFlagWrite = 2;
+    public const ushort DescFlagIndirect = 4;
+    public const ushort AvailFlagNoInterrupt = 1;
+    public const ushort UsedFlagNoNotify = 1;
+    public const int DescSize = 16;
+
+    /// <summary>VIRTQUEUE_MAX_SIZE: queue sizes and scatter-gather entries per element.</summary>
+    public const int MaxQueueSize = 1024;
+
+    public const int FeatureNotifyOnEmpty = 24;
+    public const int FeatureIndirectDesc = 28;
+    public const int FeatureEventIdx = 29;
+    public const int FeatureVersion1 = 32;
+
+    /// <summary>VIRTIO_CONFIG_S_NEEDS_RESET.</summary>
+    public const byte StatusNeedsReset = 0x40;
+
+    public static ulong DescTableSize(int num) => (ulong)(DescSize * num);
+    public static ulong AvailSize(int num, bool eventIdx) => (ulong)(4 + 2 * num + (eventIdx ? 2 : 0));
+    public static ulong UsedSize(int num, bool eventIdx) => (ulong)(4 + 8 * num + (eventIdx ? 2 : 0));
+
+    /// <summary>vring_need_event (include/standard-headers/linux/virtio_ring.h).</summary>
+    public static bool NeedEvent(ushort eventIdx, ushort newIdx, ushort oldIdx) =>
+        (ushort)(newIdx - eventIdx - 1) < (ushort)(newIdx - oldIdx);
+}
