@@ -76,6 +76,7 @@ public static class ScenarioJson
             {
                 MapOp m => m.Space,
                 ReadOp r => r.Space,
+                VirtioSetupOp v => v.Space,
                 WriteOp w => w.Space,
                 RegisterClientOp c => c.Space,
                 UnregisterClientOp c => c.Space,
@@ -230,8 +231,57 @@ public static class ScenarioJson
             case "runBottomHalves":
                 Object(e, path, "op");
                 return new RunBottomHalvesOp();
+            case "virtioSetup":
+                {
+                    o = Object(e, path, "op", "as", "queueSize", "desc", "avail", "used", "eventIdx", "indirect", "version1", "diskSectors", "serial");
+                    int qs = (int)U64(Required(o, "queueSize", path), path + ".queueSize", 1024);
+                    if (qs == 0 || (qs & (qs - 1)) != 0) throw new ScenarioFormatException(path + ".queueSize", "a split queue size is a power of two from 1 to 1024");
+                    bool Flag(string f) => o.TryGetProperty(f, out var fv) && Bool(fv, $"{path}.{f}");
+                    return new VirtioSetupOp(String(Required(o, "as", path), path + ".as"), qs,
+                        U64(Required(o, "desc", path), path + ".desc"), U64(Required(o, "avail", path), path + ".avail"), U64(Required(o, "used", path), path + ".used"),
+                        Flag("eventIdx"), Flag("indirect"), Flag("version1"),
+                        (int)(OptU64(o, "diskSectors", path) is { } ds ? Math.Min(ds, 1 << 16) : 128),
+                        o.TryGetProperty("serial", out var se) ? String(se, path + ".serial") : "");
+                }
+            case "descriptors":
+                {
+                    o = Object(e, path, "op", "table", "entries");
+                    var entries = Array(Required(o, "entries", path), path + ".entries").Select((d, i) =>
+                    {
+                        string dp = $"{path}.entries[{i}]";
+                        var dobj = Object(d, dp, "index", "addr", "len", "flags", "next");
+                        return new DescriptorEntry((int)U64(Required(dobj, "index", dp), dp + ".index", 65535), U64(Required(dobj, "addr", dp), dp + ".addr"),
+                            (uint)U64(Required(dobj, "len", dp), dp + ".len", uint.MaxValue), (ushort)(OptU64(dobj, "flags", dp) is { } f && f <= 65535 ? f : 0),
+                            (ushort)(OptU64(dobj, "next", dp) is { } n && n <= 65535 ? n : 0));
+                    }).ToList();
+                    return new DescriptorsOp(OptU64(o, "table", path), entries);
+                }
+            case "publish":
+                o = Object(e, path, "op", "heads");
+                return new PublishOp(Array(Required(o, "heads", path), path + ".heads").Select((h, i) => (ushort)U64(h, $"{path}.heads[{i}]", 65535)).ToList());
+            case "availIdx":
+                o = Object(e, path, "op", "idx");
+                return new AvailIdxOp((ushort)U64(Required(o, "idx", path), path + ".idx", 65535));
+            case "suppressInterrupts":
+                o = Object(e, path, "op", "flags", "usedEvent");
+                return new InterruptSuppressionOp((ushort)(OptU64(o, "flags", path) ?? 0), (ushort)(OptU64(o, "usedEvent", path) ?? 0));
+            case "kick":
+                Object(e, path, "op");
+                return new KickOp();
+            case "completeIo":
+                Object(e, path, "op");
+                return new CompleteIoOp();
+            case "pop":
+                o = Object(e, path, "op", "element");
+                return new PopOp(String(Required(o, "element", path), path + ".element"));
+            case "push" or "detach" or "unpop":
+                o = Object(e, path, "op", "element", "len");
+                return new ReleaseOp(String(Required(o, "element", path), path + ".element"), op, (uint)(OptU64(o, "len", path) ?? 0));
+            case "virtioReset":
+                Object(e, path, "op");
+                return new VirtioResetOp();
             default:
-                throw new ScenarioFormatException(path + ".op", $"unknown operation '{op}' (expected map, writeMapped, readMapped, unmap, read, write, registerClient, unregisterClient, runBottomHalves)");
+                throw new ScenarioFormatException(path + ".op", $"unknown operation '{op}' (expected map, writeMapped, readMapped, unmap, read, write, registerClient, unregisterClient, runBottomHalves, virtioSetup, descriptors, publish, availIdx, suppressInterrupts, kick, completeIo, pop, push, detach, unpop, virtioReset)");
         }
     }
 
@@ -445,6 +495,56 @@ public static class ScenarioJson
                 break;
             case RunBottomHalvesOp:
                 w.WriteString("op", "runBottomHalves");
+                break;
+            case VirtioSetupOp v:
+                w.WriteString("op", "virtioSetup"); w.WriteString("as", v.Space); w.WriteNumber("queueSize", v.QueueSize);
+                w.WriteString("desc", Hex(v.Desc)); w.WriteString("avail", Hex(v.Avail)); w.WriteString("used", Hex(v.Used));
+                if (v.EventIdx) w.WriteBoolean("eventIdx", true);
+                if (v.Indirect) w.WriteBoolean("indirect", true);
+                if (v.Version1) w.WriteBoolean("version1", true);
+                w.WriteNumber("diskSectors", v.DiskSectors);
+                if (v.Serial.Length > 0) w.WriteString("serial", v.Serial);
+                break;
+            case DescriptorsOp d:
+                w.WriteString("op", "descriptors");
+                if (d.Table is { } t) w.WriteString("table", Hex(t));
+                w.WriteStartArray("entries");
+                foreach (var e in d.Entries)
+                {
+                    w.WriteStartObject();
+                    w.WriteNumber("index", e.Index); w.WriteString("addr", Hex(e.Addr)); w.WriteNumber("len", e.Len);
+                    if (e.Flags != 0) w.WriteNumber("flags", e.Flags);
+                    if (e.Next != 0) w.WriteNumber("next", e.Next);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                break;
+            case PublishOp p:
+                w.WriteString("op", "publish");
+                w.WriteStartArray("heads");
+                foreach (var h in p.Heads) w.WriteNumberValue(h);
+                w.WriteEndArray();
+                break;
+            case AvailIdxOp a:
+                w.WriteString("op", "availIdx"); w.WriteNumber("idx", a.Idx);
+                break;
+            case InterruptSuppressionOp si:
+                w.WriteString("op", "suppressInterrupts"); w.WriteNumber("flags", si.Flags); w.WriteNumber("usedEvent", si.UsedEvent);
+                break;
+            case KickOp:
+                w.WriteString("op", "kick");
+                break;
+            case CompleteIoOp:
+                w.WriteString("op", "completeIo");
+                break;
+            case PopOp po:
+                w.WriteString("op", "pop"); w.WriteString("element", po.Element);
+                break;
+            case ReleaseOp r:
+                w.WriteString("op", r.How); w.WriteString("element", r.Element); w.WriteNumber("len", r.Len);
+                break;
+            case VirtioResetOp:
+                w.WriteString("op", "virtioReset");
                 break;
         }
         w.WriteEndObject();

@@ -20,4 +20,7 @@ public sealed class ScenarioRun
 
     /// <summary>Every mapping the scenario obtained, by id (live or not).</summary>
     public IReadOnlyDictionary<string, Mapping> Mappings { get; }
+
+    /// <summary>The virtio device, its virtio-blk front and the driver, if the scenario set one up.</summary>
+    public VirtioContext? Virtio { get; internal set; }
 }

@@ -8,10 +8,12 @@ namespace Conformance.Model.Scenarios;
 /// </summary>
 public static class ScenarioRunner
 {
-    public static ScenarioRun Run(Scenario scenario, Fault faults = Fault.None)
+    public static ScenarioRun Run(Scenario scenario, Fault faults = Fault.None) => Run(scenario, faults, Virtio.VirtioFault.None);
+
+    public static ScenarioRun Run(Scenario scenario, Fault faults, Virtio.VirtioFault virtioFaults)
     {
         var system = new MemorySystem(scenario.Layout, scenario.Profile, faults);
-        return Run(scenario, system);
+        return Run(scenario, system, virtioFaults);
     }
 
     /// <summary>Runs the scenario and then unmaps every mapping still live (access_len = full length for writes),
@@ -27,8 +29,11 @@ public static class ScenarioRunner
         return Run(scenario with { Ops = scenario.Ops.Concat(cleanup).ToList() }, faults);
     }
 
-    public static ScenarioRun Run(Scenario scenario, MemorySystem system)
+    public static ScenarioRun Run(Scenario scenario, MemorySystem system) => Run(scenario, system, Virtio.VirtioFault.None);
+
+    public static ScenarioRun Run(Scenario scenario, MemorySystem system, Virtio.VirtioFault virtioFaults)
     {
+        VirtioContext? virtio = null;
         var steps = new List<StepRecord>(scenario.Ops.Count);
         var mappings = new Dictionary<string, Mapping>();
         int journalSeen = system.AccessJournal.Count;
@@ -43,6 +48,8 @@ public static class ScenarioRunner
             byte[]? bytes = null;
             IReadOnlyList<string> scheduled = Array.Empty<string>();
             IReadOnlyList<string> ran = Array.Empty<string>();
+            Virtio.PopResult? popped = null;
+            int errorsBefore = virtio?.Device.Errors.Count ?? 0;
 
             Mapping? Live(string id)
             {
@@ -121,6 +128,17 @@ public static class ScenarioRunner
                 case RunBottomHalvesOp:
                     ran = system.RunBottomHalves();
                     break;
+                case VirtioSetupOp v when SpaceOf(v.Space) is { } space:
+                    if (virtio is not null) skipped = "a virtio device is already set up";
+                    else virtio = SetUpVirtio(system, space, v, virtioFaults);
+                    break;
+                default:
+                    if (IsVirtioOp(op))
+                    {
+                        if (virtio is null) skipped = "no virtio device is set up";
+                        else skipped = RunVirtioOp(virtio, op, out popped);
+                    }
+                    break;
             }
 
             var accesses = system.AccessJournal.Skip(journalSeen).ToList();
@@ -136,12 +154,98 @@ public static class ScenarioRunner
                 }
             }
             var liveIds = mappings.Where(kv => kv.Value.Live).Select(kv => kv.Key).Order(StringComparer.Ordinal).ToList();
+            VirtioStep? virtioStep = null;
+            if (virtio is not null && (IsVirtioOp(op) || op is VirtioSetupOp))
+            {
+                var vq = virtio.Device.Queues[0];
+                var newUsed = vq.Ready ? virtio.Driver.CollectUsed() : new List<(uint, uint)>();
+                string? poppedName = op is PopOp po && popped is { Element: not null } ? po.Element : null;
+                var newErrors = virtio.Device.Errors.Skip(op is VirtioSetupOp ? 0 : errorsBefore).ToList();
+                virtioStep = new VirtioStep(poppedName, popped?.Element?.Head, newErrors.Count > 0 ? string.Join("; ", newErrors) : null, newUsed, virtio.Device.Broken,
+                    vq.InUse, vq.LastAvailIdx, vq.UsedIdx, virtio.Device.Interrupts, virtio.Blk.InFlight, virtio.Device.DescriptorReads);
+            }
             steps.Add(new StepRecord(i, op, skipped, map, unmap, bytes, scheduled, ran, accesses, newlyDirty,
                 system.Owners.ToDictionary(o => o.Name, o => o.RefCount),
                 system.AddressSpaces.ToDictionary(a => a.Name, a => system.BounceBytesInUse(a)),
                 system.LiveMappings.Count(m => m.Kind == MappingKind.Bounce),
-                liveIds));
+                liveIds) { Virtio = virtioStep });
         }
-        return new ScenarioRun(scenario, system, steps, mappings);
+        return new ScenarioRun(scenario, system, steps, mappings) { Virtio = virtio };
+    }
+
+    private static bool IsVirtioOp(ScenarioOp op) =>
+        op is DescriptorsOp or PublishOp or AvailIdxOp or InterruptSuppressionOp or KickOp or CompleteIoOp or PopOp or ReleaseOp or VirtioResetOp;
+
+    private static VirtioContext SetUpVirtio(MemorySystem system, AddressSpace space, VirtioSetupOp v, Virtio.VirtioFault faults)
+    {
+        ulong features = 0;
+        if (v.EventIdx) features |= 1UL << Virtio.VirtioConstants.FeatureEventIdx;
+        if (v.Indirect) features |= 1UL << Virtio.VirtioConstants.FeatureIndirectDesc;
+        if (v.Version1) features |= 1UL << Virtio.VirtioConstants.FeatureVersion1;
+        var device = new Virtio.VirtioDevice(system, space, 1, features, faults);
+        var driver = new Virtio.GuestDriver(system, space, v.QueueSize, v.Desc, v.Avail, v.Used);
+        driver.ClearRings(v.EventIdx);
+        device.SetupQueue(0, v.QueueSize, v.Desc, v.Avail, v.Used);
+        var blk = new Virtio.VirtioBlk(device, VirtioContext.InitialDisk(v.DiskSectors), v.Serial);
+        return new VirtioContext(device, blk, driver);
+    }
+
+    /// <summary>Runs one virtio operation; returns a reason when it was skipped.</summary>
+    private static string? RunVirtioOp(VirtioContext v, ScenarioOp op, out Virtio.PopResult? popped)
+    {
+        popped = null;
+        var vq = v.Device.Queues[0];
+        switch (op)
+        {
+            case DescriptorsOp d:
+                foreach (var e in d.Entries)
+                {
+                    if (d.Table is null && (e.Index < 0 || e.Index >= v.Driver.Num)) return $"descriptor index {e.Index} is outside the ring";
+                    v.Driver.WriteDescriptor(d.Table ?? v.Driver.DescAddr, e.Index, new Virtio.VringDesc(e.Addr, e.Len, e.Flags, e.Next));
+                }
+                return null;
+            case PublishOp p:
+                v.Driver.Publish(p.Heads);
+                return null;
+            case AvailIdxOp a:
+                v.Driver.SetAvailIdx(a.Idx);
+                return null;
+            case InterruptSuppressionOp s:
+                v.Driver.SetAvailFlags(s.Flags);
+                v.Driver.SetUsedEvent(s.UsedEvent);
+                return null;
+            case KickOp:
+                try
+                {
+                    v.Blk.Kick();
+                }
+                catch (NotSupportedException e)
+                {
+                    return e.Message;
+                }
+                return null;
+            case CompleteIoOp:
+                v.Blk.CompleteIo();
+                return null;
+            case PopOp p:
+                if (v.Elements.TryGetValue(p.Element, out var existing) && !existing.Released) return $"{p.Element} is still in use";
+                popped = v.Device.Pop(vq);
+                if (popped.Value.Element is { } el) v.Elements[p.Element] = el;
+                return null;
+            case ReleaseOp r:
+                if (!v.Elements.TryGetValue(r.Element, out var elem) || elem.Released) return $"{r.Element} is not a popped, unreleased element";
+                switch (r.How)
+                {
+                    case "push": v.Device.Push(vq, elem, r.Len); v.Device.Notify(vq); break;
+                    case "detach": v.Device.Detach(vq, elem, r.Len); break;
+                    case "unpop": v.Device.Unpop(vq, elem, r.Len); break;
+                    default: return $"unknown release '{r.How}'";
+                }
+                return null;
+            case VirtioResetOp:
+                v.Device.Reset();
+                return null;
+        }
+        return null;
     }
 }

@@ -46,6 +46,13 @@ public static class ScenarioTrace
                 int before = previousRefs.TryGetValue(owner, out var b) ? b : Owner.Baseline;
                 if (before != count) outcome.Add($"{(count > before ? "ref" : "unref")} {owner} -> {count}");
             }
+            if (step.Virtio is { } v)
+            {
+                if (v.Popped is not null) outcome.Add($"popped head {v.PoppedHead}");
+                if (v.Error is not null) outcome.Add($"virtio_error \"{v.Error}\"");
+                foreach (var (id, len) in v.NewUsed) outcome.Add($"used {{id {id}, len {len}}}");
+                outcome.Add($"queue: last_avail {v.LastAvailIdx}, used {v.UsedIdx}, inuse {v.InUse}{(v.InFlight > 0 ? $", {v.InFlight} in flight" : "")}{(v.Broken ? ", BROKEN" : "")}");
+            }
             if (step.Scheduled.Count > 0) outcome.Add("scheduled " + string.Join(", ", step.Scheduled));
             if (step.Ran.Count > 0) outcome.Add("ran " + string.Join(", ", step.Ran));
             previousRefs = step.RefCounts;
@@ -65,6 +72,11 @@ public static class ScenarioTrace
                 .Select(g => $"{g.Key} pages {Pages(g.Select(p => p.Page))}").ToList();
             sb.Append("  dirty ").Append(client.ToString().ToLowerInvariant()).Append(": ").Append(pages.Count == 0 ? "none" : string.Join("; ", pages)).Append('\n');
         }
+        if (run.Virtio is { } vc)
+        {
+            sb.Append("  virtio: ").Append(vc.Device.Broken ? "broken (" + string.Join("; ", vc.Device.Errors) + ")" : "working")
+              .Append($", status 0x{vc.Device.Status:x}, interrupts {vc.Device.Interrupts}\n");
+        }
         var pending = sys.PendingBottomHalves;
         if (pending.Count > 0) sb.Append("  pending bottom halves: ").Append(string.Join(", ", pending)).Append('\n');
         return sb.ToString();
@@ -81,6 +93,16 @@ public static class ScenarioTrace
         RegisterClientOp c => $"register map client {c.Client} on {c.Space}",
         UnregisterClientOp c => $"unregister map client {c.Client} on {c.Space}",
         RunBottomHalvesOp => "run bottom halves",
+        VirtioSetupOp v => $"virtio-blk on {v.Space}: queue of {v.QueueSize} at desc 0x{v.Desc:x} avail 0x{v.Avail:x} used 0x{v.Used:x}{(v.EventIdx ? ", event_idx" : "")}{(v.Indirect ? ", indirect" : "")}{(v.Version1 ? ", version_1" : "")}, {v.DiskSectors} sectors",
+        DescriptorsOp d => $"descriptors{(d.Table is { } t ? $" in table 0x{t:x}" : "")}: " + string.Join(", ", d.Entries.Select(e => $"[{e.Index}] 0x{e.Addr:x}+{e.Len}{DescFlags(e.Flags)}{((e.Flags & 1) != 0 ? $" next {e.Next}" : "")}")),
+        PublishOp p => $"publish heads {string.Join(", ", p.Heads)}",
+        AvailIdxOp a => $"set avail idx {a.Idx}",
+        InterruptSuppressionOp si => $"avail flags 0x{si.Flags:x}, used_event {si.UsedEvent}",
+        KickOp => "kick",
+        CompleteIoOp => "block layer completes I/O",
+        PopOp po => $"pop {po.Element}",
+        ReleaseOp r => $"{r.How} {r.Element} len {r.Len}",
+        VirtioResetOp => "virtio reset",
         _ => op.ToString()!,
     };
 
@@ -113,6 +135,9 @@ public static class ScenarioTrace
             i = j + 1;
         }
     }
+
+    private static string DescFlags(ushort flags) =>
+        ((flags & 1) != 0 ? " NEXT" : "") + ((flags & 2) != 0 ? " WRITE" : "") + ((flags & 4) != 0 ? " INDIRECT" : "") + ((flags & ~7) != 0 ? $" flags 0x{flags:x}" : "");
 
     public static string Hex(byte[] bytes)
     {

@@ -21,4 +21,23 @@ public sealed record StepRecord(
     IReadOnlyDictionary<string, int> RefCounts,
     IReadOnlyDictionary<string, ulong> BounceBytesInUse,
     int LiveBounceMappings,
-    IReadOnlyList<string> LiveMappings);
+    IReadOnlyList<string> LiveMappings)
+{
+    /// <summary>For virtio operations: what the device did and its state afterwards.</summary>
+    public VirtioStep? Virtio { get; init; }
+}
+
+/// <summary>The virtio side of a step: a popped element (or the error), used elements the driver saw
+/// appear, and the queue's state after the step.</summary>
+public sealed record VirtioStep(
+    string? Popped,
+    uint? PoppedHead,
+    string? Error,
+    IReadOnlyList<(uint Id, uint Len)> NewUsed,
+    bool Broken,
+    int InUse,
+    ushort LastAvailIdx,
+    ushort UsedIdx,
+    int Interrupts,
+    int InFlight,
+    int DescriptorReads);
