@@ -61,7 +61,7 @@ type SnapshotTests() =
             [ for e in Catalogue.all do
                 yield sprintf "P%d %s: %s" e.Number e.Name e.Title
                 for r in e.Rules do yield "    rule: " + r
-                yield sprintf "    rejects: %A" e.BrokenBy
+                yield sprintf "    rejects: %s" e.Broken.Name
               for f in Findings.all do
                 yield sprintf "%s [%s] %s" f.Id f.Property f.Title ]
             |> String.concat "\n"

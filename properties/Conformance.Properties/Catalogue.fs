@@ -15,7 +15,7 @@ type Entry =
       /// The QEMU rules (file:function) or spec sections the property holds the implementation to.
       Rules: string list
       /// The broken variant of the model this property must reject.
-      BrokenBy: Fault
+      Broken: Implementation
       /// Judges one case; the FsCheck property is Verdict.toProperty of it.
       Judge: Implementation -> Scenario -> Verdict.CaseResult
       Arbitrary: Profile -> Arbitrary<Scenario> }
@@ -32,33 +32,33 @@ let transferScenarios (profile: Profile) =
 let all: Entry list =
     [ { Number = 1; Name = "refcount-balance"; Title = "Owner references: baseline + live mappings, back to baseline after all unmaps"
         Rules = [ "softmmu/physmem.c:address_space_map (memory_region_ref)"; "softmmu/physmem.c:address_space_unmap (memory_region_unref)"; "softmmu/memory.c:memory_region_ref" ]
-        BrokenBy = Fault.SkipUnref; Judge = DmaProperties.refcountBalance; Arbitrary = Generators.arbScenario }
+        Broken = Implementation.ofFault Fault.SkipUnref; Judge = DmaProperties.refcountBalance; Arbitrary = Generators.arbScenario }
       { Number = 2; Name = "write-back-on-unmap"; Title = "Bounce write mappings reach the device only at unmap, exactly access_len bytes, in address order"
         Rules = [ "softmmu/physmem.c:address_space_unmap (address_space_write of access_len bytes)"; "softmmu/physmem.c:flatview_write_continue" ]
-        BrokenBy = Fault.WriteBackAtMap; Judge = DmaProperties.writeBackOnUnmap; Arbitrary = Generators.arbScenario }
+        Broken = Implementation.ofFault Fault.WriteBackAtMap; Judge = DmaProperties.writeBackOnUnmap; Arbitrary = Generators.arbScenario }
       { Number = 3; Name = "read-at-map"; Title = "Bounce read mappings read the device at map time; their unmap writes nothing"
         Rules = [ "softmmu/physmem.c:address_space_map (flatview_read into the bounce buffer)"; "softmmu/physmem.c:flatview_read_continue" ]
-        BrokenBy = Fault.ReadAtUnmap; Judge = DmaProperties.readAtMap; Arbitrary = Generators.arbScenario }
+        Broken = Implementation.ofFault Fault.ReadAtUnmap; Judge = DmaProperties.readAtMap; Arbitrary = Generators.arbScenario }
       { Number = 4; Name = "dirty-exactness"; Title = "Write unmaps dirty exactly the pages of [addr, addr+access_len) in every active client; reads dirty nothing"
         Rules = [ "softmmu/physmem.c:invalidate_and_set_dirty"; "include/exec/ram_addr.h:cpu_physical_memory_set_dirty_range"; "softmmu/memory.c:memory_region_get_dirty_log_mask" ]
-        BrokenBy = Fault.DirtyOnRead; Judge = DmaProperties.dirtyExactness; Arbitrary = Generators.arbScenario }
+        Broken = Implementation.ofFault Fault.DirtyOnRead; Judge = DmaProperties.dirtyExactness; Arbitrary = Generators.arbScenario }
       { Number = 5; Name = "map-length"; Title = "Map lengths: contiguous for direct, page/budget-capped for bounce, > 0 unless failed, never over the request"
         Rules = [ "softmmu/physmem.c:address_space_translate_internal"; "softmmu/physmem.c:flatview_extend_translation"; "softmmu/physmem.c:qemu_ram_ptr_length"; "softmmu/physmem.c:address_space_map" ]
-        BrokenBy = Fault.NoSectionClamp; Judge = DmaProperties.mapLength; Arbitrary = Generators.arbScenario }
+        Broken = Implementation.ofFault Fault.NoSectionClamp; Judge = DmaProperties.mapLength; Arbitrary = Generators.arbScenario }
       { Number = 6; Name = "bounce-exclusivity"; Title = "Qemu72: one bounce mapping system-wide; Qemu92: per-AS bytes within budget; failed maps succeed after release"
         Rules = [ "softmmu/physmem.c:address_space_map (bounce.in_use)"; "system/physmem.c:address_space_map (bounce_buffer_size)"; "system/memory.c:address_space_init" ]
-        BrokenBy = Fault.LeakBounceSpace; Judge = DmaProperties.bounceExclusivity; Arbitrary = Generators.arbScenario }
+        Broken = Implementation.ofFault Fault.LeakBounceSpace; Judge = DmaProperties.bounceExclusivity; Arbitrary = Generators.arbScenario }
       { Number = 7; Name = "map-clients"; Title = "Map clients are woken once when bounce space frees (or at once), never after unregistering"
         Rules = [ "softmmu/physmem.c:cpu_register_map_client"; "softmmu/physmem.c:cpu_unregister_map_client"; "softmmu/physmem.c:cpu_notify_map_clients_locked" ]
-        BrokenBy = Fault.UnregisterIgnored; Judge = DmaProperties.mapClients; Arbitrary = Generators.arbScenario }
+        Broken = Implementation.ofFault Fault.UnregisterIgnored; Judge = DmaProperties.mapClients; Arbitrary = Generators.arbScenario }
       { Number = 8; Name = "approaches-agree"; Title = "map/write/unmap and address_space_read/write leave identical memory, devices and dirty bits"
         Rules = [ "softmmu/physmem.c:address_space_map/unmap"; "softmmu/physmem.c:address_space_read/address_space_write" ]
-        BrokenBy = Fault.WriteSkipsDirty; Judge = DmaProperties.approachesAgree; Arbitrary = transferScenarios }
+        Broken = Implementation.ofFault Fault.WriteSkipsDirty; Judge = DmaProperties.approachesAgree; Arbitrary = transferScenarios }
       { Number = 9; Name = "no-invented-bytes"; Title = "Bytes written back were produced by the caller, or are marked as never produced / zero-fill"
         Rules = [ "softmmu/physmem.c:address_space_map (qemu_memalign, uninitialised)"; "system/physmem.c:address_space_map (g_malloc0)"; "include/exec/memory.h:address_space_map (reads OR writes)" ]
-        BrokenBy = Fault.WriteBackWholeBuffer; Judge = DmaProperties.noInventedBytes; Arbitrary = Generators.arbScenario }
+        Broken = Implementation.ofFault Fault.WriteBackWholeBuffer; Judge = DmaProperties.noInventedBytes; Arbitrary = Generators.arbScenario }
       { Number = 10; Name = "flattening"; Title = "FlatView translation agrees with a naive topmost-region-by-priority search"
         Rules = [ "softmmu/memory.c:render_memory_region"; "softmmu/memory.c:memory_region_update_container_subregions"; "softmmu/memory.c:flatview_simplify" ]
-        BrokenBy = Fault.IgnorePriority; Judge = DmaProperties.flattening; Arbitrary = Generators.arbScenario } ]
+        Broken = Implementation.ofFault Fault.IgnorePriority; Judge = DmaProperties.flattening; Arbitrary = Generators.arbScenario } ]
 
 let find (name: string) = all |> List.tryFind (fun e -> e.Name = name || string e.Number = name)

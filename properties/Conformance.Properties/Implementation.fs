@@ -12,10 +12,18 @@ type Implementation =
       /// A fresh instance to drive directly.
       NewSystem: LayoutSpec -> Profile -> MemorySystem }
 
-let ofFault (fault: Fault) =
-    { Name = (if fault = Fault.None then "reference model" else sprintf "broken variant %A" fault)
-      Run = fun s -> ScenarioRunner.Run(s, fault)
+let ofFaults (fault: Fault) (virtioFault: Conformance.Model.Virtio.VirtioFault) =
+    { Name =
+        (match fault, virtioFault with
+         | Fault.None, Conformance.Model.Virtio.VirtioFault.None -> "reference model"
+         | f, Conformance.Model.Virtio.VirtioFault.None -> sprintf "broken variant %A" f
+         | _, v -> sprintf "broken variant %A" v)
+      Run = fun s -> ScenarioRunner.Run(s, fault, virtioFault)
       NewSystem = fun layout profile -> MemorySystem(layout, profile, fault) }
+
+let ofFault (fault: Fault) = ofFaults fault Conformance.Model.Virtio.VirtioFault.None
+
+let ofVirtioFault (fault: Conformance.Model.Virtio.VirtioFault) = ofFaults Fault.None fault
 
 let reference = ofFault Fault.None
 

@@ -13,7 +13,7 @@ public static class ListCommand
         {
             stdout.WriteLine($"P{e.Number} {e.Name}: {e.Title}");
             foreach (var rule in e.Rules) stdout.WriteLine($"    rule: {rule}");
-            stdout.WriteLine($"    rejects broken variant: {e.BrokenBy}");
+            stdout.WriteLine($"    rejects: {e.Broken.Name}");
         }
         stdout.WriteLine();
         stdout.WriteLine("registered findings (QEMU itself breaks the property as stated):");
