@@ -29,7 +29,7 @@ let transferScenarios (profile: Profile) =
             Scenario(s.Profile, s.Layout, transfers))
     Arb.fromGenShrink (gen, Generators.shrinkScenario >> Seq.filter (fun s -> s.Ops |> Seq.forall (fun o -> o :? ReadOp || o :? WriteOp)))
 
-let all: Entry list =
+let private dmaEntries: Entry list =
     [ { Number = 1; Name = "refcount-balance"; Title = "Owner references: baseline + live mappings, back to baseline after all unmaps"
         Rules = [ "softmmu/physmem.c:address_space_map (memory_region_ref)"; "softmmu/physmem.c:address_space_unmap (memory_region_unref)"; "softmmu/memory.c:memory_region_ref" ]
         Broken = Implementation.ofFault Fault.SkipUnref; Judge = DmaProperties.refcountBalance; Arbitrary = Generators.arbScenario }
@@ -60,5 +60,35 @@ let all: Entry list =
       { Number = 10; Name = "flattening"; Title = "FlatView translation agrees with a naive topmost-region-by-priority search"
         Rules = [ "softmmu/memory.c:render_memory_region"; "softmmu/memory.c:memory_region_update_container_subregions"; "softmmu/memory.c:flatview_simplify" ]
         Broken = Implementation.ofFault Fault.IgnorePriority; Judge = DmaProperties.flattening; Arbitrary = Generators.arbScenario } ]
+
+let private virtioEntries: Entry list =
+    let arbGeneric p = Arb.fromGenShrink (VirtioCases.genGenericCase p, Generators.shrinkScenario)
+    let arbErrorPaths p =
+        Arb.fromGenShrink (Gen.frequency [ 2, VirtioCases.genGenericCase p; 1, VirtioCases.genMalformedCase p ], Generators.shrinkScenario)
+    [ { Number = 11; Name = "element-conservation"; Title = "Every popped element is released once; inuse = popped - released; used.idx advances by the pushes"
+        Rules = [ "VIRTIO 1.2 §2.7.8"; "hw/virtio/virtio.c:virtqueue_split_pop"; "hw/virtio/virtio.c:virtqueue_flush" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.FlushKeepsInUse; Judge = VirtioProperties.elementConservation; Arbitrary = arbGeneric }
+      { Number = 12; Name = "mapping-balance"; Title = "After every element is released (or the device broke), no mapping, bounce byte or extra reference remains"
+        Rules = [ "hw/virtio/virtio.c:virtqueue_undo_map_desc"; "hw/virtio/virtio.c:virtqueue_unmap_sg"; "CVE-2022-26353"; "CVE-2022-26354" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.NoUndoOnError; Judge = VirtioProperties.mappingBalance; Arbitrary = arbErrorPaths }
+      { Number = 13; Name = "written-length"; Title = "A push with length L writes exactly the first L bytes of the in-buffers, nothing of the out-buffers"
+        Rules = [ "VIRTIO 1.2 §2.7.8.2"; "hw/virtio/virtio.c:virtqueue_unmap_sg" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers; Judge = VirtioProperties.writtenLength; Arbitrary = arbGeneric }
+      { Number = 14; Name = "used-ring"; Title = "Used elements carry head and length in push order, written before the index that publishes them"
+        Rules = [ "VIRTIO 1.2 §2.7.8"; "VIRTIO 1.2 §2.7.13.3.1"; "hw/virtio/virtio.c:virtqueue_split_fill"; "hw/virtio/virtio.c:virtqueue_split_flush" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.IndexBeforeEntry; Judge = VirtioProperties.usedRing; Arbitrary = arbGeneric }
+      { Number = 15; Name = "malformed-rings"; Title = "Random rings end in an element, an empty queue or a broken device; never an exception; chain walks are bounded"
+        Rules = [ "VIRTIO 1.2 §2.7.5.3.1"; "hw/virtio/virtio.c:virtqueue_split_pop"; "CVE-2016-6490"; "CVE-2016-7422" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.NoLoopDetection; Judge = VirtioProperties.malformedRings
+        Arbitrary = fun p -> Arb.fromGen (VirtioProperties.genRandomRing p) }
+      { Number = 16; Name = "malformed-verdicts"; Title = "Chains built malformed end as QEMU ends them: the expected virtio_error, broken, everything unmapped"
+        Rules = [ "VIRTIO 1.2 §2.7.5.3"; "VIRTIO 1.2 §2.1.2"; "hw/virtio/virtio.c:virtqueue_split_pop"; "CVE-2016-5403" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.NoInUseCheck; Judge = VirtioProperties.malformedVerdicts
+        Arbitrary = fun p -> Arb.fromGen (VirtioCases.genMalformedCase p) }
+      { Number = 17; Name = "notification"; Title = "The device notifies iff vring_need_event (EVENT_IDX) or VRING_AVAIL_F_NO_INTERRUPT is clear"
+        Rules = [ "VIRTIO 1.2 §2.7.7.2"; "VIRTIO 1.2 §2.7.10"; "hw/virtio/virtio.c:virtio_split_should_notify" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.AlwaysNotify; Judge = VirtioProperties.notification; Arbitrary = VirtioProperties.arbNotify } ]
+
+let all: Entry list = dmaEntries @ virtioEntries
 
 let find (name: string) = all |> List.tryFind (fun e -> e.Name = name || string e.Number = name)

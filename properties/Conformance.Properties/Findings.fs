@@ -68,6 +68,16 @@ let romdMapPastSection =
       Impact = "Where a higher-priority region overlays part of a romd device, a device reading through the mapping sees the ROM image instead of the overlaying region."
       Scenario = "fixtures/findings/F-DMA-5.json" }
 
-let all = [ zeroLengthDirty; bounceSpansSections; mmioAccessPastRegionEnd; accessWidened; romdMapPastSection ]
+let loopReadsOneMore =
+    { Id = "F-VQ-1"
+      Title = "A looping chain is detected only after queue-size + 1 descriptors were read and mapped"
+      Property = "malformed-rings"
+      Evidence =
+        [ "hw/virtio/virtio.c:virtqueue_split_pop maps each descriptor first and checks ++elem_entries > max afterwards, so the (max+1)-th descriptor is read and mapped before \"Looped descriptor\""
+          "VIRTIO 1.2 §2.7.5.3.1: a driver MUST NOT create a chain longer than the queue size; the device side bound is QEMU's choice" ]
+      Impact = "One extra descriptor is read and mapped (and then unmapped) per looping chain; bounded, harmless."
+      Scenario = "fixtures/findings/F-VQ-1.json" }
+
+let all = [ zeroLengthDirty; bounceSpansSections; mmioAccessPastRegionEnd; accessWidened; romdMapPastSection; loopReadsOneMore ]
 
 let byId id = all |> List.find (fun f -> f.Id = id)

@@ -50,7 +50,7 @@ let defaultMaxTest () =
 let testName (entry: Entry) (profile: Profile) = sprintf "%s_%A" (entry.Name.Replace('-', '_')) profile
 
 let replayCommands (entry: Entry) (profile: Profile) (token: ReplayToken) =
-    [ sprintf "%s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~DmaPropertyTests.%s\"" ReplayVariable token (testName entry profile)
+    [ sprintf "%s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~PropertyTests.%s\"" ReplayVariable token (testName entry profile)
       sprintf "dotnet run --project src/Conformance.Cli -- check --property %s --profile %A --replay %O" entry.Name profile token
       sprintf "dotnet run --project src/Conformance.Cli -- replay --property %s --profile %A --seed %O" entry.Name profile token ]
 

@@ -310,7 +310,7 @@ public sealed class VirtioDevice
         Write16(vq.UsedAddr + 2, @new);
         if (!Has(VirtioFault.IndexBeforeEntry)) _ringWrites.Add(new RingWrite("idx", -1, @new));
         vq.UsedIdx = @new;
-        vq.InUse -= count;
+        if (!Has(VirtioFault.FlushKeepsInUse)) vq.InUse -= count;
         if ((short)(@new - vq.SignalledUsed) < (ushort)(@new - old)) vq.SignalledUsedValid = false;
     }
 

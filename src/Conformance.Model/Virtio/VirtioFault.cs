@@ -18,4 +18,6 @@ public enum VirtioFault
     NoInUseCheck = 1 << 4,
     /// <summary>The notification decision ignores VRING_AVAIL_F_NO_INTERRUPT / used_event.</summary>
     AlwaysNotify = 1 << 5,
+    /// <summary>Flush forgets to decrement inuse.</summary>
+    FlushKeepsInUse = 1 << 6,
 }

@@ -1,0 +1,176 @@
+/// Generators for virtqueue cases: a fixed machine-like layout (RAM, an MMIO window, ROM, holes), rings in
+/// RAM, chains of buffers placed anywhere, and a generic device that pops and releases elements. Malformed
+/// chains are generated together with the verdict QEMU reaches on them (an oracle by construction).
+module Conformance.Properties.VirtioCases
+
+open System
+open FsCheck
+open FsCheck.FSharp
+open Conformance.Model
+open Conformance.Model.Scenarios
+open Conformance.Model.Virtio
+open Conformance.Properties.Oracle
+open Conformance.Properties.LayoutBuilding
+
+let DescRing, AvailRing, UsedRing = 0x10000UL, 0x11000UL, 0x12000UL
+
+/// RAM 0-1 MiB, pc-testdev-like MMIO at 0xff000000 (64 KiB), ROM at 0xfffe0000 (128 KiB); the rest unassigned.
+let layout =
+    let system =
+        Spec.Copy(Spec.Region("system", RegionKind.Container, two64),
+                  subregions = [ Spec.Region("ram", RegionKind.Ram, u128 0x100000UL)
+                                 Spec.Region("testdev", RegionKind.Io, u128 0x10000UL, 0xff000000UL)
+                                 Spec.Region("bios", RegionKind.Rom, u128 0x20000UL, 0xfffe0000UL) ])
+    LayoutSpec([| system |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default)
+
+/// Where a buffer lives.
+let genBufferAddr =
+    Gen.frequency [ 6, Gen.choose (0x20, 0xe0) |> Gen.map (fun p -> uint64 p * 0x1000UL)
+                    2, Gen.choose (0x20000, 0xe0000) |> Gen.map uint64
+                    3, Gen.choose (0, 0xf0) |> Gen.map (fun p -> 0xff000000UL + uint64 p * 0x100UL)
+                    1, Gen.constant 0xfffe8000UL
+                    1, Gen.constant 0x40000000UL
+                    1, Gen.constant 0xff800UL ]   // straddles the end of RAM
+
+let genBufferLen = Gen.frequency [ 4, Gen.elements [ 1u; 16u; 512u; 513u ]; 3, Gen.elements [ 4096u; 4097u; 8192u ]; 2, Gen.choose (1, 9000) |> Gen.map uint32 ]
+
+/// A well-formed chain: some device-readable buffers, then some device-writable ones.
+type Chain = { Out: (uint64 * uint32) list; In: (uint64 * uint32) list; Indirect: bool }
+
+let genChain =
+    gen {
+        let! outs = Gen.choose (0, 3)
+        let! ins = Gen.choose ((if outs = 0 then 1 else 0), 3)
+        let! o = Gen.listOfLength outs (Gen.zip genBufferAddr genBufferLen)
+        let! i = Gen.listOfLength ins (Gen.zip genBufferAddr genBufferLen)
+        let! indirect = Gen.frequency [ 4, Gen.constant false; 1, Gen.constant true ]
+        return { Out = o; In = i; Indirect = indirect }
+    }
+
+/// How the driver breaks a chain, and the virtio_error QEMU answers with.
+type Malformation =
+    | Loop
+    | NextOutOfRange
+    | HeadOutOfRange
+    | ReadableAfterWritable
+    | ZeroLength
+    | IndirectBadSize
+    | TooManyInUse
+
+let expectedError (m: Malformation) (num: int) =
+    match m with
+    | Loop -> "Looped descriptor"
+    | NextOutOfRange -> sprintf "Desc next is %d" num
+    | HeadOutOfRange -> sprintf "Guest says index %d is available" num
+    | ReadableAfterWritable -> "Incorrect order for descriptors"
+    | ZeroLength -> "virtio: zero sized buffers are not allowed"
+    | IndirectBadSize -> "Invalid size for indirect buffer table"
+    | TooManyInUse -> "Virtqueue size exceeded"
+
+/// Builds the operations that put chains into the ring, allocating descriptor indices from `next`
+/// (indirect tables go at 0x30000 + 0x1000 per chain). Returns the ops and the heads.
+let layChains (num: int) (firstIndex: int) (firstTable: int) (chains: Chain list) =
+    let ops = ResizeArray<ScenarioOp>()
+    let heads = ResizeArray<uint16>()
+    let mutable next = firstIndex
+    let mutable table = firstTable
+    for c in chains do
+        let bufs = (c.Out |> List.map (fun (a, l) -> a, l, 0us)) @ (c.In |> List.map (fun (a, l) -> a, l, VirtioConstants.DescFlagWrite))
+        if c.Indirect then
+            let tableAddr = 0x30000UL + uint64 table * 0x1000UL
+            table <- table + 1
+            let entries = bufs |> List.mapi (fun i (a, l, f) -> DescriptorEntry(i, a, l, (if i < bufs.Length - 1 then f ||| VirtioConstants.DescFlagNext else f), uint16 (i + 1)))
+            ops.Add(DescriptorsOp(Nullable tableAddr, Array.ofList entries))
+            let head = next % num
+            next <- next + 1
+            ops.Add(DescriptorsOp(Nullable(), [| DescriptorEntry(head, tableAddr, uint32 (16 * bufs.Length), VirtioConstants.DescFlagIndirect, 0us) |]))
+            heads.Add(uint16 head)
+        else
+            let indices = bufs |> List.mapi (fun i _ -> (next + i) % num)
+            next <- next + bufs.Length
+            let entries = List.mapi2 (fun i (a, l, f) idx -> DescriptorEntry(idx, a, l, (if i < bufs.Length - 1 then f ||| VirtioConstants.DescFlagNext else f), (if i < bufs.Length - 1 then uint16 indices.[i + 1] else 0us))) bufs indices
+            ops.Add(DescriptorsOp(Nullable(), Array.ofList entries))
+            heads.Add(uint16 indices.Head)
+    List.ofSeq ops, List.ofSeq heads, next, table
+
+let setup (num: int) (eventIdx: bool) (version1: bool) =
+    VirtioSetupOp("memory", num, DescRing, AvailRing, UsedRing, eventIdx, true, version1, 64, "") :> ScenarioOp
+
+/// A generic device's session: rounds of "driver adds chains, device pops some, releases some".
+let genGenericCase (profile: Profile) =
+    gen {
+        let! num = Gen.elements [ 8; 16; 256 ]
+        let! eventIdx = Gen.elements [ true; false ]
+        let! version1 = Gen.elements [ true; false ]
+        let! rounds = Gen.choose (1, 4)
+        let ops = ResizeArray<ScenarioOp>([ setup num eventIdx version1 ])
+        let mutable nextIndex = 0
+        let mutable nextTable = 0
+        let mutable popped = 0
+        let live = ResizeArray<string>()
+        for _ in 1 .. rounds do
+            let! k = Gen.choose (0, 3)
+            let! chains = Gen.listOfLength k genChain
+            let descs = chains |> List.sumBy (fun c -> if c.Indirect then 1 else c.Out.Length + c.In.Length)
+            if nextIndex + descs <= num then
+                let laid, heads, n, t = layChains num nextIndex nextTable chains
+                nextIndex <- n
+                nextTable <- t
+                ops.AddRange laid
+                if not heads.IsEmpty then ops.Add(PublishOp(Array.ofList heads))
+            let! pops = Gen.choose (0, 4)
+            for _ in 1 .. pops do
+                let name = sprintf "e%d" popped
+                popped <- popped + 1
+                ops.Add(PopOp name)
+                live.Add name
+            let! releases = Gen.choose (0, live.Count)
+            for _ in 1 .. releases do
+                let! pick = Gen.choose (0, live.Count - 1)
+                let! how = Gen.frequency [ 6, Gen.constant "push"; 2, Gen.constant "detach"; 1, Gen.constant "unpop" ]
+                let! len = Gen.frequency [ 3, Gen.constant 0u; 3, Gen.elements [ 1u; 512u; 513u; 4096u ]; 2, Gen.choose (0, 20000) |> Gen.map uint32 ]
+                ops.Add(ReleaseOp(live.[pick], how, len))
+                live.RemoveAt pick
+        return Scenario(profile, layout, ops.ToArray())
+    }
+
+/// A malformed chain with the error QEMU reports for it.
+let genMalformedCase (profile: Profile) =
+    gen {
+        let! m = Gen.elements [ Loop; NextOutOfRange; HeadOutOfRange; ReadableAfterWritable; ZeroLength; IndirectBadSize; TooManyInUse ]
+        let! num = Gen.elements [ 2; 4; 8; 16; 256 ]
+        let! addr = Gen.elements [ 0x20000UL; 0x21000UL; 0xff000000UL ]
+        let! len = Gen.elements [ 16u; 512u; 4096u ]
+        let ops = ResizeArray<ScenarioOp>([ setup num false true ])
+        let d i a l f n = DescriptorEntry(i, a, l, f, n)
+        let W, N, I = VirtioConstants.DescFlagWrite, VirtioConstants.DescFlagNext, VirtioConstants.DescFlagIndirect
+        match m with
+        | Loop ->
+            // a chain 0 -> 1 -> ... -> 0 over the whole table
+            // (in RAM, so no bounce buffer runs out before the loop is found)
+            ops.Add(DescriptorsOp(Nullable(), [| for i in 0 .. num - 1 -> d i (0x20000UL + uint64 i * 0x100UL) len N (uint16 ((i + 1) % num)) |]))
+            ops.Add(PublishOp [| 0us |])
+        | NextOutOfRange ->
+            ops.Add(DescriptorsOp(Nullable(), [| d 0 addr len N (uint16 num) |]))
+            ops.Add(PublishOp [| 0us |])
+        | HeadOutOfRange ->
+            ops.Add(PublishOp [| uint16 num |])
+        | ReadableAfterWritable ->
+            if num < 2 then ops.Add(DescriptorsOp(Nullable(), [| d 0 addr len W 0us |])) // cannot happen: num >= 2
+            ops.Add(DescriptorsOp(Nullable(), [| d 0 addr len (W ||| N) 1us; d 1 (addr + 0x1000UL) len 0us 0us |]))
+            ops.Add(PublishOp [| 0us |])
+        | ZeroLength ->
+            ops.Add(DescriptorsOp(Nullable(), [| d 0 addr len N 1us; d 1 (addr + 0x1000UL) 0u W 0us |]))
+            ops.Add(PublishOp [| 0us |])
+        | IndirectBadSize ->
+            let! bad = Gen.elements [ 0u; 8u; 24u; 100u ]
+            ops.Add(DescriptorsOp(Nullable(), [| d 0 0x30000UL bad I 0us |]))
+            ops.Add(PublishOp [| 0us |])
+        | TooManyInUse ->
+            // every slot published twice: the device pops num elements, then finds inuse == num
+            ops.Add(DescriptorsOp(Nullable(), [| for i in 0 .. num - 1 -> d i (0x20000UL + uint64 i * 0x100UL) 16u W 0us |]))
+            ops.Add(PublishOp [| for i in 0 .. 2 * num - 1 -> uint16 (i % num) |])
+        for i in 0 .. (if m = TooManyInUse then num else 0) do
+            ops.Add(PopOp(sprintf "e%d" i))
+        return Scenario(profile, layout, ops.ToArray(), Description = "expect: " + expectedError m num)
+    }
