@@ -64,6 +64,23 @@ type VirtioPropertyTests(output: ITestOutputHelper) =
     [<Fact>] member _.malformed_verdicts_Qemu92() = run "malformed-verdicts" Profile.Qemu92
     [<Fact>] member _.notification_Qemu72() = run "notification" Profile.Qemu72
     [<Fact>] member _.notification_Qemu92() = run "notification" Profile.Qemu92
+    [<Fact>] member _.blk_requests_Qemu72() = run "blk-requests" Profile.Qemu72
+    [<Fact>] member _.blk_requests_Qemu92() = run "blk-requests" Profile.Qemu92
+    [<Fact>] member _.used_length_honesty_Qemu72() = run "used-length-honesty" Profile.Qemu72
+    [<Fact>] member _.used_length_honesty_Qemu92() = run "used-length-honesty" Profile.Qemu92
+
+/// The malformed-ring property at 100,000 random rings per profile (the issue's bar). Category "Long":
+/// CI runs it; `dotnet test --filter "Category!=Long"` leaves it out of a quick local run.
+type LongVirtioTests(output: ITestOutputHelper) =
+    let run100k (profile: Profile) =
+        let entry = (Catalogue.find "malformed-rings").Value
+        let outcome = Runner.check entry profile Implementation.reference 100000 None |> Runner.record
+        output.WriteLine(Runner.report outcome Implementation.reference)
+        if not outcome.Passed then failwith (Runner.report outcome Implementation.reference)
+        Assert.Equal(100000, outcome.Tests)
+
+    [<Fact; Trait("Category", "Long")>] member _.malformed_rings_100k_Qemu72() = run100k Profile.Qemu72
+    [<Fact; Trait("Category", "Long")>] member _.malformed_rings_100k_Qemu92() = run100k Profile.Qemu92
 
 /// Every catalogue entry has a test above for each profile (a new property cannot go untested).
 type CatalogueBindingTests() =

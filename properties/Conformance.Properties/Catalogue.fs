@@ -87,7 +87,15 @@ let private virtioEntries: Entry list =
         Arbitrary = fun p -> Arb.fromGen (VirtioCases.genMalformedCase p) }
       { Number = 17; Name = "notification"; Title = "The device notifies iff vring_need_event (EVENT_IDX) or VRING_AVAIL_F_NO_INTERRUPT is clear"
         Rules = [ "VIRTIO 1.2 §2.7.7.2"; "VIRTIO 1.2 §2.7.10"; "hw/virtio/virtio.c:virtio_split_should_notify" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.AlwaysNotify; Judge = VirtioProperties.notification; Arbitrary = VirtioProperties.arbNotify } ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.AlwaysNotify; Judge = VirtioProperties.notification; Arbitrary = VirtioProperties.arbNotify }
+      { Number = 18; Name = "blk-requests"; Title = "virtio-blk: reads return the disk, writes change exactly their sectors, status and used length right, MMIO buffers bounce or fail as QEMU does"
+        Rules = [ "VIRTIO 1.2 §5.2.6"; "hw/block/virtio-blk.c:virtio_blk_handle_request"; "hw/block/virtio-blk.c:virtio_blk_req_complete"; "softmmu/physmem.c:address_space_map (bounce limit)" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers; Judge = BlkProperties.blkRequests
+        Arbitrary = fun p -> Arb.fromGen (BlkProperties.genRequests p) }
+      { Number = 19; Name = "used-length-honesty"; Title = "A device never reports more used bytes than it produced (VIRTIO 1.2 §2.7.8.2)"
+        Rules = [ "VIRTIO 1.2 §2.7.8.2"; "hw/block/virtio-blk.c:virtio_blk_req_complete" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.ReportedLenPlusOne; Judge = BlkProperties.usedLengthHonesty
+        Arbitrary = fun p -> Arb.fromGen (BlkProperties.genRequests p) } ]
 
 let all: Entry list = dmaEntries @ virtioEntries
 

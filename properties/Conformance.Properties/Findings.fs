@@ -78,6 +78,17 @@ let loopReadsOneMore =
       Impact = "One extra descriptor is read and mapped (and then unmapped) per looping chain; bounded, harmless."
       Scenario = "fixtures/findings/F-VQ-1.json" }
 
-let all = [ zeroLengthDirty; bounceSpansSections; mmioAccessPastRegionEnd; accessWidened; romdMapPastSection; loopReadsOneMore ]
+let blkUsedLenOverReport =
+    { Id = "F-BLK-1"
+      Title = "virtio-blk reports the whole in length as used length, also when it wrote only the status byte (errors, unsupported requests) or a short GET_ID"
+      Property = "used-length-honesty"
+      Evidence =
+        [ "hw/block/virtio-blk.c:virtio_blk_handle_request sets req->in_len = iov_size(in_iov, in_num) before parsing (comment: we always touch the last byte)"
+          "hw/block/virtio-blk.c:virtio_blk_req_complete pushes with req->in_len regardless of status"
+          "VIRTIO 1.2 §2.7.8.2: the device MUST NOT report more bytes than it wrote (under-reporting is allowed)" ]
+      Impact = "On an I/O error the driver is told the whole read buffer was written although only the status byte was; guests rely on the status, so in practice it is harmless, but it breaks the spec's used-length rule."
+      Scenario = "fixtures/findings/F-BLK-1.json" }
+
+let all = [ zeroLengthDirty; bounceSpansSections; mmioAccessPastRegionEnd; accessWidened; romdMapPastSection; loopReadsOneMore; blkUsedLenOverReport ]
 
 let byId id = all |> List.find (fun f -> f.Id = id)

@@ -100,7 +100,7 @@ public sealed class VirtioBlk
                     Complete(elem, inLen, StatusOk);
                     return true;
                 }
-            case 2 or 11 or 13:
+            case 2 or 10 or 12:   // SCSI_CMD, DISCARD & ~OUT, WRITE_ZEROES & ~OUT
                 throw new NotSupportedException($"virtio-blk request type {type} (SCSI, DISCARD, WRITE_ZEROES) is not modelled");
             default:
                 Complete(elem, inLen, StatusUnsupp);

@@ -291,7 +291,7 @@ public sealed class VirtioDevice
         if (Has(VirtioFault.IndexBeforeEntry)) _ringWrites.Add(new RingWrite("idx", -1, (ushort)(vq.UsedIdx + idx + 1)));
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt32LittleEndian(b, elem.Head);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[4..], len);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[4..], Has(VirtioFault.ReportedLenPlusOne) ? len + 1 : len);
         Memory.Write(DmaAs, vq.UsedAddr + 4 + 8 * (ulong)slot, b);
         _ringWrites.Add(new RingWrite("elem", slot, ((ulong)len << 32) | elem.Head));
     }

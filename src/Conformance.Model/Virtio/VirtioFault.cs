@@ -20,4 +20,6 @@ public enum VirtioFault
     AlwaysNotify = 1 << 5,
     /// <summary>Flush forgets to decrement inuse.</summary>
     FlushKeepsInUse = 1 << 6,
+    /// <summary>Fill reports one byte more than the device was told it wrote.</summary>
+    ReportedLenPlusOne = 1 << 7,
 }
