@@ -24,10 +24,10 @@ let shrinkBounds =
            "flattening", (1, 8)
            // virtqueue cases: the layout is fixed (system, ram, testdev, bios); random and malformed rings
            // are small by construction and not shrunk
-           "element-conservation", (8, 4)
+           "element-conservation", (12, 4)
            "mapping-balance", (12, 4)
-           "written-length", (8, 4)
-           "used-ring", (8, 4)
+           "written-length", (12, 4)
+           "used-ring", (12, 4)
            "malformed-rings", (20, 4)
            "malformed-verdicts", (20, 4)
            "notification", (0, 4)

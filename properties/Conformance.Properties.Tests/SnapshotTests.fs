@@ -67,6 +67,14 @@ type SnapshotTests() =
             |> String.concat "\n"
         matchSnapshot "catalogue" "properties" text
 
+/// The README shows the conformance matrix as generated (regenerate: conformance matrix).
+[<Fact>]
+let ``the README shows the current conformance matrix`` () =
+    let readme = File.ReadAllText(fromRoot "README.md").Replace("\r\n", "\n")
+    let matrix = ConformanceMatrix.render ()
+    matchSnapshot "catalogue" "conformance-matrix" matrix
+    Assert.True(readme.Contains matrix, "README.md does not contain the current matrix; paste the output of: dotnet run --project src/Conformance.Cli -- matrix")
+
 [<Fact>]
 let ``a unified diff shows changed lines with context`` () =
     let d = TextDiff.unified "a" "b" "1\n2\n3\n4\n5\n6\n7\n8" "1\n2\n3\nfour\n5\n6\n7\n8" 1

@@ -19,6 +19,8 @@ public static class CommandLine
               every failure's counterexample (also a broken variant's) to DIR instead.
           conformance list
               Lists the properties with the rules they check, and the model's broken variants.
+          conformance matrix
+              Prints the conformance matrix (rule -> properties -> status) as a Markdown table.
           conformance replay FILE [--profile Qemu72|Qemu92] [--variant FAULT] [--property NAME]
               Runs one scenario file and prints its canonical trace; with a property (or a
               regression file, which names one) also its verdict.
@@ -57,6 +59,7 @@ public static class CommandLine
                 "replay" => ReplayCommand.Run(options, stdout),
                 "layout" => LayoutCommand.Run(options, stdout),
                 "explain" => ExplainCommand.Run(options, stdout),
+                "matrix" => MatrixCommand(options, stdout),
                 _ => throw new UsageException($"unknown verb '{args[0]}' (try: conformance help)"),
             };
         }
@@ -75,6 +78,13 @@ public static class CommandLine
             stderr.WriteLine($"conformance: {e.Message}");
             return 2;
         }
+    }
+
+    private static int MatrixCommand(Options options, TextWriter stdout)
+    {
+        options.Allow();
+        stdout.Write(Conformance.Properties.ConformanceMatrix.render());
+        return 0;
     }
 
     public static Profile ParseProfile(string text) => text.ToLowerInvariant() switch

@@ -71,11 +71,42 @@ public static class ScenarioExplanation
                 case UnregisterClientOp c:
                     Say($"cpu_unregister_map_client: {c.Client}'s record is removed if it has not fired yet; a bottom half already scheduled still runs.");
                     break;
+                case VirtioSetupOp:
+                    Say("virtio_queue_set_addresses → virtio_init_region_cache: each ring gets a MemoryRegionCache (holding a reference on its region); a ring not covered by one cache is a virtio_error (\"Cannot map desc/used/avail\").");
+                    break;
+                case DescriptorsOp or PublishOp or AvailIdxOp or InterruptSuppressionOp:
+                    Say("The driver writes guest memory, as a CPU would (address_space_write): descriptors, then available-ring entries, then the index that publishes them.");
+                    break;
+                case KickOp:
+                    Say("virtio_blk_handle_vq: pop every available request (virtqueue_pop maps every descriptor: device-readable ones for reading, device-writable ones for writing); GET_ID, unsupported and out-of-range requests complete at once, reads, writes and flushes go to the block layer with their buffers still mapped.");
+                    break;
+                case CompleteIoOp:
+                    Say("The block layer finishes: each request's data goes through its mappings, the status byte into the last in-buffer, then virtqueue_push unmaps with the in length (bounce buffers are written back now) and publishes the used element.");
+                    break;
+                case PopOp:
+                    Say("virtqueue_pop (hw/virtio/virtio.c:virtqueue_split_pop): head from the available ring, walk the chain, map every descriptor; any error unmaps what was mapped and breaks the device.");
+                    break;
+                case ReleaseOp r:
+                    Say(r.How switch
+                    {
+                        "push" => $"virtqueue_push: virtqueue_unmap_sg counts the first {r.Len} bytes of the in-buffers as written (dirty pages, bounce write-back), then the used element and index are published.",
+                        "detach" => "virtqueue_detach_element: unmapped without a used entry; inuse drops.",
+                        _ => "virtqueue_unpop: last_avail_idx steps back and the element is detached; the next pop maps the same chain again.",
+                    });
+                    break;
+                case VirtioResetOp:
+                    Say("virtio_reset: queue state back to zero and caches dropped — outstanding elements are not unmapped (the device must have released them).");
+                    break;
                 case RunBottomHalvesOp:
                     Say(step.Ran.Count > 0
                         ? $"The main loop runs the scheduled bottom halves: {string.Join(", ", step.Ran)} — each map client retries its map now."
                         : "The main loop runs: no bottom half was scheduled.");
                     break;
+            }
+            if (step.Virtio is { } vs)
+            {
+                if (vs.Error is not null) Say($"virtio_error: \"{vs.Error}\" — the device is broken until reset{((run.Virtio?.Device.Has(Virtio.VirtioConstants.FeatureVersion1) ?? false) ? " (NEEDS_RESET is set for the VERSION_1 driver)" : "")}.");
+                foreach (var (id, len) in vs.NewUsed) Say($"the driver sees used element {{id {id}, len {len}}}.");
             }
             foreach (var a in ScenarioTrace.DeviceAccessRuns(step.DeviceAccesses)) Say($"device callback: {a}");
             foreach (var g in step.NewlyDirty.GroupBy(x => x.Client))
