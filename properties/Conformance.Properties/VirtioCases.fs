@@ -56,6 +56,7 @@ type Malformation =
     | ZeroLength
     | IndirectBadSize
     | TooManyInUse
+    | TooManyPieces
 
 let expectedError (m: Malformation) (num: int) =
     match m with
@@ -66,6 +67,7 @@ let expectedError (m: Malformation) (num: int) =
     | ZeroLength -> "virtio: zero sized buffers are not allowed"
     | IndirectBadSize -> "Invalid size for indirect buffer table"
     | TooManyInUse -> "Virtqueue size exceeded"
+    | TooManyPieces -> "virtio: too many write descriptors in indirect table"
 
 /// Builds the operations that put chains into the ring, allocating descriptor indices from `next`
 /// (indirect tables go at 0x30000 + 0x1000 per chain). Returns the ops and the heads.
@@ -137,7 +139,7 @@ let genGenericCase (profile: Profile) =
 /// A malformed chain with the error QEMU reports for it.
 let genMalformedCase (profile: Profile) =
     gen {
-        let! m = Gen.elements [ Loop; NextOutOfRange; HeadOutOfRange; ReadableAfterWritable; ZeroLength; IndirectBadSize; TooManyInUse ]
+        let! m = Gen.elements [ Loop; NextOutOfRange; HeadOutOfRange; ReadableAfterWritable; ZeroLength; IndirectBadSize; TooManyInUse; TooManyPieces ]
         let! num = Gen.elements [ 2; 4; 8; 16; 256 ]
         // an inuse overflow pops num + 1 times: keep that case small enough to read
         let num = if m = TooManyInUse then min num 8 else num
@@ -167,6 +169,12 @@ let genMalformedCase (profile: Profile) =
         | IndirectBadSize ->
             let! bad = Gen.elements [ 0u; 8u; 24u; 100u ]
             ops.Add(DescriptorsOp(Nullable(), [| d 0 0x30000UL bad I 0us |]))
+            ops.Add(PublishOp [| 0us |])
+        | TooManyPieces ->
+            // an indirect table of 1025 writable 16-byte buffers: more scatter-gather pieces than VIRTQUEUE_MAX_SIZE
+            let entries = [| for i in 0 .. 1024 -> d i (0x40000UL + uint64 i * 0x10UL) 16u (if i < 1024 then W ||| N else W) (uint16 (i + 1)) |]
+            ops.Add(DescriptorsOp(Nullable 0x80000UL, entries))
+            ops.Add(DescriptorsOp(Nullable(), [| d 0 0x80000UL (uint32 (16 * entries.Length)) I 0us |]))
             ops.Add(PublishOp [| 0us |])
         | TooManyInUse ->
             // every slot published twice: the device pops num elements, then finds inuse == num
