@@ -99,6 +99,21 @@ public static class CommandLine
             ? f
             : throw new UsageException($"unknown variant '{text}' (expected one of: {string.Join(", ", Enum.GetNames<Fault>())})");
 
+    /// <summary>Reads a scenario file (errors name the file and the JSON path) and applies --profile.</summary>
+    public static Scenario LoadScenario(string path, Options options)
+    {
+        Scenario scenario;
+        try
+        {
+            scenario = ScenarioJson.Parse(ReadFile(path));
+        }
+        catch (ScenarioFormatException e)
+        {
+            throw new UsageException($"{path}: {e.Message}");
+        }
+        return options.Get("profile") is { } p ? scenario with { Profile = ParseProfile(p) } : scenario;
+    }
+
     public static string ReadFile(string path)
     {
         try

@@ -10,17 +10,7 @@ public static class ExplainCommand
     {
         options.Allow("profile", "variant");
         if (options.Positional.Count != 1) throw new UsageException("explain takes one scenario file");
-        string path = options.Positional[0];
-        Scenario scenario;
-        try
-        {
-            scenario = ScenarioJson.Parse(CommandLine.ReadFile(path));
-        }
-        catch (ScenarioFormatException e)
-        {
-            throw new UsageException($"{path}: {e.Message}");
-        }
-        if (options.Get("profile") is { } p) scenario = scenario with { Profile = CommandLine.ParseProfile(p) };
+        var scenario = CommandLine.LoadScenario(options.Positional[0], options);
         var fault = options.Get("variant") is { } v ? CommandLine.ParseFault(v) : Fault.None;
         stdout.Write(ScenarioExplanation.Render(ScenarioRunner.Run(scenario, fault)));
         return 0;

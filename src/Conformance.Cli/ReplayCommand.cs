@@ -20,16 +20,7 @@ public static class ReplayCommand
 
         if (options.Positional.Count != 1) throw new UsageException("replay takes one scenario file, or --property P --seed S,G,SIZE");
         string path = options.Positional[0];
-        Scenario scenario;
-        try
-        {
-            scenario = ScenarioJson.Parse(CommandLine.ReadFile(path));
-        }
-        catch (ScenarioFormatException e)
-        {
-            throw new UsageException($"{path}: {e.Message}");
-        }
-        if (options.Get("profile") is { } p) scenario = scenario with { Profile = CommandLine.ParseProfile(p) };
+        var scenario = CommandLine.LoadScenario(path, options);
         stdout.Write(ScenarioTrace.Render(ScenarioRunner.Run(scenario, fault)));
         var propertyName = options.Get("property") ?? scenario.Property;
         if (propertyName is null) return 0;
