@@ -21,9 +21,11 @@ public sealed class ByteStore
     public UInt128 Size { get; }
     public uint Seed { get; }
 
-    /// <summary>The initial value of the byte at <paramref name="offset"/>.</summary>
+    /// <summary>The initial value of the byte at <paramref name="offset"/>; seed 0 means zero-filled memory
+    /// (what QEMU's RAM and most device registers hold at reset).</summary>
     public static byte Pattern(uint seed, ulong offset)
     {
+        if (seed == 0) return 0;
         ulong x = offset * 0x9E3779B97F4A7C15UL ^ seed * 0xC2B2AE3D27D4EB4FUL;
         x ^= x >> 29;
         return (byte)(x ^ (x >> 8));
@@ -35,7 +37,8 @@ public sealed class ByteStore
         {
             page = new byte[PageSize];
             ulong baseOffset = pageIndex << PageBits;
-            for (ulong i = 0; i < PageSize; i++) page[i] = Pattern(Seed, baseOffset + i);
+            if (Seed != 0)
+                for (ulong i = 0; i < PageSize; i++) page[i] = Pattern(Seed, baseOffset + i);
             _pages[pageIndex] = page;
         }
         return page;

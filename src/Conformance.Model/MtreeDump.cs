@@ -104,6 +104,8 @@ public static partial class MtreeDump
                 Terminates = kind == RegionKind.Io && n.Children.Count > 0,
                 AliasTarget = n.AliasTarget is null ? null : Resolve(n.AliasTarget, n),
                 AliasOffset = n.AliasOffset,
+                // A QEMU started with -S has zeroed RAM and device registers; ROM images are not in the dump.
+                Seed = 0u,
                 Subregions = subs,
             };
         }

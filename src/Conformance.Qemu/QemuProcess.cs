@@ -1,0 +1,131 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net.Sockets;
+
+namespace Conformance.Qemu;
+
+/// <summary>
+/// One QEMU process driven over qtest (QEMU connects out to our listening socket) and QMP, with its stderr
+/// captured. q35, -S, 64 MiB, pc-testdev and a legacy virtio-blk-pci at 00:04.0 over a raw disk image
+/// (../shared/qemu-qtest-notes.md). Disposal quits or kills it; every process still alive at exit is killed.
+/// </summary>
+public sealed class QemuProcess : IDisposable
+{
+    private static readonly ConcurrentDictionary<int, Process> Live = new();
+    private readonly Process _process;
+    private readonly string _dir;
+    private readonly System.Text.StringBuilder _stderr = new();
+
+    static QemuProcess()
+    {
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            foreach (var p in Live.Values)
+                try { p.Kill(true); } catch (InvalidOperationException) { }
+        };
+    }
+
+    /// <summary>QEMU processes this test process started and that have not exited.</summary>
+    public static int LiveCount => Live.Values.Count(p => { try { return !p.HasExited; } catch (InvalidOperationException) { return false; } });
+
+    public QemuProcess(QemuBinary binary, byte[] disk, TimeSpan? timeout = null)
+    {
+        Binary = binary;
+        _dir = Directory.CreateTempSubdirectory("conformance-qemu-").FullName;
+        string qtestPath = Path.Combine(_dir, "qtest.sock"), qmpPath = Path.Combine(_dir, "qmp.sock"), diskPath = Path.Combine(_dir, "disk.img");
+        File.WriteAllBytes(diskPath, disk);
+        var t = timeout ?? TimeSpan.FromSeconds(20);
+
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(qtestPath));
+        listener.Listen(1);
+
+        var psi = new ProcessStartInfo(binary.Path)
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[]
+                 {
+                     "-M", "q35", "-S", "-display", "none", "-nodefaults", "-m", "64M",
+                     "-qtest", $"unix:{qtestPath}", "-qtest-log", "none",
+                     "-qmp", $"unix:{qmpPath},server=on,wait=off",
+                     "-device", "pc-testdev",
+                     "-drive", $"if=none,id=d0,file={diskPath},format=raw",
+                     "-device", "virtio-blk-pci,drive=d0,addr=0x4,disable-modern=on,disable-legacy=off,vectors=0,id=blk0",
+                 })
+            psi.ArgumentList.Add(a);
+        _process = Process.Start(psi) ?? throw new QemuException($"could not start {binary.Path}");
+        Live[_process.Id] = _process;
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_stderr) _stderr.AppendLine(e.Data); };
+        _process.OutputDataReceived += (_, _) => { };
+        _process.BeginErrorReadLine();
+        _process.BeginOutputReadLine();
+        try
+        {
+            var accept = listener.AcceptAsync();
+            if (!accept.Wait(t)) throw new QemuException("QEMU did not connect to the qtest socket", StderrTail());
+            Qtest = new QtestClient(new LineChannel(accept.Result, StderrTail, t));
+            var qmpSocket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            var deadline = DateTime.UtcNow + t;
+            while (true)
+            {
+                try
+                {
+                    qmpSocket.Connect(new UnixDomainSocketEndPoint(qmpPath));
+                    break;
+                }
+                catch (SocketException) when (DateTime.UtcNow < deadline && !_process.HasExited)
+                {
+                    Thread.Sleep(20);
+                }
+            }
+            Qmp = new QmpClient(new LineChannel(qmpSocket, StderrTail, t));
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    public QemuBinary Binary { get; }
+    public QtestClient Qtest { get; } = null!;
+    public QmpClient Qmp { get; } = null!;
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>The last lines QEMU printed on stderr (error reports such as "virtio: bogus descriptor ...").</summary>
+    public string StderrTail()
+    {
+        lock (_stderr)
+        {
+            var lines = _stderr.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            return string.Join("\n", lines.TakeLast(20));
+        }
+    }
+
+    /// <summary>Everything QEMU printed on stderr so far.</summary>
+    public string Stderr()
+    {
+        lock (_stderr) return _stderr.ToString();
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            if (!_process.HasExited)
+            {
+                try { Qmp?.Execute("quit"); } catch (QemuException) { } catch (IOException) { }
+                if (!_process.WaitForExit(2000)) _process.Kill(true);
+                _process.WaitForExit(5000);
+            }
+        }
+        catch (InvalidOperationException) { }
+        Live.TryRemove(_process.Id, out _);
+        _process.Dispose();
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
+}

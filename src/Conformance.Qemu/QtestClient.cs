@@ -1,0 +1,44 @@
+using System.Globalization;
+
+namespace Conformance.Qemu;
+
+/// <summary>
+/// The qtest protocol (one command per line, replies "OK ..." or "FAIL ..."; asynchronous "IRQ ..." lines
+/// are skipped): memory and port accesses as a guest CPU would make them.
+/// </summary>
+public sealed class QtestClient(LineChannel channel)
+{
+    private string Command(string line)
+    {
+        channel.Send(line);
+        for (;;)
+        {
+            var reply = channel.ReadLine();
+            if (reply.StartsWith("IRQ", StringComparison.Ordinal)) continue;
+            if (reply.StartsWith("OK", StringComparison.Ordinal)) return reply.Length > 2 ? reply[3..] : "";
+            throw new QemuException($"qtest '{line}' answered '{reply}'");
+        }
+    }
+
+    private static ulong Hex(string s) => ulong.Parse(s.StartsWith("0x") ? s[2..] : s, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+
+    public byte InB(ushort port) => (byte)Hex(Command($"inb 0x{port:x}"));
+    public ushort InW(ushort port) => (ushort)Hex(Command($"inw 0x{port:x}"));
+    public uint InL(ushort port) => (uint)Hex(Command($"inl 0x{port:x}"));
+    public void OutB(ushort port, byte v) => Command($"outb 0x{port:x} 0x{v:x}");
+    public void OutW(ushort port, ushort v) => Command($"outw 0x{port:x} 0x{v:x}");
+    public void OutL(ushort port, uint v) => Command($"outl 0x{port:x} 0x{v:x}");
+
+    public byte[] Read(ulong addr, int len)
+    {
+        if (len == 0) return Array.Empty<byte>();
+        var hex = Command($"read 0x{addr:x} 0x{len:x}");
+        return Convert.FromHexString(hex.StartsWith("0x") ? hex[2..] : hex);
+    }
+
+    public void Write(ulong addr, ReadOnlySpan<byte> data)
+    {
+        if (data.Length == 0) return;
+        Command($"write 0x{addr:x} 0x{data.Length:x} 0x{Convert.ToHexString(data)}");
+    }
+}
