@@ -96,6 +96,22 @@ public sealed class QemuProcess : IDisposable
     public QmpClient Qmp { get; } = null!;
     public bool HasExited => _process.HasExited;
 
+    public int Pid => _process.Id;
+
+    /// <summary>Whether a process with this id is still running (and not a zombie).</summary>
+    public static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>The last lines QEMU printed on stderr (error reports such as "virtio: bogus descriptor ...").</summary>
     public string StderrTail()
     {
