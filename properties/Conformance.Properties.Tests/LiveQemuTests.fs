@@ -11,7 +11,7 @@ open Conformance.Model.Virtio
 open Conformance.Qemu
 open Conformance.Properties.Tests.QemuObservationTests
 
-let private qemu () =
+let qemu () =
     match Option.ofObj (QemuBinary.Find()) with
     | Some b -> b
     | None when Environment.GetEnvironmentVariable "CI" = "true" -> failwith "CI must install QEMU: apt-get install -y --no-install-recommends qemu-system-x86"

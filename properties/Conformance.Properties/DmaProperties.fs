@@ -566,6 +566,10 @@ let noInventedBytes (impl: Implementation) (scenario: Scenario) =
             if invented > 0 && marked = 0 then
                 verdicts.Add(Violated(sprintf "unmap %s delivered %d bytes the caller never wrote, unmarked" u.Id invented))
         | _ -> ()
+    // write-backs made by a device model (virtio), not by a scenario's unmap: F-BLK-2 when unproduced
+    let byOps = run.Steps |> Seq.sumBy (fun s -> if s.Unmap.HasValue then int64 (s.Unmap.Value.NeverProducedBytesWrittenBack + s.Unmap.Value.ZeroFillBytesWrittenBack) else 0L)
+    if run.System.UnproducedBytesWrittenBack > byOps then
+        verdicts.Add(KnownFinding(Findings.blkUninitialisedWriteBack.Id, sprintf "%d bytes" (run.System.UnproducedBytesWrittenBack - byOps)))
     conclude "no bounce write-back" labels verdicts
 
 // ---------------------------------------------------------------- 10. flattening

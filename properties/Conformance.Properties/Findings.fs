@@ -89,6 +89,18 @@ let blkUsedLenOverReport =
       Impact = "On an I/O error the driver is told the whole read buffer was written although only the status byte was; guests rely on the status, so in practice it is harmless, but it breaks the spec's used-length rule."
       Scenario = "fixtures/findings/F-BLK-1.json" }
 
-let all = [ zeroLengthDirty; bounceSpansSections; mmioAccessPastRegionEnd; accessWidened; romdMapPastSection; loopReadsOneMore; blkUsedLenOverReport ]
+let blkUninitialisedWriteBack =
+    { Id = "F-BLK-2"
+      Title = "A virtio-blk read that fails (IOERR, UNSUPP) into a non-RAM buffer writes uninitialised heap bytes to the device (QEMU 7.2)"
+      Property = "no-invented-bytes"
+      Evidence =
+        [ "seen against QEMU 7.2.22 by DifferentialTests: a read of 4624 bytes (not a sector multiple, so IOERR) with a 16-byte buffer in pc-testdev MMIO left 0000000000000000c00c000000000000 there, bytes nobody produced"
+          "hw/block/virtio-blk.c:virtio_blk_req_complete pushes with in_len although no data was read; virtqueue_unmap_sg then unmaps each in-buffer with its full length"
+          "softmmu/physmem.c:address_space_map allocates the 7.2 bounce buffer with qemu_memalign and never initialises it for writes; address_space_unmap writes access_len bytes of it back"
+          "QEMU 9.2's g_malloc0 turns the garbage into zeros (still bytes the device never produced)" ]
+      Impact = "Host heap contents reach a guest-visible device register or memory: an information leak from QEMU to the guest, on a guest-triggerable path (needs a DMA buffer in MMIO or ROM-device space)."
+      Scenario = "fixtures/findings/F-BLK-2.json" }
+
+let all = [ zeroLengthDirty; bounceSpansSections; mmioAccessPastRegionEnd; accessWidened; romdMapPastSection; loopReadsOneMore; blkUsedLenOverReport; blkUninitialisedWriteBack ]
 
 let byId id = all |> List.find (fun f -> f.Id = id)

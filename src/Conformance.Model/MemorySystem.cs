@@ -35,6 +35,10 @@ public sealed class MemorySystem
     public DirtyMemory Dirty { get; } = new();
     public IReadOnlyList<Mapping> LiveMappings => _live;
 
+    /// <summary>Bytes that reached memory or a device from a bounce buffer although nobody produced them
+    /// (Qemu72: uninitialised heap; Qemu92: zero fill), over the whole run, whoever unmapped.</summary>
+    public long UnproducedBytesWrittenBack { get; private set; }
+
     /// <summary>Every device callback in the order it happened, across all devices.</summary>
     public IReadOnlyList<DeviceAccess> AccessJournal => _journal;
 
@@ -222,6 +226,7 @@ public sealed class MemorySystem
                 else if (buffer.Produced[i] == ByteOrigin.ZeroFill) zero++;
             }
             Write(m.AddressSpace, m.Addr, buffer.Data.AsSpan(0, (int)written));
+            UnproducedBytesWrittenBack += never + zero;
         }
         if (!m.IsWrite && Has(Fault.ReadAtUnmap)) FillFromDevice(m.AddressSpace.View, m);
 
