@@ -3,7 +3,7 @@
 /// pc-testdev MMIO, ROM, unassigned space or across region ends; sectors in and out of range — runs on a
 /// fresh QEMU and on the model (QEMU's q35 layout, its ROM image copied in), and every observation must be
 /// equal: used ring, broken flag, error lines, and the bytes of every buffer afterwards.
-/// CONFORMANCE_QEMU_CASES sets the number of cases (default 30).
+/// CONFORMANCE_QEMU_CASES sets the number of cases (default 300).
 module Conformance.Properties.Tests.DifferentialTests
 
 open System
@@ -51,7 +51,7 @@ let private genCase =
 type DifferentialTests(output: ITestOutputHelper) =
     let cases () =
         match Environment.GetEnvironmentVariable "CONFORMANCE_QEMU_CASES" with
-        | null | "" -> 30
+        | null | "" -> 300
         | s -> Int32.Parse s
 
     [<SkippableFact; Trait("Category", "Qemu")>]
