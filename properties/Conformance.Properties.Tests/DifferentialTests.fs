@@ -41,11 +41,9 @@ let private genCase =
             [ yield 0, Header, 16u, N, 1us
               for (k, (a, l)) in List.indexed data -> k + 1, a, l, flags, uint16 (k + 2)
               yield data.Length + 1, statusAt, 1u, W, 0us ]
-        let header = Array.zeroCreate<byte> 16
-        BitConverter.TryWriteBytes(Span(header, 0, 4), typ) |> ignore
-        BitConverter.TryWriteBytes(Span(header, 8, 8), sector) |> ignore
         let label = sprintf "type %d, %s" typ (pieces |> List.map (fun ((_, p), _) -> p) |> List.distinct |> String.concat "+")
-        return label, header, descriptors, data, statusAt
+        let look = (statusAt, 1u) :: data |> List.map (fun (a, l) -> a, int (min l 4096u))
+        return label, { Header = header typ sector; Descriptors = descriptors; Before = []; Look = look }
     }
 
 type DifferentialTests(output: ITestOutputHelper) =
@@ -61,53 +59,15 @@ type DifferentialTests(output: ITestOutputHelper) =
         let romImage =
             use q = new QemuProcess(binary, VirtioContext.InitialDisk 16)
             q.Qtest.Read(0xfffc0000UL, 0x40000)
-        let check (label: string, header: byte[], descriptors: (int * uint64 * uint32 * uint16 * uint16) list, data: (uint64 * uint32) list, statusAt: uint64) =
-            // QEMU
-            use q = new QemuProcess(binary, VirtioContext.InitialDisk 2048)
-            let blk = LegacyVirtioBlk(q, 0x100000UL)
-            blk.Initialise()
-            q.Qtest.Write(Header, ReadOnlySpan header)
-            for (i, a, l, f, nx) in descriptors do blk.WriteDescriptor(i, VringDesc(a, l, f, nx))
-            blk.Publish 0us
-            blk.Kick()
-            let completed = blk.WaitForUsed(1us, TimeSpan.FromSeconds 3.0)
-            let look = (statusAt, 1u) :: data |> List.map (fun (a, l) -> a, int (min l 4096u))
-            let realUsed = if completed then [ (let struct (i, l) = blk.UsedElement 0 in (i, l)) ] else []
-            let realBroken = blk.Broken()
-            let realBytes = look |> List.map (fun (a, l) -> q.Qtest.Read(a, l))
-            // stderr arrives asynchronously: give an error line a moment to show up
-            let deadline = DateTime.UtcNow.AddSeconds 1.0
-            while realBroken && not (q.Stderr().Contains "virtio") && DateTime.UtcNow < deadline do Threading.Thread.Sleep 10
-            let realErrors = q.Stderr()
-            // the model
-            let spec = fst (LayoutFixtureTests.load "q35")
-            let system = MemorySystem(spec, Profile.Qemu72)
-            system.Region("pc.bios").RamBlock.Bytes.Write(0UL, ReadOnlySpan romImage)
-            let ops =
-                [| VirtioSetupOp("memory", 256, 0x100000UL, 0x101000UL, 0x102000UL, false, false, false, 2048, "") :> ScenarioOp
-                   WriteOp("memory", Header, header)
-                   DescriptorsOp(Nullable(), descriptors |> List.map (fun (i, a, l, f, nx) -> DescriptorEntry(i, a, l, f, nx)) |> Array.ofList)
-                   PublishOp [| 0us |]
-                   KickOp()
-                   CompleteIoOp() |]
-            let run = ScenarioRunner.Run(Scenario(Profile.Qemu72, spec, ops), system)
-            let modelUsed = snd (used run) |> List.map (fun struct (i, l) -> i, l)
-            let modelBytes = look |> List.map (fun (a, l) -> read run a l)
-            // Qemu72 never initialises a bounce buffer mapped for writing: where the model wrote back such
-            // bytes (it marks them), QEMU wrote whatever the heap held, so those buffers are not compared
-            // (registered finding F-BLK-2).
-            let unspecified = run.System.UnproducedBytesWrittenBack > 0L
-            let bounced (a: uint64) = not (run.System.Space("memory").View.Translate(a).Region.IsDirect true)
-            let problems =
-                [ if realUsed <> modelUsed then sprintf "used ring: QEMU %A, model %A" realUsed modelUsed
-                  if realBroken <> run.Virtio.Device.Broken then sprintf "broken: QEMU %b, model %b" realBroken run.Virtio.Device.Broken
-                  for ((a, _), (r, m)) in List.zip look (List.zip realBytes modelBytes) do
-                      if r <> m && not (unspecified && bounced a) then sprintf "bytes at 0x%x differ: QEMU %s, model %s" a (ScenarioTrace.Hex r) (ScenarioTrace.Hex m)
-                  for e in run.Virtio.Device.Errors do
-                      if not (realErrors.Contains e) then sprintf "the model reports \"%s\"; QEMU printed: %s" e (realErrors.Trim()) ]
-            let verdict = problems.IsEmpty |> Prop.label (String.concat "\n" problems + "\nscenario (model side):\n" + ScenarioJson.Write(Scenario(Profile.Qemu72, spec, ops, Description = label)))
-            verdict |> Prop.classify true label |> Prop.classify run.Virtio.Device.Broken "device broke"
-            |> Prop.classify unspecified "uninitialised bounce bytes written back (F-BLK-2)"
+        let check (label: string, request: Request) =
+            let real = requestOnQemu binary request
+            let model, run = requestOnModel binary.Profile (Some romImage) request
+            let problems = differences request real model run
+            let scenario = ScenarioJson.Write(Scenario(binary.Profile, run.Scenario.Layout, run.Scenario.Ops, Description = label))
+            (problems.IsEmpty |> Prop.label (String.concat "\n" problems + "\nscenario (model side):\n" + scenario))
+            |> Prop.classify true label
+            |> Prop.classify model.IsBroken "device broke"
+            |> Prop.classify model.Unspecified "uninitialised bounce bytes written back (F-BLK-2)"
         let replay =
             match Environment.GetEnvironmentVariable "CONFORMANCE_REPLAY" with
             | null | "" -> None

@@ -9,18 +9,21 @@ open Xunit.Abstractions
 open Conformance.Model
 open Conformance.Properties
 
-/// Runs one catalogue entry on the reference model; shared by the DMA and virtio test classes.
-let runEntry (output: ITestOutputHelper) (name: string) (profile: Profile) =
+/// Runs one catalogue entry on the reference model for `maxTest` cases (a replay token in the environment
+/// runs just that case); shared by the DMA, virtio and long test classes.
+let runEntryWith (maxTest: int) (output: ITestOutputHelper) (name: string) (profile: Profile) =
     let entry = (Catalogue.find name).Value
     let replay =
         match Environment.GetEnvironmentVariable Runner.ReplayVariable with
         | null | "" -> None
         | token -> Some(Runner.ReplayToken.Parse token)
-    let outcome = Runner.check entry profile Implementation.reference (Runner.defaultMaxTest ()) replay |> Runner.record
+    let outcome = Runner.check entry profile Implementation.reference maxTest replay |> Runner.record
     let report = Runner.report outcome Implementation.reference
     output.WriteLine report
     if not outcome.Passed then failwith ("\n" + report)
-    Assert.True(outcome.Tests >= (if replay.IsSome then 1 else Runner.defaultMaxTest ()), "fewer cases than configured ran")
+    Assert.True(outcome.Tests >= (if replay.IsSome then 1 else maxTest), "fewer cases than configured ran")
+
+let runEntry (output: ITestOutputHelper) = runEntryWith (Runner.defaultMaxTest ()) output
 
 type DmaPropertyTests(output: ITestOutputHelper) =
     let run = runEntry output
@@ -72,12 +75,7 @@ type VirtioPropertyTests(output: ITestOutputHelper) =
 /// The malformed-ring property at 100,000 random rings per profile (the issue's bar). Category "Long":
 /// CI runs it; `dotnet test --filter "Category!=Long"` leaves it out of a quick local run.
 type LongVirtioTests(output: ITestOutputHelper) =
-    let run100k (profile: Profile) =
-        let entry = (Catalogue.find "malformed-rings").Value
-        let outcome = Runner.check entry profile Implementation.reference 100000 None |> Runner.record
-        output.WriteLine(Runner.report outcome Implementation.reference)
-        if not outcome.Passed then failwith (Runner.report outcome Implementation.reference)
-        Assert.Equal(100000, outcome.Tests)
+    let run100k = runEntryWith 100000 output "malformed-rings"
 
     [<Fact; Trait("Category", "Long")>] member _.malformed_rings_100k_Qemu72() = run100k Profile.Qemu72
     [<Fact; Trait("Category", "Long")>] member _.malformed_rings_100k_Qemu92() = run100k Profile.Qemu92

@@ -40,63 +40,91 @@ let ``a QEMU that does not answer is reported with its stderr, and killed`` () =
     q.Dispose()
     Assert.False(QemuProcess.IsRunning pid)
 
-/// A whole request on both sides: header (type, sector 1) at Header, the given descriptor table
-/// (index, addr, len, flags, next), head 0 published, kick, completion; then the used ring, the broken
-/// flag and the bytes at `Look`.
-type Request = { Type: uint32; Descriptors: (int * uint64 * uint32 * uint16 * uint16) list; Before: (uint64 * byte[]) list; Look: uint64 * int }
+/// A whole request on both sides: the 16-byte header written at Header, other guest writes, the given
+/// descriptor table (index, addr, len, flags, next), head 0 published, kick, completion; then the used
+/// ring, the broken flag and the bytes at each of `Look`.
+type Request =
+    { Header: byte[]; Descriptors: (int * uint64 * uint32 * uint16 * uint16) list; Before: (uint64 * byte[]) list; Look: (uint64 * int) list }
 
-let private header (typ: uint32) =
+/// A virtio-blk request header: type, sector.
+let header (typ: uint32) (sector: uint64) =
     let h = Array.zeroCreate<byte> 16
     BitConverter.TryWriteBytes(Span(h, 0, 4), typ) |> ignore
-    h.[8] <- 1uy
+    BitConverter.TryWriteBytes(Span(h, 8, 8), sector) |> ignore
     h
 
-type Outcome = { UsedList: (uint32 * uint32) list; IsBroken: bool; Bytes: byte[] }
+/// What both sides are compared on. Unspecified: the model wrote back bounce bytes nobody produced
+/// (QEMU 7.2 writes heap garbage there, F-BLK-2), so bytes in bounced buffers cannot be compared.
+type Outcome = { UsedList: (uint32 * uint32) list; IsBroken: bool; Bytes: byte[] list; Errors: string; Unspecified: bool }
 
-let private requestOnQemu (binary: QemuBinary) (r: Request) =
+let requestOnQemu (binary: QemuBinary) (r: Request) =
     use q = new QemuProcess(binary, VirtioContext.InitialDisk 2048)
     let blk = LegacyVirtioBlk(q, 0x100000UL)
     blk.Initialise()
-    q.Qtest.Write(Header, ReadOnlySpan(header r.Type))
+    q.Qtest.Write(Header, ReadOnlySpan r.Header)
     for (a, bytes) in r.Before do q.Qtest.Write(a, ReadOnlySpan bytes)
     for (i, a, l, f, n) in r.Descriptors do blk.WriteDescriptor(i, VringDesc(a, l, f, n))
     blk.Publish 0us
     blk.Kick()
     let completed = blk.WaitForUsed(1us, TimeSpan.FromSeconds 3.0)
+    let broken = blk.Broken()
+    // stderr arrives asynchronously: give an error line a moment to show up
+    let deadline = DateTime.UtcNow.AddSeconds 1.0
+    while broken && not (q.Stderr().Contains "virtio") && DateTime.UtcNow < deadline do Threading.Thread.Sleep 10
     { UsedList = (if completed then [ (let struct (i, l) = blk.UsedElement 0 in (i, l)) ] else [])
-      IsBroken = blk.Broken()
-      Bytes = q.Qtest.Read(fst r.Look, snd r.Look) }, q.Stderr()
+      IsBroken = broken
+      Bytes = r.Look |> List.map (fun (a, l) -> q.Qtest.Read(a, l))
+      Errors = q.Stderr()
+      Unspecified = false }
 
-let private requestOnModel (r: Request) =
+/// The model side, on QEMU's own q35 layout with the binary's profile; `rom` is QEMU's BIOS image, where
+/// the request reads ROM.
+let requestOnModel (profile: Profile) (rom: byte[] option) (r: Request) =
+    let spec = fst (LayoutFixtureTests.load "q35")
+    let system = MemorySystem(spec, profile)
+    rom |> Option.iter (fun image -> system.Region("pc.bios").RamBlock.Bytes.Write(0UL, ReadOnlySpan image))
     let ops =
         [ VirtioSetupOp("memory", 256, 0x100000UL, 0x101000UL, 0x102000UL, false, false, false, 2048, "") :> ScenarioOp
-          WriteOp("memory", Header, header r.Type)
+          WriteOp("memory", Header, r.Header)
           yield! r.Before |> List.map (fun (a, b) -> WriteOp("memory", a, b) :> ScenarioOp)
           DescriptorsOp(Nullable(), r.Descriptors |> List.map (fun (i, a, l, f, n) -> DescriptorEntry(i, a, l, f, n)) |> Array.ofList)
           PublishOp [| 0us |]
           KickOp()
           CompleteIoOp() ]
-    let run = ScenarioRunner.Run(Scenario(Profile.Qemu72, (fst (LayoutFixtureTests.load "q35")), Array.ofList ops))
+    let run = ScenarioRunner.Run(Scenario(profile, spec, Array.ofList ops), system)
     { UsedList = snd (used run) |> List.map (fun struct (i, l) -> i, l)
       IsBroken = run.Virtio.Device.Broken
-      Bytes = read run (fst r.Look) (snd r.Look) }, String.Join("\n", run.Virtio.Device.Errors)
+      Bytes = r.Look |> List.map (fun (a, l) -> read run a l)
+      Errors = String.Join("\n", run.Virtio.Device.Errors)
+      Unspecified = run.System.UnproducedBytesWrittenBack > 0L }, run
+
+/// Every difference between QEMU's outcome and the model's, in words (empty: they agree).
+let differences (r: Request) (real: Outcome) (model: Outcome) (run: ScenarioRun) =
+    let bounced (a: uint64) = not (run.System.Space("memory").View.Translate(a).Region.IsDirect true)
+    [ if real.UsedList <> model.UsedList then sprintf "used ring: QEMU %A, model %A" real.UsedList model.UsedList
+      if real.IsBroken <> model.IsBroken then sprintf "broken: QEMU %b, model %b" real.IsBroken model.IsBroken
+      for ((a, _), (q, m)) in List.zip r.Look (List.zip real.Bytes model.Bytes) do
+          if q <> m && not (model.Unspecified && bounced a) then
+              sprintf "bytes at 0x%x differ: QEMU %s, model %s" a (ScenarioTrace.Hex q) (ScenarioTrace.Hex m)
+      for e in model.Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries) do
+          if not (real.Errors.Contains e) then sprintf "the model reports \"%s\"; QEMU printed: %s" e (real.Errors.Trim()) ]
 
 let cases : (string * Request) list =
     let payload = Array.init 512 (fun i -> byte (i * 7 + 3))
-    let read (addr: uint64) (len: uint32) =
-        { Type = 0u; Descriptors = [ 0, Header, 16u, N, 1us; 1, addr, len, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = addr, int (min len 4096u) }
-    [ "read 512 B into RAM", read Data 512u
-      "read 512 B into MMIO", read Mmio 512u
-      "read 4096 B into MMIO across a page", read (Mmio + 0x800UL) 4096u
-      "read 8192 B into MMIO", read Mmio 8192u
-      "write 512 B from MMIO", { Type = 1u; Descriptors = [ 0, Header, 16u, N, 1us; 1, Mmio + 0x2000UL, 512u, N, 2us; 2, Status, 1u, W, 0us ]; Before = [ Mmio + 0x2000UL, payload ]; Look = Status, 1 }
-      "read 512 B into ROM", { Type = 0u; Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = Status, 1 }
-      "write 8192 B from ROM", { Type = 1u; Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 8192u, N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = Status, 1 }
-      "header and data in MMIO", { Type = 0u; Descriptors = [ 0, Mmio, 16u, N, 1us; 1, Mmio + 0x1000UL, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = [ Mmio, header 0u ]; Look = Mmio + 0x1000UL, 512 }
-      "chain loop", { Type = 0u; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 1us ]; Before = []; Look = Data, 16 }
-      "readable after writable", { Type = 0u; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 2us; 2, Data + 0x1000UL, 16u, N, 3us; 3, Status, 1u, W, 0us ]; Before = []; Look = Data, 16 }
-      "next 300 of 256", { Type = 0u; Descriptors = [ 0, Header, 16u, N, 300us ]; Before = []; Look = Data, 16 }
-      "zero-length data descriptor", { Type = 0u; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 0u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = Data, 16 } ]
+    let readInto (addr: uint64) (len: uint32) =
+        { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, addr, len, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ addr, int (min len 4096u) ] }
+    [ "read 512 B into RAM", readInto Data 512u
+      "read 512 B into MMIO", readInto Mmio 512u
+      "read 4096 B into MMIO across a page", readInto (Mmio + 0x800UL) 4096u
+      "read 8192 B into MMIO", readInto Mmio 8192u
+      "write 512 B from MMIO", { Header = header 1u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Mmio + 0x2000UL, 512u, N, 2us; 2, Status, 1u, W, 0us ]; Before = [ Mmio + 0x2000UL, payload ]; Look = [ Status, 1 ] }
+      "read 512 B into ROM", { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ Status, 1 ] }
+      "write 8192 B from ROM", { Header = header 1u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 8192u, N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ Status, 1 ] }
+      "header and data in MMIO", { Header = header 0u 1UL; Descriptors = [ 0, Mmio, 16u, N, 1us; 1, Mmio + 0x1000UL, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = [ Mmio, header 0u 1UL ]; Look = [ Mmio + 0x1000UL, 512 ] }
+      "chain loop", { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 1us ]; Before = []; Look = [ Data, 16 ] }
+      "readable after writable", { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 2us; 2, Data + 0x1000UL, 16u, N, 3us; 3, Status, 1u, W, 0us ]; Before = []; Look = [ Data, 16 ] }
+      "next 300 of 256", { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 300us ]; Before = []; Look = [ Data, 16 ] }
+      "zero-length data descriptor", { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 0u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ Data, 16 ] } ]
 
 type LiveCases() =
     static member Names: obj[] seq = cases |> Seq.map (fun (n, _) -> [| box n |])
@@ -106,9 +134,6 @@ type LiveCases() =
     member _.``QEMU and the model agree on a request`` (name: string) =
         let binary = qemu ()
         let r = cases |> List.find (fun (n, _) -> n = name) |> snd
-        let real, realErrors = requestOnQemu binary r
-        let model, modelErrors = requestOnModel r
-        Assert.Equal<(uint32 * uint32) list>(real.UsedList, model.UsedList)
-        Assert.Equal(real.IsBroken, model.IsBroken)
-        Assert.Equal<byte[]>(real.Bytes, model.Bytes)
-        for line in modelErrors.Split('\n', StringSplitOptions.RemoveEmptyEntries) do Assert.Contains(line, realErrors)
+        let real = requestOnQemu binary r
+        let model, run = requestOnModel binary.Profile None r
+        Assert.Empty(differences r real model run)

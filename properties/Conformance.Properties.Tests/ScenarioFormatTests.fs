@@ -31,7 +31,10 @@ type ScenarioFormatTests() =
           withOps """{ "op": "map", "id": "m1", "as": "memory", "addr": 0, "len": 4, "write": true }, { "op": "map", "id": "m1", "as": "memory", "addr": 0, "len": 4, "write": true }""", "$.ops[1].id"
           withOps """{ "op": "write", "as": "memory", "addr": 0, "data": "abc" }""", "$.ops[0].data"
           withOps """{ "op": "map", "id": "m1", "as": "memory", "addr": -1, "len": 4, "write": true }""", "$.ops[0].addr"
-          withOps """{ "op": "map", "id": "m1", "as": "memory", "addr": 0, "len": 4, "write": "yes" }""", "$.ops[0].write" ]
+          withOps """{ "op": "map", "id": "m1", "as": "memory", "addr": 0, "len": 4, "write": "yes" }""", "$.ops[0].write"
+          withOps """{ "op": "descriptors", "entries": [ { "index": 0, "addr": 0, "len": 1, "flags": 70000 } ] }""", "$.ops[0].entries[0].flags"
+          withOps """{ "op": "virtioSetup", "as": "memory", "queueSize": 8, "desc": 0, "avail": 256, "used": 512, "diskSectors": 100000 }""", "$.ops[0].diskSectors"
+          withOps """{ "op": "push", "element": "e", "len": 5000000000 }""", "$.ops[0].len" ]
         |> Seq.map (fun (json, path) -> [| box json; box path |])
 
     [<Theory>]

@@ -15,6 +15,7 @@ open Conformance.Properties.Verdict
 open Conformance.Properties.VirtioCases
 
 let DiskSectors = 64
+let Serial = "conformance"
 
 type Request =
     { Type: uint32; Sector: uint64; Data: (uint64 * uint32) list; Status: uint64; Payload: byte[] }
@@ -47,7 +48,7 @@ let genRequest (i: int) =
 /// The scenario a guest would run: per request write the header (and, for writes, the data), lay the
 /// chain header → data → status, publish, kick, let the block layer complete.
 let toScenario (profile: Profile) (requests: Request list) =
-    let ops = ResizeArray<ScenarioOp>([ VirtioSetupOp("memory", 256, DescRing, AvailRing, UsedRing, true, true, true, DiskSectors, "conformance") :> ScenarioOp ])
+    let ops = ResizeArray<ScenarioOp>([ VirtioSetupOp("memory", 256, DescRing, AvailRing, UsedRing, true, true, true, DiskSectors, Serial) :> ScenarioOp ])
     let mutable next = 0
     requests |> List.iteri (fun i r ->
         let header = Array.zeroCreate<byte> 16
@@ -181,7 +182,7 @@ let usedLengthHonesty (impl: Implementation) (scenario: Scenario) =
             let produced =
                 match baseType with
                 | 0u when r.Type = VirtioBlk.TypeIn && rangeOk -> n + 1
-                | 8u -> min (min ("conformance".Length + 1) n) 20 + 1
+                | 8u -> min (min (Serial.Length + 1) n) 20 + 1
                 | _ -> 1
             let inLen = uint32 (if r.Type = VirtioBlk.TypeOut then 1 else n + 1)
             if uint32 produced < len && len = inLen then

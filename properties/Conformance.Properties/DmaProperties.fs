@@ -25,6 +25,18 @@ let successfulMaps (run: ScenarioRun) =
         | _ -> None)
     |> dict
 
+/// The address space's Qemu92 bounce budget.
+let budgetOf (layout: LayoutSpec) (space: string) =
+    (layout.AddressSpaces |> Seq.find (fun a -> a.Name = space)).MaxBounceBufferSize
+
+/// Bounce bytes in use on `space` just before step `s` (what the previous step left; none at the start).
+let bounceUsedBefore (run: ScenarioRun) (s: StepRecord) (space: string) =
+    if s.Index = 0 then 0UL else run.Steps.[s.Index - 1].BounceBytesInUse.[space]
+
+/// Live bounce mappings just before step `s`.
+let liveBounceBefore (run: ScenarioRun) (s: StepRecord) =
+    if s.Index = 0 then 0 else run.Steps.[s.Index - 1].LiveBounceMappings
+
 let executedUnmap (s: StepRecord) =
     match s.Op with
     | :? UnmapOp as u when isNull s.Skipped && s.Unmap.HasValue -> Some u
@@ -283,9 +295,6 @@ let mapLength (impl: Implementation) (scenario: Scenario) =
     let run = impl.Run scenario
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
-    let budgetOf space = (scenario.Layout.AddressSpaces |> Seq.find (fun a -> a.Name = space)).MaxBounceBufferSize
-    let mutable prevUsed = scenario.Layout.AddressSpaces |> Seq.map (fun a -> a.Name, 0UL) |> Map.ofSeq
-    let mutable prevLiveBounce = 0
     for s in run.Steps do
         match s.Op with
         | :? MapOp as op when isNull s.Skipped && s.Map.HasValue ->
@@ -300,8 +309,8 @@ let mapLength (impl: Implementation) (scenario: Scenario) =
                 labels.Add "map failed"
                 let exhausted =
                     match scenario.Profile with
-                    | Profile.Qemu72 -> prevLiveBounce >= 1
-                    | _ -> prevUsed.[op.Space] >= budgetOf op.Space
+                    | Profile.Qemu72 -> liveBounceBefore run s >= 1
+                    | _ -> bounceUsedBefore run s op.Space >= budgetOf scenario.Layout op.Space
                 if direct then fail "a direct map must never fail"
                 elif not exhausted then fail "the map failed although bounce space was available"
             else
@@ -327,7 +336,7 @@ let mapLength (impl: Implementation) (scenario: Scenario) =
                     let expected =
                         match scenario.Profile with
                         | Profile.Qemu72 -> min request ProfileFacts.TargetPageSize
-                        | _ -> min request (budgetOf op.Space - prevUsed.[op.Space])
+                        | _ -> min request (budgetOf scenario.Layout op.Space - bounceUsedBefore run s op.Space)
                     labels.Add(if expected < op.Len then "bounce, partial grant" else "bounce, whole request")
                     if m.Length <> expected then fail (sprintf "bounce mapping of %d bytes; expected %d" m.Length expected)
                     // F-DMA-2: does the bounce cover more than the first section?
@@ -342,8 +351,6 @@ let mapLength (impl: Implementation) (scenario: Scenario) =
                                                   | _ -> true))
                     if crosses then verdicts.Add(KnownFinding(Findings.bounceSpansSections.Id, sprintf "map %s" op.Id))
         | _ -> ()
-        prevUsed <- s.BounceBytesInUse |> Seq.map (fun kv -> kv.Key, kv.Value) |> Map.ofSeq
-        prevLiveBounce <- s.LiveBounceMappings
     conclude "no maps" labels verdicts
 
 // ---------------------------------------------------------------- 6. bounce exclusivity
@@ -410,9 +417,6 @@ let mapClients (impl: Implementation) (scenario: Scenario) =
             registered.[scope] <- l
             l
     let pending = ResizeArray<string>()
-    let budgetOf space = (scenario.Layout.AddressSpaces |> Seq.find (fun a -> a.Name = space)).MaxBounceBufferSize
-    let mutable prevUsed = scenario.Layout.AddressSpaces |> Seq.map (fun a -> a.Name, 0UL) |> Map.ofSeq
-    let mutable prevLiveBounce = 0
     let wakeAll scope =
         let l = clients scope
         let woken = List.ofSeq l
@@ -426,8 +430,8 @@ let mapClients (impl: Implementation) (scenario: Scenario) =
                 | :? RegisterClientOp as c ->
                     (clients (scopeOf c.Space)).Insert(0, c.Client)
                     let capacity =
-                        if scenario.Profile = Profile.Qemu72 then prevLiveBounce = 0
-                        else prevUsed.[c.Space] < budgetOf c.Space
+                        if scenario.Profile = Profile.Qemu72 then liveBounceBefore run s = 0
+                        else bounceUsedBefore run s c.Space < budgetOf scenario.Layout c.Space
                     if capacity then labels.Add "woken at registration"; wakeAll (scopeOf c.Space), []
                     else labels.Add "waits for space"; [], []
                 | :? UnregisterClientOp as c ->
@@ -453,8 +457,6 @@ let mapClients (impl: Implementation) (scenario: Scenario) =
         if sortedList s.Ran <> sortedList expectedRan then
             verdicts.Add(Violated(sprintf "step %d (%s) ran [%s]; expected [%s]" (s.Index + 1) (ScenarioTrace.Describe s.Op) (String.Join(", ", s.Ran)) (String.Join(", ", expectedRan))))
         if (s.Ran |> Seq.distinct |> Seq.length) <> s.Ran.Count then verdicts.Add(Violated(sprintf "step %d ran a client twice" (s.Index + 1)))
-        prevUsed <- s.BounceBytesInUse |> Seq.map (fun kv -> kv.Key, kv.Value) |> Map.ofSeq
-        prevLiveBounce <- s.LiveBounceMappings
     conclude "no client activity" labels verdicts
 
 // ---------------------------------------------------------------- 8. two approaches agree
@@ -477,9 +479,7 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
         if cs |> List.exists (fun c -> not c.Direct && c.Straddles) then walkFindings.Add Findings.mmioAccessPastRegionEnd.Id |> ignore
         if cs |> List.exists (fun c -> c.Direct && c.Straddles) then walkFindings.Add Findings.romdMapPastSection.Id |> ignore
         if deviceAccesses cs isWrite |> List.exists (fun e -> e.Widened) then walkFindings.Add Findings.accessWidened.Id |> ignore
-    let mutable straddled = false
     let disagreement (msg: string) =
-        if straddled then walkFindings.Add Findings.mmioAccessPastRegionEnd.Id |> ignore
         if walkFindings.Count > 0 then
             for id in walkFindings do verdicts.Add(KnownFinding(id, msg))
         else verdicts.Add(Violated msg)
@@ -520,14 +520,11 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
                 disagreement (sprintf "reading 0x%x len %d: through mappings %s, with address_space_read %s" rd.Addr rd.Len (ScenarioTrace.Hex viaMap) (ScenarioTrace.Hex viaRead))
         | _ -> ()
     if not mapsFailed then
-        let straddles (sys: MemorySystem) =
-            sys.Regions |> Seq.exists (fun r -> not (isNull r.Device) && r.Device.Log |> Seq.exists (fun acc -> u128 acc.Offset + u128 (uint64 acc.Size) > r.Size))
         let pages (store: ByteStore) = store.ModifiedPages() |> Seq.map (fun kv -> kv.Key, Convert.ToHexString kv.Value) |> List.ofSeq
         for ra, rb in Seq.zip a.Regions b.Regions do
             let store (r: MemoryRegion) = if not (isNull r.RamBlock) then Some r.RamBlock.Bytes elif not (isNull r.Device) then Some r.Device.Storage else None
             match store ra, store rb with
             | Some sa, Some sb when pages sa <> pages sb ->
-                if straddles a || straddles b then straddled <- true
                 disagreement (sprintf "region %s differs: map/unmap left %A, read/write left %A" ra.Name (pages sa |> List.map fst) (pages sb |> List.map fst))
             | _ -> ()
         for c in Enum.GetValues<DirtyClient>() do

@@ -7,6 +7,9 @@ open Conformance.Model.Scenarios
 
 type Implementation =
     { Name: string
+      /// The deliberate bugs switched on (none for the reference model).
+      Fault: Fault
+      VirtioFault: Conformance.Model.Virtio.VirtioFault
       /// Runs a scenario on a fresh instance.
       Run: Scenario -> ScenarioRun
       /// A fresh instance to drive directly.
@@ -18,6 +21,8 @@ let ofFaults (fault: Fault) (virtioFault: Conformance.Model.Virtio.VirtioFault) 
          | Fault.None, Conformance.Model.Virtio.VirtioFault.None -> "reference model"
          | f, Conformance.Model.Virtio.VirtioFault.None -> sprintf "broken variant %A" f
          | _, v -> sprintf "broken variant %A" v)
+      Fault = fault
+      VirtioFault = virtioFault
       Run = fun s -> ScenarioRunner.Run(s, fault, virtioFault)
       NewSystem = fun layout profile -> MemorySystem(layout, profile, fault) }
 
@@ -26,6 +31,8 @@ let ofFault (fault: Fault) = ofFaults fault Conformance.Model.Virtio.VirtioFault
 let ofVirtioFault (fault: Conformance.Model.Virtio.VirtioFault) = ofFaults Fault.None fault
 
 let reference = ofFault Fault.None
+
+let isReference (impl: Implementation) = impl.Fault = Fault.None && impl.VirtioFault = Conformance.Model.Virtio.VirtioFault.None
 
 /// Runs the scenario, then unmaps whatever is still live and runs the bottom halves.
 let runAndRelease (impl: Implementation) (s: Scenario) =

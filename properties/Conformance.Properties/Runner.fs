@@ -23,6 +23,8 @@ type Outcome =
     { Entry: Entry
       Profile: Profile
       Implementation: string
+      /// Whether the reference model was checked (only its failures go to the regression corpus).
+      OfReference: bool
       Passed: bool
       Exhausted: bool
       Tests: int
@@ -87,19 +89,18 @@ let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int
     let labelsOf = Collections.Generic.Dictionary<obj, string list>(HashIdentity.Reference)
     let judge (s: Scenario) =
         let r = entry.Judge impl s
-        lock labelsOf (fun () -> labelsOf.[box s] <- r.Labels @ (Verdict.findings r |> List.map (sprintf "registered finding %s")))
+        lock labelsOf (fun () -> labelsOf.[box s] <- Verdict.distributionLabels r)
         Verdict.toProperty r
     let property = FsCheck.FSharp.Prop.forAll (entry.Arbitrary profile) judge
     Check.One(config, property)
-    let distribution (_: TestData) = distribution capture.Cases labelsOf
-    let blank = { Entry = entry; Profile = profile; Implementation = impl.Name; Passed = false; Exhausted = false; Tests = 0; Shrinks = 0
+    let blank = { Entry = entry; Profile = profile; Implementation = impl.Name; OfReference = Implementation.isReference impl; Passed = false; Exhausted = false; Tests = 0; Shrinks = 0
                   Distribution = []; Message = ""; Counterexample = None; Replay = None; SavedAs = None
                   FirstCase = capture.Cases |> Seq.tryPick (function :? Scenario as s -> Some s | _ -> None) }
     match capture.Result with
     | Some(TestResult.Passed(data, _)) ->
-        { blank with Passed = true; Tests = data.NumberOfTests; Distribution = distribution data }
+        { blank with Passed = true; Tests = data.NumberOfTests; Distribution = distribution capture.Cases labelsOf }
     | Some(TestResult.Exhausted data) ->
-        { blank with Exhausted = true; Tests = data.NumberOfTests; Distribution = distribution data; Message = "gave up: too many discarded cases" }
+        { blank with Exhausted = true; Tests = data.NumberOfTests; Distribution = distribution capture.Cases labelsOf; Message = "gave up: too many discarded cases" }
     | Some(TestResult.Failed(data, _, shrunk, outcome, _, failingRnd, size)) ->
         let scenario = shrunk |> List.tryPick (function :? Scenario as s -> Some s | _ -> None)
         let message =
@@ -116,7 +117,7 @@ let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int
 /// expected to fail and are never saved there).
 let record (o: Outcome) =
     match o.Counterexample with
-    | Some s when not o.Passed && o.Implementation = Implementation.reference.Name ->
+    | Some s when not o.Passed && o.OfReference ->
         { o with SavedAs = Some(Regression.save o.Entry s) }
     | _ -> o
 

@@ -25,8 +25,8 @@ let layout =
 
 /// Where a buffer lives.
 let genBufferAddr =
-    Gen.frequency [ 6, Gen.choose (0x20, 0xe0) |> Gen.map (fun p -> uint64 p * 0x1000UL)
-                    2, Gen.choose (0x20000, 0xe0000) |> Gen.map uint64
+    Gen.frequency [ 12, Gen.choose (0x20, 0xe0) |> Gen.map (fun p -> uint64 p * 0x1000UL)
+                    4, Gen.choose (0x20000, 0xe0000) |> Gen.map uint64
                     3, Gen.choose (0, 0xf0) |> Gen.map (fun p -> 0xff000000UL + uint64 p * 0x100UL)
                     1, Gen.constant 0xfffe8000UL
                     1, Gen.constant 0x40000000UL
@@ -120,13 +120,14 @@ let genGenericCase (profile: Profile) =
                 nextTable <- t
                 ops.AddRange laid
                 if not heads.IsEmpty then ops.Add(PublishOp(Array.ofList heads))
-            let! pops = Gen.choose (0, 4)
+            let! extra = Gen.choose (0, 1)
+            let pops = k + extra
             for _ in 1 .. pops do
                 let name = sprintf "e%d" popped
                 popped <- popped + 1
                 ops.Add(PopOp name)
                 live.Add name
-            let! releases = Gen.choose (0, live.Count)
+            let! releases = Gen.choose (live.Count / 2, live.Count)
             for _ in 1 .. releases do
                 let! pick = Gen.choose (0, live.Count - 1)
                 let! how = Gen.frequency [ 6, Gen.constant "push"; 2, Gen.constant "detach"; 1, Gen.constant "unpop" ]
@@ -160,7 +161,6 @@ let genMalformedCase (profile: Profile) =
         | HeadOutOfRange ->
             ops.Add(PublishOp [| uint16 num |])
         | ReadableAfterWritable ->
-            if num < 2 then ops.Add(DescriptorsOp(Nullable(), [| d 0 addr len W 0us |])) // cannot happen: num >= 2
             ops.Add(DescriptorsOp(Nullable(), [| d 0 addr len (W ||| N) 1us; d 1 (addr + 0x1000UL) len 0us 0us |]))
             ops.Add(PublishOp [| 0us |])
         | ZeroLength ->

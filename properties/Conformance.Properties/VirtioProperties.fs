@@ -78,7 +78,8 @@ let mappingBalance (impl: Implementation) (scenario: Scenario) =
         if count <> before then verdicts.Add(Violated(sprintf "owner %s has %d references; it had %d after setup" owner count before))
     if run.Steps |> Seq.exists (fun s -> not (isNull s.Virtio) && s.Virtio.Error <> null) then labels.Add "an error path ran"
     if run.Steps |> Seq.exists (fun s -> s.LiveBounceMappings > 0) then labels.Add "bounce buffers involved"
-    labels.Add "checked"
+    labels.Add(if run.Steps |> Seq.exists (fun s -> s.Op :? ReleaseOp && (s.Op :?> ReleaseOp).How = "detach" && s.Index >= scenario.Ops.Count)
+               then "elements were still outstanding" else "everything released by the case itself")
     conclude labels verdicts
 
 // ---------------------------------------------------------------- VQ3 written length
@@ -212,6 +213,7 @@ let malformedRings (impl: Implementation) (scenario: Scenario) =
                     elif v.Error <> null then (if v.Broken then "rejected, device broken" else "error without breaking")
                     else "empty"
                 if outcome = "error without breaking" then verdicts.Add(Violated(sprintf "%s reported %s without breaking the device" (describe s) v.Error))
+                if v.Error <> null then labels.Add("rejected: " + Text.RegularExpressions.Regex.Replace(v.Error, @"\d+", "N"))
                 if wasBroken && v.Popped <> null then verdicts.Add(Violated(sprintf "%s popped from a broken device" (describe s)))
                 labels.Add outcome
                 readsBefore <- v.DescriptorReads
@@ -275,7 +277,7 @@ let malformedVerdicts (impl: Implementation) (scenario: Scenario) =
         if run.System.LiveMappings.Count <> outstanding then
             verdicts.Add(Violated(sprintf "%d mappings are live; the popped elements hold %d" run.System.LiveMappings.Count outstanding))
         if v.Device.Queues.[0].UsedIdx <> 0us then verdicts.Add(Violated "something was published")
-    judged [ expected.Split(' ').[0..1] |> String.concat " " ] (List.ofSeq verdicts |> List.truncate 3)
+    judged [ Text.RegularExpressions.Regex.Replace(expected, @"\d+", "N") ] (List.ofSeq verdicts |> List.truncate 3)
 
 // ---------------------------------------------------------------- VQ7 notifications
 
@@ -316,9 +318,7 @@ let notificationCase (impl: Implementation) (c: NotifyCase) =
     let sys = impl.NewSystem layout Profile.Qemu72
     let space = sys.Space "memory"
     let features = if c.EventIdx then 1UL <<< VirtioConstants.FeatureEventIdx else 0UL
-    let faults =
-        if impl.Name.Contains "AlwaysNotify" then VirtioFault.AlwaysNotify else VirtioFault.None
-    let dev = VirtioDevice(sys, space, 1, features, faults)
+    let dev = VirtioDevice(sys, space, 1, features, impl.VirtioFault)
     let driver = GuestDriver(sys, space, 16, DescRing, AvailRing, UsedRing)
     driver.ClearRings c.EventIdx
     dev.SetupQueue(0, 16, DescRing, AvailRing, UsedRing)

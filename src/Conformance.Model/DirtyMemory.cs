@@ -9,6 +9,10 @@ namespace Conformance.Model;
 public sealed class DirtyMemory
 {
     private readonly HashSet<ulong>[] _pages = { new(), new(), new() };
+    private readonly List<(DirtyClient Client, ulong Page)> _newlyDirty = new();
+
+    /// <summary>Every (client, ram_addr page) in the order it went from clean to dirty.</summary>
+    public IReadOnlyList<(DirtyClient Client, ulong Page)> NewlyDirtyJournal => _newlyDirty;
 
     public bool IsDirty(DirtyClient client, ulong ramAddrPage) => _pages[(int)client].Contains(ramAddrPage);
 
@@ -31,6 +35,7 @@ public sealed class DirtyMemory
         if (clients.Count == 0) return;
         var (first, end) = PageSpan(ramAddrStart, length);
         foreach (var client in clients)
-            for (ulong p = first; p < end; p++) _pages[(int)client].Add(p);
+            for (ulong p = first; p < end; p++)
+                if (_pages[(int)client].Add(p)) _newlyDirty.Add((client, p));
     }
 }

@@ -72,10 +72,8 @@ public sealed class MemorySystem
 
         if (!mr.IsDirect(isWrite)) return MapBounce(space, view, addr, l, isWrite, mr);
 
-        // Direct path: reference, extend over host-contiguous pieces of the same region, clamp to the block.
         Ref(mr);
-        ulong done = ExtendTranslation(view, addr, len, mr, section.Xlat, l);
-        done = (ulong)UInt128.Min(done, mr.RamBlock!.MaxLength - section.Xlat);   // qemu_ram_ptr_length
+        ulong done = DirectLength(view, addr, len, section, l);
         var mapping = new Mapping(_nextMappingId++, space, addr, done, isWrite, MappingKind.Direct, mr, section.Xlat, null);
         _live.Add(mapping);
         return new MapResult(mapping, done, MapFailure.None);
@@ -84,6 +82,14 @@ public sealed class MemorySystem
     /// <summary>address_space_translate_internal clamps only RAM (M4); MMIO callers clamp themselves.</summary>
     private ulong ClampToRamSection(Section section, ulong len) =>
         section.Region.IsRam && !Has(Fault.NoSectionClamp) ? (ulong)UInt128.Min(len, section.RemainingInRange) : len;
+
+    /// <summary>The direct path's length: extend over host-contiguous pieces of the same region
+    /// (flatview_extend_translation), then clamp to the RAMBlock (qemu_ram_ptr_length).</summary>
+    private ulong DirectLength(FlatView view, ulong addr, ulong len, Section section, ulong firstPiece)
+    {
+        ulong done = ExtendTranslation(view, addr, len, section.Region, section.Xlat, firstPiece);
+        return (ulong)UInt128.Min(done, section.Region.RamBlock!.MaxLength - section.Xlat);
+    }
 
     /// <summary>softmmu/physmem.c:flatview_extend_translation.</summary>
     private ulong ExtendTranslation(FlatView view, ulong addr, ulong targetLen, MemoryRegion mr, ulong @base, ulong len)
@@ -149,11 +155,7 @@ public sealed class MemorySystem
         ulong l = ClampToRamSection(section, len);
         var mr = section.Region;
         Ref(mr);
-        if (mr.IsDirect(isWrite) && len > 0)
-        {
-            l = ExtendTranslation(view, addr, len, mr, section.Xlat, l);
-            l = (ulong)UInt128.Min(l, mr.RamBlock!.MaxLength - section.Xlat);
-        }
+        if (mr.IsDirect(isWrite) && len > 0) l = DirectLength(view, addr, len, section, l);
         return new RegionCache(mr, l);
     }
 
@@ -321,6 +323,22 @@ public sealed class MemorySystem
             pos += (int)l;
             addr += l;
         }
+    }
+
+    /// <summary>address_space_lduw_le: a little-endian 16-bit load (virtio rings are little-endian).</summary>
+    public ushort LoadU16Le(AddressSpace space, ulong addr)
+    {
+        Span<byte> b = stackalloc byte[2];
+        Read(space, addr, b);
+        return BinaryPrimitives.ReadUInt16LittleEndian(b);
+    }
+
+    /// <summary>address_space_stw_le: a little-endian 16-bit store.</summary>
+    public void StoreU16Le(AddressSpace space, ulong addr, ushort value)
+    {
+        Span<byte> b = stackalloc byte[2];
+        BinaryPrimitives.WriteUInt16LittleEndian(b, value);
+        Write(space, addr, b);
     }
 
     private void ReadView(FlatView view, ulong addr, Span<byte> destination)

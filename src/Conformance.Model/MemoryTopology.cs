@@ -34,7 +34,7 @@ public sealed class MemoryTopology
             var a = spec.AddressSpaces[i];
             var root = a.RootIndex is int index && index >= 0 && index < spec.Regions.Count
                 ? _bySpec[spec.Regions[index]]
-                : ResolveRootOrByName(spec, a.Root, $"$.layout.addressSpaces[{i}].root");
+                : ResolveRootOrByName(a.Root, $"$.layout.addressSpaces[{i}].root");
             if (spaces.Any(s => s.Name == a.Name))
                 throw new LayoutError($"$.layout.addressSpaces[{i}].name", $"address space '{a.Name}' is declared twice");
             spaces.Add(new AddressSpace(a.Name, root, a.MaxBounceBufferSize, ignorePriority));
@@ -50,9 +50,9 @@ public sealed class MemoryTopology
 
     /// <summary>Names are not unique in real machines ("memory" is both cpu-smm's root and an alias in it),
     /// so a parentless region of that name wins over a nested one.</summary>
-    private MemoryRegion ResolveRootOrByName(LayoutSpec spec, string name, string path)
+    private MemoryRegion ResolveRootOrByName(string name, string path)
     {
-        var roots = spec.Regions.Where(r => r.Name == name).ToList();
+        var roots = _spec.Regions.Where(r => r.Name == name).ToList();
         if (roots.Count == 1) return _bySpec.TryGetValue(roots[0], out var mr) ? mr : Build(roots[0], path);
         return ResolveByName(name, path);
     }
@@ -77,7 +77,7 @@ public sealed class MemoryTopology
         if (s.Kind == RegionKind.Alias)
         {
             if (s.AliasTarget is null) throw new LayoutError(path + ".target", "an alias needs a target");
-            target = ResolveRootOrByName(_spec, s.AliasTarget, path + ".target");
+            target = ResolveRootOrByName(s.AliasTarget, path + ".target");
         }
         else if (s.AliasTarget is not null)
             throw new LayoutError(path + ".target", "only aliases have a target");

@@ -2,14 +2,13 @@ namespace Conformance.Model;
 
 /// <summary>
 /// The device behind an I/O region (or the ops of a ROM/RAM device): registers backed by bytes, the
-/// access-size rules of its MemoryRegionOps, and a log of every callback invocation. The model's devices
+/// access-size rules of its MemoryRegionOps. Every callback is logged once, in order, in
+/// <see cref="MemorySystem.AccessJournal"/>. The model's devices
 /// behave like pc-testdev's iomem (hw/misc/pc-testdev.c:test_iomem_read/write): plain storage,
 /// little-endian, so what DMA wrote can be read back.
 /// </summary>
 public sealed class MmioDevice
 {
-    private readonly List<MmioAccess> _log = new();
-
     public MmioDevice(ByteStore storage, AccessRules rules, bool writesStore = true)
     {
         Storage = storage;
@@ -23,30 +22,24 @@ public sealed class MmioDevice
     /// <summary>False for ROM devices, whose writes are commands (e.g. pflash) and never change the ROM image.</summary>
     public bool WritesStore { get; }
 
-    public IReadOnlyList<MmioAccess> Log => _log;
-
-    /// <summary>One read callback of <paramref name="size"/> bytes (1..8); returns what it logged.</summary>
+    /// <summary>One read callback of <paramref name="size"/> bytes (1..8); returns the access.</summary>
     internal MmioAccess Read(ulong offset, uint size)
     {
         Span<byte> bytes = stackalloc byte[8];
         bytes.Clear();
         Storage.Read(offset, bytes[..(int)size]);
-        var access = new MmioAccess(false, offset, size, BitConverter.ToUInt64(bytes));
-        _log.Add(access);
-        return access;
+        return new MmioAccess(false, offset, size, BitConverter.ToUInt64(bytes));
     }
 
-    /// <summary>One write callback; returns what it logged.</summary>
+    /// <summary>One write callback; returns the access.</summary>
     internal MmioAccess Write(ulong offset, uint size, ulong value)
     {
-        var access = new MmioAccess(true, offset, size, value);
-        _log.Add(access);
         if (WritesStore)
         {
             Span<byte> bytes = stackalloc byte[8];
             BitConverter.TryWriteBytes(bytes, value);
             Storage.Write(offset, bytes[..(int)size]);
         }
-        return access;
+        return new MmioAccess(true, offset, size, value);
     }
 }

@@ -72,24 +72,24 @@ public sealed class LegacyVirtioBlk
 
     public void WriteDescriptor(int index, VringDesc desc)
     {
-        var b = new byte[16];
+        var b = new byte[VirtioConstants.DescSize];
         desc.Encode(b);
-        _q.Write(RingBase + (ulong)index * 16, b);
+        _q.Write(RingBase + (ulong)index * VirtioConstants.DescSize, b);
     }
 
     public void Publish(ushort head)
     {
         var b = new byte[2];
         BinaryPrimitives.WriteUInt16LittleEndian(b, head);
-        _q.Write(Avail + 4 + 2 * (ulong)(_availIdx % QueueSize), b);
+        _q.Write(VirtioConstants.AvailRingAddr(Avail, _availIdx % QueueSize), b);
         _availIdx++;
         BinaryPrimitives.WriteUInt16LittleEndian(b, _availIdx);
-        _q.Write(Avail + 2, b);
+        _q.Write(VirtioConstants.AvailIdxAddr(Avail), b);
     }
 
     public void Kick() => _q.OutW(Bar + 0x10, 0);
 
-    public ushort UsedIdx() => BinaryPrimitives.ReadUInt16LittleEndian(_q.Read(Used + 2, 2));
+    public ushort UsedIdx() => BinaryPrimitives.ReadUInt16LittleEndian(_q.Read(VirtioConstants.UsedIdxAddr(Used), 2));
 
     /// <summary>Polls the used index until it reaches <paramref name="target"/> or the time runs out
     /// (with ioeventfd the device works in the background; a broken device never gets there).</summary>
@@ -109,7 +109,7 @@ public sealed class LegacyVirtioBlk
 
     public (uint Id, uint Len) UsedElement(int slot)
     {
-        var b = _q.Read(Used + 4 + 8 * (ulong)slot, 8);
+        var b = _q.Read(VirtioConstants.UsedElemAddr(Used, slot), 8);
         return (BinaryPrimitives.ReadUInt32LittleEndian(b), BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(4)));
     }
 

@@ -25,9 +25,6 @@ public sealed class QemuProcess : IDisposable
         };
     }
 
-    /// <summary>QEMU processes this test process started and that have not exited.</summary>
-    public static int LiveCount => Live.Values.Count(p => { try { return !p.HasExited; } catch (InvalidOperationException) { return false; } });
-
     public QemuProcess(QemuBinary binary, byte[] disk, TimeSpan? timeout = null)
     {
         Binary = binary;

@@ -22,9 +22,6 @@ public static class ScenarioExplanation
         if (run.Scenario.Description is { } d) Line(d);
         Line("");
 
-        // A fresh instance replays the steps so that each address can be explained against the layout as it was.
-        var layoutView = new MemorySystem(run.Scenario.Layout, profile);
-        var refsBefore = sys.Owners.ToDictionary(o => o.Name, _ => Owner.Baseline);
         ulong UsedBefore(StepRecord s, string space) =>
             s.Index == 0 ? 0 : run.Steps[s.Index - 1].BounceBytesInUse.GetValueOrDefault(space);
 
@@ -41,7 +38,7 @@ public static class ScenarioExplanation
             switch (step.Op)
             {
                 case MapOp m:
-                    ExplainMap(step, m, Say, layoutView, profile, UsedBefore(step, m.Space), run);
+                    ExplainMap(step, m, Say, sys, profile, UsedBefore(step, m.Space));
                     break;
                 case WriteMappedOp w:
                     var wm = run.Mappings[w.Id];
@@ -56,11 +53,11 @@ public static class ScenarioExplanation
                     ExplainUnmap(step, u, Say, run, profile);
                     break;
                 case ReadOp r:
-                    Say(RegionPath.Explain(layoutView.Space(r.Space), r.Addr));
+                    Say(RegionPath.Explain(sys.Space(r.Space), r.Addr));
                     Say("address_space_read → flatview_read_continue: RAM is copied, I/O goes through the device's callbacks in access sizes from memory_access_size.");
                     break;
                 case WriteOp w2:
-                    Say(RegionPath.Explain(layoutView.Space(w2.Space), w2.Addr));
+                    Say(RegionPath.Explain(sys.Space(w2.Space), w2.Addr));
                     Say("address_space_write → flatview_write_continue: RAM is copied and marked dirty (invalidate_and_set_dirty) chunk by chunk; I/O goes to the callbacks; ROM and holes drop the bytes.");
                     break;
                 case RegisterClientOp c:
@@ -111,12 +108,8 @@ public static class ScenarioExplanation
             foreach (var a in ScenarioTrace.DeviceAccessRuns(step.DeviceAccesses)) Say($"device callback: {a}");
             foreach (var g in step.NewlyDirty.GroupBy(x => x.Client))
                 Say($"dirty ({g.Key.ToString().ToLowerInvariant()}): {string.Join("; ", g.GroupBy(x => x.Block).Select(b => $"{b.Key} pages {ScenarioTrace.Pages(b.Select(x => x.Page))}"))}");
-            foreach (var (owner, count) in step.RefCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-            {
-                int before = refsBefore.GetValueOrDefault(owner, Owner.Baseline);
-                if (before != count) Say($"{(count > before ? "memory_region_ref" : "memory_region_unref")}: owner {owner} now holds {count} reference{(count == 1 ? "" : "s")}.");
-                refsBefore[owner] = count;
-            }
+            foreach (var (owner, before, count) in ScenarioTrace.RefChanges(run, step))
+                Say($"{(count > before ? "memory_region_ref" : "memory_region_unref")}: owner {owner} now holds {count} reference{(count == 1 ? "" : "s")}.");
             Line("");
         }
 
@@ -154,9 +147,9 @@ public static class ScenarioExplanation
         return sb.ToString();
     }
 
-    private static void ExplainMap(StepRecord step, MapOp m, Action<string> say, MemorySystem layoutView, Profile profile, ulong usedBefore, ScenarioRun run)
+    private static void ExplainMap(StepRecord step, MapOp m, Action<string> say, MemorySystem sys, Profile profile, ulong usedBefore)
     {
-        var space = layoutView.Space(m.Space);
+        var space = sys.Space(m.Space);
         if (m.Len == 0)
         {
             say("address_space_map with *plen == 0 returns NULL at once and touches nothing (a NULL here does not mean \"no resources\").");

@@ -240,7 +240,7 @@ public static class ScenarioJson
                     return new VirtioSetupOp(String(Required(o, "as", path), path + ".as"), qs,
                         U64(Required(o, "desc", path), path + ".desc"), U64(Required(o, "avail", path), path + ".avail"), U64(Required(o, "used", path), path + ".used"),
                         Flag("eventIdx"), Flag("indirect"), Flag("version1"),
-                        (int)(OptU64(o, "diskSectors", path) is { } ds ? Math.Min(ds, 1 << 16) : 128),
+                        (int)(OptU64(o, "diskSectors", path, 1 << 16) ?? 128),
                         o.TryGetProperty("serial", out var se) ? String(se, path + ".serial") : "");
                 }
             case "descriptors":
@@ -251,8 +251,8 @@ public static class ScenarioJson
                         string dp = $"{path}.entries[{i}]";
                         var dobj = Object(d, dp, "index", "addr", "len", "flags", "next");
                         return new DescriptorEntry((int)U64(Required(dobj, "index", dp), dp + ".index", 65535), U64(Required(dobj, "addr", dp), dp + ".addr"),
-                            (uint)U64(Required(dobj, "len", dp), dp + ".len", uint.MaxValue), (ushort)(OptU64(dobj, "flags", dp) is { } f && f <= 65535 ? f : 0),
-                            (ushort)(OptU64(dobj, "next", dp) is { } n && n <= 65535 ? n : 0));
+                            (uint)U64(Required(dobj, "len", dp), dp + ".len", uint.MaxValue), (ushort)(OptU64(dobj, "flags", dp, ushort.MaxValue) ?? 0),
+                            (ushort)(OptU64(dobj, "next", dp, ushort.MaxValue) ?? 0));
                     }).ToList();
                     return new DescriptorsOp(OptU64(o, "table", path), entries);
                 }
@@ -264,7 +264,7 @@ public static class ScenarioJson
                 return new AvailIdxOp((ushort)U64(Required(o, "idx", path), path + ".idx", 65535));
             case "suppressInterrupts":
                 o = Object(e, path, "op", "flags", "usedEvent");
-                return new InterruptSuppressionOp((ushort)(OptU64(o, "flags", path) ?? 0), (ushort)(OptU64(o, "usedEvent", path) ?? 0));
+                return new InterruptSuppressionOp((ushort)(OptU64(o, "flags", path, ushort.MaxValue) ?? 0), (ushort)(OptU64(o, "usedEvent", path, ushort.MaxValue) ?? 0));
             case "kick":
                 Object(e, path, "op");
                 return new KickOp();
@@ -276,7 +276,7 @@ public static class ScenarioJson
                 return new PopOp(String(Required(o, "element", path), path + ".element"));
             case "push" or "detach" or "unpop":
                 o = Object(e, path, "op", "element", "len");
-                return new ReleaseOp(String(Required(o, "element", path), path + ".element"), op, (uint)(OptU64(o, "len", path) ?? 0));
+                return new ReleaseOp(String(Required(o, "element", path), path + ".element"), op, (uint)(OptU64(o, "len", path, uint.MaxValue) ?? 0));
             case "virtioReset":
                 Object(e, path, "op");
                 return new VirtioResetOp();
@@ -287,8 +287,8 @@ public static class ScenarioJson
 
     private static string Id(JsonElement o, string path) => String(Required(o, "id", path), path + ".id");
 
-    private static ulong? OptU64(JsonElement o, string field, string path) =>
-        o.TryGetProperty(field, out var v) ? U64(v, $"{path}.{field}") : null;
+    private static ulong? OptU64(JsonElement o, string field, string path, ulong max = ulong.MaxValue) =>
+        o.TryGetProperty(field, out var v) ? U64(v, $"{path}.{field}", max) : null;
 
     private static JsonElement Object(JsonElement e, string path, params string[] allowed)
     {

@@ -16,19 +16,6 @@ public static class ScenarioRunner
         return Run(scenario, system, virtioFaults);
     }
 
-    /// <summary>Runs the scenario and then unmaps every mapping still live (access_len = full length for writes),
-    /// runs the bottom halves, so balance properties can compare against the baseline.</summary>
-    public static ScenarioRun RunAndRelease(Scenario scenario, Fault faults = Fault.None)
-    {
-        var first = Run(scenario, faults);
-        var cleanup = first.System.LiveMappings
-            .Select(m => first.Mappings.First(kv => ReferenceEquals(kv.Value, m)).Key)
-            .Select(id => (ScenarioOp)new UnmapOp(id, null))
-            .Append(new RunBottomHalvesOp())
-            .ToList();
-        return Run(scenario with { Ops = scenario.Ops.Concat(cleanup).ToList() }, faults);
-    }
-
     public static ScenarioRun Run(Scenario scenario, MemorySystem system) => Run(scenario, system, Virtio.VirtioFault.None);
 
     public static ScenarioRun Run(Scenario scenario, MemorySystem system, Virtio.VirtioFault virtioFaults)
@@ -37,7 +24,7 @@ public static class ScenarioRunner
         var steps = new List<StepRecord>(scenario.Ops.Count);
         var mappings = new Dictionary<string, Mapping>();
         int journalSeen = system.AccessJournal.Count;
-        var dirtyBefore = Enum.GetValues<DirtyClient>().ToDictionary(c => c, c => new HashSet<ulong>(system.Dirty.Pages(c)));
+        int dirtySeen = system.Dirty.NewlyDirtyJournal.Count;
 
         for (int i = 0; i < scenario.Ops.Count; i++)
         {
@@ -143,16 +130,15 @@ public static class ScenarioRunner
 
             var accesses = system.AccessJournal.Skip(journalSeen).ToList();
             journalSeen = system.AccessJournal.Count;
-            var newlyDirty = new List<DirtyPage>();
-            foreach (var client in Enum.GetValues<DirtyClient>())
-            {
-                foreach (var page in system.Dirty.Pages(client).Where(p => !dirtyBefore[client].Contains(p)).OrderBy(p => p))
+            var newlyDirty = system.Dirty.NewlyDirtyJournal.Skip(dirtySeen)
+                .OrderBy(d => d.Client).ThenBy(d => d.Page)
+                .Select(d =>
                 {
-                    var (block, index) = system.LocatePage(page);
-                    newlyDirty.Add(new DirtyPage(client, block.Name, index));
-                    dirtyBefore[client].Add(page);
-                }
-            }
+                    var (block, index) = system.LocatePage(d.Page);
+                    return new DirtyPage(d.Client, block.Name, index);
+                })
+                .ToList();
+            dirtySeen = system.Dirty.NewlyDirtyJournal.Count;
             var liveIds = mappings.Where(kv => kv.Value.Live).Select(kv => kv.Key).Order(StringComparer.Ordinal).ToList();
             VirtioStep? virtioStep = null;
             if (virtio is not null && (IsVirtioOp(op) || op is VirtioSetupOp))

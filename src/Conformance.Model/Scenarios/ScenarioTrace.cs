@@ -12,14 +12,12 @@ public static class ScenarioTrace
     {
         var sb = new StringBuilder();
         sb.Append("profile ").Append(run.Scenario.Profile).Append('\n');
-        IReadOnlyDictionary<string, int> previousRefs = run.System.Owners.ToDictionary(o => o.Name, _ => Owner.Baseline);
         foreach (var step in run.Steps)
         {
             sb.Append(step.Index + 1).Append(". ").Append(Describe(step.Op));
             if (step.Skipped is not null)
             {
                 sb.Append(" -> skipped: ").Append(step.Skipped).Append('\n');
-                previousRefs = step.RefCounts;
                 continue;
             }
             var outcome = new List<string>();
@@ -41,11 +39,8 @@ public static class ScenarioTrace
             outcome.AddRange(DeviceAccessRuns(step.DeviceAccesses));
             foreach (var g in step.NewlyDirty.GroupBy(d => (d.Client, d.Block)))
                 outcome.Add($"dirty {g.Key.Client.ToString().ToLowerInvariant()} {g.Key.Block} pages {Pages(g.Select(d => d.Page))}");
-            foreach (var (owner, count) in step.RefCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-            {
-                int before = previousRefs.TryGetValue(owner, out var b) ? b : Owner.Baseline;
-                if (before != count) outcome.Add($"{(count > before ? "ref" : "unref")} {owner} -> {count}");
-            }
+            foreach (var (owner, before, count) in RefChanges(run, step))
+                outcome.Add($"{(count > before ? "ref" : "unref")} {owner} -> {count}");
             if (step.Virtio is { } v)
             {
                 if (v.Popped is not null) outcome.Add($"popped head {v.PoppedHead}");
@@ -55,7 +50,6 @@ public static class ScenarioTrace
             }
             if (step.Scheduled.Count > 0) outcome.Add("scheduled " + string.Join(", ", step.Scheduled));
             if (step.Ran.Count > 0) outcome.Add("ran " + string.Join(", ", step.Ran));
-            previousRefs = step.RefCounts;
             sb.Append(outcome.Count == 0 ? " -> ok" : " -> " + string.Join("; ", outcome)).Append('\n');
         }
 
@@ -80,6 +74,17 @@ public static class ScenarioTrace
         var pending = sys.PendingBottomHalves;
         if (pending.Count > 0) sb.Append("  pending bottom halves: ").Append(string.Join(", ", pending)).Append('\n');
         return sb.ToString();
+    }
+
+    /// <summary>Owners whose reference count a step changed: (owner, before, after), by name.</summary>
+    public static IEnumerable<(string Owner, int Before, int After)> RefChanges(ScenarioRun run, StepRecord step)
+    {
+        var previous = step.Index == 0 ? null : run.Steps[step.Index - 1].RefCounts;
+        foreach (var (owner, count) in step.RefCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            int before = previous is not null && previous.TryGetValue(owner, out var b) ? b : Owner.Baseline;
+            if (before != count) yield return (owner, before, count);
+        }
     }
 
     public static string Describe(ScenarioOp op) => op switch

@@ -51,11 +51,9 @@ public sealed class GuestDriver
     /// <summary>Puts heads into the available ring and then publishes the new index (entries before index).</summary>
     public void Publish(IEnumerable<ushort> heads)
     {
-        Span<byte> b = stackalloc byte[2];
         foreach (var head in heads)
         {
-            BinaryPrimitives.WriteUInt16LittleEndian(b, head);
-            Memory.Write(Space, AvailAddr + 4 + 2 * (ulong)(AvailIdx % Num), b);
+            Memory.StoreU16Le(Space, VirtioConstants.AvailRingAddr(AvailAddr, AvailIdx % Num), head);
             AvailIdx++;
         }
         SetAvailIdx(AvailIdx);
@@ -65,32 +63,15 @@ public sealed class GuestDriver
     public void SetAvailIdx(ushort idx)
     {
         AvailIdx = idx;
-        Span<byte> b = stackalloc byte[2];
-        BinaryPrimitives.WriteUInt16LittleEndian(b, idx);
-        Memory.Write(Space, AvailAddr + 2, b);
+        Memory.StoreU16Le(Space, VirtioConstants.AvailIdxAddr(AvailAddr), idx);
     }
 
-    public void SetAvailFlags(ushort flags)
-    {
-        Span<byte> b = stackalloc byte[2];
-        BinaryPrimitives.WriteUInt16LittleEndian(b, flags);
-        Memory.Write(Space, AvailAddr, b);
-    }
+    public void SetAvailFlags(ushort flags) => Memory.StoreU16Le(Space, AvailAddr, flags);
 
     /// <summary>used_event (avail->ring[num]) for EVENT_IDX.</summary>
-    public void SetUsedEvent(ushort value)
-    {
-        Span<byte> b = stackalloc byte[2];
-        BinaryPrimitives.WriteUInt16LittleEndian(b, value);
-        Memory.Write(Space, AvailAddr + 4 + 2 * (ulong)Num, b);
-    }
+    public void SetUsedEvent(ushort value) => Memory.StoreU16Le(Space, VirtioConstants.UsedEventAddr(AvailAddr, Num), value);
 
-    public ushort UsedIdx()
-    {
-        Span<byte> b = stackalloc byte[2];
-        Memory.Read(Space, UsedAddr + 2, b);
-        return BinaryPrimitives.ReadUInt16LittleEndian(b);
-    }
+    public ushort UsedIdx() => Memory.LoadU16Le(Space, VirtioConstants.UsedIdxAddr(UsedAddr));
 
     /// <summary>Used elements published since the last call, in ring order: (id, len).</summary>
     public List<(uint Id, uint Len)> CollectUsed()
@@ -100,7 +81,7 @@ public sealed class GuestDriver
         Span<byte> b = stackalloc byte[8];
         while (_lastUsedSeen != idx)
         {
-            Memory.Read(Space, UsedAddr + 4 + 8 * (ulong)(_lastUsedSeen % Num), b);
+            Memory.Read(Space, VirtioConstants.UsedElemAddr(UsedAddr, _lastUsedSeen % Num), b);
             result.Add((BinaryPrimitives.ReadUInt32LittleEndian(b), BinaryPrimitives.ReadUInt32LittleEndian(b[4..])));
             _lastUsedSeen++;
         }

@@ -25,6 +25,15 @@ public static class VirtioConstants
     public static ulong AvailSize(int num, bool eventIdx) => (ulong)(4 + 2 * num + (eventIdx ? 2 : 0));
     public static ulong UsedSize(int num, bool eventIdx) => (ulong)(4 + 8 * num + (eventIdx ? 2 : 0));
 
+    // Split-ring field addresses (VIRTIO 1.2 §2.7.6, §2.7.8): avail = flags u16, idx u16, ring[num] u16,
+    // used_event u16; used = flags u16, idx u16, ring[num] {id u32, len u32}, avail_event u16.
+    public static ulong AvailIdxAddr(ulong avail) => avail + 2;
+    public static ulong AvailRingAddr(ulong avail, int i) => avail + 4 + 2 * (ulong)i;
+    public static ulong UsedEventAddr(ulong avail, int num) => AvailRingAddr(avail, num);
+    public static ulong UsedIdxAddr(ulong used) => used + 2;
+    public static ulong UsedElemAddr(ulong used, int i) => used + 4 + 8 * (ulong)i;
+    public static ulong AvailEventAddr(ulong used, int num) => UsedElemAddr(used, num);
+
     /// <summary>vring_need_event (include/standard-headers/linux/virtio_ring.h).</summary>
     public static bool NeedEvent(ushort eventIdx, ushort newIdx, ushort oldIdx) =>
         (ushort)(newIdx - eventIdx - 1) < (ushort)(newIdx - oldIdx);

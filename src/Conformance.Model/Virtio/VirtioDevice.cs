@@ -126,20 +126,6 @@ public sealed class VirtioDevice
 
     // ------------------------------------------------------------------ ring access (little-endian)
 
-    private ushort Read16(ulong addr)
-    {
-        Span<byte> b = stackalloc byte[2];
-        Memory.Read(DmaAs, addr, b);
-        return BinaryPrimitives.ReadUInt16LittleEndian(b);
-    }
-
-    private void Write16(ulong addr, ushort value)
-    {
-        Span<byte> b = stackalloc byte[2];
-        BinaryPrimitives.WriteUInt16LittleEndian(b, value);
-        Memory.Write(DmaAs, addr, b);
-    }
-
     private VringDesc ReadDesc(ulong table, uint i)
     {
         Span<byte> b = stackalloc byte[VirtioConstants.DescSize];
@@ -148,16 +134,22 @@ public sealed class VirtioDevice
         return VringDesc.Decode(b);
     }
 
-    private ushort AvailIdx(VirtQueue vq) => vq.ShadowAvailIdx = Read16(vq.AvailAddr + 2);
-    private ushort AvailFlags(VirtQueue vq) => Read16(vq.AvailAddr);
-    private ushort AvailRing(VirtQueue vq, int i) => Read16(vq.AvailAddr + 4 + 2 * (ulong)i);
+    private ushort AvailIdx(VirtQueue vq) => vq.ShadowAvailIdx = Memory.LoadU16Le(DmaAs, VirtioConstants.AvailIdxAddr(vq.AvailAddr));
+    private ushort AvailFlags(VirtQueue vq) => Memory.LoadU16Le(DmaAs, vq.AvailAddr);
+    private ushort AvailRing(VirtQueue vq, int i) => Memory.LoadU16Le(DmaAs, VirtioConstants.AvailRingAddr(vq.AvailAddr, i));
+
+    /// <summary>A 16-bit store into the used ring, recorded so that write order can be checked.</summary>
+    private void StoreUsed16(string what, ulong addr, ushort value, int slot = -1)
+    {
+        Memory.StoreU16Le(DmaAs, addr, value);
+        _ringWrites.Add(new RingWrite(what, slot, value));
+    }
     private ushort UsedEvent(VirtQueue vq) => AvailRing(vq, vq.Num);
 
     private void SetAvailEvent(VirtQueue vq, ushort value)
     {
         if (!vq.Notification || vq.Caches is null) return;   // vring_set_avail_event
-        Write16(vq.UsedAddr + 4 + 8 * (ulong)vq.Num, value);
-        _ringWrites.Add(new RingWrite("avail_event", vq.Num, value));
+        StoreUsed16("avail_event", VirtioConstants.AvailEventAddr(vq.UsedAddr, vq.Num), value, vq.Num);
     }
 
     // ------------------------------------------------------------------ pop
@@ -265,18 +257,19 @@ public sealed class VirtioDevice
 
     // ------------------------------------------------------------------ completion
 
-    /// <summary>virtqueue_unmap_sg: the first <paramref name="len"/> bytes of the in pieces count as written.</summary>
+    /// <summary>virtqueue_unmap_sg: the first <paramref name="len"/> bytes of the in pieces count as written;
+    /// out pieces are unmapped with their full length (a read unmap writes nothing back).</summary>
     private void UnmapSg(VirtQueueElement elem, uint len)
     {
         if (elem.Released) throw new InvalidOperationException($"element {elem.Id} was already released");
         elem.Released = true;
-        var written = Has(VirtioFault.LengthToOutBuffers) ? elem.Out : elem.In;
-        var other = Has(VirtioFault.LengthToOutBuffers) ? elem.In : elem.Out;
+        // the LengthToOutBuffers fault counts the written length against the wrong list
+        var (written, other) = Has(VirtioFault.LengthToOutBuffers) ? (elem.Out, elem.In) : (elem.In, elem.Out);
         ulong offset = 0;
         foreach (var e in written)
         {
             ulong size = Math.Min(len - offset, e.Length);
-            Memory.Unmap(e.Mapping, e.Mapping.IsWrite || Has(VirtioFault.LengthToOutBuffers) ? size : e.Length);
+            Memory.Unmap(e.Mapping, size);
             offset += size;
         }
         foreach (var e in other) Memory.Unmap(e.Mapping, e.Mapping.IsWrite ? 0 : e.Length);
@@ -288,11 +281,11 @@ public sealed class VirtioDevice
         UnmapSg(elem, len);
         if (Disabled || vq.Caches is null) return;
         int slot = (vq.UsedIdx + idx) % vq.Num;
-        if (Has(VirtioFault.IndexBeforeEntry)) _ringWrites.Add(new RingWrite("idx", -1, (ushort)(vq.UsedIdx + idx + 1)));
+        if (Has(VirtioFault.IndexBeforeEntry)) StoreUsed16("idx", VirtioConstants.UsedIdxAddr(vq.UsedAddr), (ushort)(vq.UsedIdx + idx + 1));
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt32LittleEndian(b, elem.Head);
         BinaryPrimitives.WriteUInt32LittleEndian(b[4..], Has(VirtioFault.ReportedLenPlusOne) ? len + 1 : len);
-        Memory.Write(DmaAs, vq.UsedAddr + 4 + 8 * (ulong)slot, b);
+        Memory.Write(DmaAs, VirtioConstants.UsedElemAddr(vq.UsedAddr, slot), b);
         _ringWrites.Add(new RingWrite("elem", slot, ((ulong)len << 32) | elem.Head));
     }
 
@@ -307,8 +300,7 @@ public sealed class VirtioDevice
         if (vq.Caches is null) return;
         ushort old = vq.UsedIdx;
         ushort @new = (ushort)(old + count);
-        Write16(vq.UsedAddr + 2, @new);
-        if (!Has(VirtioFault.IndexBeforeEntry)) _ringWrites.Add(new RingWrite("idx", -1, @new));
+        StoreUsed16("idx", VirtioConstants.UsedIdxAddr(vq.UsedAddr), @new);
         vq.UsedIdx = @new;
         if (!Has(VirtioFault.FlushKeepsInUse)) vq.InUse -= count;
         if ((short)(@new - vq.SignalledUsed) < (ushort)(@new - old)) vq.SignalledUsedValid = false;
@@ -375,10 +367,8 @@ public sealed class VirtioDevice
         if (Has(VirtioConstants.FeatureEventIdx)) SetAvailEvent(vq, AvailIdx(vq));
         else
         {
-            ushort flags = Read16(vq.UsedAddr);
-            ushort updated = enable ? (ushort)(flags & ~VirtioConstants.UsedFlagNoNotify) : (ushort)(flags | VirtioConstants.UsedFlagNoNotify);
-            Write16(vq.UsedAddr, updated);
-            _ringWrites.Add(new RingWrite("flags", -1, updated));
+            ushort flags = Memory.LoadU16Le(DmaAs, vq.UsedAddr);
+            StoreUsed16("flags", vq.UsedAddr, enable ? (ushort)(flags & ~VirtioConstants.UsedFlagNoNotify) : (ushort)(flags | VirtioConstants.UsedFlagNoNotify));
         }
     }
 }
