@@ -29,8 +29,17 @@ public sealed class AddressSpace
     /// <summary>Qemu92: the byte budget for concurrent bounce buffers.</summary>
     public ulong MaxBounceBufferSize { get; }
 
-    /// <summary>Qemu92: bounce bytes currently handed out.</summary>
-    public ulong BounceBufferSize { get; internal set; }
+    /// <summary>Qemu92: bounce bytes reserved against the budget (as->bounce_buffer_size), updated with a
+    /// compare-and-swap loop at map and an atomic subtraction at unmap.</summary>
+    public ulong BounceBufferSize => Volatile.Read(ref Reserved);
+
+    internal ulong Reserved;
+
+    /// <summary>Bytes of bounce buffers of this address space that exist right now (allocated at map after
+    /// the reservation, freed at unmap before the release): what the budget is meant to bound.</summary>
+    public long BounceBytesAllocated => Interlocked.Read(ref Allocated);
+
+    internal long Allocated;
 
     internal MapClientList MapClients { get; } = new();
 

@@ -10,7 +10,9 @@ public sealed class ByteStore
 {
     private const int PageBits = 12;
     private const ulong PageSize = 1UL << PageBits;
-    private readonly Dictionary<ulong, byte[]> _pages = new();
+    // Concurrent: devices on several threads touch memory at once (their bytes are their own business, as
+    // in QEMU, but materialising a page must not corrupt the page table).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, byte[]> _pages = new();
 
     public ByteStore(UInt128 size, uint seed)
     {
@@ -33,15 +35,12 @@ public sealed class ByteStore
 
     private byte[] Page(ulong pageIndex)
     {
-        if (!_pages.TryGetValue(pageIndex, out var page))
-        {
-            page = new byte[PageSize];
-            ulong baseOffset = pageIndex << PageBits;
-            if (Seed != 0)
-                for (ulong i = 0; i < PageSize; i++) page[i] = Pattern(Seed, baseOffset + i);
-            _pages[pageIndex] = page;
-        }
-        return page;
+        if (_pages.TryGetValue(pageIndex, out var page)) return page;
+        page = new byte[PageSize];
+        ulong baseOffset = pageIndex << PageBits;
+        if (Seed != 0)
+            for (ulong i = 0; i < PageSize; i++) page[i] = Pattern(Seed, baseOffset + i);
+        return _pages.GetOrAdd(pageIndex, page);   // a racing thread's identical page may win
     }
 
     public void Read(ulong offset, Span<byte> destination)

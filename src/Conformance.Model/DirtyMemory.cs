@@ -34,8 +34,11 @@ public sealed class DirtyMemory
     {
         if (clients.Count == 0) return;
         var (first, end) = PageSpan(ramAddrStart, length);
-        foreach (var client in clients)
-            for (ulong p = first; p < end; p++)
-                if (_pages[(int)client].Add(p)) _newlyDirty.Add((client, p));
+        lock (_pages)   // QEMU sets the bits atomically (bitmap_set_atomic); one lock gives the same result
+        {
+            foreach (var client in clients)
+                for (ulong p = first; p < end; p++)
+                    if (_pages[(int)client].Add(p)) _newlyDirty.Add((client, p));
+        }
     }
 }

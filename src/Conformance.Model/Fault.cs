@@ -29,4 +29,22 @@ public enum Fault
     WriteBackWholeBuffer = 1 << 8,
     /// <summary>FlatView rendering ignores subregion priority (uses insertion order).</summary>
     IgnorePriority = 1 << 9,
+
+    // Concurrency bugs: they only show when two threads interleave at the wrong moment.
+
+    /// <summary>The bounce claim reads in_use (Qemu72) or bounce_buffer_size (Qemu92) and then stores it,
+    /// instead of qatomic_xchg / qatomic_cmpxchg: two threads can both take the space.</summary>
+    NonAtomicBounceClaim = 1 << 10,
+    /// <summary>A bounce unmap notifies the map clients before it releases the space, so a client woken
+    /// in between retries, fails, registers again, and nobody wakes it once the space is free.</summary>
+    NotifyBeforeRelease = 1 << 11,
+    /// <summary>The map-client list is used without map_client_list_lock: concurrent registrations
+    /// overwrite each other and a waiting client disappears.</summary>
+    UnlockedClientList = 1 << 12,
+    /// <summary>Qemu92: a bounce unmap subtracts its length from bounce_buffer_size twice; the counter
+    /// underflows and later maps are granted more than the budget.</summary>
+    DoubleBudgetRelease = 1 << 13,
+    /// <summary>memory_region_ref/unref update the owner's count with a plain read and store instead of an
+    /// atomic increment, so concurrent maps lose references.</summary>
+    NonAtomicRef = 1 << 14,
 }

@@ -33,7 +33,12 @@ public sealed class Mapping
     public ulong Xlat { get; }
 
     public BounceBuffer? Bounce { get; }
-    public bool Live { get; internal set; } = true;
+    public bool Live => Volatile.Read(ref _live) != 0;
+
+    private int _live = 1;
+
+    /// <summary>Marks the mapping unmapped; false if it already was (so two racing unmaps do the work once).</summary>
+    internal bool TryRetire() => Interlocked.Exchange(ref _live, 0) == 1;
 
     public override string ToString() => $"#{Id} {AddressSpace.Name} 0x{Addr:x}+{Length} {(IsWrite ? "write" : "read")} {Kind}";
 }

@@ -6,6 +6,15 @@ namespace Conformance.Model;
 /// The reference model of QEMU's guest-memory DMA API for one machine: address_space_map/unmap, the
 /// one-at-a-time accessors address_space_read/write, bounce buffers, map clients, owner references and
 /// dirty tracking (softmmu/physmem.c in 7.2; system/physmem.c in master). Deterministic, no I/O.
+/// <para>
+/// Map, unmap, map-client registration and notification may be called from many threads, with QEMU's
+/// atomicity: the Qemu72 in-use flag is exchanged atomically and the Qemu92 budget reserved with a
+/// compare-and-swap loop, the client list is guarded by its mutex, reference counts and dirty bits change
+/// atomically, device callbacks run under the BQL one access at a time (prepare_mmio_access), and a
+/// notification only schedules a bottom half. What threads read and write through their own mappings is
+/// their own business, as in QEMU. With an <see cref="Interleaver"/> installed, every touch of shared state
+/// is an interleaving point, so a harness can choose and replay the interleaving.
+/// </para>
 /// </summary>
 public sealed class MemorySystem
 {
@@ -14,11 +23,15 @@ public sealed class MemorySystem
     private readonly List<string> _pendingBottomHalves = new();
     private readonly MapClientList _globalClients = new();
     private readonly List<DeviceAccess> _journal = new();
-    private int _nextMappingId = 1;
+    private readonly ModelLock _bql = new("BQL");
+    private int _nextMappingId;
+    private long _unproducedBytesWrittenBack;
 
-    /// <summary>Qemu72: the one process-global bounce buffer (bounce.in_use).</summary>
+    /// <summary>Qemu72: the one process-global bounce buffer (bounce.in_use, 1 = taken).</summary>
     private Mapping? _globalBounce;
-    private bool _globalBounceInUse;
+    private int _globalBounceInUse;
+    /// <summary>Bounce buffers that exist right now, across the system (allocated after a claim, freed before the release).</summary>
+    private int _bounceBuffersAllocated;
 
     public MemorySystem(LayoutSpec layout, Profile profile, Fault faults = Fault.None)
     {
@@ -33,11 +46,18 @@ public sealed class MemorySystem
     public IReadOnlyList<MemoryRegion> Regions => _topology.Regions;
     public IReadOnlyCollection<Owner> Owners => _topology.Owners;
     public DirtyMemory Dirty { get; } = new();
+    /// <summary>The live mappings; read it when no other thread is mapping or unmapping.</summary>
     public IReadOnlyList<Mapping> LiveMappings => _live;
+
+    /// <summary>Chooses interleavings for tests; null (the default) runs free. Set before threads start.</summary>
+    public IInterleaver? Interleaver { get; set; }
+
+    /// <summary>Bounce buffers that exist right now across the system: at most one under Qemu72.</summary>
+    public int BounceBuffersAllocated => Volatile.Read(ref _bounceBuffersAllocated);
 
     /// <summary>Bytes that reached memory or a device from a bounce buffer although nobody produced them
     /// (Qemu72: uninitialised heap; Qemu92: zero fill), over the whole run, whoever unmapped.</summary>
-    public long UnproducedBytesWrittenBack { get; private set; }
+    public long UnproducedBytesWrittenBack => Interlocked.Read(ref _unproducedBytesWrittenBack);
 
     /// <summary>Every device callback in the order it happened, across all devices.</summary>
     public IReadOnlyList<DeviceAccess> AccessJournal => _journal;
@@ -50,11 +70,11 @@ public sealed class MemorySystem
 
     /// <summary>Bounce bytes handed out and not yet released: Qemu72 system-wide, Qemu92 for <paramref name="space"/>.</summary>
     public ulong BounceBytesInUse(AddressSpace space) => Profile == Profile.Qemu72
-        ? (_globalBounceInUse ? _globalBounce?.Length ?? 0 : 0)
+        ? (GlobalBounceInUse ? _globalBounce?.Length ?? 0 : 0)
         : space.BounceBufferSize;
 
     /// <summary>Qemu72 only: whether the global buffer is taken (bounce.in_use).</summary>
-    public bool GlobalBounceInUse => _globalBounceInUse;
+    public bool GlobalBounceInUse => Volatile.Read(ref _globalBounceInUse) != 0;
 
     private bool Has(Fault f) => (Faults & f) != 0;
 
@@ -74,8 +94,8 @@ public sealed class MemorySystem
 
         Ref(mr);
         ulong done = DirectLength(view, addr, len, section, l);
-        var mapping = new Mapping(_nextMappingId++, space, addr, done, isWrite, MappingKind.Direct, mr, section.Xlat, null);
-        _live.Add(mapping);
+        var mapping = new Mapping(Interlocked.Increment(ref _nextMappingId), space, addr, done, isWrite, MappingKind.Direct, mr, section.Xlat, null);
+        AddLive(mapping);
         return new MapResult(mapping, done, MapFailure.None);
     }
 
@@ -111,28 +131,66 @@ public sealed class MemorySystem
     {
         if (Profile == Profile.Qemu72)
         {
-            // B72-1: qatomic_xchg(&bounce.in_use, true)
-            if (_globalBounceInUse) return new MapResult(null, 0, MapFailure.NoBounceSpace);
-            _globalBounceInUse = true;
+            if (!ClaimGlobalBounce()) return new MapResult(null, 0, MapFailure.NoBounceSpace);
             l = Math.Min(l, ProfileFacts.TargetPageSize);   // B72-2
         }
         else
         {
-            // BM-1/BM-2: reserve min(request, remaining budget) of this address space
-            ulong alloc = Math.Min(space.MaxBounceBufferSize - space.BounceBufferSize, l);
-            if (alloc == 0) return new MapResult(null, 0, MapFailure.NoBounceSpace);
-            space.BounceBufferSize += alloc;
-            l = alloc;
+            l = ReserveBudget(space, l);
+            if (l == 0) return new MapResult(null, 0, MapFailure.NoBounceSpace);   // BM-2
         }
 
         var buffer = new BounceBuffer(checked((int)l), zeroFilled: Profile == Profile.Qemu92);
+        Interlocked.Increment(ref _bounceBuffersAllocated);
+        Interlocked.Add(ref space.Allocated, (long)l);
         Ref(mr);   // first region only, even if the buffer spans several
-        var mapping = new Mapping(_nextMappingId++, space, addr, l, isWrite, MappingKind.Bounce, mr, 0, buffer);
+        var mapping = new Mapping(Interlocked.Increment(ref _nextMappingId), space, addr, l, isWrite, MappingKind.Bounce, mr, 0, buffer);
         if (Profile == Profile.Qemu72) _globalBounce = mapping;
         if (!isWrite && !Has(Fault.ReadAtUnmap)) FillFromDevice(view, mapping);   // B72-4 / BM-4
         if (isWrite && Has(Fault.WriteBackAtMap)) Write(space, addr, buffer.Data);
-        _live.Add(mapping);
+        AddLive(mapping);
         return new MapResult(mapping, l, MapFailure.None);
+    }
+
+    /// <summary>B72-1: qatomic_xchg(&amp;bounce.in_use, true); false if it was already taken.</summary>
+    private bool ClaimGlobalBounce()
+    {
+        var il = Interleaver;
+        il?.Point("claim bounce.in_use");
+        if (!Has(Fault.NonAtomicBounceClaim)) return Interlocked.Exchange(ref _globalBounceInUse, 1) == 0;
+        bool taken = Volatile.Read(ref _globalBounceInUse) != 0;
+        if (taken) return false;
+        il?.Point("store bounce.in_use");
+        Volatile.Write(ref _globalBounceInUse, 1);
+        return true;
+    }
+
+    /// <summary>BM-1: reserve min(request, max - used) of the address space's budget with a
+    /// qatomic_cmpxchg loop on bounce_buffer_size; returns the bytes reserved (0: none left).</summary>
+    private ulong ReserveBudget(AddressSpace space, ulong request)
+    {
+        var il = Interleaver;
+        il?.Point("read bounce_buffer_size");
+        ulong used = Volatile.Read(ref space.Reserved);
+        for (;;)
+        {
+            // size_t arithmetic: a counter that underflowed (a broken release) makes max - used wrap
+            ulong alloc = Math.Min(unchecked(space.MaxBounceBufferSize - used), request);
+            il?.Point("update bounce_buffer_size");
+            if (Has(Fault.NonAtomicBounceClaim))
+            {
+                Volatile.Write(ref space.Reserved, used + alloc);
+                return alloc;
+            }
+            ulong actual = Interlocked.CompareExchange(ref space.Reserved, used + alloc, used);
+            if (actual == used) return alloc;
+            used = actual;
+        }
+    }
+
+    private void AddLive(Mapping m)
+    {
+        lock (_live) _live.Add(m);
     }
 
     private void FillFromDevice(FlatView view, Mapping mapping)
@@ -200,11 +258,10 @@ public sealed class MemorySystem
     /// </summary>
     public UnmapResult Unmap(Mapping m, ulong accessLen)
     {
-        if (!m.Live) return UnmapResult.NotLive;
-        if (accessLen > m.Length)
+        if (accessLen > m.Length && m.Live)
             throw new ArgumentOutOfRangeException(nameof(accessLen), $"access_len {accessLen} exceeds mapped length {m.Length}");
-        m.Live = false;
-        _live.Remove(m);
+        if (!m.TryRetire()) return UnmapResult.NotLive;
+        lock (_live) _live.Remove(m);
 
         if (m.Kind == MappingKind.Direct)
         {
@@ -228,27 +285,58 @@ public sealed class MemorySystem
                 else if (buffer.Produced[i] == ByteOrigin.ZeroFill) zero++;
             }
             Write(m.AddressSpace, m.Addr, buffer.Data.AsSpan(0, (int)written));
-            UnproducedBytesWrittenBack += never + zero;
+            Interlocked.Add(ref _unproducedBytesWrittenBack, never + zero);
         }
         if (!m.IsWrite && Has(Fault.ReadAtUnmap)) FillFromDevice(m.AddressSpace.View, m);
 
+        // U72-2 / UM-3: the buffer is freed and the region unreferenced before the space is released.
+        Interlocked.Add(ref m.AddressSpace.Allocated, -(long)m.Length);
+        Interlocked.Decrement(ref _bounceBuffersAllocated);
         Unref(m.Region);
         IReadOnlyList<string> scheduled = Array.Empty<string>();
-        if (!Has(Fault.LeakBounceSpace))
+        if (Has(Fault.LeakBounceSpace))
         {
-            if (Profile == Profile.Qemu72)
-            {
-                _globalBounce = null;
-                _globalBounceInUse = false;   // U72-3
-            }
-            else
-            {
-                m.AddressSpace.BounceBufferSize -= m.Length;   // UM-2
-            }
+            scheduled = NotifyMapClients(m.AddressSpace);
         }
-        // U72-3 / UM-4: every bounce unmap notifies all waiting clients.
-        scheduled = Schedule(ClientsFor(m.AddressSpace).TakeAll());
+        else if (Has(Fault.NotifyBeforeRelease))
+        {
+            scheduled = NotifyMapClients(m.AddressSpace);
+            ReleaseBounceSpace(m);
+        }
+        else
+        {
+            // U72-3 / UM-4: release with a full barrier, then notify every waiting client.
+            ReleaseBounceSpace(m);
+            scheduled = NotifyMapClients(m.AddressSpace);
+        }
         return new UnmapResult(true, written, never, zero, scheduled);
+    }
+
+    /// <summary>U72-3 qatomic_mb_set(&amp;bounce.in_use, false) / UM-2 qatomic_sub(&amp;as->bounce_buffer_size, len).</summary>
+    private void ReleaseBounceSpace(Mapping m)
+    {
+        Interleaver?.Point("release bounce space");
+        if (Profile == Profile.Qemu72)
+        {
+            _globalBounce = null;
+            Interlocked.Exchange(ref _globalBounceInUse, 0);
+            return;
+        }
+        Interlocked.Add(ref m.AddressSpace.Reserved, 0UL - m.Length);
+        if (Has(Fault.DoubleBudgetRelease)) Interlocked.Add(ref m.AddressSpace.Reserved, 0UL - m.Length);
+    }
+
+    /// <summary>cpu_notify_map_clients / address_space_notify_map_clients: under the list's mutex, schedule
+    /// and remove every waiting client.</summary>
+    private IReadOnlyList<string> NotifyMapClients(AddressSpace space)
+    {
+        var il = Interleaver;
+        il?.Point("notify map clients");
+        var list = ClientsFor(space);
+        bool locked = !Has(Fault.UnlockedClientList);
+        if (locked) list.Lock.Enter(il);
+        try { return Schedule(list.TakeAll(il)); }
+        finally { if (locked) list.Lock.Exit(il); }
     }
 
     // ------------------------------------------------------------------ map clients
@@ -256,40 +344,67 @@ public sealed class MemorySystem
     private MapClientList ClientsFor(AddressSpace space) => Profile == Profile.Qemu72 ? _globalClients : space.MapClients;
 
     private bool HasBounceCapacity(AddressSpace space) => Profile == Profile.Qemu72
-        ? !_globalBounceInUse
+        ? !GlobalBounceInUse
         : space.BounceBufferSize < space.MaxBounceBufferSize;
 
     /// <summary>cpu_register_map_client (Qemu72, one global list) / address_space_register_map_client (Qemu92, per AS).
-    /// If capacity exists right now every waiting client is scheduled at once (C2). Returns what was scheduled.</summary>
+    /// Under the list's mutex: insert, full barrier, and if capacity exists right now schedule every waiting
+    /// client at once (C2). Returns what was scheduled.</summary>
     public IReadOnlyList<string> RegisterMapClient(AddressSpace space, string client)
     {
+        var il = Interleaver;
         var list = ClientsFor(space);
-        list.Register(client);
-        return HasBounceCapacity(space) ? Schedule(list.TakeAll()) : Array.Empty<string>();
+        bool locked = !Has(Fault.UnlockedClientList);
+        if (locked) list.Lock.Enter(il);
+        try
+        {
+            list.Register(client, il);
+            Interlocked.MemoryBarrier();   // smp_mb: the insertion is visible before the capacity is read
+            il?.Point("check bounce capacity");
+            return HasBounceCapacity(space) ? Schedule(list.TakeAll(il)) : Array.Empty<string>();
+        }
+        finally { if (locked) list.Lock.Exit(il); }
     }
 
     /// <summary>cpu_unregister_map_client: removes the record if it has not fired yet.</summary>
-    public bool UnregisterMapClient(AddressSpace space, string client) =>
-        !Has(Fault.UnregisterIgnored) && ClientsFor(space).Unregister(client);
+    public bool UnregisterMapClient(AddressSpace space, string client)
+    {
+        if (Has(Fault.UnregisterIgnored)) return false;
+        var il = Interleaver;
+        var list = ClientsFor(space);
+        bool locked = !Has(Fault.UnlockedClientList);
+        if (locked) list.Lock.Enter(il);
+        try { return list.Unregister(client, il); }
+        finally { if (locked) list.Lock.Exit(il); }
+    }
 
     public IReadOnlyList<string> RegisteredMapClients(AddressSpace space) => ClientsFor(space).Registered;
 
     /// <summary>Bottom halves scheduled and not yet run.</summary>
-    public IReadOnlyList<string> PendingBottomHalves => _pendingBottomHalves;
-
-    private IReadOnlyList<string> Schedule(List<string> clients)
+    public IReadOnlyList<string> PendingBottomHalves
     {
-        foreach (var c in clients)
-            if (!_pendingBottomHalves.Contains(c)) _pendingBottomHalves.Add(c);   // qemu_bh_schedule is idempotent
+        get { lock (_pendingBottomHalves) return _pendingBottomHalves.ToArray(); }
+    }
+
+    private IReadOnlyList<string> Schedule(string[] clients)
+    {
+        if (clients.Length == 0) return clients;
+        lock (_pendingBottomHalves)   // qemu_bh_schedule: an atomic flag, idempotent
+            foreach (var c in clients)
+                if (!_pendingBottomHalves.Contains(c)) _pendingBottomHalves.Add(c);
         return clients;
     }
 
     /// <summary>The main loop runs the scheduled bottom halves (C1: callbacks are never synchronous).</summary>
     public IReadOnlyList<string> RunBottomHalves()
     {
-        var ran = new List<string>(_pendingBottomHalves);
-        _pendingBottomHalves.Clear();
-        return ran;
+        lock (_pendingBottomHalves)
+        {
+            if (_pendingBottomHalves.Count == 0) return Array.Empty<string>();
+            var ran = _pendingBottomHalves.ToArray();
+            _pendingBottomHalves.Clear();
+            return ran;
+        }
     }
 
     // ------------------------------------------------------------------ one-at-a-time access
@@ -397,6 +512,14 @@ public sealed class MemorySystem
     private ulong DispatchRead(MemoryRegion mr, ulong addr, uint size)
     {
         if (!AccessValid(mr, addr, size)) return 0;
+        var il = Interleaver;
+        _bql.Enter(il);   // prepare_mmio_access: device callbacks run under the BQL, one access at a time
+        try { return DispatchReadLocked(mr, addr, size); }
+        finally { _bql.Exit(il); }
+    }
+
+    private ulong DispatchReadLocked(MemoryRegion mr, ulong addr, uint size)
+    {
         var rules = mr.Device!.Rules;
         uint accessSize = Math.Max(Math.Min(size, rules.EffectiveImplMax), rules.EffectiveImplMin);
         ulong mask = accessSize >= 8 ? ulong.MaxValue : (1UL << (int)(accessSize * 8)) - 1;
@@ -414,6 +537,14 @@ public sealed class MemorySystem
     private void DispatchWrite(MemoryRegion mr, ulong addr, uint size, ulong value)
     {
         if (!AccessValid(mr, addr, size)) return;
+        var il = Interleaver;
+        _bql.Enter(il);
+        try { DispatchWriteLocked(mr, addr, size, value); }
+        finally { _bql.Exit(il); }
+    }
+
+    private void DispatchWriteLocked(MemoryRegion mr, ulong addr, uint size, ulong value)
+    {
         var rules = mr.Device!.Rules;
         uint accessSize = Math.Max(Math.Min(size, rules.EffectiveImplMax), rules.EffectiveImplMin);
         ulong mask = accessSize >= 8 ? ulong.MaxValue : (1UL << (int)(accessSize * 8)) - 1;
@@ -423,14 +554,25 @@ public sealed class MemorySystem
 
     // ------------------------------------------------------------------ references and dirty memory
 
-    private static void Ref(MemoryRegion mr)
-    {
-        if (mr.Owner is not null) mr.Owner.RefCount++;   // memory_region_ref: owner-less regions are not counted
-    }
+    /// <summary>memory_region_ref → object_ref (qatomic_inc); owner-less regions are not counted.</summary>
+    private void Ref(MemoryRegion mr) => AddRef(mr, +1);
 
-    private static void Unref(MemoryRegion mr)
+    /// <summary>memory_region_unref → object_unref (qatomic_fetch_dec).</summary>
+    private void Unref(MemoryRegion mr) => AddRef(mr, -1);
+
+    private void AddRef(MemoryRegion mr, int delta)
     {
-        if (mr.Owner is not null) mr.Owner.RefCount--;
+        if (mr.Owner is not { } owner) return;
+        var il = Interleaver;
+        il?.Point(delta > 0 ? "ref" : "unref");
+        if (!Has(Fault.NonAtomicRef))
+        {
+            Interlocked.Add(ref owner.Count, delta);
+            return;
+        }
+        int v = Volatile.Read(ref owner.Count);
+        il?.Point(delta > 0 ? "store ref" : "store unref");
+        Volatile.Write(ref owner.Count, v + delta);
     }
 
     /// <summary>The dirty clients active for a region (memory_region_get_dirty_log_mask).</summary>
