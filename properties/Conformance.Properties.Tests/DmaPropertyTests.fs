@@ -13,10 +13,7 @@ open Conformance.Properties
 /// runs just that case); shared by the DMA, virtio and long test classes.
 let runEntryWith (maxTest: int) (output: ITestOutputHelper) (name: string) (profile: Profile) =
     let entry = (Catalogue.find name).Value
-    let replay =
-        match Environment.GetEnvironmentVariable Runner.ReplayVariable with
-        | null | "" -> None
-        | token -> Some(Runner.ReplayToken.Parse token)
+    let replay = Runner.replayFromEnvironment ()
     let outcome = Runner.check entry profile Implementation.reference maxTest replay |> Runner.record
     let report = Runner.report outcome Implementation.reference
     output.WriteLine report

@@ -40,14 +40,15 @@ type Outcome =
       FirstCase: Scenario option }
 
 /// Environment variable carrying a replay token into `dotnet test`.
-let ReplayVariable = "CONFORMANCE_REPLAY"
-/// Environment variable raising (or lowering) the number of cases per property.
-let MaxTestVariable = "CONFORMANCE_MAX_TEST"
+let ReplayVariable = Settings.ReplayVariable
 
-let defaultMaxTest () =
-    match Environment.GetEnvironmentVariable MaxTestVariable with
-    | null | "" -> 1000
-    | s -> Int32.Parse s
+let defaultMaxTest () = Settings.maxTest ()
+
+/// The replay token in CONFORMANCE_REPLAY, if any.
+let replayFromEnvironment () =
+    match Environment.GetEnvironmentVariable ReplayVariable with
+    | null | "" -> None
+    | token -> Some(ReplayToken.Parse token)
 
 let testName (entry: Entry) (profile: Profile) = sprintf "%s_%A" (entry.Name.Replace('-', '_')) profile
 
@@ -58,7 +59,7 @@ let replayCommands (entry: Entry) (profile: Profile) (token: ReplayToken) =
 
 /// Captures the result and the generated cases (not the shrink attempts), so the case distribution can
 /// be counted exactly: FsCheck's own stamps are rounded percentages that drop rare classes to 0.
-type private Capture() =
+type Capture() =
     member val Result: TestResult option = None with get, set
     member val Cases = ResizeArray<obj>()
     interface IRunner with
@@ -67,7 +68,7 @@ type private Capture() =
         member _.OnShrink(_, _) = ()
         member this.OnFinished(_, result) = this.Result <- Some result
 
-let private distribution (cases: obj seq) (labelsOf: Collections.Generic.Dictionary<obj, string list>) =
+let distribution (cases: obj seq) (labelsOf: Collections.Generic.Dictionary<obj, string list>) =
     let counted = cases |> Seq.choose (fun c -> match labelsOf.TryGetValue c with | true, l -> Some l | _ -> None) |> List.ofSeq
     let total = float (max 1 counted.Length)
     counted
@@ -77,8 +78,9 @@ let private distribution (cases: obj seq) (labelsOf: Collections.Generic.Diction
     |> Seq.sortByDescending snd
     |> List.ofSeq
 
-/// Checks one catalogue entry against an implementation for one profile.
-let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int) (replay: ReplayToken option) : Outcome =
+/// Runs FsCheck over `arb` with `judge` (every case's labels recorded for the distribution); the
+/// capture holds the result and the generated cases.
+let runProperty (arb: Arbitrary<'c>) (judge: 'c -> Verdict.CaseResult) (maxTest: int) (replay: ReplayToken option) =
     let capture = Capture()
     let config =
         Config.Quick
@@ -87,12 +89,24 @@ let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int
             .WithRunner(capture)
             .WithReplay(replay |> Option.map (fun r -> { Rnd = Rnd(r.Seed, r.Gamma); Size = Some r.Size }))
     let labelsOf = Collections.Generic.Dictionary<obj, string list>(HashIdentity.Reference)
-    let judge (s: Scenario) =
-        let r = entry.Judge impl s
-        lock labelsOf (fun () -> labelsOf.[box s] <- Verdict.distributionLabels r)
-        Verdict.toProperty r
-    let property = FsCheck.FSharp.Prop.forAll (entry.Arbitrary profile) judge
+    let property =
+        FsCheck.FSharp.Prop.forAll arb (fun (c: 'c) ->
+            let r = judge c
+            lock labelsOf (fun () -> labelsOf.[box c] <- Verdict.distributionLabels r)
+            Verdict.toProperty r)
     Check.One(config, property)
+    capture, labelsOf
+
+/// Why a failed FsCheck run failed: its labels (the violations), or the exception the property threw.
+let failureMessage (data: TestData) (outcome: FsCheck.Outcome) =
+    match outcome with
+    | _ when not data.Labels.IsEmpty -> data.Labels |> String.concat "\n"
+    | FsCheck.Outcome.Failed e -> sprintf "the property threw %s: %s" (e.GetType().Name) e.Message
+    | _ -> "the property does not hold"
+
+/// Checks one catalogue entry against an implementation for one profile.
+let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int) (replay: ReplayToken option) : Outcome =
+    let capture, labelsOf = runProperty (entry.Arbitrary profile) (entry.Judge impl) maxTest replay
     let blank = { Entry = entry; Profile = profile; Implementation = impl.Name; OfReference = Implementation.isReference impl; Passed = false; Exhausted = false; Tests = 0; Shrinks = 0
                   Distribution = []; Message = ""; Counterexample = None; Replay = None; SavedAs = None
                   FirstCase = capture.Cases |> Seq.tryPick (function :? Scenario as s -> Some s | _ -> None) }
@@ -103,11 +117,7 @@ let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int
         { blank with Exhausted = true; Tests = data.NumberOfTests; Distribution = distribution capture.Cases labelsOf; Message = "gave up: too many discarded cases" }
     | Some(TestResult.Failed(data, _, shrunk, outcome, _, failingRnd, size)) ->
         let scenario = shrunk |> List.tryPick (function :? Scenario as s -> Some s | _ -> None)
-        let message =
-            match outcome with
-            | _ when not data.Labels.IsEmpty -> data.Labels |> String.concat "\n"
-            | Outcome.Failed e -> sprintf "the property threw %s: %s" (e.GetType().Name) e.Message
-            | _ -> "the property does not hold"
+        let message = failureMessage data outcome
         { blank with Tests = data.NumberOfTests; Shrinks = data.NumberOfShrinks
                      Message = message; Counterexample = scenario
                      Replay = Some { Seed = failingRnd.Seed; Gamma = failingRnd.Gamma; Size = size } }

@@ -23,7 +23,7 @@ public sealed class MemorySystem
     private readonly List<string> _pendingBottomHalves = new();
     private readonly MapClientList _globalClients = new();
     private readonly List<DeviceAccess> _journal = new();
-    private readonly ModelLock _bql = new("BQL");
+    private readonly ModelLock _bql = new("BQL", pointOnEnter: false);
     private int _nextMappingId;
     private long _unproducedBytesWrittenBack;
 
@@ -256,7 +256,17 @@ public sealed class MemorySystem
     /// address_space_unmap(as, buffer, len, is_write, access_len) with the mapping's own address space.
     /// <paramref name="accessLen"/> above the mapped length is caller misuse (semantics.md §3 U1) and rejected.
     /// </summary>
-    public UnmapResult Unmap(Mapping m, ulong accessLen)
+    public UnmapResult Unmap(Mapping m, ulong accessLen) => Unmap(m, accessLen, notify: true);
+
+    /// <summary>
+    /// The first half of a bounce unmap — write-back, free, release — without the notification that QEMU
+    /// issues afterwards as a separate step (U72-3 / UM-4 call cpu_notify_map_clients after the release).
+    /// A concurrent history is only explained by a sequential one if these two halves may be separated;
+    /// complete it with <see cref="NotifyMapClients"/>.
+    /// </summary>
+    public UnmapResult UnmapBeforeNotifying(Mapping m, ulong accessLen) => Unmap(m, accessLen, notify: false);
+
+    private UnmapResult Unmap(Mapping m, ulong accessLen, bool notify)
     {
         if (accessLen > m.Length && m.Live)
             throw new ArgumentOutOfRangeException(nameof(accessLen), $"access_len {accessLen} exceeds mapped length {m.Length}");
@@ -307,7 +317,7 @@ public sealed class MemorySystem
         {
             // U72-3 / UM-4: release with a full barrier, then notify every waiting client.
             ReleaseBounceSpace(m);
-            scheduled = NotifyMapClients(m.AddressSpace);
+            if (notify) scheduled = NotifyMapClients(m.AddressSpace);
         }
         return new UnmapResult(true, written, never, zero, scheduled);
     }
@@ -328,7 +338,7 @@ public sealed class MemorySystem
 
     /// <summary>cpu_notify_map_clients / address_space_notify_map_clients: under the list's mutex, schedule
     /// and remove every waiting client.</summary>
-    private IReadOnlyList<string> NotifyMapClients(AddressSpace space)
+    public IReadOnlyList<string> NotifyMapClients(AddressSpace space)
     {
         var il = Interleaver;
         il?.Point("notify map clients");

@@ -1,0 +1,101 @@
+/// The concurrency properties as catalogue entries: each with its rules, its generator, the broken
+/// variants it must reject, and a checker that reports like the sequential ones (verdict, case
+/// distribution, shrunk case, replay token and the one command that reproduces it).
+module Conformance.Properties.ParallelCatalogue
+
+open System
+open FsCheck
+open Conformance.Model
+open Conformance.Properties.Runner
+
+/// Generated cases per concurrency property (CONFORMANCE_PARALLEL_CASES, default 200).
+let defaultCases () = Settings.parallelCases ()
+
+type Outcome =
+    { Passed: bool
+      Tests: int
+      Shrinks: int
+      Distribution: (string * float) list
+      Message: string
+      /// The shrunk case, rendered.
+      Counterexample: string list option
+      Replay: ReplayToken option }
+
+type Entry =
+    { Number: int
+      Name: string
+      Title: string
+      Rules: string list
+      /// The broken variants this property must reject under a profile (and its name for reports).
+      Broken: Profile -> Fault list
+      Check: Fault -> Profile -> int -> ReplayToken option -> Outcome }
+
+let private checkWith (arb: Profile -> Arbitrary<'c>) (render: 'c -> string list) (judge: Fault -> 'c -> Verdict.CaseResult)
+                      (fault: Fault) (profile: Profile) (maxTest: int) (replay: ReplayToken option) : Outcome =
+    let capture, labelsOf = runProperty (arb profile) (judge fault) maxTest replay
+    let blank = { Passed = false; Tests = 0; Shrinks = 0; Distribution = []; Message = ""; Counterexample = None; Replay = None }
+    match capture.Result with
+    | Some(TestResult.Passed(data, _)) -> { blank with Passed = true; Tests = data.NumberOfTests; Distribution = distribution capture.Cases labelsOf }
+    | Some(TestResult.Exhausted data) -> { blank with Tests = data.NumberOfTests; Message = "gave up: too many discarded cases" }
+    | Some(TestResult.Failed(data, _, shrunk, outcome, _, failingRnd, size)) ->
+        let case = shrunk |> List.tryPick (function :? 'c as c -> Some c | _ -> None)
+        { blank with Tests = data.NumberOfTests; Shrinks = data.NumberOfShrinks; Message = failureMessage data outcome
+                     Counterexample = case |> Option.map render
+                     Replay = Some { Seed = failingRnd.Seed; Gamma = failingRnd.Gamma; Size = size } }
+    | None -> { blank with Message = "FsCheck reported no result" }
+
+let private parallelCheck judge = checkWith ParallelCases.arbCase ParallelCommands.render judge
+let private wakeupCheck judge = checkWith WakeupWorkload.arbCase WakeupWorkload.render judge
+
+let all: Entry list =
+    [ { Number = 20; Name = "linearizability"; Title = "Concurrent map/unmap/map-client histories are explained by one sequential order of the model (Wing-Gong)"
+        Rules = [ "softmmu/physmem.c:address_space_map (qatomic_xchg bounce.in_use)"; "system/physmem.c:address_space_map (qatomic_cmpxchg bounce_buffer_size)"
+                  "softmmu/physmem.c:cpu_register_map_client (map_client_list_lock)" ]
+        Broken = fun _ -> [ Fault.NonAtomicBounceClaim ]
+        Check = parallelCheck ConcurrencyProperties.linearizability }
+      { Number = 21; Name = "bounce-budget"; Title = "At every observed instant bounce bytes in use stay within the limit (Qemu72: one page, one buffer; Qemu92: the AS budget)"
+        Rules = [ "softmmu/physmem.c:address_space_map (B72-1, B72-2)"; "system/physmem.c:address_space_map (BM-1)"; "system/physmem.c:address_space_unmap (UM-2)" ]
+        Broken = fun p -> if p = Profile.Qemu72 then [ Fault.NonAtomicBounceClaim ] else [ Fault.NonAtomicBounceClaim; Fault.DoubleBudgetRelease ]
+        Check = parallelCheck ConcurrencyProperties.bounceBudget }
+      { Number = 22; Name = "no-lost-wakeup"; Title = "Devices that fail a map and register a client are always woken; retry loops always finish"
+        Rules = [ "softmmu/physmem.c:cpu_register_map_client (C2)"; "softmmu/physmem.c:address_space_unmap (U72-3: release, then notify)"
+                  "system/physmem.c:address_space_unmap (UM-4)"; "softmmu/dma-helpers.c:dma_blk_cb" ]
+        Broken = fun _ -> [ Fault.NotifyBeforeRelease; Fault.UnlockedClientList ]
+        Check = wakeupCheck ConcurrencyProperties.noLostWakeup }
+      { Number = 23; Name = "balance-under-contention"; Title = "After the threads finish, refcounts, dirty bits and memory are those of the linearization"
+        Rules = [ "softmmu/memory.c:memory_region_ref (object_ref: qatomic_inc)"; "softmmu/physmem.c:invalidate_and_set_dirty"; "softmmu/physmem.c:address_space_unmap" ]
+        Broken = fun _ -> [ Fault.NonAtomicRef ]
+        Check = parallelCheck ConcurrencyProperties.balanceUnderContention } ]
+
+let find (name: string) = all |> List.tryFind (fun e -> e.Name = name || string e.Number = name)
+
+let testName (e: Entry) (profile: Profile) = sprintf "%s_%A" (e.Name.Replace('-', '_')) profile
+
+let implementationName (fault: Fault) = if fault = Fault.None then "reference model" else sprintf "broken variant %A" fault
+
+let report (e: Entry) (profile: Profile) (fault: Fault) (o: Outcome) =
+    let sb = Text.StringBuilder()
+    let line (s: string) = sb.Append(s).Append('\n') |> ignore
+    line (sprintf "%s  P%d %s [%A] on the %s: %d cases x %d free runs + %d controlled schedules%s"
+              (if o.Passed then "PASS" else "FAIL") e.Number e.Name profile (implementationName fault) o.Tests
+              (ConcurrencyProperties.runsPerCase ()) (ConcurrencyProperties.runsPerCase ())
+              (if o.Shrinks > 0 then sprintf ", %d shrinks" o.Shrinks else ""))
+    line (sprintf "      %s" e.Title)
+    for (label, pct) in o.Distribution |> List.truncate 12 do line (sprintf "      %5.1f%% %s" pct label)
+    if not o.Passed then
+        line "      why:"
+        for l in o.Message.Split('\n') do line ("        " + l)
+        match o.Counterexample with
+        | Some lines ->
+            line "      shrunk case:"
+            for l in lines do line ("        " + l)
+        | None -> ()
+        match o.Replay with
+        | Some token ->
+            line (sprintf "      replay token: %O (controlled schedules are derived from the case, so they replay exactly;" token)
+            line "      a failure seen only in a free run may need several tries)"
+            line "      reproduce with:"
+            line (sprintf "        %s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~ConcurrencyPropertyTests.%s\""
+                      ReplayVariable token (testName e profile))
+        | None -> ()
+    sb.ToString()
