@@ -13,8 +13,8 @@ let runParallel (output: ITestOutputHelper) (name: string) (profile: Profile) =
     let entry = (ParallelCatalogue.find name).Value
     let replay = Runner.replayFromEnvironment ()
     let cases = ParallelCatalogue.defaultCases ()
-    let outcome = entry.Check Fault.None profile cases replay
-    let report = ParallelCatalogue.report entry profile Fault.None outcome
+    let outcome = entry.Check ParallelCatalogue.Reference profile cases replay
+    let report = ParallelCatalogue.report entry profile ParallelCatalogue.Reference outcome
     output.WriteLine report
     if not outcome.Passed then failwith ("\n" + report)
     Assert.True(outcome.Tests >= (if replay.IsSome then 1 else cases), "fewer cases than configured ran")
@@ -30,6 +30,8 @@ type ConcurrencyPropertyTests(output: ITestOutputHelper) =
     [<Fact>] member _.no_lost_wakeup_Qemu92() = run "no-lost-wakeup" Profile.Qemu92
     [<Fact>] member _.balance_under_contention_Qemu72() = run "balance-under-contention" Profile.Qemu72
     [<Fact>] member _.balance_under_contention_Qemu92() = run "balance-under-contention" Profile.Qemu92
+    [<Fact>] member _.parallel_virtqueues_Qemu72() = run "parallel-virtqueues" Profile.Qemu72
+    [<Fact>] member _.parallel_virtqueues_Qemu92() = run "parallel-virtqueues" Profile.Qemu92
 
 /// Each concurrency property must reject each of its broken variants within the default run, with a
 /// violation (not an exception), shrunk to a few commands.
@@ -38,17 +40,18 @@ type ConcurrencyBrokenVariantTests(output: ITestOutputHelper) =
         seq {
             for e in ParallelCatalogue.all do
                 for p in [ Profile.Qemu72; Profile.Qemu92 ] do
-                    for f in e.Broken p do
-                        yield [| box e.Name; box p; box f |]
+                    for v in e.Broken p do
+                        yield [| box e.Name; box p; box (string v) |]
         }
 
     [<Theory>]
     [<MemberData(nameof ConcurrencyBrokenVariantTests.Cases)>]
-    member _.property_rejects_its_broken_variant(name: string, profile: Profile, fault: Fault) =
+    member _.property_rejects_its_broken_variant(name: string, profile: Profile, variant: string) =
         let entry = (ParallelCatalogue.find name).Value
-        let outcome = entry.Check fault profile (ParallelCatalogue.defaultCases ()) None
-        output.WriteLine(ParallelCatalogue.report entry profile fault outcome)
-        Assert.False(outcome.Passed, sprintf "%s did not catch %A in %d cases" name fault outcome.Tests)
+        let v = entry.Broken profile |> List.find (fun v -> string v = variant)
+        let outcome = entry.Check v profile (ParallelCatalogue.defaultCases ()) None
+        output.WriteLine(ParallelCatalogue.report entry profile v outcome)
+        Assert.False(outcome.Passed, sprintf "%s did not catch the %s in %d cases" name variant outcome.Tests)
         Assert.False(outcome.Message.StartsWith "the property threw", "the failure must be a violation, not an exception: " + outcome.Message)
         // Shrunk: a handful of threads and commands (the rendered case has a header line per actor).
         let lines = outcome.Counterexample.Value
