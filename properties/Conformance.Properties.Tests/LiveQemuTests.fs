@@ -77,10 +77,28 @@ let requestOnQemu (binary: QemuBinary) (r: Request) =
       Errors = q.Stderr()
       Unspecified = false }
 
+/// The same request as a case for a reused QEMU (VirtioBlkSession).
+let toCase (r: Request) =
+    BlkRequestCase(
+        [| yield GuestWrite(Header, r.Header); for (a, b) in r.Before -> GuestWrite(a, b) |],
+        [| for (i, a, l, f, n) in r.Descriptors -> struct (i, VringDesc(a, l, f, n)) |],
+        [| for (a, l) in r.Look -> GuestRange(a, l) |])
+
+/// The request on a reused QEMU; a QEMU that died or hung is reported as an outcome the model never has.
+let requestOnSession (session: VirtioBlkSession) (r: Request) =
+    let o = session.Run(toCase r)
+    { UsedList = o.Used |> Seq.map (fun struct (i, l) -> i, l) |> List.ofSeq
+      IsBroken = o.Broken
+      Bytes = List.ofSeq o.Bytes
+      Errors = (match o.QemuFailure with null -> o.Errors | f -> sprintf "QEMU FAILED (%s); stderr: %s" f o.Errors)
+      Unspecified = false }
+
 /// The model side, on QEMU's own q35 layout with the binary's profile; `rom` is QEMU's BIOS image, where
 /// the request reads ROM.
+let private q35 = lazy (fst (LayoutFixtureTests.load "q35"))
+
 let requestOnModel (profile: Profile) (rom: byte[] option) (r: Request) =
-    let spec = fst (LayoutFixtureTests.load "q35")
+    let spec = q35.Force()
     let system = MemorySystem(spec, profile)
     rom |> Option.iter (fun image -> system.Region("pc.bios").RamBlock.Bytes.Write(0UL, ReadOnlySpan image))
     let ops =

@@ -95,14 +95,15 @@ public sealed class LegacyVirtioBlk
     /// (with ioeventfd the device works in the background; a broken device never gets there).</summary>
     public bool WaitForUsed(ushort target, TimeSpan timeout)
     {
-        var deadline = DateTime.UtcNow + timeout;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         int polls = 0;
-        while (DateTime.UtcNow < deadline)
+        while (clock.Elapsed < timeout)
         {
             if (UsedIdx() == target) return true;
             // a broken device will never get there: ask every few polls instead of waiting out the timeout
             if (++polls % 8 == 0 && Broken()) return UsedIdx() == target;
-            Thread.Sleep(5);
+            // each poll is a qtest round trip (tens of microseconds); back off only once the request is slow
+            if (clock.ElapsedMilliseconds > 20) Thread.Sleep(1);
         }
         return UsedIdx() == target;
     }

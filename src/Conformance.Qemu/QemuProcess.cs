@@ -14,6 +14,7 @@ public sealed class QemuProcess : IDisposable
     private static readonly ConcurrentDictionary<int, Process> Live = new();
     private readonly Process _process;
     private readonly string _dir;
+    private readonly string _diskPath;
     private readonly System.Text.StringBuilder _stderr = new();
 
     static QemuProcess()
@@ -30,6 +31,7 @@ public sealed class QemuProcess : IDisposable
         Binary = binary;
         _dir = Directory.CreateTempSubdirectory("conformance-qemu-").FullName;
         string qtestPath = Path.Combine(_dir, "qtest.sock"), qmpPath = Path.Combine(_dir, "qmp.sock"), diskPath = Path.Combine(_dir, "disk.img");
+        _diskPath = diskPath;
         File.WriteAllBytes(diskPath, disk);
         var t = timeout ?? TimeSpan.FromSeconds(20);
 
@@ -107,6 +109,18 @@ public sealed class QemuProcess : IDisposable
         {
             return false;
         }
+    }
+
+    /// <summary>
+    /// Rewrites the raw disk image in place while QEMU runs. QEMU opens it without O_DIRECT and a raw image
+    /// has no format-level cache, so the next read goes through the host page cache and sees these bytes;
+    /// call it only when no request is in flight (after a device reset, which drains them).
+    /// </summary>
+    public void RestoreDisk(byte[] disk)
+    {
+        using var f = new FileStream(_diskPath, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
+        f.Write(disk);
+        f.Flush();   // to the page cache QEMU reads through; no fsync needed
     }
 
     /// <summary>The last lines QEMU printed on stderr (error reports such as "virtio: bogus descriptor ...").</summary>
