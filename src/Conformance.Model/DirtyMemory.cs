@@ -10,6 +10,8 @@ public sealed class DirtyMemory
 {
     private readonly HashSet<ulong>[] _pages = { new(), new(), new() };
     private readonly List<(DirtyClient Client, ulong Page)> _newlyDirty = new();
+    // QEMU sets the bits atomically (bitmap_set_atomic); one short lock gives the same result
+    private readonly ShortLock _lock = new();
 
     /// <summary>Every (client, ram_addr page) in the order it went from clean to dirty.</summary>
     public IReadOnlyList<(DirtyClient Client, ulong Page)> NewlyDirtyJournal => _newlyDirty;
@@ -34,11 +36,13 @@ public sealed class DirtyMemory
     {
         if (clients.Count == 0) return;
         var (first, end) = PageSpan(ramAddrStart, length);
-        lock (_pages)   // QEMU sets the bits atomically (bitmap_set_atomic); one lock gives the same result
+        _lock.Enter();
+        try
         {
             foreach (var client in clients)
                 for (ulong p = first; p < end; p++)
                     if (_pages[(int)client].Add(p)) _newlyDirty.Add((client, p));
         }
+        finally { _lock.Exit(); }
     }
 }

@@ -19,7 +19,7 @@ namespace Conformance.Model;
 public sealed class MemorySystem
 {
     private readonly MemoryTopology _topology;
-    private readonly List<Mapping> _live = new();
+    private readonly LiveMappings _live = new();
     private readonly List<string> _pendingBottomHalves = new();
     private readonly MapClientList _globalClients = new();
     private readonly List<DeviceAccess> _journal = new();
@@ -47,7 +47,7 @@ public sealed class MemorySystem
     public IReadOnlyCollection<Owner> Owners => _topology.Owners;
     public DirtyMemory Dirty { get; } = new();
     /// <summary>The live mappings; read it when no other thread is mapping or unmapping.</summary>
-    public IReadOnlyList<Mapping> LiveMappings => _live;
+    public IReadOnlyList<Mapping> LiveMappings => _live.Items;
 
     /// <summary>Chooses interleavings for tests; null (the default) runs free. Set before threads start.</summary>
     public IInterleaver? Interleaver { get; set; }
@@ -190,7 +190,7 @@ public sealed class MemorySystem
 
     private void AddLive(Mapping m)
     {
-        lock (_live) _live.Add(m);
+        _live.Add(m);
     }
 
     private void FillFromDevice(FlatView view, Mapping mapping)
@@ -271,7 +271,7 @@ public sealed class MemorySystem
         if (accessLen > m.Length && m.Live)
             throw new ArgumentOutOfRangeException(nameof(accessLen), $"access_len {accessLen} exceeds mapped length {m.Length}");
         if (!m.TryRetire()) return UnmapResult.NotLive;
-        lock (_live) _live.Remove(m);
+        _live.Remove(m);
 
         if (m.Kind == MappingKind.Direct)
         {
