@@ -11,12 +11,15 @@ public static class CheckCommand
     {
         options.Allow("property", "profile", "max-test", "replay", "variant", "save");
         var entries = Catalogue.all.ToList();
+        var parallel = ParallelCatalogue.all.ToList();
         if (options.Get("property") is { } name)
         {
             var found = Catalogue.find(name);
-            if (FSharpOption<Catalogue.Entry>.get_IsNone(found))
+            var foundParallel = ParallelCatalogue.find(name);
+            if (FSharpOption<Catalogue.Entry>.get_IsNone(found) && FSharpOption<ParallelCatalogue.Entry>.get_IsNone(foundParallel))
                 throw new UsageException($"unknown property '{name}' (see: conformance list)");
-            entries = new() { found.Value };
+            entries = FSharpOption<Catalogue.Entry>.get_IsNone(found) ? new() : new() { found.Value };
+            parallel = FSharpOption<ParallelCatalogue.Entry>.get_IsNone(foundParallel) ? new() : new() { foundParallel.Value };
         }
         var profiles = options.Get("profile") is { } p && p != "all"
             ? new[] { CommandLine.ParseProfile(p) }
@@ -36,7 +39,8 @@ public static class CheckCommand
                 throw new UsageException($"--replay takes seed,gamma,size as printed by a failure, not '{token}'");
             }
         }
-        var impl = options.Get("variant") is { } v ? Implementation.ofFault(CommandLine.ParseFault(v)) : Implementation.reference;
+        var fault = options.Get("variant") is { } v ? CommandLine.ParseFault(v) : Fault.None;
+        var impl = Implementation.ofFault(fault);
 
         int failed = 0, ran = 0;
         foreach (var entry in entries)
@@ -46,6 +50,20 @@ public static class CheckCommand
                 var checkedOutcome = Runner.check(entry, profile, impl, maxTest, replay);
                 var outcome = options.Get("save") is { } dir ? Runner.recordTo(dir, checkedOutcome) : Runner.record(checkedOutcome);
                 stdout.Write(Runner.report(outcome, impl));
+                stdout.WriteLine();
+                ran++;
+                if (!outcome.Passed) failed++;
+            }
+        }
+        // The concurrency properties (P20-P24): cases and runs per case from CONFORMANCE_PARALLEL_CASES/_RUNS.
+        var variant = ParallelCatalogue.Variant.NewModelFault(fault);
+        foreach (var entry in parallel)
+        {
+            foreach (var profile in profiles)
+            {
+                if (entry.Name == "parallel-virtqueues" && fault != Fault.None) continue;   // a virtio-layer property
+                var outcome = entry.Check.Invoke(variant).Invoke(profile).Invoke(Settings.parallelCases()).Invoke(replay);
+                stdout.Write(ParallelCatalogue.report(entry, profile, variant, outcome));
                 stdout.WriteLine();
                 ran++;
                 if (!outcome.Passed) failed++;

@@ -15,6 +15,13 @@ public static class ListCommand
             foreach (var rule in e.Rules) stdout.WriteLine($"    rule: {rule}");
             stdout.WriteLine($"    rejects: {e.Broken.Name}");
         }
+        foreach (var e in ParallelCatalogue.all)
+        {
+            stdout.WriteLine($"P{e.Number} {e.Name} (concurrent): {e.Title}");
+            foreach (var rule in e.Rules) stdout.WriteLine($"    rule: {rule}");
+            var variants = new[] { Profile.Qemu72, Profile.Qemu92 }.SelectMany(p => e.Broken.Invoke(p)).Select(v => v.ToString()).Distinct();
+            stdout.WriteLine($"    rejects: {string.Join(", ", variants)}");
+        }
         stdout.WriteLine();
         stdout.WriteLine("registered findings (QEMU itself breaks the property as stated):");
         foreach (var f in Findings.all)
