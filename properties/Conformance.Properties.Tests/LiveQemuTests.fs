@@ -163,23 +163,26 @@ let ``each known deviation still shows on QEMU`` () =
     let binary = qemu ()
     let deviations = Conformance.Properties.KnownDeviations.load ()
     Assert.Equal<string list>([ "KD-1" ], deviations |> List.map (fun d -> d.Id))   // a new entry needs its proof here
-    // KD-1 (F-BLK-2): a bounce transfer leaves a pattern in QEMU's heap; a failing read into MMIO then
-    // writes the (never initialised) bounce buffer back, and the device ends up holding that pattern.
+    // KD-1 (F-BLK-2): a bounce transfer of the same size leaves a pattern in QEMU's heap (the out-buffer
+    // is bounced at pop time even though the request then fails); a failing read into MMIO then writes
+    // the never-initialised bounce buffer back, and the device ends up holding bytes nobody produced.
+    // Heap reuse is QEMU's allocator's business, so the pair is tried a few times.
     use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048)
-    let pattern = Array.init 512 (fun i -> byte (0xa0 + i % 16))
-    let fill = { Header = header 1u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Mmio + 0x2000UL, 512u, N, 2us; 2, Status, 1u, W, 0us ]
+    let pattern = Array.init 520 (fun i -> byte (0xa0 + i % 16))
+    let fill = { Header = header 1u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Mmio + 0x2000UL, 520u, N, 2us; 2, Status, 1u, W, 0us ]
                  Before = [ Mmio + 0x2000UL, pattern ]; Look = [ Status, 1 ] }
     let failing = { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Mmio + 0x4000UL, 520u, W ||| N, 2us; 2, Status, 1u, W, 0us ]
                     Before = []; Look = [ Mmio + 0x4000UL, 520; Status, 1 ] }
-    let first = requestOnSession session fill
-    Assert.Equal<(uint32 * uint32) list>([ 0u, 1u ], first.UsedList)
-    let real = requestOnSession session failing
     let model, run = requestOnModel binary.Profile None failing
-    // both sides agree on everything but the bytes KD-1 is about ...
-    Assert.Equal<(uint32 * uint32) list>(model.UsedList, real.UsedList)
-    Assert.Equal<byte[]>(model.Bytes.[1], real.Bytes.[1])
     Assert.True(run.System.UnproducedBytesWrittenBack > 0L, "the model no longer writes back never-produced bytes here")
     Assert.True(model.Bytes.[0] |> Array.forall ((=) 0uy))
+    let attempt () =
+        requestOnSession session fill |> ignore
+        let real = requestOnSession session failing
+        // both sides agree on everything but the bytes KD-1 is about ...
+        Assert.Equal<(uint32 * uint32) list>(model.UsedList, real.UsedList)
+        Assert.Equal<byte[]>(model.Bytes.[1], real.Bytes.[1])
+        real.Bytes.[0] |> Array.exists ((<>) 0uy)
     // ... and QEMU put bytes into the device that nobody produced for this request
-    Assert.True(real.Bytes.[0] |> Array.exists ((<>) 0uy),
-                sprintf "QEMU left the MMIO buffer zeroed: KD-1 no longer shows on %s; review fixtures/qemu/known-deviations.json" binary.Path)
+    Assert.True(Seq.init 8 id |> Seq.exists (fun _ -> attempt ()),
+                sprintf "in 8 attempts QEMU left the MMIO buffer zeroed: KD-1 no longer shows on %s; review fixtures/qemu/known-deviations.json" binary.Path)
