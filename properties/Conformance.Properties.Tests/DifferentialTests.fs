@@ -30,6 +30,7 @@ let private genCase =
             Gen.listOfLength n (Gen.zip (Gen.frequency [ 6, Gen.constant places.[0]; 4, Gen.elements places ]) (Gen.frequency [ 3, Gen.elements [ 1u; 16u; 511u; 512u; 513u ]; 2, Gen.elements [ 4095u; 4096u; 4097u; 8192u ]; 1, Gen.choose (1, 9000) |> Gen.map uint32 ]))
         let! sector = Gen.frequency [ 4, Gen.constant 1UL; 1, Gen.constant 2047UL; 1, Gen.constant 5000UL ]
         let! statusAt = Gen.elements [ Status; Mmio + 0x8000UL ]
+        let! transport = Gen.elements [ VirtioTransport.Legacy; VirtioTransport.Modern ]
         // pieces of the same place are laid out one after another
         let offsets = Collections.Generic.Dictionary<uint64, uint64>()
         let data =
@@ -42,9 +43,9 @@ let private genCase =
             [ yield 0, Header, 16u, N, 1us
               for (k, (a, l)) in List.indexed data -> k + 1, a, l, flags, uint16 (k + 2)
               yield data.Length + 1, statusAt, 1u, W, 0us ]
-        let label = sprintf "type %d, %s" typ (pieces |> List.map (fun ((_, p), _) -> p) |> List.distinct |> String.concat "+")
+        let label = sprintf "%A: type %d, %s" transport typ (pieces |> List.map (fun ((_, p), _) -> p) |> List.distinct |> String.concat "+")
         let look = (statusAt, 1u) :: data |> List.map (fun (a, l) -> a, int (min l 4096u))
-        return label, { Header = header typ sector; Descriptors = descriptors; Before = []; Look = look }
+        return label, transport, { Header = header typ sector; Descriptors = descriptors; Before = []; Look = look }
     }
 
 /// Raw qtest round trips per second on this process (a 4-byte read each): the ceiling of the differential rate.
@@ -68,20 +69,28 @@ type DifferentialTests(output: ITestOutputHelper) =
             use q = new QemuProcess(binary, VirtioContext.InitialDisk 16)
             q.Qtest.Read(0xfffc0000UL, 0x40000)
         // one QEMU for every case: reset, memory and disk restored between cases (VirtioBlkSession)
-        use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048)
+        use legacy = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = VirtioTransport.Legacy)
+        use modern = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = VirtioTransport.Modern)
         let deviations = KnownDeviations.load ()
         let qemuTime, modelTime = Diagnostics.Stopwatch(), Diagnostics.Stopwatch()
-        let check (label: string, request: Request) =
+        let check (label: string, transport: VirtioTransport, request: Request) =
             qemuTime.Start()
-            let real = requestOnSession session request
+            let real = requestOnSession (if transport = VirtioTransport.Modern then modern else legacy) request
             qemuTime.Stop()
             modelTime.Start()
             let model, run = requestOnModel binary.Profile (Some romImage) request
             modelTime.Stop()
             let problems = differences request real model run
             let scenario = ScenarioJson.Write(Scenario(binary.Profile, run.Scenario.Layout, run.Scenario.Ops, Description = label))
+            let problems = if problems.IsEmpty then [] else (sprintf "case: %s" label) :: problems
             (problems.IsEmpty |> Prop.label (String.concat "\n" problems + "\nscenario (model side):\n" + scenario))
-            |> Prop.classify true label
+            |> Prop.classify (transport = VirtioTransport.Modern) "modern transport"
+            |> Prop.classify (transport = VirtioTransport.Legacy) "legacy transport"
+            |> Prop.classify (label.Contains "MMIO") "a buffer in MMIO"
+            |> Prop.classify (label.Contains "ROM") "a buffer in ROM"
+            |> Prop.classify (label.Contains "unassigned") "a buffer in unassigned space"
+            |> Prop.classify (label.Contains "end") "a buffer across a region end"
+            |> Prop.classify (real.NeedsReset = Some true) "modern transport: DEVICE_NEEDS_RESET seen"
             |> Prop.classify model.IsBroken "device broke"
             |> Prop.classify model.Unspecified (sprintf "known deviation %s: uninitialised bounce bytes written back" (KnownDeviations.idFor deviations "F-BLK-2"))
         let replay =
@@ -89,11 +98,13 @@ type DifferentialTests(output: ITestOutputHelper) =
             | null | "" -> None
             | t -> let p = t.Split(',') in Some { Rnd = Rnd(UInt64.Parse p.[0], UInt64.Parse p.[1]); Size = None }
         let config = Config.QuickThrowOnFailure.WithMaxTest(caseCount ()).WithQuietOnSuccess(false).WithReplay(replay)
-        session.Run(toCase (snd cases.Head)) |> ignore   // start the process outside the timed part
+        // start both processes outside the timed part
+        legacy.Run(toCase (snd cases.Head)) |> ignore
+        modern.Run(toCase (snd cases.Head)) |> ignore
         let sw = Diagnostics.Stopwatch.StartNew()
         Check.One(config, Prop.forAll (Arb.fromGen genCase) check)
         let elapsed = sw.Elapsed.TotalSeconds
-        let roundTrips = qtestRoundTrips session.Process
-        output.WriteLine(sprintf "%d differential cases in %.1f s: %.1f cases/s on %d QEMU process(es) (QEMU side %.1f ms/case, model side %.1f ms/case); raw qtest round trips on the same process: %.0f/s"
-                             (caseCount ()) elapsed (float (caseCount ()) / elapsed) session.ProcessesStarted
+        let roundTrips = qtestRoundTrips legacy.Process
+        output.WriteLine(sprintf "%d differential cases in %.1f s: %.1f cases/s on %d QEMU processes, one per transport (QEMU side %.1f ms/case, model side %.1f ms/case); raw qtest round trips on the same process: %.0f/s"
+                             (caseCount ()) elapsed (float (caseCount ()) / elapsed) (legacy.ProcessesStarted + modern.ProcessesStarted)
                              (qemuTime.Elapsed.TotalMilliseconds / float (caseCount ())) (modelTime.Elapsed.TotalMilliseconds / float (caseCount ())) roundTrips)

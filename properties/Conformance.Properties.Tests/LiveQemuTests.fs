@@ -55,7 +55,8 @@ let header (typ: uint32) (sector: uint64) =
 
 /// What both sides are compared on. Unspecified: the model wrote back bounce bytes nobody produced
 /// (QEMU 7.2 writes heap garbage there, F-BLK-2), so bytes in bounced buffers cannot be compared.
-type Outcome = { UsedList: (uint32 * uint32) list; IsBroken: bool; Bytes: byte[] list; Errors: string; Unspecified: bool }
+/// NeedsReset: on the modern transport, whether device_status carries DEVICE_NEEDS_RESET (None elsewhere).
+type Outcome = { UsedList: (uint32 * uint32) list; IsBroken: bool; Bytes: byte[] list; Errors: string; Unspecified: bool; NeedsReset: bool option }
 
 let requestOnQemu (binary: QemuBinary) (r: Request) =
     use q = new QemuProcess(binary, VirtioContext.InitialDisk 2048)
@@ -75,7 +76,8 @@ let requestOnQemu (binary: QemuBinary) (r: Request) =
       IsBroken = broken
       Bytes = r.Look |> List.map (fun (a, l) -> q.Qtest.Read(a, l))
       Errors = q.Stderr()
-      Unspecified = false }
+      Unspecified = false
+      NeedsReset = None }
 
 /// The same request as a case for a reused QEMU (VirtioBlkSession).
 let toCase (r: Request) =
@@ -91,7 +93,8 @@ let requestOnSession (session: VirtioBlkSession) (r: Request) =
       IsBroken = o.Broken
       Bytes = List.ofSeq o.Bytes
       Errors = (match o.QemuFailure with null -> o.Errors | f -> sprintf "QEMU FAILED (%s); stderr: %s" f o.Errors)
-      Unspecified = false }
+      Unspecified = false
+      NeedsReset = if session.Transport = VirtioTransport.Modern then Some(o.DeviceStatus &&& 0x40uy <> 0uy) else None }
 
 /// The model side, on QEMU's own q35 layout with the binary's profile; `rom` is QEMU's BIOS image, where
 /// the request reads ROM.
@@ -114,13 +117,18 @@ let requestOnModel (profile: Profile) (rom: byte[] option) (r: Request) =
       IsBroken = run.Virtio.Device.Broken
       Bytes = r.Look |> List.map (fun (a, l) -> read run a l)
       Errors = String.Join("\n", run.Virtio.Device.Errors)
-      Unspecified = run.System.UnproducedBytesWrittenBack > 0L }, run
+      Unspecified = run.System.UnproducedBytesWrittenBack > 0L
+      NeedsReset = None }, run
 
 /// Every difference between QEMU's outcome and the model's, in words (empty: they agree).
 let differences (r: Request) (real: Outcome) (model: Outcome) (run: ScenarioRun) =
     let bounced (a: uint64) = not (run.System.Space("memory").View.Translate(a).Region.IsDirect true)
     [ if real.UsedList <> model.UsedList then sprintf "used ring: QEMU %A, model %A" real.UsedList model.UsedList
       if real.IsBroken <> model.IsBroken then sprintf "broken: QEMU %b, model %b" real.IsBroken model.IsBroken
+      match real.NeedsReset with
+      | Some needsReset when needsReset <> model.IsBroken ->
+          sprintf "DEVICE_NEEDS_RESET: QEMU %b, but the model's device is %s" needsReset (if model.IsBroken then "broken" else "working")
+      | _ -> ()
       for ((a, _), (q, m)) in List.zip r.Look (List.zip real.Bytes model.Bytes) do
           if q <> m && not (model.Unspecified && bounced a) then
               sprintf "bytes at 0x%x differ: QEMU %s, model %s" a (ScenarioTrace.Hex q) (ScenarioTrace.Hex m)
@@ -186,3 +194,20 @@ let ``each known deviation still shows on QEMU`` () =
     // ... and QEMU put bytes into the device that nobody produced for this request
     Assert.True(Seq.init 8 id |> Seq.exists (fun _ -> attempt ()),
                 sprintf "in 8 attempts QEMU left the MMIO buffer zeroed: KD-1 no longer shows on %s; review fixtures/qemu/known-deviations.json" binary.Path)
+
+/// The modern transport is the only one where the guest sees a virtio_error: DEVICE_NEEDS_RESET (0x40) in
+/// device_status. A looping chain breaks the device and sets it; the reset between cases clears both.
+[<SkippableFact; Trait("Category", "Qemu")>]
+let ``modern transport: a broken device shows DEVICE_NEEDS_RESET and a reset clears it`` () =
+    let binary = qemu ()
+    use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = VirtioTransport.Modern)
+    let loop = cases |> List.find (fun (n, _) -> n = "chain loop") |> snd
+    let ok = cases |> List.find (fun (n, _) -> n = "read 512 B into RAM") |> snd
+    let broken = requestOnSession session loop
+    Assert.Equal(Some true, broken.NeedsReset)
+    Assert.True(broken.IsBroken)
+    Assert.Contains("Looped descriptor", broken.Errors)
+    let after = requestOnSession session ok
+    Assert.Equal(Some false, after.NeedsReset)
+    let model, run = requestOnModel binary.Profile None ok
+    Assert.Empty(differences ok after model run)

@@ -26,9 +26,10 @@ public sealed class QemuProcess : IDisposable
         };
     }
 
-    public QemuProcess(QemuBinary binary, byte[] disk, TimeSpan? timeout = null)
+    public QemuProcess(QemuBinary binary, byte[] disk, TimeSpan? timeout = null, VirtioTransport transport = VirtioTransport.Legacy)
     {
         Binary = binary;
+        Transport = transport;
         _dir = Directory.CreateTempSubdirectory("conformance-qemu-").FullName;
         string qtestPath = Path.Combine(_dir, "qtest.sock"), qmpPath = Path.Combine(_dir, "qmp.sock"), diskPath = Path.Combine(_dir, "disk.img");
         _diskPath = diskPath;
@@ -53,7 +54,9 @@ public sealed class QemuProcess : IDisposable
                      "-qmp", $"unix:{qmpPath},server=on,wait=off",
                      "-device", "pc-testdev",
                      "-drive", $"if=none,id=d0,file={diskPath},format=raw",
-                     "-device", "virtio-blk-pci,drive=d0,addr=0x4,disable-modern=on,disable-legacy=off,vectors=0,id=blk0",
+                     "-device", "virtio-blk-pci,drive=d0,addr=0x4,vectors=0,id=blk0," + (transport == VirtioTransport.Legacy
+                         ? "disable-modern=on,disable-legacy=off"
+                         : "disable-modern=off,disable-legacy=on"),
                  })
             psi.ArgumentList.Add(a);
         _process = Process.Start(psi) ?? throw new QemuException($"could not start {binary.Path}");
@@ -91,6 +94,7 @@ public sealed class QemuProcess : IDisposable
     }
 
     public QemuBinary Binary { get; }
+    public VirtioTransport Transport { get; }
     public QtestClient Qtest { get; } = null!;
     public QmpClient Qmp { get; } = null!;
     public bool HasExited => _process.HasExited;

@@ -29,6 +29,15 @@ public sealed class QtestClient(LineChannel channel)
     public void OutW(ushort port, ushort v) => Command($"outw 0x{port:x} 0x{v:x}");
     public void OutL(ushort port, uint v) => Command($"outl 0x{port:x} 0x{v:x}");
 
+    // Sized memory accesses (one access of exactly this width, as a CPU's load or store would be): the
+    // modern virtio-pci registers are MMIO and care about access sizes.
+    public byte ReadB(ulong addr) => (byte)Hex(Command($"readb 0x{addr:x}"));
+    public ushort ReadW(ulong addr) => (ushort)Hex(Command($"readw 0x{addr:x}"));
+    public uint ReadL(ulong addr) => (uint)Hex(Command($"readl 0x{addr:x}"));
+    public void WriteB(ulong addr, byte v) => Command($"writeb 0x{addr:x} 0x{v:x}");
+    public void WriteW(ulong addr, ushort v) => Command($"writew 0x{addr:x} 0x{v:x}");
+    public void WriteL(ulong addr, uint v) => Command($"writel 0x{addr:x} 0x{v:x}");
+
     public byte[] Read(ulong addr, int len)
     {
         if (len == 0) return Array.Empty<byte>();

@@ -16,8 +16,10 @@ public sealed record GuestRange(ulong Addr, int Length);
 public sealed record BlkRequestCase(IReadOnlyList<GuestWrite> Writes, IReadOnlyList<(int Index, VringDesc Desc)> Descriptors, IReadOnlyList<GuestRange> Look);
 
 /// <summary>What QEMU did with a case: used elements, the broken flag, the bytes read back, the error lines
-/// printed during the case, and, if QEMU died or hung, why (the next case then gets a fresh process).</summary>
-public sealed record BlkObservation(IReadOnlyList<(uint Id, uint Len)> Used, bool Broken, IReadOnlyList<byte[]> Bytes, string Errors, string? QemuFailure);
+/// printed during the case, the device status byte the driver reads afterwards (DEVICE_NEEDS_RESET 0x40
+/// shows only on the modern transport), and, if QEMU died or hung, why (the next case then gets a fresh
+/// process).</summary>
+public sealed record BlkObservation(IReadOnlyList<(uint Id, uint Len)> Used, bool Broken, IReadOnlyList<byte[]> Bytes, string Errors, byte DeviceStatus, string? QemuFailure);
 
 /// <summary>
 /// One QEMU process reused across virtio-blk request cases. Between cases the device is reset through
@@ -32,17 +34,21 @@ public sealed class VirtioBlkSession : IDisposable
     private readonly byte[] _disk;
     private readonly TimeSpan _timeout;
     private QemuProcess? _qemu;
-    private LegacyVirtioBlk? _blk;
+    private VirtioBlkDriver? _blk;
+    private readonly VirtioTransport _transport;
     private readonly List<GuestRange> _touched = new();
 
     public const ulong RingBase = 0x100000;
 
-    public VirtioBlkSession(QemuBinary binary, byte[] disk, TimeSpan? timeout = null)
+    public VirtioBlkSession(QemuBinary binary, byte[] disk, TimeSpan? timeout = null, VirtioTransport transport = VirtioTransport.Legacy)
     {
+        _transport = transport;
         _binary = binary;
         _disk = disk;
         _timeout = timeout ?? TimeSpan.FromSeconds(10);
     }
+
+    public VirtioTransport Transport => _transport;
 
     /// <summary>QEMU processes started so far (1 + restarts after failures).</summary>
     public int ProcessesStarted { get; private set; }
@@ -72,13 +78,13 @@ public sealed class VirtioBlkSession : IDisposable
             while (broken && !q.Stderr()[errorsFrom..].Contains("virtio") && DateTime.UtcNow < deadline) Thread.Sleep(5);
             var used = completed ? new[] { blk.UsedElement(0) } : Array.Empty<(uint, uint)>();
             var bytes = c.Look.Select(r => q.Qtest.Read(r.Addr, r.Length)).ToList();
-            return new BlkObservation(used, broken, bytes, q.Stderr()[errorsFrom..], null);
+            return new BlkObservation(used, broken, bytes, q.Stderr()[errorsFrom..], blk.DeviceStatus(), null);
         }
         catch (Exception e) when (e is QemuException or IOException or SocketException or InvalidOperationException)
         {
             string tail = _qemu?.StderrTail() ?? "";
             Discard();
-            return new BlkObservation(Array.Empty<(uint, uint)>(), false, c.Look.Select(_ => Array.Empty<byte>()).ToList(), tail,
+            return new BlkObservation(Array.Empty<(uint, uint)>(), false, c.Look.Select(_ => Array.Empty<byte>()).ToList(), tail, 0,
                 $"{e.GetType().Name}: {e.Message}");
         }
     }
@@ -90,13 +96,13 @@ public sealed class VirtioBlkSession : IDisposable
     }
 
     /// <summary>A process with the device reset and the previous case undone.</summary>
-    private (QemuProcess, LegacyVirtioBlk) Ready()
+    private (QemuProcess, VirtioBlkDriver) Ready()
     {
         if (_qemu is { HasExited: true }) Discard();
         if (_qemu is null)
         {
-            _qemu = new QemuProcess(_binary, _disk, _timeout);
-            _blk = new LegacyVirtioBlk(_qemu, RingBase);
+            _qemu = new QemuProcess(_binary, _disk, _timeout, _transport);
+            _blk = VirtioBlkDriver.For(_transport, _qemu, RingBase);
             ProcessesStarted++;
             _blk.Initialise();
             _touched.Clear();
