@@ -105,6 +105,10 @@ type DifferentialTests(output: ITestOutputHelper) =
         Check.One(config, Prop.forAll (Arb.fromGen genCase) check)
         let elapsed = sw.Elapsed.TotalSeconds
         let roundTrips = qtestRoundTrips legacy.Process
+        let ms (t: TimeSpan) = t.TotalMilliseconds / float (caseCount ())
+        let struct (p1, s1, w1, r1), struct (p2, s2, w2, r2) = legacy.Time, modern.Time
+        output.WriteLine(sprintf "QEMU side per case: reset and restore %.2f ms, request %.2f ms, device %.2f ms, read back %.2f ms"
+                             (ms (p1 + p2)) (ms (s1 + s2)) (ms (w1 + w2)) (ms (r1 + r2)))
         output.WriteLine(sprintf "%d differential cases in %.1f s: %.1f cases/s on %d QEMU processes, one per transport (QEMU side %.1f ms/case, model side %.1f ms/case); raw qtest round trips on the same process: %.0f/s"
                              (caseCount ()) elapsed (float (caseCount ()) / elapsed) (legacy.ProcessesStarted + modern.ProcessesStarted)
                              (qemuTime.Elapsed.TotalMilliseconds / float (caseCount ())) (modelTime.Elapsed.TotalMilliseconds / float (caseCount ())) roundTrips)

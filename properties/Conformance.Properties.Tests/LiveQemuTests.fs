@@ -84,7 +84,9 @@ let toCase (r: Request) =
     BlkRequestCase(
         [| yield GuestWrite(Header, r.Header); for (a, b) in r.Before -> GuestWrite(a, b) |],
         [| for (i, a, l, f, n) in r.Descriptors -> struct (i, VringDesc(a, l, f, n)) |],
-        [| for (a, l) in r.Look -> GuestRange(a, l) |])
+        [| for (a, l) in r.Look -> GuestRange(a, l) |],
+        // an OUT request, or guest writes that could hold another header, may change the disk
+        BitConverter.ToUInt32(r.Header, 0) = 1u || not r.Before.IsEmpty)
 
 /// The request on a reused QEMU; a QEMU that died or hung is reported as an outcome the model never has.
 let requestOnSession (session: VirtioBlkSession) (r: Request) =

@@ -33,12 +33,12 @@ public sealed class ByteStore
         return (byte)(x ^ (x >> 8));
     }
 
-    private byte[] Page(ulong pageIndex)
+    private byte[] Page(ulong pageIndex, bool wholePageOverwritten = false)
     {
         if (_pages.TryGetValue(pageIndex, out var page)) return page;
         page = new byte[PageSize];
         ulong baseOffset = pageIndex << PageBits;
-        if (Seed != 0)
+        if (Seed != 0 && !wholePageOverwritten)   // the pattern would be overwritten at once
             for (ulong i = 0; i < PageSize; i++) page[i] = Pattern(Seed, baseOffset + i);
         return _pages.GetOrAdd(pageIndex, page);   // a racing thread's identical page may win
     }
@@ -64,7 +64,7 @@ public sealed class ByteStore
             ulong at = offset + (ulong)done;
             int inPage = (int)(at & (PageSize - 1));
             int n = Math.Min(source.Length - done, (int)PageSize - inPage);
-            source.Slice(done, n).CopyTo(Page(at >> PageBits).AsSpan(inPage, n));
+            source.Slice(done, n).CopyTo(Page(at >> PageBits, n == (int)PageSize).AsSpan(inPage, n));
             done += n;
         }
     }

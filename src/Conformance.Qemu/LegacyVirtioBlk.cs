@@ -8,7 +8,7 @@ public sealed class LegacyVirtioBlk(QemuProcess qemu, ulong ringBase) : VirtioBl
 {
     private const ushort Bar = 0xc000;
 
-    protected override void Bringup()
+    protected override void Enumerate()
     {
         uint id = ConfigRead32(0);
         if (id != 0x10011af4) throw new QemuException($"00:04.0 is 0x{id:x8}, not a legacy virtio-blk (1af4:1001)", Qemu.StderrTail());
@@ -16,6 +16,10 @@ public sealed class LegacyVirtioBlk(QemuProcess qemu, ulong ringBase) : VirtioBl
         ConfigRead32(0x10);
         ConfigWrite32(0x10, Bar);
         ConfigWrite16(0x04, 0x5);
+    }
+
+    protected override void Bringup()
+    {
         Q.OutB(Bar + 0x12, 0);      // reset
         Q.OutB(Bar + 0x12, 1);      // ACKNOWLEDGE
         Q.OutB(Bar + 0x12, 3);      // DRIVER

@@ -21,7 +21,7 @@ public sealed class ModernVirtioBlk(QemuProcess qemu, ulong ringBase) : VirtioBl
     private const ulong Status = 0x14, QueueSelect = 0x16, QueueSizeReg = 0x18, QueueEnable = 0x1c, QueueNotifyOff = 0x1e;
     private const ulong QueueDesc = 0x20, QueueDriver = 0x28, QueueDevice = 0x30;
 
-    protected override void Bringup()
+    protected override void Enumerate()
     {
         uint id = ConfigRead32(0);
         if (id != 0x10421af4) throw new QemuException($"00:04.0 is 0x{id:x8}, not a modern virtio-blk (1af4:1042)", Qemu.StderrTail());
@@ -32,7 +32,10 @@ public sealed class ModernVirtioBlk(QemuProcess qemu, ulong ringBase) : VirtioBl
         ConfigWrite32(0x24, (uint)(BarAddress >> 32));
         ConfigWrite16(0x04, 0x6);   // memory space + bus master
         FindCapabilities();
+    }
 
+    protected override void Bringup()
+    {
         Q.WriteB(_common + Status, 0);   // reset
         Q.WriteB(_common + Status, 1);   // ACKNOWLEDGE
         Q.WriteB(_common + Status, 3);   // DRIVER

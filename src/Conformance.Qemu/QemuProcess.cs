@@ -30,7 +30,7 @@ public sealed class QemuProcess : IDisposable
     {
         Binary = binary;
         Transport = transport;
-        _dir = Directory.CreateTempSubdirectory("conformance-qemu-").FullName;
+        _dir = WorkDirectory();
         string qtestPath = Path.Combine(_dir, "qtest.sock"), qmpPath = Path.Combine(_dir, "qmp.sock"), diskPath = Path.Combine(_dir, "disk.img");
         _diskPath = diskPath;
         File.WriteAllBytes(diskPath, disk);
@@ -61,7 +61,15 @@ public sealed class QemuProcess : IDisposable
             psi.ArgumentList.Add(a);
         _process = Process.Start(psi) ?? throw new QemuException($"could not start {binary.Path}");
         Live[_process.Id] = _process;
-        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_stderr) _stderr.AppendLine(e.Data); };
+        _process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (_stderr)
+            {
+                _stderr.AppendLine(e.Data);
+                Monitor.PulseAll(_stderr);
+            }
+        };
         _process.OutputDataReceived += (_, _) => { };
         _process.BeginErrorReadLine();
         _process.BeginOutputReadLine();
@@ -95,6 +103,23 @@ public sealed class QemuProcess : IDisposable
 
     public QemuBinary Binary { get; }
     public VirtioTransport Transport { get; }
+
+    /// <summary>A fresh directory for the sockets and the disk image: in /dev/shm where there is one, so that
+    /// the guest's FLUSH requests (fdatasync) and the image restores between cases cost no disk I/O.</summary>
+    private static string WorkDirectory()
+    {
+        const string shm = "/dev/shm";
+        if (Directory.Exists(shm))
+        {
+            try
+            {
+                return Directory.CreateDirectory(Path.Combine(shm, "conformance-qemu-" + Guid.NewGuid().ToString("N")[..12])).FullName;
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return Directory.CreateTempSubdirectory("conformance-qemu-").FullName;
+    }
     public QtestClient Qtest { get; } = null!;
     public QmpClient Qmp { get; } = null!;
     public bool HasExited => _process.HasExited;
@@ -134,6 +159,23 @@ public sealed class QemuProcess : IDisposable
         {
             var lines = _stderr.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
             return string.Join("\n", lines.TakeLast(20));
+        }
+    }
+
+    /// <summary>Waits until stderr from position <paramref name="from"/> on contains <paramref name="text"/>
+    /// (QEMU's error lines arrive asynchronously); false if it did not within <paramref name="timeout"/>.</summary>
+    public bool WaitForStderr(int from, string text, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        lock (_stderr)
+        {
+            for (;;)
+            {
+                if (_stderr.Length > from && _stderr.ToString(from, _stderr.Length - from).Contains(text, StringComparison.Ordinal)) return true;
+                var left = deadline - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero) return false;
+                Monitor.Wait(_stderr, left);
+            }
         }
     }
 

@@ -38,6 +38,12 @@ public sealed class QtestClient(LineChannel channel)
     public void WriteW(ulong addr, ushort v) => Command($"writew 0x{addr:x} 0x{v:x}");
     public void WriteL(ulong addr, uint v) => Command($"writel 0x{addr:x} 0x{v:x}");
 
+    /// <summary>qtest's memset: fills guest memory without sending the bytes.</summary>
+    public void Memset(ulong addr, int len, byte value)
+    {
+        if (len > 0) Command($"memset 0x{addr:x} 0x{len:x} 0x{value:x}");
+    }
+
     public byte[] Read(ulong addr, int len)
     {
         if (len == 0) return Array.Empty<byte>();

@@ -63,14 +63,23 @@ public abstract class VirtioBlkDriver
     /// <summary>Enumerate, assign the BARs, reset, negotiate, set up queue 0 and set DRIVER_OK.</summary>
     public void Initialise()
     {
+        // A virtio reset does not touch PCI configuration: enumeration and BAR assignment happen once.
+        if (!_enumerated) Enumerate();
+        _enumerated = true;
         Bringup();
         _availIdx = 0;
     }
 
+    private bool _enumerated;
+
+    /// <summary>Checks the device identity, assigns the BARs, enables decoding and bus mastering.</summary>
+    protected abstract void Enumerate();
+
+    /// <summary>Reset, negotiation, queue 0 set up, DRIVER_OK.</summary>
     protected abstract void Bringup();
 
     /// <summary>Zeroes the ring area (descriptor table, avail and used rings).</summary>
-    protected void ClearRing() => Q.Write(RingBase, new byte[0x3000]);
+    protected void ClearRing() => Q.Memset(RingBase, 0x3000, 0);
 
     public abstract void Kick();
 

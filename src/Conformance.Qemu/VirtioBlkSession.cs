@@ -11,9 +11,10 @@ public sealed record GuestRange(ulong Addr, int Length);
 
 /// <summary>
 /// One virtio-blk request case: guest writes (the 16-byte header among them), the descriptor table
-/// (index, descriptor), head 0 published and kicked, then the ranges to read back.
+/// (index, descriptor), head 0 published and kicked, then the ranges to read back. <paramref name="MayWriteDisk"/>
+/// false promises the request cannot change the disk (no OUT request), which spares restoring the image.
 /// </summary>
-public sealed record BlkRequestCase(IReadOnlyList<GuestWrite> Writes, IReadOnlyList<(int Index, VringDesc Desc)> Descriptors, IReadOnlyList<GuestRange> Look);
+public sealed record BlkRequestCase(IReadOnlyList<GuestWrite> Writes, IReadOnlyList<(int Index, VringDesc Desc)> Descriptors, IReadOnlyList<GuestRange> Look, bool MayWriteDisk = true);
 
 /// <summary>What QEMU did with a case: used elements, the broken flag, the bytes read back, the error lines
 /// printed during the case, the device status byte the driver reads afterwards (DEVICE_NEEDS_RESET 0x40
@@ -37,6 +38,12 @@ public sealed class VirtioBlkSession : IDisposable
     private VirtioBlkDriver? _blk;
     private readonly VirtioTransport _transport;
     private readonly List<GuestRange> _touched = new();
+    private bool _diskChanged;
+    private readonly System.Diagnostics.Stopwatch _prepare = new(), _submit = new(), _wait = new(), _readBack = new();
+
+    /// <summary>Where the time of the cases went so far: resetting and restoring, writing the request,
+    /// waiting for the device, reading the results back.</summary>
+    public (TimeSpan Prepare, TimeSpan Submit, TimeSpan Wait, TimeSpan ReadBack) Time => (_prepare.Elapsed, _submit.Elapsed, _wait.Elapsed, _readBack.Elapsed);
 
     public const ulong RingBase = 0x100000;
 
@@ -60,28 +67,39 @@ public sealed class VirtioBlkSession : IDisposable
     {
         try
         {
+            _prepare.Start();
             var (q, blk) = Ready();
+            _prepare.Stop();
+            _submit.Start();
+            _diskChanged = c.MayWriteDisk;
             int errorsFrom = q.Stderr().Length;
             foreach (var w in c.Writes) Touch(q, w.Addr, w.Bytes.Length, w.Bytes);
             foreach (var (i, d) in c.Descriptors)
             {
                 blk.WriteDescriptor(i, d);
-                _touched.Add(new GuestRange(d.Addr, (int)Math.Min(d.Len, 16384u)));
+                // only device-writable buffers can change (the device reads the others)
+                if (d.IsWrite) _touched.Add(new GuestRange(d.Addr, (int)Math.Min(d.Len, 16384u)));
             }
-            foreach (var r in c.Look) _touched.Add(r);
             blk.Publish(0);
             blk.Kick();
+            _submit.Stop();
+            _wait.Start();
             bool completed = blk.WaitForUsed(1, TimeSpan.FromSeconds(3));
-            bool broken = blk.Broken();
+            // a virtio-blk request that completed was popped and pushed without a virtio_error; only ask QMP otherwise
+            bool broken = !completed && blk.Broken();
             // stderr arrives asynchronously: give the error line a moment to show up
-            var deadline = DateTime.UtcNow.AddSeconds(1);
-            while (broken && !q.Stderr()[errorsFrom..].Contains("virtio") && DateTime.UtcNow < deadline) Thread.Sleep(5);
+            if (broken) q.WaitForStderr(errorsFrom, "\n", TimeSpan.FromSeconds(1));   // virtio_error prints one line
+            _wait.Stop();
+            _readBack.Start();
             var used = completed ? new[] { blk.UsedElement(0) } : Array.Empty<(uint, uint)>();
             var bytes = c.Look.Select(r => q.Qtest.Read(r.Addr, r.Length)).ToList();
-            return new BlkObservation(used, broken, bytes, q.Stderr()[errorsFrom..], blk.DeviceStatus(), null);
+            var observation = new BlkObservation(used, broken, bytes, q.Stderr()[errorsFrom..], blk.DeviceStatus(), null);
+            _readBack.Stop();
+            return observation;
         }
         catch (Exception e) when (e is QemuException or IOException or SocketException or InvalidOperationException)
         {
+            foreach (var w in new[] { _prepare, _submit, _wait, _readBack }) w.Stop();
             string tail = _qemu?.StderrTail() ?? "";
             Discard();
             return new BlkObservation(Array.Empty<(uint, uint)>(), false, c.Look.Select(_ => Array.Empty<byte>()).ToList(), tail, 0,
@@ -110,9 +128,9 @@ public sealed class VirtioBlkSession : IDisposable
         }
         // Reset first: it drains requests still in flight, which could otherwise write after the cleanup.
         _blk!.Initialise();
-        foreach (var r in _touched.Where(r => r.Length > 0)) _qemu.Qtest.Write(r.Addr, new byte[r.Length]);
+        foreach (var r in _touched) _qemu.Qtest.Memset(r.Addr, r.Length, 0);
         _touched.Clear();
-        _qemu.RestoreDisk(_disk);
+        if (_diskChanged) _qemu.RestoreDisk(_disk);
         return (_qemu, _blk);
     }
 

@@ -20,8 +20,20 @@ public sealed class VirtioContext
     /// <summary>The disk's initial contents: a deterministic pattern, so reads return recognisable bytes.</summary>
     public static byte[] InitialDisk(int sectors)
     {
+        // The pattern costs a few milliseconds per MiB and every virtio-blk run starts from it: computed once
+        // per (small) size, handed out as a copy (the device writes into its disk).
+        if (sectors > CachedSectorsMax) return Generate(sectors);
+        return (byte[])Images.GetOrAdd(sectors, Generate).Clone();
+    }
+
+    private const int CachedSectorsMax = 4096;
+
+    private static byte[] Generate(int sectors)
+    {
         var disk = new byte[sectors * VirtioBlk.SectorSize];
         for (int i = 0; i < disk.Length; i++) disk[i] = ByteStore.Pattern(0xd15c, (ulong)i);
         return disk;
     }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, byte[]> Images = new();
 }
