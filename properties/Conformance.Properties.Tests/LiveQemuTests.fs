@@ -9,7 +9,8 @@ open Conformance.Model
 open Conformance.Model.Scenarios
 open Conformance.Model.Virtio
 open Conformance.Qemu
-open Conformance.Properties.Tests.QemuObservationTests
+open Conformance.Properties
+open Conformance.Properties.QemuDifferential
 
 let qemu () =
     match Option.ofObj (QemuBinary.Find()) with
@@ -39,103 +40,6 @@ let ``a QEMU that does not answer is reported with its stderr, and killed`` () =
     Assert.Contains("did not answer", e.Message)
     q.Dispose()
     Assert.False(QemuProcess.IsRunning pid)
-
-/// A whole request on both sides: the 16-byte header written at Header, other guest writes, the given
-/// descriptor table (index, addr, len, flags, next), head 0 published, kick, completion; then the used
-/// ring, the broken flag and the bytes at each of `Look`.
-type Request =
-    { Header: byte[]; Descriptors: (int * uint64 * uint32 * uint16 * uint16) list; Before: (uint64 * byte[]) list; Look: (uint64 * int) list }
-
-/// A virtio-blk request header: type, sector.
-let header (typ: uint32) (sector: uint64) =
-    let h = Array.zeroCreate<byte> 16
-    BitConverter.TryWriteBytes(Span(h, 0, 4), typ) |> ignore
-    BitConverter.TryWriteBytes(Span(h, 8, 8), sector) |> ignore
-    h
-
-/// What both sides are compared on. Unspecified: the model wrote back bounce bytes nobody produced
-/// (QEMU 7.2 writes heap garbage there, F-BLK-2), so bytes in bounced buffers cannot be compared.
-/// NeedsReset: on the modern transport, whether device_status carries DEVICE_NEEDS_RESET (None elsewhere).
-type Outcome = { UsedList: (uint32 * uint32) list; IsBroken: bool; Bytes: byte[] list; Errors: string; Unspecified: bool; NeedsReset: bool option }
-
-let requestOnQemu (binary: QemuBinary) (r: Request) =
-    use q = new QemuProcess(binary, VirtioContext.InitialDisk 2048)
-    let blk = LegacyVirtioBlk(q, 0x100000UL)
-    blk.Initialise()
-    q.Qtest.Write(Header, ReadOnlySpan r.Header)
-    for (a, bytes) in r.Before do q.Qtest.Write(a, ReadOnlySpan bytes)
-    for (i, a, l, f, n) in r.Descriptors do blk.WriteDescriptor(i, VringDesc(a, l, f, n))
-    blk.Publish 0us
-    blk.Kick()
-    let completed = blk.WaitForUsed(1us, TimeSpan.FromSeconds 3.0)
-    let broken = blk.Broken()
-    // stderr arrives asynchronously: give an error line a moment to show up
-    let deadline = DateTime.UtcNow.AddSeconds 1.0
-    while broken && not (q.Stderr().Contains "virtio") && DateTime.UtcNow < deadline do Threading.Thread.Sleep 10
-    { UsedList = (if completed then [ (let struct (i, l) = blk.UsedElement 0 in (i, l)) ] else [])
-      IsBroken = broken
-      Bytes = r.Look |> List.map (fun (a, l) -> q.Qtest.Read(a, l))
-      Errors = q.Stderr()
-      Unspecified = false
-      NeedsReset = None }
-
-/// The same request as a case for a reused QEMU (VirtioBlkSession).
-let toCase (r: Request) =
-    BlkRequestCase(
-        [| yield GuestWrite(Header, r.Header); for (a, b) in r.Before -> GuestWrite(a, b) |],
-        [| for (i, a, l, f, n) in r.Descriptors -> struct (i, VringDesc(a, l, f, n)) |],
-        [| for (a, l) in r.Look -> GuestRange(a, l) |],
-        // an OUT request, or guest writes that could hold another header, may change the disk
-        BitConverter.ToUInt32(r.Header, 0) = 1u || not r.Before.IsEmpty)
-
-/// The request on a reused QEMU; a QEMU that died or hung is reported as an outcome the model never has.
-let requestOnSession (session: VirtioBlkSession) (r: Request) =
-    let o = session.Run(toCase r)
-    { UsedList = o.Used |> Seq.map (fun struct (i, l) -> i, l) |> List.ofSeq
-      IsBroken = o.Broken
-      Bytes = List.ofSeq o.Bytes
-      Errors = (match o.QemuFailure with null -> o.Errors | f -> sprintf "QEMU FAILED (%s); stderr: %s" f o.Errors)
-      Unspecified = false
-      NeedsReset = if session.Transport = VirtioTransport.Modern then Some(o.DeviceStatus &&& 0x40uy <> 0uy) else None }
-
-/// The model side, on QEMU's own q35 layout with the binary's profile; `rom` is QEMU's BIOS image, where
-/// the request reads ROM.
-let private q35 = lazy (fst (LayoutFixtureTests.load "q35"))
-
-let requestOnModel (profile: Profile) (rom: byte[] option) (r: Request) =
-    let spec = q35.Force()
-    let system = MemorySystem(spec, profile)
-    rom |> Option.iter (fun image -> system.Region("pc.bios").RamBlock.Bytes.Write(0UL, ReadOnlySpan image))
-    let ops =
-        [ VirtioSetupOp("memory", 256, 0x100000UL, 0x101000UL, 0x102000UL, false, false, false, 2048, "") :> ScenarioOp
-          WriteOp("memory", Header, r.Header)
-          yield! r.Before |> List.map (fun (a, b) -> WriteOp("memory", a, b) :> ScenarioOp)
-          DescriptorsOp(Nullable(), r.Descriptors |> List.map (fun (i, a, l, f, n) -> DescriptorEntry(i, a, l, f, n)) |> Array.ofList)
-          PublishOp [| 0us |]
-          KickOp()
-          CompleteIoOp() ]
-    let run = ScenarioRunner.Run(Scenario(profile, spec, Array.ofList ops), system)
-    { UsedList = snd (used run) |> List.map (fun struct (i, l) -> i, l)
-      IsBroken = run.Virtio.Device.Broken
-      Bytes = r.Look |> List.map (fun (a, l) -> read run a l)
-      Errors = String.Join("\n", run.Virtio.Device.Errors)
-      Unspecified = run.System.UnproducedBytesWrittenBack > 0L
-      NeedsReset = None }, run
-
-/// Every difference between QEMU's outcome and the model's, in words (empty: they agree).
-let differences (r: Request) (real: Outcome) (model: Outcome) (run: ScenarioRun) =
-    let bounced (a: uint64) = not (run.System.Space("memory").View.Translate(a).Region.IsDirect true)
-    [ if real.UsedList <> model.UsedList then sprintf "used ring: QEMU %A, model %A" real.UsedList model.UsedList
-      if real.IsBroken <> model.IsBroken then sprintf "broken: QEMU %b, model %b" real.IsBroken model.IsBroken
-      match real.NeedsReset with
-      | Some needsReset when needsReset <> model.IsBroken ->
-          sprintf "DEVICE_NEEDS_RESET: QEMU %b, but the model's device is %s" needsReset (if model.IsBroken then "broken" else "working")
-      | _ -> ()
-      for ((a, _), (q, m)) in List.zip r.Look (List.zip real.Bytes model.Bytes) do
-          if q <> m && not (model.Unspecified && bounced a) then
-              sprintf "bytes at 0x%x differ: QEMU %s, model %s" a (ScenarioTrace.Hex q) (ScenarioTrace.Hex m)
-      for e in model.Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries) do
-          if not (real.Errors.Contains e) then sprintf "the model reports \"%s\"; QEMU printed: %s" e (real.Errors.Trim()) ]
 
 let cases : (string * Request) list =
     let payload = Array.init 512 (fun i -> byte (i * 7 + 3))

@@ -11,12 +11,7 @@ open Conformance.Model.Scenarios
 open Conformance.Model.Virtio
 open Conformance.Properties.Tests.TestSupport
 
-let private q35 = lazy (fst (LayoutFixtureTests.load "q35"))
-
-let Mmio = 0xff000000UL      // pc-testdev-iomem, 64 KiB of plain storage behind MMIO callbacks
-let Rom = 0xfffe0000UL       // pc.bios, distinctive bytes from here on
-let Header, Data, Status = 0x200000UL, 0x300000UL, 0x280000UL
-let W, N = VirtioConstants.DescFlagWrite, VirtioConstants.DescFlagNext
+open Conformance.Properties.QemuDifferential
 
 /// One request: header (type, sector) in RAM unless given, then the chain as (addr, len, flags), then kick
 /// and completion. Returns the run.
@@ -35,8 +30,6 @@ let request (typ: uint32) (sector: uint64) (headerAt: uint64) (chain: (uint64 * 
           CompleteIoOp() ]
     ScenarioRunner.Run(Scenario(Profile.Qemu72, q35.Value, Array.ofList ops))
 
-let used (run: ScenarioRun) = run.Virtio.Driver.UsedIdx(), (run.Steps |> Seq.choose (fun s -> Option.ofObj s.Virtio) |> Seq.collect (fun v -> v.NewUsed) |> List.ofSeq)
-let read (run: ScenarioRun) (addr: uint64) (n: int) = let b = Array.zeroCreate<byte> n in run.System.Read(run.System.Space "memory", addr, Span b); b
 let sectorBytes (sector: int) (n: int) = (VirtioContext.InitialDisk 2048).[sector * 512 .. sector * 512 + n - 1]
 
 let readInto (addr: uint64) (len: uint32) = request VirtioBlk.TypeIn 1UL Header [ Header, 16u, N; addr, len, W ||| N; Status, 1u, W ] []
