@@ -16,7 +16,13 @@ public static class CommandLine
               variant of it) and prints, per property, the verdict, the number of cases, the case
               distribution, and for a failure the shrunk scenario, its trace and the replay command.
               A failure of the reference model is saved to fixtures/regressions; --save DIR saves
-              every failure's counterexample (also a broken variant's) to DIR instead.
+              every failure's counterexample (also a broken variant's) to DIR instead. Includes the
+              concurrency properties P20-P24 (CONFORMANCE_PARALLEL_CASES / _RUNS set their sizes).
+          conformance check --target qemu [--qemu PATH] [--profile P] [--max-test N] [--replay TOKEN]
+              Runs generated virtio-blk requests on a real QEMU (legacy and modern transport, one
+              reused process each) and on the model over QEMU's q35 layout, and reports every
+              disagreement with both observations. PATH defaults to $QEMU, then qemu-system-x86_64 on
+              PATH; its version picks the profile unless --profile says otherwise. Default 300 cases.
           conformance list
               Lists the properties with the rules they check, and the model's broken variants.
           conformance matrix
