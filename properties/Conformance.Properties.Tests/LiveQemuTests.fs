@@ -44,19 +44,19 @@ let ``a QEMU that does not answer is reported with its stderr, and killed`` () =
 let cases : (string * Request) list =
     let payload = Array.init 512 (fun i -> byte (i * 7 + 3))
     let readInto (addr: uint64) (len: uint32) =
-        { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, addr, len, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ addr, int (min len 4096u) ] }
+        { Heads = [ 0us ]; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, addr, len, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ addr, int (min len 4096u) ] }
     [ "read 512 B into RAM", readInto Data 512u
       "read 512 B into MMIO", readInto Mmio 512u
       "read 4096 B into MMIO across a page", readInto (Mmio + 0x800UL) 4096u
       "read 8192 B into MMIO", readInto Mmio 8192u
-      "write 512 B from MMIO", { Header = header 1u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Mmio + 0x2000UL, 512u, N, 2us; 2, Status, 1u, W, 0us ]; Before = [ Mmio + 0x2000UL, payload ]; Look = [ Status, 1 ] }
-      "read 512 B into ROM", { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ Status, 1 ] }
-      "write 8192 B from ROM", { Header = header 1u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 8192u, N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ Status, 1 ] }
-      "header and data in MMIO", { Header = header 0u 1UL; Descriptors = [ 0, Mmio, 16u, N, 1us; 1, Mmio + 0x1000UL, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = [ Mmio, header 0u 1UL ]; Look = [ Mmio + 0x1000UL, 512 ] }
-      "chain loop", { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 1us ]; Before = []; Look = [ Data, 16 ] }
-      "readable after writable", { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 2us; 2, Data + 0x1000UL, 16u, N, 3us; 3, Status, 1u, W, 0us ]; Before = []; Look = [ Data, 16 ] }
-      "next 300 of 256", { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 300us ]; Before = []; Look = [ Data, 16 ] }
-      "zero-length data descriptor", { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 0u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ Data, 16 ] } ]
+      "write 512 B from MMIO", { Heads = [ 0us ]; Header = header 1u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Mmio + 0x2000UL, 512u, N, 2us; 2, Status, 1u, W, 0us ]; Before = [ Mmio + 0x2000UL, payload ]; Look = [ Status, 1 ] }
+      "read 512 B into ROM", { Heads = [ 0us ]; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ Status, 1 ] }
+      "write 8192 B from ROM", { Heads = [ 0us ]; Header = header 1u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 8192u, N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ Status, 1 ] }
+      "header and data in MMIO", { Heads = [ 0us ]; Header = header 0u 1UL; Descriptors = [ 0, Mmio, 16u, N, 1us; 1, Mmio + 0x1000UL, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = [ Mmio, header 0u 1UL ]; Look = [ Mmio + 0x1000UL, 512 ] }
+      "chain loop", { Heads = [ 0us ]; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 1us ]; Before = []; Look = [ Data, 16 ] }
+      "readable after writable", { Heads = [ 0us ]; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 2us; 2, Data + 0x1000UL, 16u, N, 3us; 3, Status, 1u, W, 0us ]; Before = []; Look = [ Data, 16 ] }
+      "next 300 of 256", { Heads = [ 0us ]; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 300us ]; Before = []; Look = [ Data, 16 ] }
+      "zero-length data descriptor", { Heads = [ 0us ]; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 0u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ Data, 16 ] } ]
 
 type LiveCases() =
     static member Names: obj[] seq = cases |> Seq.map (fun (n, _) -> [| box n |])
@@ -83,9 +83,9 @@ let ``each known deviation still shows on QEMU`` () =
     // Heap reuse is QEMU's allocator's business, so the pair is tried a few times.
     use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048)
     let pattern = Array.init 520 (fun i -> byte (0xa0 + i % 16))
-    let fill = { Header = header 1u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Mmio + 0x2000UL, 520u, N, 2us; 2, Status, 1u, W, 0us ]
+    let fill = { Heads = [ 0us ]; Header = header 1u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Mmio + 0x2000UL, 520u, N, 2us; 2, Status, 1u, W, 0us ]
                  Before = [ Mmio + 0x2000UL, pattern ]; Look = [ Status, 1 ] }
-    let failing = { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Mmio + 0x4000UL, 520u, W ||| N, 2us; 2, Status, 1u, W, 0us ]
+    let failing = { Heads = [ 0us ]; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Mmio + 0x4000UL, 520u, W ||| N, 2us; 2, Status, 1u, W, 0us ]
                     Before = []; Look = [ Mmio + 0x4000UL, 520; Status, 1 ] }
     let model, run = requestOnModel binary.Profile None failing
     Assert.True(run.System.UnproducedBytesWrittenBack > 0L, "the model no longer writes back never-produced bytes here")

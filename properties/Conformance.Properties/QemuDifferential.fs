@@ -29,11 +29,15 @@ let q35 =
 let used (run: ScenarioRun) = run.Virtio.Driver.UsedIdx(), (run.Steps |> Seq.choose (fun s -> Option.ofObj s.Virtio) |> Seq.collect (fun v -> v.NewUsed) |> List.ofSeq)
 let read (run: ScenarioRun) (addr: uint64) (n: int) = let b = Array.zeroCreate<byte> n in run.System.Read(run.System.Space "memory", addr, Span b); b
 
-/// A whole request on both sides: the 16-byte header written at Header, other guest writes, the given
-/// descriptor table (index, addr, len, flags, next), head 0 published, kick, completion; then the used
-/// ring, the broken flag and the bytes at each of `Look`.
+/// What the guest does on both sides: the 16-byte header written at Header, other guest writes, the given
+/// descriptor table (index, addr, len, flags, next), the heads published (one kick for all), completion;
+/// then the used ring, the broken flag and the bytes at each of `Look`.
 type Request =
-    { Header: byte[]; Descriptors: (int * uint64 * uint32 * uint16 * uint16) list; Before: (uint64 * byte[]) list; Look: (uint64 * int) list }
+    { Header: byte[]; Descriptors: (int * uint64 * uint32 * uint16 * uint16) list; Before: (uint64 * byte[]) list; Look: (uint64 * int) list
+      Heads: uint16 list }
+
+/// One request with head 0.
+let single (header: byte[]) descriptors before look = { Header = header; Descriptors = descriptors; Before = before; Look = look; Heads = [ 0us ] }
 
 /// A virtio-blk request header: type, sector.
 let header (typ: uint32) (sector: uint64) =
@@ -47,27 +51,6 @@ let header (typ: uint32) (sector: uint64) =
 /// NeedsReset: on the modern transport, whether device_status carries DEVICE_NEEDS_RESET (None elsewhere).
 type Outcome = { UsedList: (uint32 * uint32) list; IsBroken: bool; Bytes: byte[] list; Errors: string; Unspecified: bool; NeedsReset: bool option }
 
-let requestOnQemu (binary: QemuBinary) (r: Request) =
-    use q = new QemuProcess(binary, VirtioContext.InitialDisk 2048)
-    let blk = LegacyVirtioBlk(q, 0x100000UL)
-    blk.Initialise()
-    q.Qtest.Write(Header, ReadOnlySpan r.Header)
-    for (a, bytes) in r.Before do q.Qtest.Write(a, ReadOnlySpan bytes)
-    for (i, a, l, f, n) in r.Descriptors do blk.WriteDescriptor(i, VringDesc(a, l, f, n))
-    blk.Publish 0us
-    blk.Kick()
-    let completed = blk.WaitForUsed(1us, TimeSpan.FromSeconds 3.0)
-    let broken = blk.Broken()
-    // stderr arrives asynchronously: give an error line a moment to show up
-    let deadline = DateTime.UtcNow.AddSeconds 1.0
-    while broken && not (q.Stderr().Contains "virtio") && DateTime.UtcNow < deadline do Threading.Thread.Sleep 10
-    { UsedList = (if completed then [ (let struct (i, l) = blk.UsedElement 0 in (i, l)) ] else [])
-      IsBroken = broken
-      Bytes = r.Look |> List.map (fun (a, l) -> q.Qtest.Read(a, l))
-      Errors = q.Stderr()
-      Unspecified = false
-      NeedsReset = None }
-
 /// The same request as a case for a reused QEMU (VirtioBlkSession).
 let toCase (r: Request) =
     BlkRequestCase(
@@ -75,9 +58,11 @@ let toCase (r: Request) =
         [| for (i, a, l, f, n) in r.Descriptors -> struct (i, VringDesc(a, l, f, n)) |],
         [| for (a, l) in r.Look -> GuestRange(a, l) |],
         // an OUT request, or guest writes that could hold another header, may change the disk
-        BitConverter.ToUInt32(r.Header, 0) = 1u || not r.Before.IsEmpty)
+        BitConverter.ToUInt32(r.Header, 0) = 1u || not r.Before.IsEmpty,
+        Array.ofList r.Heads)
 
 /// The request on a reused QEMU; a QEMU that died or hung is reported as an outcome the model never has.
+/// (QEMU may complete several requests in any order: the used list is compared as a set.)
 let requestOnSession (session: VirtioBlkSession) (r: Request) =
     let o = session.Run(toCase r)
     { UsedList = o.Used |> Seq.map (fun struct (i, l) -> i, l) |> List.ofSeq
@@ -87,18 +72,23 @@ let requestOnSession (session: VirtioBlkSession) (r: Request) =
       Unspecified = false
       NeedsReset = if session.Transport = VirtioTransport.Modern then Some(o.DeviceStatus &&& 0x40uy <> 0uy) else None }
 
+/// The request on a fresh QEMU (a session of one case).
+let requestOnQemu (binary: QemuBinary) (r: Request) =
+    use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048)
+    requestOnSession session r
+
 /// The model side, on QEMU's own q35 layout with the binary's profile; `rom` is QEMU's BIOS image, where
 /// the request reads ROM.
-let requestOnModel (profile: Profile) (rom: byte[] option) (r: Request) =
+let requestOnModelWith (fault: Fault) (profile: Profile) (rom: byte[] option) (r: Request) =
     let spec = q35.Force()
-    let system = MemorySystem(spec, profile)
+    let system = MemorySystem(spec, profile, fault)
     rom |> Option.iter (fun image -> system.Region("pc.bios").RamBlock.Bytes.Write(0UL, ReadOnlySpan image))
     let ops =
         [ VirtioSetupOp("memory", 256, 0x100000UL, 0x101000UL, 0x102000UL, false, false, false, 2048, "") :> ScenarioOp
           WriteOp("memory", Header, r.Header)
           yield! r.Before |> List.map (fun (a, b) -> WriteOp("memory", a, b) :> ScenarioOp)
           DescriptorsOp(Nullable(), r.Descriptors |> List.map (fun (i, a, l, f, n) -> DescriptorEntry(i, a, l, f, n)) |> Array.ofList)
-          PublishOp [| 0us |]
+          PublishOp(Array.ofList r.Heads)
           KickOp()
           CompleteIoOp() ]
     let run = ScenarioRunner.Run(Scenario(profile, spec, Array.ofList ops), system)
@@ -109,10 +99,13 @@ let requestOnModel (profile: Profile) (rom: byte[] option) (r: Request) =
       Unspecified = run.System.UnproducedBytesWrittenBack > 0L
       NeedsReset = None }, run
 
+let requestOnModel profile rom r = requestOnModelWith Fault.None profile rom r
+
 /// Every difference between QEMU's outcome and the model's, in words (empty: they agree).
 let differences (r: Request) (real: Outcome) (model: Outcome) (run: ScenarioRun) =
     let bounced (a: uint64) = not (run.System.Space("memory").View.Translate(a).Region.IsDirect true)
-    [ if real.UsedList <> model.UsedList then sprintf "used ring: QEMU %A, model %A" real.UsedList model.UsedList
+    // several requests of one kick complete in whatever order the block layer finishes them
+    [ if List.sort real.UsedList <> List.sort model.UsedList then sprintf "used ring: QEMU %A, model %A" real.UsedList model.UsedList
       if real.IsBroken <> model.IsBroken then sprintf "broken: QEMU %b, model %b" real.IsBroken model.IsBroken
       match real.NeedsReset with
       | Some needsReset when needsReset <> model.IsBroken ->
@@ -125,33 +118,101 @@ let differences (r: Request) (real: Outcome) (model: Outcome) (run: ScenarioRun)
           if not (real.Errors.Contains e) then sprintf "the model reports \"%s\"; QEMU printed: %s" e (real.Errors.Trim()) ]
 
 let private places =
-    [ 0x300000UL, "RAM"; 0x3ffff00UL, "RAM end"; Mmio + 0x100UL, "MMIO"; Mmio + 0xff00UL, "MMIO end"; Rom + 0x1000UL, "ROM"; 0x10000000UL, "unassigned" ]
+    [| 0x300000UL, "RAM"; 0x3ffff00UL, "RAM end"; Mmio + 0x100UL, "MMIO"; Mmio + 0xff00UL, "MMIO end"; Rom + 0x1000UL, "ROM"; 0x10000000UL, "unassigned" |]
 
-let genCase =
+/// One generated request: type, sector, data pieces (place index, length), where its status byte goes.
+type RequestSpec = { Type: uint32; Sector: uint64; Pieces: (int * uint32) list; StatusInMmio: bool }
+
+/// A generated case: 1-4 requests published before one kick, on one transport. Shrinking works on this
+/// description with QEMU in the loop: fewer requests and pieces, shorter pieces, RAM instead of other
+/// places, plain reads, the legacy transport.
+type CaseSpec = { Transport: VirtioTransport; Requests: RequestSpec list }
+
+/// The guest's memory and descriptor table for a case: request k's header at Header + 0x40k, its status
+/// at Status + 0x10k (or in MMIO), its data at the next free offset of each place, its descriptors
+/// numbered on from the previous request's.
+let build (c: CaseSpec) : string * VirtioTransport * Request =
+    let offsets = Collections.Generic.Dictionary<int, uint64>()
+    let mutable next = 0
+    let descriptors = ResizeArray()
+    let before = ResizeArray()
+    let look = ResizeArray()
+    let heads = ResizeArray()
+    for k, r in List.indexed c.Requests do
+        let headerAt = Header + uint64 (0x40 * k)
+        if k > 0 then before.Add((headerAt, header r.Type r.Sector))
+        let statusAt = (if r.StatusInMmio then Mmio + 0x8000UL else Status) + uint64 (0x10 * k)
+        let data =
+            [ for (place, len) in r.Pieces ->
+                let off = match offsets.TryGetValue place with | true, o -> o | _ -> 0UL
+                offsets.[place] <- off + uint64 len + 0x10UL
+                fst places.[place] + off, len ]
+        let flags = if r.Type = 1u then N else W ||| N
+        heads.Add(uint16 next)
+        descriptors.Add((next, headerAt, 16u, N, uint16 (next + 1)))
+        for (addr, len) in data do
+            next <- next + 1
+            descriptors.Add((next, addr, len, flags, uint16 (next + 1)))
+        next <- next + 1
+        descriptors.Add((next, statusAt, 1u, W, 0us))
+        next <- next + 1
+        look.Add((statusAt, 1))
+        for (addr, len) in data do look.Add((addr, int (min len 4096u)))
+    let describe (r: RequestSpec) =
+        sprintf "type %d sector %d [%s]%s" r.Type r.Sector
+            (String.Join(", ", r.Pieces |> List.map (fun (p, l) -> sprintf "%s %d" (snd places.[p]) l)))
+            (if r.StatusInMmio then " status in MMIO" else "")
+    let label = sprintf "%A: %s" c.Transport (String.Join("; ", c.Requests |> List.map describe))
+    let first = c.Requests.Head
+    label, c.Transport,
+    { Header = header first.Type first.Sector; Descriptors = List.ofSeq descriptors; Before = List.ofSeq before
+      Look = List.ofSeq look; Heads = List.ofSeq heads }
+
+let private genRequest =
     gen {
         let! typ = Gen.frequency [ 4, Gen.constant 0u; 3, Gen.constant 1u; 1, Gen.constant 4u; 1, Gen.constant 8u; 1, Gen.constant 6u ]
         let! n = Gen.choose (1, 3)
         let! pieces =
-            Gen.listOfLength n (Gen.zip (Gen.frequency [ 6, Gen.constant places.[0]; 4, Gen.elements places ]) (Gen.frequency [ 3, Gen.elements [ 1u; 16u; 511u; 512u; 513u ]; 2, Gen.elements [ 4095u; 4096u; 4097u; 8192u ]; 1, Gen.choose (1, 9000) |> Gen.map uint32 ]))
+            Gen.listOfLength n (
+                Gen.zip
+                    (Gen.frequency [ 6, Gen.constant 0; 4, Gen.choose (0, places.Length - 1) ])
+                    (Gen.frequency [ 3, Gen.elements [ 1u; 16u; 511u; 512u; 513u ]; 2, Gen.elements [ 4095u; 4096u; 4097u; 8192u ]; 1, Gen.choose (1, 9000) |> Gen.map uint32 ]))
         let! sector = Gen.frequency [ 4, Gen.constant 1UL; 1, Gen.constant 2047UL; 1, Gen.constant 5000UL ]
-        let! statusAt = Gen.elements [ Status; Mmio + 0x8000UL ]
-        let! transport = Gen.elements [ VirtioTransport.Legacy; VirtioTransport.Modern ]
-        // pieces of the same place are laid out one after another
-        let offsets = Collections.Generic.Dictionary<uint64, uint64>()
-        let data =
-            [ for ((place, _), len) in pieces ->
-                let off = match offsets.TryGetValue place with | true, o -> o | _ -> 0UL
-                offsets.[place] <- off + uint64 len + 0x10UL
-                place + off, len ]
-        let flags = if typ = 1u then N else W ||| N
-        let descriptors =
-            [ yield 0, Header, 16u, N, 1us
-              for (k, (a, l)) in List.indexed data -> k + 1, a, l, flags, uint16 (k + 2)
-              yield data.Length + 1, statusAt, 1u, W, 0us ]
-        let label = sprintf "%A: type %d, %s" transport typ (pieces |> List.map (fun ((_, p), _) -> p) |> List.distinct |> String.concat "+")
-        let look = (statusAt, 1u) :: data |> List.map (fun (a, l) -> a, int (min l 4096u))
-        return label, transport, { Header = header typ sector; Descriptors = descriptors; Before = []; Look = look }
+        let! statusInMmio = Gen.elements [ false; true ]
+        return { Type = typ; Sector = sector; Pieces = pieces; StatusInMmio = statusInMmio }
     }
+
+let genSpec =
+    gen {
+        let! transport = Gen.elements [ VirtioTransport.Legacy; VirtioTransport.Modern ]
+        let! count = Gen.frequency [ 3, Gen.constant 1; 2, Gen.choose (2, 4) ]
+        let! requests = Gen.listOfLength count genRequest
+        return { Transport = transport; Requests = requests }
+    }
+
+let shrinkSpec (c: CaseSpec) : CaseSpec seq =
+    let simpler (r: RequestSpec) =
+        seq {
+            for i in 0 .. r.Pieces.Length - 1 do
+                if r.Pieces.Length > 1 then yield { r with Pieces = List.removeAt i r.Pieces }
+            for i, (p, l) in List.indexed r.Pieces do
+                if p <> 0 then yield { r with Pieces = List.updateAt i (0, l) r.Pieces }
+                if l > 512u then yield { r with Pieces = List.updateAt i (p, 512u) r.Pieces }
+                if l > 1u && l <> 512u then yield { r with Pieces = List.updateAt i (p, l / 2u) r.Pieces }
+            if r.Type <> 0u then yield { r with Type = 0u }
+            if r.Sector <> 1UL then yield { r with Sector = 1UL }
+            if r.StatusInMmio then yield { r with StatusInMmio = false }
+        }
+    seq {
+        if c.Requests.Length > 1 then
+            for i in 0 .. c.Requests.Length - 1 do yield { c with Requests = List.removeAt i c.Requests }
+        for i, r in List.indexed c.Requests do
+            for r' in simpler r do yield { c with Requests = List.updateAt i r' c.Requests }
+        if c.Transport <> VirtioTransport.Legacy then yield { c with Transport = VirtioTransport.Legacy }
+    }
+
+/// The generated cases as requests (for tests that want them without the spec).
+let genCase = genSpec |> Gen.map build
 
 /// Raw qtest round trips per second on this process (a 4-byte read each): the ceiling of the differential rate.
 let qtestRoundTrips (q: QemuProcess) =
@@ -169,12 +230,13 @@ let defaultCases () =
     | null | "" -> 300
     | s -> Int32.Parse s
 
-type DifferentialOutcome = { Passed: bool; Tests: int; Report: string }
+type DifferentialOutcome = { Passed: bool; Tests: int; Report: string; Counterexample: CaseSpec option }
 
 /// Runs `cases` generated requests on the QEMU at `binary` (one reused process per transport) and on the
 /// model with `profile`, and reports: verdict, rate, where the time went, the case distribution, and for
 /// a disagreement both observations in words, the model-side scenario and the replay token.
-let checkAgainst (binary: QemuBinary) (profile: Profile) (cases: int) (replay: Runner.ReplayToken option) : DifferentialOutcome =
+/// `modelFault` runs a broken variant of the model instead (to show the differential catches model bugs).
+let checkAgainstWith (modelFault: Fault) (binary: QemuBinary) (profile: Profile) (cases: int) (replay: Runner.ReplayToken option) : DifferentialOutcome =
     // QEMU's ROM image, so ROM buffers hold the same bytes on both sides
     let romImage =
         use q = new QemuProcess(binary, VirtioContext.InitialDisk 16)
@@ -183,12 +245,13 @@ let checkAgainst (binary: QemuBinary) (profile: Profile) (cases: int) (replay: R
     use modern = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = VirtioTransport.Modern)
     let deviation = KnownDeviations.idFor (KnownDeviations.load ()) "F-BLK-2"
     let qemuTime, modelTime = Diagnostics.Stopwatch(), Diagnostics.Stopwatch()
-    let judge (label: string, transport: VirtioTransport, request: Request) =
+    let judge (spec: CaseSpec) =
+        let label, transport, request = build spec
         qemuTime.Start()
         let real = requestOnSession (if transport = VirtioTransport.Modern then modern else legacy) request
         qemuTime.Stop()
         modelTime.Start()
-        let model, run = requestOnModel profile (Some romImage) request
+        let model, run = requestOnModelWith modelFault profile (Some romImage) request
         modelTime.Stop()
         let problems = differences request real model run
         let labels =
@@ -196,8 +259,10 @@ let checkAgainst (binary: QemuBinary) (profile: Profile) (cases: int) (replay: R
               if model.IsBroken then "device broke"
               if real.NeedsReset = Some true then "DEVICE_NEEDS_RESET seen (modern)"
               if model.Unspecified then sprintf "known deviation %s: uninitialised bounce bytes written back" deviation
-              for (_, p) in places do
-                  if label.Contains p && p <> "RAM" then sprintf "a buffer in %s" p ]
+              if spec.Requests.Length > 1 then sprintf "%d requests in one kick" spec.Requests.Length
+              for p in spec.Requests |> List.collect (fun r -> r.Pieces |> List.map fst) |> List.distinct do
+                  if p <> 0 then sprintf "a buffer in %s" (snd places.[p])
+              if spec.Requests |> List.exists (fun r -> r.StatusInMmio) then "a status byte in MMIO" ]
         let verdicts =
             if problems.IsEmpty then []
             else
@@ -205,10 +270,10 @@ let checkAgainst (binary: QemuBinary) (profile: Profile) (cases: int) (replay: R
                 [ Verdict.Violated(String.concat "\n" ([ sprintf "case: %s" label ] @ problems @ [ "scenario (model side):"; scenario ])) ]
         Verdict.judged labels verdicts
     // start both processes outside the timed part
-    legacy.Run(toCase { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 0us ]; Before = []; Look = [] }) |> ignore
-    modern.Run(toCase { Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 0us ]; Before = []; Look = [] }) |> ignore
+    legacy.Run(toCase (single (header 0u 1UL) [ 0, Header, 16u, N, 0us ] [] [])) |> ignore
+    modern.Run(toCase (single (header 0u 1UL) [ 0, Header, 16u, N, 0us ] [] [])) |> ignore
     let sw = Diagnostics.Stopwatch.StartNew()
-    let capture, labelsOf = Runner.runProperty (Arb.fromGen genCase) judge cases replay
+    let capture, labelsOf = Runner.runProperty (Arb.fromGenShrink (genSpec, shrinkSpec)) judge cases replay
     let elapsed = sw.Elapsed.TotalSeconds
     let roundTrips = qtestRoundTrips legacy.Process
     let ran = capture.Cases.Count
@@ -216,14 +281,17 @@ let checkAgainst (binary: QemuBinary) (profile: Profile) (cases: int) (replay: R
     let struct (p1, s1, w1, r1), struct (p2, s2, w2, r2) = legacy.Time, modern.Time
     let sb = Text.StringBuilder()
     let line (s: string) = sb.Append(s).Append('\n') |> ignore
-    let passed, message, token =
+    let passed, message, token, shrunk =
         match capture.Result with
-        | Some(TestResult.Passed _) -> true, "", None
-        | Some(TestResult.Failed(data, _, _, outcome, _, rnd, size)) ->
-            false, Runner.failureMessage data outcome, Some({ Seed = rnd.Seed; Gamma = rnd.Gamma; Size = size }: Runner.ReplayToken)
-        | _ -> false, "FsCheck reported no result", None
-    line (sprintf "%s  differential virtio-blk requests against %s (QEMU %O, model profile %A): %d cases"
-              (if passed then "PASS" else "FAIL") binary.Path binary.Version profile ran)
+        | Some(TestResult.Passed _) -> true, "", None, None
+        | Some(TestResult.Failed(data, _, shrunkArgs, outcome, _, rnd, size)) ->
+            let shrunk = shrunkArgs |> List.tryPick (function :? CaseSpec as c -> Some c | _ -> None)
+            false, sprintf "%s\n(shrunk %d times with QEMU in the loop)" (Runner.failureMessage data outcome) data.NumberOfShrinks,
+            Some({ Seed = rnd.Seed; Gamma = rnd.Gamma; Size = size }: Runner.ReplayToken), shrunk
+        | _ -> false, "FsCheck reported no result", None, None
+    line (sprintf "%s  differential virtio-blk requests against %s (QEMU %O, model profile %A%s): %d cases"
+              (if passed then "PASS" else "FAIL") binary.Path binary.Version profile
+              (if modelFault = Fault.None then "" else sprintf ", broken variant %A" modelFault) ran)
     line (sprintf "      %.1f cases/s (%d cases in %.1f s) on %d QEMU processes, one per transport; raw qtest round trips on the same process: %.0f/s"
               (float ran / elapsed) ran elapsed (legacy.ProcessesStarted + modern.ProcessesStarted) roundTrips)
     line (sprintf "      per case: QEMU %.1f ms (reset and restore %.2f, request %.2f, device %.2f, read back %.2f), model %.1f ms"
@@ -235,7 +303,9 @@ let checkAgainst (binary: QemuBinary) (profile: Profile) (cases: int) (replay: R
         for l in message.Split('\n') do line ("        " + l)
         match token with
         | Some t ->
-            line (sprintf "      replay token: %O (the first case it generates is the failing one; QEMU is not shrunk)" t)
+            line (sprintf "      replay token: %O (the first case it generates is the failing one, before shrinking)" t)
             line (sprintf "      reproduce with: dotnet run --project src/Conformance.Cli -- check --target qemu --qemu %s --replay %O" binary.Path t)
         | None -> ()
-    { Passed = passed; Tests = ran; Report = sb.ToString() }
+    { Passed = passed; Tests = ran; Report = sb.ToString(); Counterexample = shrunk }
+
+let checkAgainst binary profile cases replay = checkAgainstWith Fault.None binary profile cases replay

@@ -14,7 +14,8 @@ public sealed record GuestRange(ulong Addr, int Length);
 /// (index, descriptor), head 0 published and kicked, then the ranges to read back. <paramref name="MayWriteDisk"/>
 /// false promises the request cannot change the disk (no OUT request), which spares restoring the image.
 /// </summary>
-public sealed record BlkRequestCase(IReadOnlyList<GuestWrite> Writes, IReadOnlyList<(int Index, VringDesc Desc)> Descriptors, IReadOnlyList<GuestRange> Look, bool MayWriteDisk = true);
+/// <paramref name="Heads"/> are published in order before one kick (default: head 0 alone).
+public sealed record BlkRequestCase(IReadOnlyList<GuestWrite> Writes, IReadOnlyList<(int Index, VringDesc Desc)> Descriptors, IReadOnlyList<GuestRange> Look, bool MayWriteDisk = true, IReadOnlyList<ushort>? Heads = null);
 
 /// <summary>What QEMU did with a case: used elements, the broken flag, the bytes read back, the error lines
 /// printed during the case, the device status byte the driver reads afterwards (DEVICE_NEEDS_RESET 0x40
@@ -80,18 +81,20 @@ public sealed class VirtioBlkSession : IDisposable
                 // only device-writable buffers can change (the device reads the others)
                 if (d.IsWrite) _touched.Add(new GuestRange(d.Addr, (int)Math.Min(d.Len, 16384u)));
             }
-            blk.Publish(0);
+            var heads = c.Heads ?? new ushort[] { 0 };
+            foreach (var h in heads) blk.Publish(h);
             blk.Kick();
             _submit.Stop();
             _wait.Start();
-            bool completed = blk.WaitForUsed(1, TimeSpan.FromSeconds(3));
+            bool completed = blk.WaitForUsed((ushort)heads.Count, TimeSpan.FromSeconds(3));
             // a virtio-blk request that completed was popped and pushed without a virtio_error; only ask QMP otherwise
             bool broken = !completed && blk.Broken();
             // stderr arrives asynchronously: give the error line a moment to show up
             if (broken) q.WaitForStderr(errorsFrom, "\n", TimeSpan.FromSeconds(1));   // virtio_error prints one line
             _wait.Stop();
             _readBack.Start();
-            var used = completed ? new[] { blk.UsedElement(0) } : Array.Empty<(uint, uint)>();
+            int published = blk.UsedIdx();
+            var used = Enumerable.Range(0, published).Select(blk.UsedElement).ToArray();
             var bytes = c.Look.Select(r => q.Qtest.Read(r.Addr, r.Length)).ToList();
             var observation = new BlkObservation(used, broken, bytes, q.Stderr()[errorsFrom..], blk.DeviceStatus(), null);
             _readBack.Stop();
