@@ -49,7 +49,10 @@ let header (typ: uint32) (sector: uint64) =
 /// What both sides are compared on. Unspecified: the model wrote back bounce bytes nobody produced
 /// (QEMU 7.2 writes heap garbage there, F-BLK-2), so bytes in bounced buffers cannot be compared.
 /// NeedsReset: on the modern transport, whether device_status carries DEVICE_NEEDS_RESET (None elsewhere).
-type Outcome = { UsedList: (uint32 * uint32) list; IsBroken: bool; Bytes: byte[] list; Errors: string; Unspecified: bool; NeedsReset: bool option }
+/// Queue: last_avail_idx, used_idx and inuse of queue 0 (QMP x-query-virtio-queue-status / the model's VirtQueue).
+type Outcome =
+    { UsedList: (uint32 * uint32) list; IsBroken: bool; Bytes: byte[] list; Errors: string; Unspecified: bool; NeedsReset: bool option
+      Queue: uint16 * uint16 * int }
 
 /// The same request as a case for a reused QEMU (VirtioBlkSession).
 let toCase (r: Request) =
@@ -70,7 +73,8 @@ let requestOnSession (session: VirtioBlkSession) (r: Request) =
       Bytes = List.ofSeq o.Bytes
       Errors = (match o.QemuFailure with null -> o.Errors | f -> sprintf "QEMU FAILED (%s); stderr: %s" f o.Errors)
       Unspecified = false
-      NeedsReset = if session.Transport = VirtioTransport.Modern then Some(o.DeviceStatus &&& 0x40uy <> 0uy) else None }
+      NeedsReset = if session.Transport = VirtioTransport.Modern then Some(o.DeviceStatus &&& 0x40uy <> 0uy) else None
+      Queue = (let struct (a, u, i) = o.Queue in (a, u, i)) }
 
 /// The request on a fresh QEMU (a session of one case).
 let requestOnQemu (binary: QemuBinary) (r: Request) =
@@ -97,7 +101,8 @@ let requestOnModelWith (fault: Fault) (profile: Profile) (rom: byte[] option) (r
       Bytes = r.Look |> List.map (fun (a, l) -> read run a l)
       Errors = String.Join("\n", run.Virtio.Device.Errors)
       Unspecified = run.System.UnproducedBytesWrittenBack > 0L
-      NeedsReset = None }, run
+      NeedsReset = None
+      Queue = (let q = run.Virtio.Device.Queues.[0] in (q.LastAvailIdx, q.UsedIdx, q.InUse)) }, run
 
 let requestOnModel profile rom r = requestOnModelWith Fault.None profile rom r
 
@@ -107,6 +112,9 @@ let differences (r: Request) (real: Outcome) (model: Outcome) (run: ScenarioRun)
     // several requests of one kick complete in whatever order the block layer finishes them
     [ if List.sort real.UsedList <> List.sort model.UsedList then sprintf "used ring: QEMU %A, model %A" real.UsedList model.UsedList
       if real.IsBroken <> model.IsBroken then sprintf "broken: QEMU %b, model %b" real.IsBroken model.IsBroken
+      if real.Queue <> model.Queue then
+          let (a1, u1, i1), (a2, u2, i2) = real.Queue, model.Queue
+          sprintf "queue 0 (last_avail_idx, used_idx, inuse): QEMU (%d, %d, %d), model (%d, %d, %d)" a1 u1 i1 a2 u2 i2
       match real.NeedsReset with
       | Some needsReset when needsReset <> model.IsBroken ->
           sprintf "DEVICE_NEEDS_RESET: QEMU %b, but the model's device is %s" needsReset (if model.IsBroken then "broken" else "working")

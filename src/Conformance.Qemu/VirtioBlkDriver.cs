@@ -129,6 +129,18 @@ public abstract class VirtioBlkDriver
         return (BinaryPrimitives.ReadUInt32LittleEndian(b), BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(4)));
     }
 
+    /// <summary>QMP x-query-virtio-queue-status of queue 0: (last_avail_idx, used_idx, inuse) as QEMU's
+    /// VirtQueue holds them.</summary>
+    public (ushort LastAvailIdx, ushort UsedIdx, int InUse) QueueStatus()
+    {
+        var q = Qemu.Qmp.Execute("x-query-virtio-queue-status", new System.Text.Json.Nodes.JsonObject
+        {
+            ["path"] = "/machine/peripheral/blk0/virtio-backend",
+            ["queue"] = 0,
+        }) ?? throw new QemuException("x-query-virtio-queue-status returned nothing", Qemu.StderrTail());
+        return ((ushort)q["last-avail-idx"]!.GetValue<int>(), (ushort)q["used-idx"]!.GetValue<int>(), q["inuse"]!.GetValue<int>());
+    }
+
     /// <summary>QMP x-query-virtio-status: whether the device is broken.</summary>
     public bool Broken()
     {

@@ -21,7 +21,8 @@ public sealed record BlkRequestCase(IReadOnlyList<GuestWrite> Writes, IReadOnlyL
 /// printed during the case, the device status byte the driver reads afterwards (DEVICE_NEEDS_RESET 0x40
 /// shows only on the modern transport), and, if QEMU died or hung, why (the next case then gets a fresh
 /// process).</summary>
-public sealed record BlkObservation(IReadOnlyList<(uint Id, uint Len)> Used, bool Broken, IReadOnlyList<byte[]> Bytes, string Errors, byte DeviceStatus, string? QemuFailure);
+public sealed record BlkObservation(IReadOnlyList<(uint Id, uint Len)> Used, bool Broken, IReadOnlyList<byte[]> Bytes, string Errors, byte DeviceStatus, string? QemuFailure,
+    (ushort LastAvailIdx, ushort UsedIdx, int InUse) Queue = default);
 
 /// <summary>
 /// One QEMU process reused across virtio-blk request cases. Between cases the device is reset through
@@ -96,7 +97,7 @@ public sealed class VirtioBlkSession : IDisposable
             int published = blk.UsedIdx();
             var used = Enumerable.Range(0, published).Select(blk.UsedElement).ToArray();
             var bytes = c.Look.Select(r => q.Qtest.Read(r.Addr, r.Length)).ToList();
-            var observation = new BlkObservation(used, broken, bytes, q.Stderr()[errorsFrom..], blk.DeviceStatus(), null);
+            var observation = new BlkObservation(used, broken, bytes, q.Stderr()[errorsFrom..], blk.DeviceStatus(), null, blk.QueueStatus());
             _readBack.Stop();
             return observation;
         }
