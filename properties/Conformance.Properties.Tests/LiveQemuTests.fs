@@ -117,3 +117,15 @@ let ``modern transport: a broken device shows DEVICE_NEEDS_RESET and a reset cle
     Assert.Equal(Some false, after.NeedsReset)
     let model, run = requestOnModel binary.Profile None ok
     Assert.Empty(differences ok after model run)
+
+/// `conformance replay FILE --target qemu`: the committed QEMU scenario (two reads in one kick, the second
+/// finding the one bounce buffer taken) agrees with QEMU on both transports.
+[<SkippableTheory; Trait("Category", "Qemu")>]
+[<InlineData("Legacy")>]
+[<InlineData("Modern")>]
+let ``a scenario file replays on QEMU and agrees`` (transport: string) =
+    let binary = qemu ()
+    let scenario = ScenarioJson.Parse(IO.File.ReadAllText(TestSupport.fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json"))
+    match replayOnQemu binary (Enum.Parse<VirtioTransport> transport) scenario with
+    | Ok(agree, report) -> Assert.True(agree, report)
+    | Error why -> failwith why

@@ -73,3 +73,22 @@ type ScenarioFormatTests() =
         let trace = ScenarioTrace.Render(ScenarioRunner.Run s)
         Assert.Contains("final:", trace)
         Assert.DoesNotContain("skipped", trace)
+
+/// Imported layouts name address-space roots that repeat ("bus master container"): the scenario format
+/// carries the root's index, so a differential failure's scenario (QEMU's whole q35 machine) parses back.
+[<Fact>]
+let ``a scenario over QEMU's q35 layout round-trips and can be driven on QEMU`` () =
+    let text = File.ReadAllText(fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json")
+    let s = ScenarioJson.Parse text
+    Assert.Equal(text.TrimEnd(), (ScenarioJson.Write s).TrimEnd())
+    Assert.Contains(s.Layout.AddressSpaces, fun a -> a.RootIndex.HasValue)
+    match Conformance.Properties.QemuDifferential.requestOfScenario s with
+    | Ok r -> Assert.Equal<uint16 list>([ 0us; 3us ], r.Heads)
+    | Error why -> failwith why
+
+[<Fact>]
+let ``a rootIndex that names another region is an error with its path`` () =
+    let text = File.ReadAllText(fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json")
+    let broken = System.Text.RegularExpressions.Regex.Replace(text, "\"rootIndex\": \\d+", "\"rootIndex\": 0")
+    let e = Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse broken |> ignore)
+    Assert.Contains("rootIndex", e.Message)

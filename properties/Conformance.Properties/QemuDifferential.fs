@@ -317,3 +317,82 @@ let checkAgainstWith (modelFault: Fault) (binary: QemuBinary) (profile: Profile)
     { Passed = passed; Tests = ran; Report = sb.ToString(); Counterexample = shrunk }
 
 let checkAgainst binary profile cases replay = checkAgainstWith Fault.None binary profile cases replay
+
+/// A scenario file as one kick of virtio-blk requests that QEMU can be driven through (the shape the
+/// differential prints as "scenario (model side)"), or the reason it cannot be.
+let requestOfScenario (s: Scenario) : Result<Request, string> =
+    let expectedRegions = q35.Force().AllRegions() |> Seq.map (fun r -> r.Name) |> Set.ofSeq
+    let regions = s.Layout.AllRegions() |> Seq.map (fun r -> r.Name) |> Set.ofSeq
+    let ops = List.ofSeq s.Ops
+    let describe (o: ScenarioOp) = o.GetType().Name.Replace("Op", "")
+    if regions <> expectedRegions then Error "its layout is not QEMU's q35 machine (fixtures/layouts/q35.mtree.txt): only that machine can be run on QEMU"
+    else
+        match ops with
+        | (:? VirtioSetupOp as v) :: rest ->
+            if v.Space <> "memory" || v.QueueSize <> 256 || v.Desc <> VirtioBlkSession.RingBase || v.Avail <> VirtioBlkSession.RingBase + 0x1000UL
+               || v.Used <> VirtioBlkSession.RingBase + 0x2000UL || v.EventIdx || v.Indirect || v.DiskSectors <> 2048 then
+                Error "its virtio setup differs from the QEMU driver's (queue of 256 at 0x100000/0x101000/0x102000 in \"memory\", no EVENT_IDX or indirect descriptors, 2048 sectors)"
+            else
+                let writes = rest |> List.takeWhile (fun o -> o :? WriteOp) |> List.map (fun o -> o :?> WriteOp)
+                match rest |> List.skip writes.Length with
+                | [ (:? DescriptorsOp as d); (:? PublishOp as p); (:? KickOp); (:? CompleteIoOp) ] when not d.Table.HasValue ->
+                    if writes |> List.exists (fun w -> w.Space <> "memory") then Error "a guest write goes to another address space than \"memory\""
+                    else
+                        let header, before =
+                            match writes with
+                            | w :: others when w.Addr = Header && w.Data.Length = 16 -> w.Data, others
+                            | _ -> Array.zeroCreate 16, writes
+                        let entries = List.ofSeq d.Entries
+                        Ok { Header = header
+                             Before = before |> List.map (fun w -> w.Addr, w.Data)
+                             Descriptors = entries |> List.map (fun e -> e.Index, e.Addr, e.Len, e.Flags, e.Next)
+                             Look = entries |> List.filter (fun e -> e.Flags &&& W <> 0us && e.Len > 0u) |> List.map (fun e -> e.Addr, int (min e.Len 4096u))
+                             Heads = List.ofSeq p.Heads }
+                | others ->
+                    Error(sprintf "QEMU can run virtio-setup, writes, descriptors, publish, kick, complete-io in that order; this scenario has %s after its writes"
+                              (String.Join(", ", others |> List.map describe)))
+        | first :: _ -> Error(sprintf "it starts with %s, not a virtio setup" (describe first))
+        | [] -> Error "it has no operations"
+
+/// Both observations of one request, side by side, rows that differ marked.
+let sideBySide (r: Request) (qemuName: string) (real: Outcome) (modelName: string) (model: Outcome) =
+    let row (what: string) (q: string) (m: string) = sprintf "%s %-28s %-40s %s" (if q = m then " " else "≠") what q m
+    let hex (b: byte[]) = if b.Length > 16 then ScenarioTrace.Hex b.[..15] + "..." else ScenarioTrace.Hex b
+    let (a1, u1, i1), (a2, u2, i2) = real.Queue, model.Queue
+    [ sprintf "  %-28s %-40s %s" "" qemuName modelName
+      row "used ring" (sprintf "%A" real.UsedList) (sprintf "%A" model.UsedList)
+      row "broken" (string real.IsBroken) (string model.IsBroken)
+      row "DEVICE_NEEDS_RESET" (match real.NeedsReset with Some b -> string b | None -> "(legacy: not shown)") (if real.NeedsReset.IsSome then string model.IsBroken else "(legacy: not shown)")
+      row "last_avail/used_idx/inuse" (sprintf "%d/%d/%d" a1 u1 i1) (sprintf "%d/%d/%d" a2 u2 i2)
+      for ((a, l), (q, m)) in List.zip r.Look (List.zip real.Bytes model.Bytes) do
+          row (sprintf "bytes at 0x%x (+%d)" a l) (hex q) (hex m)
+      // QEMU prefixes its program name; a model line counts as shown when QEMU's output contains it
+      let modelLines = model.Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+      let shown = modelLines |> Array.forall (fun l -> real.Errors.Contains l) && (modelLines.Length > 0 || real.Errors.Trim() = "")
+      sprintf "%s %-28s %-40s %s" (if shown then " " else "≠") "error lines" (real.Errors.Trim().Replace("\n", " | ")) (model.Errors.Trim().Replace("\n", " | ")) ]
+
+/// Runs a scenario file on QEMU (one fresh process on the given transport) and on the model: the two
+/// observations side by side, every difference in words, and the model's trace. Error: not realisable.
+let replayOnQemu (binary: QemuBinary) (transport: VirtioTransport) (s: Scenario) : Result<bool * string, string> =
+    match requestOfScenario s with
+    | Error why -> Error why
+    | Ok request ->
+        let romImage =
+            use q = new QemuProcess(binary, VirtioContext.InitialDisk 16)
+            q.Qtest.Read(0xfffc0000UL, 0x40000)
+        use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = transport)
+        let real = requestOnSession session request
+        let model, run = requestOnModel s.Profile (Some romImage) request
+        let problems = differences request real model run
+        let lines =
+            [ yield! sideBySide request (sprintf "QEMU %O (%A)" binary.Version transport) real (sprintf "model (%A)" s.Profile) model
+              yield ""
+              if problems.IsEmpty then yield "QEMU and the model agree."
+              else
+                  yield "differences:"
+                  for p in problems do yield "  " + p
+                  if model.Unspecified then yield sprintf "  (known deviation %s applies: bytes the model marks never-produced are not compared)" (KnownDeviations.idFor (KnownDeviations.load ()) "F-BLK-2")
+              yield ""
+              yield "the model's trace:"
+              yield ScenarioTrace.Render run ]
+        Ok(problems.IsEmpty, String.Join("\n", lines) + "\n")

@@ -30,6 +30,9 @@ public static class CommandLine
           conformance replay FILE [--profile Qemu72|Qemu92] [--variant FAULT] [--property NAME]
               Runs one scenario file and prints its canonical trace; with a property (or a
               regression file, which names one) also its verdict.
+          conformance replay FILE --target qemu [--qemu PATH] [--transport legacy|modern]
+              Runs a virtio-blk scenario (the shape a differential failure prints) on a real QEMU and
+              on the model, and prints both observations side by side, the differences and the trace.
           conformance replay --property NAME --profile Qemu72|Qemu92 --seed SEED,GAMMA,SIZE [--variant FAULT]
               Regenerates the case a failure report printed and judges it.
           conformance explain FILE [--profile Qemu72|Qemu92] [--variant FAULT]

@@ -14,7 +14,13 @@ public static class ReplayCommand
 {
     public static int Run(Options options, TextWriter stdout)
     {
-        options.Allow("profile", "variant", "property", "seed");
+        options.Allow("profile", "variant", "property", "seed", "target", "qemu", "transport");
+        switch (options.Get("target"))
+        {
+            case null or "model": break;
+            case "qemu": return RunOnQemu(options, stdout);
+            case var t: throw new UsageException($"--target is 'model' (the default) or 'qemu', not '{t}'");
+        }
         var fault = options.Get("variant") is { } v ? CommandLine.ParseFault(v) : Fault.None;
         if (options.Get("seed") is { } seed) return RunSeed(options, seed, fault, stdout);
 
@@ -34,6 +40,29 @@ public static class ReplayCommand
             ? $"P{entry.Number} {entry.Name} holds"
             : $"P{entry.Number} {entry.Name} FAILS:\n  " + string.Join("\n  ", violations));
         return violations.Count == 0 ? 0 : 1;
+    }
+
+    /// <summary>`replay FILE --target qemu [--qemu PATH] [--transport legacy|modern]`: the scenario on QEMU and
+    /// on the model, the observations side by side.</summary>
+    private static int RunOnQemu(Options options, TextWriter stdout)
+    {
+        if (options.Positional.Count != 1) throw new UsageException("replay --target qemu takes one scenario file");
+        foreach (var modelOnly in new[] { "variant", "property", "seed" })
+            if (options.Get(modelOnly) is not null) throw new UsageException($"--{modelOnly} does not apply to --target qemu");
+        string path = options.Positional[0];
+        var scenario = CommandLine.LoadScenario(path, options);
+        var transport = options.Get("transport") switch
+        {
+            null or "legacy" => Conformance.Qemu.VirtioTransport.Legacy,
+            "modern" => Conformance.Qemu.VirtioTransport.Modern,
+            var t => throw new UsageException($"--transport is legacy or modern, not '{t}'"),
+        };
+        var binary = Conformance.Qemu.QemuBinary.Find(options.Get("qemu"))
+            ?? throw new UsageException(options.Get("qemu") is { } q ? $"no QEMU at '{q}'" : "no qemu-system-x86_64 found (apt-get install qemu-system-x86, or --qemu PATH)");
+        var result = QemuDifferential.replayOnQemu(binary, transport, scenario);
+        if (result.IsError) throw new UsageException($"{path} cannot be run on QEMU: {result.ErrorValue}");
+        stdout.Write(result.ResultValue.Item2);
+        return result.ResultValue.Item1 ? 0 : 1;
     }
 
     private static Catalogue.Entry Find(string name)

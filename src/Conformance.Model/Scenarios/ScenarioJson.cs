@@ -105,10 +105,22 @@ public static class ScenarioJson
         var spaces = Array(Required(o, "addressSpaces", path), path + ".addressSpaces").Select((a, i) =>
         {
             string p = $"{path}.addressSpaces[{i}]";
-            var ao = Object(a, p, "name", "root", "maxBounceBufferSize");
+            var ao = Object(a, p, "name", "root", "rootIndex", "maxBounceBufferSize");
             ulong budget = ao.TryGetProperty("maxBounceBufferSize", out var b) ? U64(b, p + ".maxBounceBufferSize") : ProfileFacts.DefaultMaxBounceBufferSize;
             if (budget > 1 << 26) throw new ScenarioFormatException(p + ".maxBounceBufferSize", "budgets above 64 MiB are not modelled");
-            return new AddressSpaceSpec(String(Required(ao, "name", p), p + ".name"), String(Required(ao, "root", p), p + ".root"), budget);
+            // rootIndex picks one of several top-level regions of the same name (imported dumps: every PCI
+            // device has a "bus master container"); it must name a region called `root`
+            int? rootIndex = null;
+            string root = String(Required(ao, "root", p), p + ".root");
+            if (ao.TryGetProperty("rootIndex", out var ri))
+            {
+                ulong index = U64(ri, p + ".rootIndex");
+                if (index >= (ulong)regions.Count) throw new ScenarioFormatException(p + ".rootIndex", $"there are {regions.Count} top-level regions");
+                if (regions[(int)index].Name != root)
+                    throw new ScenarioFormatException(p + ".rootIndex", $"region {index} is '{regions[(int)index].Name}', not '{root}'");
+                rootIndex = (int)index;
+            }
+            return new AddressSpaceSpec(String(Required(ao, "name", p), p + ".name"), root, budget, rootIndex);
         }).ToList();
         var dirty = DirtyLogging.Default;
         if (o.TryGetProperty("dirtyLogging", out var d))
@@ -404,6 +416,7 @@ public static class ScenarioJson
             w.WriteStartObject();
             w.WriteString("name", a.Name);
             w.WriteString("root", a.Root);
+            if (a.RootIndex is int rootIndex) w.WriteNumber("rootIndex", rootIndex);
             if (a.MaxBounceBufferSize != ProfileFacts.DefaultMaxBounceBufferSize) w.WriteNumber("maxBounceBufferSize", a.MaxBounceBufferSize);
             w.WriteEndObject();
         }
