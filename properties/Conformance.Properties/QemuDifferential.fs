@@ -128,8 +128,21 @@ let differences (r: Request) (real: Outcome) (model: Outcome) (run: ScenarioRun)
 let private places =
     [| 0x300000UL, "RAM"; 0x3ffff00UL, "RAM end"; Mmio + 0x100UL, "MMIO"; Mmio + 0xff00UL, "MMIO end"; Rom + 0x1000UL, "ROM"; 0x10000000UL, "unassigned" |]
 
-/// One generated request: type, sector, data pieces (place index, length), where its status byte goes.
-type RequestSpec = { Type: uint32; Sector: uint64; Pieces: (int * uint32) list; StatusInMmio: bool }
+/// How a generated chain is malformed (the malformed chains of the virtqueue issue), if it is.
+type Malformation =
+    | WellFormed
+    /// the last data descriptor points back at the first: "Looped descriptor" (or bounce exhaustion first)
+    | Loop
+    /// a device-readable descriptor after the device-writable data: "Incorrect order for descriptors"
+    | ReadableAfterWritable
+    /// the header's next index is 300 in a queue of 256: "Desc next is 300"
+    | NextOutOfRange
+    /// a zero-length data descriptor: "zero sized buffers are not allowed"
+    | ZeroLength
+
+/// One generated request: type, sector, data pieces (place index, length), where its status byte goes,
+/// and whether its chain is malformed.
+type RequestSpec = { Type: uint32; Sector: uint64; Pieces: (int * uint32) list; StatusInMmio: bool; Malformed: Malformation }
 
 /// A generated case: 1-4 requests published before one kick, on one transport. Shrinking works on this
 /// description with QEMU in the loop: fewer requests and pieces, shorter pieces, RAM instead of other
@@ -156,20 +169,28 @@ let build (c: CaseSpec) : string * VirtioTransport * Request =
                 offsets.[place] <- off + uint64 len + 0x10UL
                 fst places.[place] + off, len ]
         let flags = if r.Type = 1u then N else W ||| N
-        heads.Add(uint16 next)
-        descriptors.Add((next, headerAt, 16u, N, uint16 (next + 1)))
-        for (addr, len) in data do
+        let head = next
+        heads.Add(uint16 head)
+        descriptors.Add((next, headerAt, 16u, N, (if r.Malformed = NextOutOfRange then 300us else uint16 (next + 1))))
+        let data = if r.Malformed = ZeroLength then data @ [ fst places.[0] + 0x8000UL + uint64 (0x100 * k), 0u ] else data
+        for i, (addr, len) in List.indexed data do
             next <- next + 1
-            descriptors.Add((next, addr, len, flags, uint16 (next + 1)))
+            let last = i = data.Length - 1
+            let following = if r.Malformed = Loop && last then uint16 (head + 1) else uint16 (next + 1)
+            descriptors.Add((next, addr, len, flags, following))
+        if r.Malformed = ReadableAfterWritable then
+            next <- next + 1
+            descriptors.Add((next, Data + 0x9000UL + uint64 (0x100 * k), 16u, N, uint16 (next + 1)))
         next <- next + 1
         descriptors.Add((next, statusAt, 1u, W, 0us))
         next <- next + 1
         look.Add((statusAt, 1))
-        for (addr, len) in data do look.Add((addr, int (min len 4096u)))
+        for (addr, len) in data do if len > 0u then look.Add((addr, int (min len 4096u)))
     let describe (r: RequestSpec) =
-        sprintf "type %d sector %d [%s]%s" r.Type r.Sector
+        sprintf "type %d sector %d [%s]%s%s" r.Type r.Sector
             (String.Join(", ", r.Pieces |> List.map (fun (p, l) -> sprintf "%s %d" (snd places.[p]) l)))
             (if r.StatusInMmio then " status in MMIO" else "")
+            (if r.Malformed = WellFormed then "" else sprintf " malformed: %A" r.Malformed)
     let label = sprintf "%A: %s" c.Transport (String.Join("; ", c.Requests |> List.map describe))
     let first = c.Requests.Head
     label, c.Transport,
@@ -187,7 +208,8 @@ let private genRequest =
                     (Gen.frequency [ 3, Gen.elements [ 1u; 16u; 511u; 512u; 513u ]; 2, Gen.elements [ 4095u; 4096u; 4097u; 8192u ]; 1, Gen.choose (1, 9000) |> Gen.map uint32 ]))
         let! sector = Gen.frequency [ 4, Gen.constant 1UL; 1, Gen.constant 2047UL; 1, Gen.constant 5000UL ]
         let! statusInMmio = Gen.elements [ false; true ]
-        return { Type = typ; Sector = sector; Pieces = pieces; StatusInMmio = statusInMmio }
+        let! malformed = Gen.frequency [ 12, Gen.constant WellFormed; 1, Gen.elements [ Loop; ReadableAfterWritable; NextOutOfRange; ZeroLength ] ]
+        return { Type = typ; Sector = sector; Pieces = pieces; StatusInMmio = statusInMmio; Malformed = malformed }
     }
 
 let genSpec =
@@ -210,6 +232,7 @@ let shrinkSpec (c: CaseSpec) : CaseSpec seq =
             if r.Type <> 0u then yield { r with Type = 0u }
             if r.Sector <> 1UL then yield { r with Sector = 1UL }
             if r.StatusInMmio then yield { r with StatusInMmio = false }
+            if r.Malformed <> WellFormed then yield { r with Malformed = WellFormed }
         }
     seq {
         if c.Requests.Length > 1 then
@@ -270,7 +293,9 @@ let checkAgainstWith (modelFault: Fault) (binary: QemuBinary) (profile: Profile)
               if spec.Requests.Length > 1 then sprintf "%d requests in one kick" spec.Requests.Length
               for p in spec.Requests |> List.collect (fun r -> r.Pieces |> List.map fst) |> List.distinct do
                   if p <> 0 then sprintf "a buffer in %s" (snd places.[p])
-              if spec.Requests |> List.exists (fun r -> r.StatusInMmio) then "a status byte in MMIO" ]
+              if spec.Requests |> List.exists (fun r -> r.StatusInMmio) then "a status byte in MMIO"
+              for r in spec.Requests do
+                  if r.Malformed <> WellFormed then sprintf "malformed chain: %A" r.Malformed ]
         let verdicts =
             if problems.IsEmpty then []
             else
