@@ -92,12 +92,25 @@ public sealed class VirtioBlkSession : IDisposable
             bool broken = !completed && blk.Broken();
             // stderr arrives asynchronously: give the error line a moment to show up
             if (broken) q.WaitForStderr(errorsFrom, "\n", TimeSpan.FromSeconds(1));   // virtio_error prints one line
+            // A broken device publishes nothing more, but requests popped before the error are still in the
+            // block layer: their completion unmaps (writes bounce buffers back) and releases them. Observe
+            // only once inuse has drained, as the model does after completing the I/O.
+            var queue = blk.QueueStatus();
+            if (broken)
+            {
+                var drain = System.Diagnostics.Stopwatch.StartNew();
+                while (queue.InUse > 0 && drain.Elapsed < TimeSpan.FromSeconds(2))
+                {
+                    Thread.Sleep(1);
+                    queue = blk.QueueStatus();
+                }
+            }
             _wait.Stop();
             _readBack.Start();
             int published = blk.UsedIdx();
             var used = Enumerable.Range(0, published).Select(blk.UsedElement).ToArray();
             var bytes = c.Look.Select(r => q.Qtest.Read(r.Addr, r.Length)).ToList();
-            var observation = new BlkObservation(used, broken, bytes, q.Stderr()[errorsFrom..], blk.DeviceStatus(), null, blk.QueueStatus());
+            var observation = new BlkObservation(used, broken, bytes, q.Stderr()[errorsFrom..], blk.DeviceStatus(), null, queue);
             _readBack.Stop();
             return observation;
         }
