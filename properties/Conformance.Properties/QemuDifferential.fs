@@ -142,7 +142,9 @@ type Malformation =
 
 /// One generated request: type, sector, data pieces (place index, length), where its status byte goes,
 /// and whether its chain is malformed.
-type RequestSpec = { Type: uint32; Sector: uint64; Pieces: (int * uint32) list; StatusInMmio: bool; Malformed: Malformation }
+/// With `Indirect`, the whole chain lives in an indirect table in RAM and the ring holds one descriptor
+/// pointing at it (QEMU and the model accept VRING_DESC_F_INDIRECT on the head whatever was negotiated).
+type RequestSpec = { Type: uint32; Sector: uint64; Pieces: (int * uint32) list; StatusInMmio: bool; Malformed: Malformation; Indirect: bool }
 
 /// A generated case: 1-4 requests published before one kick, on one transport. Shrinking works on this
 /// description with QEMU in the loop: fewer requests and pieces, shorter pieces, RAM instead of other
@@ -169,28 +171,37 @@ let build (c: CaseSpec) : string * VirtioTransport * Request =
                 offsets.[place] <- off + uint64 len + 0x10UL
                 fst places.[place] + off, len ]
         let flags = if r.Type = 1u then N else W ||| N
-        let head = next
-        heads.Add(uint16 head)
-        descriptors.Add((next, headerAt, 16u, N, (if r.Malformed = NextOutOfRange then 300us else uint16 (next + 1))))
+        // the chain with indices local to where it lives (the ring from `next` on, or an indirect table)
         let data = if r.Malformed = ZeroLength then data @ [ fst places.[0] + 0x8000UL + uint64 (0x100 * k), 0u ] else data
-        for i, (addr, len) in List.indexed data do
+        let chain =
+            [ yield headerAt, 16u, N, (if r.Malformed = NextOutOfRange then 300 else 1)
+              for i, (addr, len) in List.indexed data do
+                  let last = i = data.Length - 1
+                  yield addr, len, flags, (if r.Malformed = Loop && last then 1 else i + 2)
+              if r.Malformed = ReadableAfterWritable then
+                  yield Data + 0x9000UL + uint64 (0x100 * k), 16u, N, data.Length + 2
+              yield statusAt, 1u, W, 0 ]
+        heads.Add(uint16 next)
+        if r.Indirect then
+            let table = Data + 0x80000UL + uint64 (0x400 * k)
+            let bytes = Array.zeroCreate<byte> (16 * chain.Length)
+            chain |> List.iteri (fun i (a, l, f, n) -> VringDesc(a, l, f, uint16 n).Encode(Span(bytes, 16 * i, 16)))
+            before.Add((table, bytes))
+            descriptors.Add((next, table, uint32 bytes.Length, VirtioConstants.DescFlagIndirect, 0us))
             next <- next + 1
-            let last = i = data.Length - 1
-            let following = if r.Malformed = Loop && last then uint16 (head + 1) else uint16 (next + 1)
-            descriptors.Add((next, addr, len, flags, following))
-        if r.Malformed = ReadableAfterWritable then
-            next <- next + 1
-            descriptors.Add((next, Data + 0x9000UL + uint64 (0x100 * k), 16u, N, uint16 (next + 1)))
-        next <- next + 1
-        descriptors.Add((next, statusAt, 1u, W, 0us))
-        next <- next + 1
+        else
+            let start = next
+            for (a, l, f, n) in chain do
+                descriptors.Add((next, a, l, f, (if n = 300 then 300us else uint16 (start + n))))
+                next <- next + 1
         look.Add((statusAt, 1))
-        for (addr, len) in data do if len > 0u then look.Add((addr, int (min len 4096u)))
+        for (addr, len) in data do if len > 0u then look.Add((addr, int (min len 16384u)))   // whole buffers: the session clears what a case reads back
     let describe (r: RequestSpec) =
-        sprintf "type %d sector %d [%s]%s%s" r.Type r.Sector
+        sprintf "type %d sector %d [%s]%s%s%s" r.Type r.Sector
             (String.Join(", ", r.Pieces |> List.map (fun (p, l) -> sprintf "%s %d" (snd places.[p]) l)))
             (if r.StatusInMmio then " status in MMIO" else "")
             (if r.Malformed = WellFormed then "" else sprintf " malformed: %A" r.Malformed)
+            (if r.Indirect then " indirect" else "")
     let label = sprintf "%A: %s" c.Transport (String.Join("; ", c.Requests |> List.map describe))
     let first = c.Requests.Head
     label, c.Transport,
@@ -209,7 +220,8 @@ let private genRequest =
         let! sector = Gen.frequency [ 4, Gen.constant 1UL; 1, Gen.constant 2047UL; 1, Gen.constant 5000UL ]
         let! statusInMmio = Gen.elements [ false; true ]
         let! malformed = Gen.frequency [ 12, Gen.constant WellFormed; 1, Gen.elements [ Loop; ReadableAfterWritable; NextOutOfRange; ZeroLength ] ]
-        return { Type = typ; Sector = sector; Pieces = pieces; StatusInMmio = statusInMmio; Malformed = malformed }
+        let! indirect = Gen.frequency [ 4, Gen.constant false; 1, Gen.constant true ]
+        return { Type = typ; Sector = sector; Pieces = pieces; StatusInMmio = statusInMmio; Malformed = malformed; Indirect = indirect }
     }
 
 let genSpec =
@@ -233,6 +245,7 @@ let shrinkSpec (c: CaseSpec) : CaseSpec seq =
             if r.Sector <> 1UL then yield { r with Sector = 1UL }
             if r.StatusInMmio then yield { r with StatusInMmio = false }
             if r.Malformed <> WellFormed then yield { r with Malformed = WellFormed }
+            if r.Indirect then yield { r with Indirect = false }
         }
     seq {
         if c.Requests.Length > 1 then
@@ -295,7 +308,8 @@ let checkAgainstWith (modelFault: Fault) (binary: QemuBinary) (profile: Profile)
                   if p <> 0 then sprintf "a buffer in %s" (snd places.[p])
               if spec.Requests |> List.exists (fun r -> r.StatusInMmio) then "a status byte in MMIO"
               for r in spec.Requests do
-                  if r.Malformed <> WellFormed then sprintf "malformed chain: %A" r.Malformed ]
+                  if r.Malformed <> WellFormed then sprintf "malformed chain: %A" r.Malformed
+              if spec.Requests |> List.exists (fun r -> r.Indirect) then "an indirect table" ]
         let verdicts =
             if problems.IsEmpty then []
             else

@@ -10,9 +10,11 @@ public sealed record GuestWrite(ulong Addr, byte[] Bytes);
 public sealed record GuestRange(ulong Addr, int Length);
 
 /// <summary>
-/// One virtio-blk request case: guest writes (the 16-byte header among them), the descriptor table
+/// One virtio-blk request case: guest writes (the 16-byte header among them, indirect tables too), the descriptor table
 /// (index, descriptor), head 0 published and kicked, then the ranges to read back. <paramref name="MayWriteDisk"/>
 /// false promises the request cannot change the disk (no OUT request), which spares restoring the image.
+/// Memory the device may write must be in the ring's device-writable descriptors or in <paramref name="Look"/>:
+/// that is what the session clears before the next case.
 /// </summary>
 /// <paramref name="Heads"/> are published in order before one kick (default: head 0 alone).
 public sealed record BlkRequestCase(IReadOnlyList<GuestWrite> Writes, IReadOnlyList<(int Index, VringDesc Desc)> Descriptors, IReadOnlyList<GuestRange> Look, bool MayWriteDisk = true, IReadOnlyList<ushort>? Heads = null);
@@ -82,6 +84,8 @@ public sealed class VirtioBlkSession : IDisposable
                 // only device-writable buffers can change (the device reads the others)
                 if (d.IsWrite) _touched.Add(new GuestRange(d.Addr, (int)Math.Min(d.Len, 16384u)));
             }
+            // buffers named by indirect tables are not in the ring: the ranges a case reads back cover them
+            _touched.AddRange(c.Look);
             var heads = c.Heads ?? new ushort[] { 0 };
             foreach (var h in heads) blk.Publish(h);
             blk.Kick();
