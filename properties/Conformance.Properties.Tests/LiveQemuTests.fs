@@ -141,3 +141,21 @@ let ``a scenario file replays on QEMU and agrees`` (transport: string) =
     match replayOnQemu binary (Enum.Parse<VirtioTransport> transport) scenario with
     | Ok(agree, report) -> Assert.True(agree, report)
     | Error why -> failwith why
+
+/// A QEMU that stops answering in the middle of a session: the case's observation says so (with the
+/// stderr tail), the process is killed, and the next case gets a fresh one.
+[<SkippableFact; Trait("Category", "Qemu")>]
+let ``a hung QEMU in a session is killed and replaced`` () =
+    let binary = qemu ()
+    use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, TimeSpan.FromSeconds 2.0)
+    let ok = cases |> List.find (fun (n, _) -> n = "read 512 B into RAM") |> snd
+    Assert.Empty((requestOnSession session ok).Errors)
+    let pid = session.Process.Pid
+    Diagnostics.Process.Start("kill", [ "-STOP"; string pid ]).WaitForExit()
+    let hung = session.Run(toCase ok)
+    Assert.NotNull(hung.QemuFailure)
+    Assert.False(QemuProcess.IsRunning pid, sprintf "the hung QEMU %d is still running" pid)
+    let after = requestOnSession session ok
+    Assert.Equal(2, session.ProcessesStarted)
+    let model, run = requestOnModel binary.Profile None ok
+    Assert.Empty(differences ok after model run)

@@ -266,6 +266,23 @@ let qtestRoundTrips (q: QemuProcess) =
     float n / sw.Elapsed.TotalSeconds
 
 
+/// Both observations of one request, side by side, rows that differ marked.
+let sideBySide (r: Request) (qemuName: string) (real: Outcome) (modelName: string) (model: Outcome) =
+    let row (what: string) (q: string) (m: string) = sprintf "%s %-28s %-40s %s" (if q = m then " " else "≠") what q m
+    let hex (b: byte[]) = if b.Length > 16 then ScenarioTrace.Hex b.[..15] + "..." else ScenarioTrace.Hex b
+    let (a1, u1, i1), (a2, u2, i2) = real.Queue, model.Queue
+    [ sprintf "  %-28s %-40s %s" "" qemuName modelName
+      row "used ring" (sprintf "%A" real.UsedList) (sprintf "%A" model.UsedList)
+      row "broken" (string real.IsBroken) (string model.IsBroken)
+      row "DEVICE_NEEDS_RESET" (match real.NeedsReset with Some b -> string b | None -> "(legacy: not shown)") (if real.NeedsReset.IsSome then string model.IsBroken else "(legacy: not shown)")
+      row "last_avail/used_idx/inuse" (sprintf "%d/%d/%d" a1 u1 i1) (sprintf "%d/%d/%d" a2 u2 i2)
+      for ((a, l), (q, m)) in List.zip r.Look (List.zip real.Bytes model.Bytes) do
+          row (sprintf "bytes at 0x%x (+%d)" a l) (hex q) (hex m)
+      // QEMU prefixes its program name; a model line counts as shown when QEMU's output contains it
+      let modelLines = model.Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+      let shown = modelLines |> Array.forall (fun l -> real.Errors.Contains l) && (modelLines.Length > 0 || real.Errors.Trim() = "")
+      sprintf "%s %-28s %-40s %s" (if shown then " " else "≠") "error lines" (real.Errors.Trim().Replace("\n", " | ")) (model.Errors.Trim().Replace("\n", " | ")) ]
+
 /// Environment variable: generated differential cases per run (default 300).
 let CasesVariable = "CONFORMANCE_QEMU_CASES"
 
@@ -314,7 +331,8 @@ let checkAgainstWith (modelFault: Fault) (binary: QemuBinary) (profile: Profile)
             if problems.IsEmpty then []
             else
                 let scenario = ScenarioJson.Write(Scenario(profile, run.Scenario.Layout, run.Scenario.Ops, Description = label))
-                [ Verdict.Violated(String.concat "\n" ([ sprintf "case: %s" label ] @ problems @ [ "scenario (model side):"; scenario ])) ]
+                let table = sideBySide request (sprintf "QEMU %O (%A)" binary.Version transport) real (sprintf "model (%A)" profile) model
+                [ Verdict.Violated(String.concat "\n" ([ sprintf "case: %s" label ] @ problems @ table @ [ "scenario (model side; conformance replay FILE --target qemu runs it):"; scenario ])) ]
         Verdict.judged labels verdicts
     // start both processes outside the timed part
     legacy.Run(toCase (single (header 0u 1UL) [ 0, Header, 16u, N, 0us ] [] [])) |> ignore
@@ -392,23 +410,6 @@ let requestOfScenario (s: Scenario) : Result<Request, string> =
                               (String.Join(", ", others |> List.map describe)))
         | first :: _ -> Error(sprintf "it starts with %s, not a virtio setup" (describe first))
         | [] -> Error "it has no operations"
-
-/// Both observations of one request, side by side, rows that differ marked.
-let sideBySide (r: Request) (qemuName: string) (real: Outcome) (modelName: string) (model: Outcome) =
-    let row (what: string) (q: string) (m: string) = sprintf "%s %-28s %-40s %s" (if q = m then " " else "≠") what q m
-    let hex (b: byte[]) = if b.Length > 16 then ScenarioTrace.Hex b.[..15] + "..." else ScenarioTrace.Hex b
-    let (a1, u1, i1), (a2, u2, i2) = real.Queue, model.Queue
-    [ sprintf "  %-28s %-40s %s" "" qemuName modelName
-      row "used ring" (sprintf "%A" real.UsedList) (sprintf "%A" model.UsedList)
-      row "broken" (string real.IsBroken) (string model.IsBroken)
-      row "DEVICE_NEEDS_RESET" (match real.NeedsReset with Some b -> string b | None -> "(legacy: not shown)") (if real.NeedsReset.IsSome then string model.IsBroken else "(legacy: not shown)")
-      row "last_avail/used_idx/inuse" (sprintf "%d/%d/%d" a1 u1 i1) (sprintf "%d/%d/%d" a2 u2 i2)
-      for ((a, l), (q, m)) in List.zip r.Look (List.zip real.Bytes model.Bytes) do
-          row (sprintf "bytes at 0x%x (+%d)" a l) (hex q) (hex m)
-      // QEMU prefixes its program name; a model line counts as shown when QEMU's output contains it
-      let modelLines = model.Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries)
-      let shown = modelLines |> Array.forall (fun l -> real.Errors.Contains l) && (modelLines.Length > 0 || real.Errors.Trim() = "")
-      sprintf "%s %-28s %-40s %s" (if shown then " " else "≠") "error lines" (real.Errors.Trim().Replace("\n", " | ")) (model.Errors.Trim().Replace("\n", " | ")) ]
 
 /// Runs a scenario file on QEMU (one fresh process on the given transport) and on the model: the two
 /// observations side by side, every difference in words, and the model's trace. Error: not realisable.
