@@ -148,7 +148,7 @@ let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> =
         for i in 0 .. n - 1 do
             let! space = Gen.elements spaces
             let! choice = Gen.frequency [ 8, Gen.constant 0; 4, Gen.constant 1; 6, Gen.constant 2; 2, Gen.constant 3
-                                          2, Gen.constant 4; 2, Gen.constant 5; 1, Gen.constant 6; 2, Gen.constant 7; 1, Gen.constant 8; 1, Gen.constant 9 ]
+                                          2, Gen.constant 4; 2, Gen.constant 5; 1, Gen.constant 6; 2, Gen.constant 7; 1, Gen.constant 8; 3, Gen.constant 9 ]
             let! contendAddr = if bouncing.[space].Length = 0 then Gen.constant 0UL else Gen.elements bouncing.[space]
             let! contendLen = Gen.elements [ 4096UL; 8192UL; 65536UL ]
             let! withdraw = Gen.elements [ true; false ]
