@@ -67,7 +67,7 @@ type LiveCases() =
         let binary = qemu ()
         let r = cases |> List.find (fun (n, _) -> n = name) |> snd
         let real = requestOnQemu binary r
-        let model, run = requestOnModel binary.Profile None r
+        let model, run = requestOnModel binary.Profile (Some(romImageOf binary)) r
         Assert.Empty(differences r real model run)
 
 /// Every entry of fixtures/qemu/known-deviations.json must still show on the installed QEMU: the registry
@@ -82,7 +82,7 @@ let ``each known deviation still shows on QEMU`` () =
     // never-initialised bounce buffer back, and the device ends up holding the pattern. Driven by hand on
     // one process, with nothing between the two requests that could take the freed heap chunk (no QMP).
     let failing = single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Mmio + 0x4000UL, 520u, W ||| N, 2us; 2, Status, 1u, W, 0us ] [] [ Mmio + 0x4000UL, 520; Status, 1 ]
-    let model, run = requestOnModel binary.Profile None failing
+    let model, run = requestOnModel binary.Profile (Some(romImageOf binary)) failing
     Assert.True(run.System.UnproducedBytesWrittenBack > 0L, "the model no longer writes back never-produced bytes here")
     Assert.True(model.Bytes.[0] |> Array.forall ((=) 0uy))
     let pattern = Array.init 520 (fun i -> byte (0xa0 + i % 16))
@@ -127,7 +127,7 @@ let ``modern transport: a broken device shows DEVICE_NEEDS_RESET and a reset cle
     Assert.Contains("Looped descriptor", broken.Errors)
     let after = requestOnSession session ok
     Assert.Equal(Some false, after.NeedsReset)
-    let model, run = requestOnModel binary.Profile None ok
+    let model, run = requestOnModel binary.Profile (Some(romImageOf binary)) ok
     Assert.Empty(differences ok after model run)
 
 /// `conformance replay FILE --target qemu`: the committed QEMU scenario (two reads in one kick, the second
@@ -157,5 +157,5 @@ let ``a hung QEMU in a session is killed and replaced`` () =
     Assert.False(QemuProcess.IsRunning pid, sprintf "the hung QEMU %d is still running" pid)
     let after = requestOnSession session ok
     Assert.Equal(2, session.ProcessesStarted)
-    let model, run = requestOnModel binary.Profile None ok
+    let model, run = requestOnModel binary.Profile (Some(romImageOf binary)) ok
     Assert.Empty(differences ok after model run)

@@ -52,7 +52,9 @@ let header (typ: uint32) (sector: uint64) =
 /// Queue: last_avail_idx, used_idx and inuse of queue 0 (QMP x-query-virtio-queue-status / the model's VirtQueue).
 type Outcome =
     { UsedList: (uint32 * uint32) list; IsBroken: bool; Bytes: byte[] list; Errors: string; Unspecified: bool; NeedsReset: bool option
-      Queue: uint16 * uint16 * int }
+      Queue: uint16 * uint16 * int
+      /// The disk afterwards, where the case may have written it (None: not looked at).
+      Disk: byte[] option }
 
 /// The same request as a case for a reused QEMU (VirtioBlkSession).
 let toCase (r: Request) =
@@ -74,7 +76,17 @@ let requestOnSession (session: VirtioBlkSession) (r: Request) =
       Errors = (match o.QemuFailure with null -> o.Errors | f -> sprintf "QEMU FAILED (%s); stderr: %s" f o.Errors)
       Unspecified = false
       NeedsReset = if session.Transport = VirtioTransport.Modern then Some(o.DeviceStatus &&& 0x40uy <> 0uy) else None
-      Queue = (let struct (a, u, i) = o.Queue in (a, u, i)) }
+      Queue = (let struct (a, u, i) = o.Queue in (a, u, i))
+      Disk = Option.ofObj o.Disk }
+
+/// QEMU's BIOS image as the guest sees it at 0xfffc0000 (256 KiB), read once per binary, so ROM buffers
+/// hold the same bytes on both sides.
+let romImageOf =
+    let images = Collections.Concurrent.ConcurrentDictionary<string, byte[]>()
+    fun (binary: QemuBinary) ->
+        images.GetOrAdd(binary.Path, fun _ ->
+            use q = new QemuProcess(binary, VirtioContext.InitialDisk 16)
+            q.Qtest.Read(0xfffc0000UL, 0x40000))
 
 /// The request on a fresh QEMU (a session of one case).
 let requestOnQemu (binary: QemuBinary) (r: Request) =
@@ -102,7 +114,8 @@ let requestOnModelWith (fault: Fault) (profile: Profile) (rom: byte[] option) (r
       Errors = String.Join("\n", run.Virtio.Device.Errors)
       Unspecified = run.System.UnproducedBytesWrittenBack > 0L
       NeedsReset = None
-      Queue = (let q = run.Virtio.Device.Queues.[0] in (q.LastAvailIdx, q.UsedIdx, q.InUse)) }, run
+      Queue = (let q = run.Virtio.Device.Queues.[0] in (q.LastAvailIdx, q.UsedIdx, q.InUse))
+      Disk = Some run.Virtio.Blk.Disk }, run
 
 let requestOnModel profile rom r = requestOnModelWith Fault.None profile rom r
 
@@ -122,6 +135,12 @@ let differences (r: Request) (real: Outcome) (model: Outcome) (run: ScenarioRun)
       for ((a, _), (q, m)) in List.zip r.Look (List.zip real.Bytes model.Bytes) do
           if q <> m && not (model.Unspecified && bounced a) then
               sprintf "bytes at 0x%x differ: QEMU %s, model %s" a (ScenarioTrace.Hex q) (ScenarioTrace.Hex m)
+      match real.Disk, model.Disk with
+      | Some q, Some m when q <> m ->
+          let sectors = [ for s in 0 .. min q.Length m.Length / 512 - 1 do
+                            if not (ReadOnlySpan(q, s * 512, 512).SequenceEqual(ReadOnlySpan(m, s * 512, 512))) then yield s ]
+          sprintf "disk image differs (%d vs %d bytes) in sectors %A" q.Length m.Length (sectors |> List.truncate 8)
+      | _ -> ()
       for e in model.Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries) do
           if not (real.Errors.Contains e) then sprintf "the model reports \"%s\"; QEMU printed: %s" e (real.Errors.Trim()) ]
 
@@ -298,10 +317,7 @@ type DifferentialOutcome = { Passed: bool; Tests: int; Report: string; Counterex
 /// a disagreement both observations in words, the model-side scenario and the replay token.
 /// `modelFault` runs a broken variant of the model instead (to show the differential catches model bugs).
 let checkAgainstWith (modelFault: Fault) (binary: QemuBinary) (profile: Profile) (cases: int) (replay: Runner.ReplayToken option) : DifferentialOutcome =
-    // QEMU's ROM image, so ROM buffers hold the same bytes on both sides
-    let romImage =
-        use q = new QemuProcess(binary, VirtioContext.InitialDisk 16)
-        q.Qtest.Read(0xfffc0000UL, 0x40000)
+    let romImage = romImageOf binary
     use legacy = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = VirtioTransport.Legacy)
     use modern = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = VirtioTransport.Modern)
     let deviation = KnownDeviations.idFor (KnownDeviations.load ()) "F-BLK-2"
@@ -417,9 +433,7 @@ let replayOnQemu (binary: QemuBinary) (transport: VirtioTransport) (s: Scenario)
     match requestOfScenario s with
     | Error why -> Error why
     | Ok request ->
-        let romImage =
-            use q = new QemuProcess(binary, VirtioContext.InitialDisk 16)
-            q.Qtest.Read(0xfffc0000UL, 0x40000)
+        let romImage = romImageOf binary
         use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = transport)
         let real = requestOnSession session request
         let model, run = requestOnModel s.Profile (Some romImage) request

@@ -152,6 +152,9 @@ public sealed class QemuProcess : IDisposable
         f.Flush();   // to the page cache QEMU reads through; no fsync needed
     }
 
+    /// <summary>The raw disk image as QEMU left it (read through the page cache QEMU writes through).</summary>
+    public byte[] ReadDisk() => File.ReadAllBytes(_diskPath);
+
     /// <summary>The last lines QEMU printed on stderr (error reports such as "virtio: bogus descriptor ...").</summary>
     public string StderrTail()
     {

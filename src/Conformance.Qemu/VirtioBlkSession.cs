@@ -23,8 +23,9 @@ public sealed record BlkRequestCase(IReadOnlyList<GuestWrite> Writes, IReadOnlyL
 /// printed during the case, the device status byte the driver reads afterwards (DEVICE_NEEDS_RESET 0x40
 /// shows only on the modern transport), and, if QEMU died or hung, why (the next case then gets a fresh
 /// process).</summary>
+/// <paramref name="Disk"/>: the disk image afterwards, for cases that may write it (null otherwise).
 public sealed record BlkObservation(IReadOnlyList<(uint Id, uint Len)> Used, bool Broken, IReadOnlyList<byte[]> Bytes, string Errors, byte DeviceStatus, string? QemuFailure,
-    (ushort LastAvailIdx, ushort UsedIdx, int InUse) Queue = default);
+    (ushort LastAvailIdx, ushort UsedIdx, int InUse) Queue = default, byte[]? Disk = null);
 
 /// <summary>
 /// One QEMU process reused across virtio-blk request cases. Between cases the device is reset through
@@ -114,7 +115,8 @@ public sealed class VirtioBlkSession : IDisposable
             int published = blk.UsedIdx();
             var used = Enumerable.Range(0, published).Select(blk.UsedElement).ToArray();
             var bytes = c.Look.Select(r => q.Qtest.Read(r.Addr, r.Length)).ToList();
-            var observation = new BlkObservation(used, broken, bytes, q.Stderr()[errorsFrom..], blk.DeviceStatus(), null, queue);
+            var observation = new BlkObservation(used, broken, bytes, q.Stderr()[errorsFrom..], blk.DeviceStatus(), null, queue,
+                c.MayWriteDisk ? q.ReadDisk() : null);
             _readBack.Stop();
             return observation;
         }
