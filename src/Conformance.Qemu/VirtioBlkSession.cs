@@ -96,7 +96,8 @@ public sealed class VirtioBlkSession : IDisposable
             // a virtio-blk request that completed was popped and pushed without a virtio_error; only ask QMP otherwise
             bool broken = !completed && blk.Broken();
             // stderr arrives asynchronously: give the error line a moment to show up
-            if (broken) q.WaitForStderr(errorsFrom, "\n", TimeSpan.FromSeconds(1));   // virtio_error prints one line
+            // virtio_error prints one line; stderr is read on the thread pool, which a loaded machine can delay
+            if (broken) q.WaitForStderr(errorsFrom, "\n", TimeSpan.FromSeconds(10));
             // A broken device publishes nothing more, but requests popped before the error are still in the
             // block layer: their completion unmaps (writes bounce buffers back) and releases them. Observe
             // only once inuse has drained, as the model does after completing the I/O.
