@@ -28,15 +28,23 @@ let schedulesOf (lines: string list) (runs: int) =
     let baseSeed = stableSeed lines
     [ for k in 0 .. runs - 1 -> (baseSeed + 7919 * k) &&& 0x7fffffff, switchPercents.[k % switchPercents.Length] ]
 
-/// Controlled and free runs interleaved, evaluated lazily so a failing case stops at its first failure.
-let observations (fault: Fault) (c: ParallelCase) : Observation seq =
+/// The runs of a case, in order: controlled schedule k, then free run k, for k = 0 .. runs-1 — each
+/// named as a report names it, with its (seed, switch percent) when controlled. Consumers evaluate them
+/// lazily, so a failing case stops at its first failure.
+let attemptsOf (lines: string list) : (string * (int * int) option) seq =
     let runs = runsPerCase ()
-    let schedules = schedulesOf (render c) runs
     seq {
-        for k, (seed, pct) in List.indexed schedules do
-            yield runControlled fault c seed pct
-            yield runFree fault c k
+        for k, (seed, pct) in List.indexed (schedulesOf lines runs) do
+            yield sprintf "controlled schedule seed %d (switch %d%%)" seed pct, Some(seed, pct)
+            yield sprintf "free run %d on real threads" k, None
     }
+
+let observations (fault: Fault) (c: ParallelCase) : Observation seq =
+    attemptsOf (render c)
+    |> Seq.mapi (fun i (_, controlled) ->
+        match controlled with
+        | Some(seed, pct) -> runControlled fault c seed pct
+        | None -> runFree fault c (i / 2))
 
 let private endingProblem (o: Observation) =
     match o.Ending with
@@ -170,17 +178,10 @@ let balanceUnderContention (fault: Fault) (c: ParallelCase) : CaseResult =
 
 /// P22: with devices retrying through map clients, every request completes.
 let noLostWakeup (fault: Fault) (c: WakeupWorkload.WakeupCase) : CaseResult =
-    let runs = runsPerCase ()
-    let schedules = schedulesOf (WakeupWorkload.render c) runs
     let labels = Collections.Generic.HashSet<string>()
     labels.Add(sprintf "%d devices" c.Devices.Length) |> ignore
     let mutable violation = None
-    let attempts =
-        seq {
-            for k, (seed, pct) in List.indexed schedules do
-                yield sprintf "controlled schedule seed %d (switch %d%%)" seed pct, WakeupWorkload.run fault c (Some(seed, pct))
-                yield sprintf "free run %d on real threads" k, WakeupWorkload.run fault c None
-        }
+    let attempts = attemptsOf (WakeupWorkload.render c) |> Seq.map (fun (name, controlled) -> name, WakeupWorkload.run fault c controlled)
     use e = attempts.GetEnumerator()
     while violation.IsNone && e.MoveNext() do
         let schedule, r = e.Current

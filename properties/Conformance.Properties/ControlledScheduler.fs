@@ -41,7 +41,7 @@ type Scheduler(seed: int, switchPercent: int, maxSteps: int, onStep: unit -> uni
     let mutable steps = 0
     let mutable ending = Completed
     let mutable aborted = false
-    let finishedAll = new ManualResetEventSlim(false)
+    let finishing = obj ()
 
     let unfinished () = [ for i in 0 .. finished.Length - 1 do if not finished.[i] then yield i ]
 
@@ -57,7 +57,6 @@ type Scheduler(seed: int, switchPercent: int, maxSteps: int, onStep: unit -> uni
             ending <- why
             aborted <- true
             for g in gates do g.Release() |> ignore
-            finishedAll.Set()
 
     let yieldFrom (isBlocked: bool) (what: string) =
         let me = current
@@ -108,16 +107,15 @@ type Scheduler(seed: int, switchPercent: int, maxSteps: int, onStep: unit -> uni
                         | Aborted -> ()
                         | e -> abort (Threw(i, e))
                     finally
-                        lock finishedAll (fun () ->
+                        lock finishing (fun () ->
                             finished.[i] <- true
                             progress <- progress + 1
-                            if not aborted then
-                                match unfinished () with
-                                | [] -> finishedAll.Set()
-                                | live ->
-                                    let next = live.[rng.Next live.Length]
-                                    current <- next
-                                    gates.[next].Release() |> ignore))
+                            match unfinished () with
+                            | live when not aborted && not live.IsEmpty ->
+                                let next = live.[rng.Next live.Length]
+                                current <- next
+                                gates.[next].Release() |> ignore
+                            | _ -> ()))
         if n > 0 then
             current <- rng.Next n
             gates.[current].Release() |> ignore

@@ -112,9 +112,6 @@ let step (sys: MemorySystem) (actor: Actor) (c: Command) : string list =
     | Register s -> [ sprintf "woke [%s]" (String.Join(",", sys.RegisterMapClient(sys.AddressSpaces.[s], clientName actor.Index))) ]
     | Unregister s -> [ sprintf "removed %b" (sys.UnregisterMapClient(sys.AddressSpaces.[s], clientName actor.Index)) ]
 
-/// How many results a command yields (an unmap has two halves).
-let resultCount (c: Command) = match c with Unmap _ -> 2 | _ -> 1
-
 /// The sequential specification of one half of a command: the reference model doing exactly that part.
 /// `half` is 0 for everything but the notification half of an unmap (1).
 let stepHalf (sys: MemorySystem) (actor: Actor) (c: Command) (half: int) : string =

@@ -121,15 +121,8 @@ let private runOnce (virtioFault: VirtioFault) (c: QueuesCase) (controlled: (int
 
 /// P24: element conservation and mapping balance for devices running in parallel.
 let parallelQueues (virtioFault: VirtioFault) (c: QueuesCase) : CaseResult =
-    let runs = Settings.parallelRuns ()
-    let schedules = ConcurrencyProperties.schedulesOf (render c) runs
     let labels = Collections.Generic.HashSet<string>([ sprintf "%d devices" c.Devices.Length ])
-    let attempts =
-        seq {
-            for k, (seed, pct) in List.indexed schedules do
-                yield sprintf "controlled schedule seed %d (switch %d%%)" seed pct, Some(seed, pct)
-                yield sprintf "free run %d on real threads" k, None
-        }
+    let attempts = ConcurrencyProperties.attemptsOf (render c)
     let mutable violation = None
     use e = attempts.GetEnumerator()
     while violation.IsNone && e.MoveNext() do
