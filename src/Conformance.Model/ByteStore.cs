@@ -33,7 +33,21 @@ public sealed class ByteStore
         return (byte)(x ^ (x >> 8));
     }
 
+    /// <summary>The page touched last: device registers are accessed a few bytes at a time, 1,024 times for a
+    /// 4 KiB write-back, nearly always in the same page. One reference, so a racing thread sees either page.</summary>
+    private sealed record LastPage(ulong Index, byte[] Bytes);
+    private LastPage? _last;
+
     private byte[] Page(ulong pageIndex, bool wholePageOverwritten = false)
+    {
+        var last = _last;
+        if (last is not null && last.Index == pageIndex) return last.Bytes;
+        var page = Materialise(pageIndex, wholePageOverwritten);
+        _last = new LastPage(pageIndex, page);
+        return page;
+    }
+
+    private byte[] Materialise(ulong pageIndex, bool wholePageOverwritten)
     {
         if (_pages.TryGetValue(pageIndex, out var page)) return page;
         page = new byte[PageSize];
@@ -67,6 +81,38 @@ public sealed class ByteStore
             source.Slice(done, n).CopyTo(Page(at >> PageBits, n == (int)PageSize).AsSpan(inPage, n));
             done += n;
         }
+    }
+
+    /// <summary>The <paramref name="size"/> (1..8) bytes at <paramref name="offset"/> as a little-endian value.</summary>
+    public ulong ReadLittleEndian(ulong offset, uint size)
+    {
+        int inPage = (int)(offset & (PageSize - 1));
+        if (inPage + (int)size > (int)PageSize)
+        {
+            Span<byte> bytes = stackalloc byte[8];
+            bytes.Clear();
+            Read(offset, bytes[..(int)size]);
+            return System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        }
+        var page = Page(offset >> PageBits);
+        ulong value = 0;
+        for (int i = (int)size - 1; i >= 0; i--) value = (value << 8) | page[inPage + i];
+        return value;
+    }
+
+    /// <summary>Stores the low <paramref name="size"/> (1..8) bytes of <paramref name="value"/>, little-endian.</summary>
+    public void WriteLittleEndian(ulong offset, uint size, ulong value)
+    {
+        int inPage = (int)(offset & (PageSize - 1));
+        if (inPage + (int)size > (int)PageSize)
+        {
+            Span<byte> bytes = stackalloc byte[8];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(bytes, value);
+            Write(offset, bytes[..(int)size]);
+            return;
+        }
+        var page = Page(offset >> PageBits);
+        for (int i = 0; i < (int)size; i++) page[inPage + i] = (byte)(value >> (8 * i));
     }
 
     public byte[] ReadArray(ulong offset, int length)

@@ -23,23 +23,12 @@ public sealed class MmioDevice
     public bool WritesStore { get; }
 
     /// <summary>One read callback of <paramref name="size"/> bytes (1..8); returns the access.</summary>
-    internal MmioAccess Read(ulong offset, uint size)
-    {
-        Span<byte> bytes = stackalloc byte[8];
-        bytes.Clear();
-        Storage.Read(offset, bytes[..(int)size]);
-        return new MmioAccess(false, offset, size, BitConverter.ToUInt64(bytes));
-    }
+    internal MmioAccess Read(ulong offset, uint size) => new(false, offset, size, Storage.ReadLittleEndian(offset, size));
 
     /// <summary>One write callback; returns the access.</summary>
     internal MmioAccess Write(ulong offset, uint size, ulong value)
     {
-        if (WritesStore)
-        {
-            Span<byte> bytes = stackalloc byte[8];
-            BitConverter.TryWriteBytes(bytes, value);
-            Storage.Write(offset, bytes[..(int)size]);
-        }
+        if (WritesStore) Storage.WriteLittleEndian(offset, size, value);
         return new MmioAccess(true, offset, size, value);
     }
 }
