@@ -121,9 +121,21 @@ let interestingAddresses (layout: LayoutSpec) (space: string) =
     |> Seq.sort
     |> Array.ofSeq
 
+/// 1-16 bytes mostly, up to 300 sometimes. The bytes come from one drawn seed (SplitMix64) rather than one
+/// generator call per byte: the property only needs them distinct and reproducible, and per-byte
+/// generation was a tenth of a DMA case's cost.
 let private genData =
-    Gen.frequency [ 3, Gen.choose (1, 16); 1, Gen.choose (17, 300) ]
-    |> Gen.bind (fun n -> Gen.arrayOfLength n (Gen.choose (0, 255) |> Gen.map byte))
+    gen {
+        let! n = Gen.frequency [ 3, Gen.choose (1, 16); 1, Gen.choose (17, 300) ]
+        let! seed = Gen.choose (Int32.MinValue, Int32.MaxValue)
+        let mutable x = uint64 (uint32 seed) * 0x9E3779B97F4A7C15UL
+        return
+            Array.init n (fun _ ->
+                x <- x + 0x9E3779B97F4A7C15UL
+                let z = (x ^^^ (x >>> 30)) * 0xBF58476D1CE4E5B9UL
+                let z = (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
+                byte (z ^^^ (z >>> 31)))
+    }
 
 let genMapLen =
     Gen.frequency [ 3, Gen.elements [ 1UL; 2UL; 4UL; 7UL; 8UL; 16UL; 100UL ]
@@ -131,16 +143,23 @@ let genMapLen =
                     2, Gen.choose (1, 0x3000) |> Gen.map uint64
                     1, Gen.elements [ 0UL; 0x100000UL ] ]
 
+let private genClient = Gen.elements [ "c1"; "c2"; "c3" ]
+
 /// Operations over a layout. Mappings are named m<i> after the position that created them, so removing
 /// operations while shrinking never renames the others; operations on a mapping that is not live are skipped.
+/// Each operation draws only the values its kind uses.
 let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> =
     let spaces = layout.AddressSpaces |> Seq.map (fun a -> a.Name) |> Array.ofSeq
     let points = spaces |> Array.map (fun s -> s, interestingAddresses layout s) |> Map.ofArray
+    // where a write mapping bounces: resolved (by the oracle) only for a space a contention motif picks
     let bouncing =
-        spaces |> Array.map (fun s -> s, points.[s] |> Array.filter (fun p -> not (isDirect (resolve layout s p) true))) |> Map.ofArray
+        spaces |> Array.map (fun s -> s, lazy (points.[s] |> Array.filter (fun p -> not (isDirect (resolve layout s p) true)))) |> Map.ofArray
     let genAddr space =
         Gen.frequency [ 9, Gen.elements points.[space]
                         1, Gen.choose (0, Int32.MaxValue) |> Gen.map (fun x -> uint64 x * 0x9E3779B9UL) ]
+    let genPick (mapIds: ResizeArray<string>) =
+        if mapIds.Count = 0 then Gen.constant None
+        else Gen.choose (0, mapIds.Count - 1) |> Gen.map (fun i -> Some mapIds.[i])
     gen {
         let! n = Gen.choose (1, 25)
         let ops = ResizeArray<ScenarioOp>()
@@ -149,40 +168,50 @@ let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> =
             let! space = Gen.elements spaces
             let! choice = Gen.frequency [ 8, Gen.constant 0; 4, Gen.constant 1; 6, Gen.constant 2; 2, Gen.constant 3
                                           2, Gen.constant 4; 2, Gen.constant 5; 1, Gen.constant 6; 2, Gen.constant 7; 1, Gen.constant 8; 3, Gen.constant 9 ]
-            let! contendAddr = if bouncing.[space].Length = 0 then Gen.constant 0UL else Gen.elements bouncing.[space]
-            let! contendLen = Gen.elements [ 4096UL; 8192UL; 65536UL ]
-            let! withdraw = Gen.elements [ true; false ]
-            let! pick = Gen.choose (0, 1000)
-            let someId () = if mapIds.Count = 0 then None else Some mapIds.[pick % mapIds.Count]
-            let! addr = genAddr space
-            let! len = genMapLen
-            let! write = Gen.frequency [ 3, Gen.constant true; 2, Gen.constant false ]
-            let! data = genData
-            let! offset = Gen.elements [ 0UL; 0UL; 1UL; 3UL; 0x800UL ]
-            let! fill = Gen.frequency [ 2, Gen.constant None; 1, Gen.choose (0, 255) |> Gen.map (byte >> Some) ]
-            let! access = Gen.frequency [ 5, Gen.constant None; 2, Gen.constant (Some 0UL); 2, Gen.elements [ Some 1UL; Some 3UL; Some 8UL; Some 4095UL; Some 4096UL ] ]
-            let! client = Gen.elements [ "c1"; "c2"; "c3" ]
-            let! readLen = Gen.elements [ 1UL; 4UL; 8UL; 64UL; 4097UL ]
             match choice with
             | 0 ->
+                let! addr = genAddr space
+                let! len = genMapLen
+                let! write = Gen.frequency [ 3, Gen.constant true; 2, Gen.constant false ]
                 let id = sprintf "m%d" i
                 mapIds.Add id
                 ops.Add(MapOp(id, space, addr, len, write))
             | 1 ->
-                match someId () with
-                | Some id -> ops.Add(WriteMappedOp(id, offset, (if fill.IsSome then null else data), Option.toNullable fill))
+                let! picked = genPick mapIds
+                let! offset = Gen.elements [ 0UL; 0UL; 1UL; 3UL; 0x800UL ]
+                let! fill = Gen.frequency [ 2, Gen.constant None; 1, Gen.choose (0, 255) |> Gen.map (byte >> Some) ]
+                let! data = if fill.IsSome then Gen.constant null else genData
+                match picked with
+                | Some id -> ops.Add(WriteMappedOp(id, offset, data, Option.toNullable fill))
                 | None -> ()
             | 2 ->
-                match someId () with
+                let! picked = genPick mapIds
+                let! access = Gen.frequency [ 5, Gen.constant None; 2, Gen.constant (Some 0UL); 2, Gen.elements [ Some 1UL; Some 3UL; Some 8UL; Some 4095UL; Some 4096UL ] ]
+                match picked with
                 | Some id -> ops.Add(UnmapOp(id, Option.toNullable access))
                 | None -> ()
-            | 3 -> ops.Add(ReadOp(space, addr, readLen))
-            | 4 -> ops.Add(WriteOp(space, addr, data))
-            | 5 -> ops.Add(RegisterClientOp(space, client))
-            | 6 -> ops.Add(UnregisterClientOp(space, client))
+            | 3 ->
+                let! addr = genAddr space
+                let! readLen = Gen.elements [ 1UL; 4UL; 8UL; 64UL; 4097UL ]
+                ops.Add(ReadOp(space, addr, readLen))
+            | 4 ->
+                let! addr = genAddr space
+                let! data = genData
+                ops.Add(WriteOp(space, addr, data))
+            | 5 ->
+                let! client = genClient
+                ops.Add(RegisterClientOp(space, client))
+            | 6 ->
+                let! client = genClient
+                ops.Add(UnregisterClientOp(space, client))
             | 7 -> ops.Add(RunBottomHalvesOp())
             | 9 ->
                 // Contention motif: take bounce space, wait for it as a map client (perhaps giving up), release it.
+                let candidates = bouncing.[space].Value
+                let! contendAddr = if candidates.Length = 0 then Gen.constant 0UL else Gen.elements candidates
+                let! contendLen = Gen.elements [ 4096UL; 8192UL; 65536UL ]
+                let! client = genClient
+                let! withdraw = Gen.elements [ true; false ]
                 let id = sprintf "m%d" i
                 ops.Add(MapOp(id, space, contendAddr, contendLen, true))
                 ops.Add(RegisterClientOp(space, client))
@@ -190,7 +219,8 @@ let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> =
                 ops.Add(UnmapOp(id, Nullable 0UL))
                 ops.Add(RunBottomHalvesOp())
             | _ ->
-                match someId () with
+                let! picked = genPick mapIds
+                match picked with
                 | Some id -> ops.Add(ReadMappedOp(id, 0UL, Nullable()))
                 | None -> ()
         return List.ofSeq ops
