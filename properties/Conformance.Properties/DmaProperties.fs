@@ -326,6 +326,13 @@ let mapLength (impl: Implementation) (scenario: Scenario) =
                     // clamped at the end of its RAMBlock alone (qemu_ram_ptr_length).
                     let expected = if isRam hit then run else min op.Len (low64 (h.Region.Size - u128 h.Offset))
                     labels.Add(if expected < op.Len then "direct, clipped" else "direct, whole request")
+                    // flatview_extend_translation's edge: the mapping runs on into the next flat range
+                    // into a neighbour that continues the same block (flat ranges only a readonly flag keeps apart)
+                    let cuts = boundaries scenario.Layout op.Space |> Array.filter (fun p -> p > op.Addr && u128 p < u128 op.Addr + u128 m.Length)
+                    if cuts |> Array.exists (fun p -> match resolve scenario.Layout op.Space p with
+                                                      | Some n -> n.Region.Name = h.Region.Name && n.Offset = h.Offset + (p - op.Addr) && n.Region.Kind = RegionKind.Ram
+                                                      | None -> false)
+                       && not (isNull (box h.Region)) then labels.Add "direct, extended past a region edge into the same RAM"
                     if m.Length <> expected then fail (sprintf "direct mapping of %d bytes; expected %d (the region stays contiguous for %d)" m.Length expected run)
                     elif expected > run then verdicts.Add(KnownFinding(Findings.romdMapPastSection.Id, sprintf "map %s" op.Id))
                     if m.Region.Name <> hit.Value.Region.Name || m.Xlat <> hit.Value.Offset then
@@ -484,6 +491,8 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
             for id in walkFindings do verdicts.Add(KnownFinding(id, msg))
         else verdicts.Add(Violated msg)
     let known = scenario.Layout.AddressSpaces |> Seq.map (fun a -> a.Name) |> Set.ofSeq
+    // a mapping is used in two pieces, the second at an offset, as a device walking a buffer would
+    let pieces (len: int) = if len >= 2 then [ 0, len / 2; len / 2, len - len / 2 ] else [ 0, len ]
     for op in scenario.Ops do
         match op with
         | :? WriteOp as w when w.Data.Length > 0 && known.Contains w.Space ->
@@ -495,7 +504,8 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
                 if isNull r.Mapping then mapsFailed <- true
                 else
                     if r.Mapping.Kind = MappingKind.Bounce then noteWalk w.Space r.Mapping.Addr r.Length true
-                    a.WriteMapped(r.Mapping, 0UL, ReadOnlySpan(w.Data, doneBytes, int r.Length))
+                    for off, n in pieces (int r.Length) do
+                        a.WriteMapped(r.Mapping, uint64 off, ReadOnlySpan(w.Data, doneBytes + off, n))
                     a.Unmap(r.Mapping, r.Length) |> ignore
                     doneBytes <- doneBytes + int r.Length
             noteWalk w.Space w.Addr (uint64 w.Data.Length) true
@@ -510,7 +520,8 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
                 if isNull r.Mapping then mapsFailed <- true
                 else
                     if r.Mapping.Kind = MappingKind.Bounce then noteWalk rd.Space r.Mapping.Addr r.Length false
-                    a.ReadMapped(r.Mapping, 0UL, Span(viaMap, doneBytes, int r.Length))
+                    for off, n in pieces (int r.Length) do
+                        a.ReadMapped(r.Mapping, uint64 off, Span(viaMap, doneBytes + off, n))
                     a.Unmap(r.Mapping, r.Length) |> ignore
                     doneBytes <- doneBytes + int r.Length
             let viaRead = Array.zeroCreate<byte> (int rd.Len)

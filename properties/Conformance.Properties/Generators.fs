@@ -85,9 +85,27 @@ let genLayout: Gen<LayoutSpec> =
                     let! rules = Gen.elements [ AccessRules(8u, 1u, 8u, false); AccessRules(2u, 2u, 2u, false); AccessRules(4u, 1u, 1u, true) ]
                     return Spec.Copy(basic (fresh "mmio") RegionKind.Io, access = rules)
                 | Alias ->
-                    let off = if aliasOffset >= backingSize then 0UL else aliasOffset
-                    let asize = min size (backingSize - off)
-                    return Spec.Copy(basic (fresh "alias") RegionKind.Alias, size = u128 asize, target = "backing", aliasOffset = off)
+                    // Placed right after an alias of the same block, it sometimes continues that alias's bytes:
+                    // two flat ranges of one RAM block, host-contiguous, which only a different readonly flag
+                    // keeps flatview_simplify from merging — what flatview_extend_translation extends a direct
+                    // mapping across. (A readonly alias changes no access: memory_access_is_direct looks at
+                    // the RAM region's own flag.)
+                    let! continues = Gen.frequency [ 1, Gen.constant false; 1, Gen.constant true ]
+                    let! readonly = Gen.frequency [ 3, Gen.constant false; 1, Gen.constant true ]
+                    let continuation =
+                        match others with
+                        | o :: _ when continues && o.Kind = RegionKind.Alias && o.AliasTarget = "backing" && o.AliasOffset + low64 o.Size < backingSize
+                                      && u128 o.Addr + o.Size < two64 ->
+                            Some(o.Addr + low64 o.Size, o.AliasOffset + low64 o.Size, not o.Readonly)
+                        | _ -> None
+                    match continuation with
+                    | Some(at, next, flipped) ->
+                        let asize = min (room at size) (backingSize - next)
+                        return Spec.Copy(Spec.Region(fresh "alias", RegionKind.Alias, u128 asize, at, priority, enabled), target = "backing", aliasOffset = next, readonly = flipped)
+                    | None ->
+                        let off = if aliasOffset >= backingSize then 0UL else aliasOffset
+                        let asize = min size (backingSize - off)
+                        return Spec.Copy(basic (fresh "alias") RegionKind.Alias, size = u128 asize, target = "backing", aliasOffset = off, readonly = readonly)
                 | Nest ->
                     let! n = Gen.choose (1, 3)
                     let size' = room addr (max size 0x4000UL)
@@ -220,8 +238,10 @@ let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> =
                 ops.Add(RunBottomHalvesOp())
             | _ ->
                 let! picked = genPick mapIds
+                let! offset = Gen.elements [ 0UL; 0UL; 1UL; 3UL; 0x800UL ]
+                let! len = Gen.frequency [ 2, Gen.constant None; 1, Gen.elements [ Some 1UL; Some 8UL; Some 4096UL ] ]
                 match picked with
-                | Some id -> ops.Add(ReadMappedOp(id, 0UL, Nullable()))
+                | Some id -> ops.Add(ReadMappedOp(id, offset, Option.toNullable len))
                 | None -> ()
         return List.ofSeq ops
     }

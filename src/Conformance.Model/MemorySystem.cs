@@ -23,6 +23,7 @@ public sealed class MemorySystem
     private readonly List<string> _pendingBottomHalves = new();
     private readonly MapClientList _globalClients = new();
     private readonly List<DeviceAccess> _journal = new();
+    // Stryker disable once String : the name only labels interleaving points, and entering the BQL is never one
     private readonly ModelLock _bql = new("BQL", pointOnEnter: false);
     private int _nextMappingId;
     private long _unproducedBytesWrittenBack;
@@ -76,10 +77,11 @@ public sealed class MemorySystem
         AddressSpaces.FirstOrDefault(a => a.Name == name) ?? throw new ArgumentException($"no address space '{name}'");
 
     public MemoryRegion Region(string name) =>
-        Regions.Single(r => r.Name == name);
+        Regions.SingleOrDefault(r => r.Name == name) ?? throw new ArgumentException($"no region '{name}'");
 
     /// <summary>Bounce bytes handed out and not yet released: Qemu72 system-wide, Qemu92 for <paramref name="space"/>.</summary>
     public ulong BounceBytesInUse(AddressSpace space) => Profile == Profile.Qemu72
+        // Stryker disable once Conditional : _globalBounce is set after the claim and cleared before the release, so it is null whenever in_use is clear
         ? (GlobalBounceInUse ? _globalBounce?.Length ?? 0 : 0)
         : space.BounceBufferSize;
 
@@ -157,6 +159,7 @@ public sealed class MemorySystem
         var mapping = new Mapping(Interlocked.Increment(ref _nextMappingId), space, addr, l, isWrite, MappingKind.Bounce, mr, 0, buffer);
         if (Profile == Profile.Qemu72) _globalBounce = mapping;
         if (!isWrite && !Has(Fault.ReadAtUnmap)) FillFromDevice(view, mapping);   // B72-4 / BM-4
+        // Stryker disable once all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught
         if (isWrite && Has(Fault.WriteBackAtMap)) Write(space, addr, buffer.Data);
         AddLive(mapping);
         return new MapResult(mapping, l, MapFailure.None);
@@ -168,11 +171,13 @@ public sealed class MemorySystem
         var il = Interleaver;
         il?.Point("claim bounce.in_use");
         if (!Has(Fault.NonAtomicBounceClaim)) return Interlocked.Exchange(ref _globalBounceInUse, 1) == 0;
+        // Stryker disable all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught (NonAtomicBounceClaim)
         bool taken = Volatile.Read(ref _globalBounceInUse) != 0;
         if (taken) return false;
         il?.Point("store bounce.in_use");
         Volatile.Write(ref _globalBounceInUse, 1);
         return true;
+        // Stryker restore all
     }
 
     /// <summary>BM-1: reserve min(request, max - used) of the address space's budget with a
@@ -187,11 +192,13 @@ public sealed class MemorySystem
             // size_t arithmetic: a counter that underflowed (a broken release) makes max - used wrap
             ulong alloc = Math.Min(unchecked(space.MaxBounceBufferSize - used), request);
             il?.Point("update bounce_buffer_size");
+            // Stryker disable all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught (NonAtomicBounceClaim)
             if (Has(Fault.NonAtomicBounceClaim))
             {
                 Volatile.Write(ref space.Reserved, used + alloc);
                 return alloc;
             }
+            // Stryker restore all
             ulong actual = Interlocked.CompareExchange(ref space.Reserved, used + alloc, used);
             if (actual == used) return alloc;
             used = actual;
@@ -223,6 +230,7 @@ public sealed class MemorySystem
         ulong l = ClampToRamSection(section, len);
         var mr = section.Region;
         Ref(mr);
+        // Stryker disable once Equality : equivalent, the direct run of a 0-byte request is 0 bytes either way
         if (mr.IsDirect(isWrite) && len > 0) l = DirectLength(view, addr, len, section, l);
         return new RegionCache(mr, l);
     }
@@ -307,6 +315,7 @@ public sealed class MemorySystem
             Write(m.AddressSpace, m.Addr, buffer.Data.AsSpan(0, (int)written));
             Interlocked.Add(ref _unproducedBytesWrittenBack, never + zero);
         }
+        // Stryker disable once all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught
         if (!m.IsWrite && Has(Fault.ReadAtUnmap)) FillFromDevice(m.AddressSpace.View, m);
 
         // U72-2 / UM-3: the buffer is freed and the region unreferenced before the space is released.
@@ -314,6 +323,7 @@ public sealed class MemorySystem
         Interlocked.Decrement(ref _bounceBuffersAllocated);
         Unref(m.Region);
         IReadOnlyList<string> scheduled = Array.Empty<string>();
+        // Stryker disable all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught (LeakBounceSpace, NotifyBeforeRelease)
         if (Has(Fault.LeakBounceSpace))
         {
             scheduled = NotifyMapClients(m.AddressSpace);
@@ -325,6 +335,7 @@ public sealed class MemorySystem
         }
         else
         {
+        // Stryker restore all
             // U72-3 / UM-4: release with a full barrier, then notify every waiting client.
             ReleaseBounceSpace(m);
             if (notify) scheduled = NotifyMapClients(m.AddressSpace);
@@ -343,6 +354,7 @@ public sealed class MemorySystem
             return;
         }
         Interlocked.Add(ref m.AddressSpace.Reserved, 0UL - m.Length);
+        // Stryker disable once all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught
         if (Has(Fault.DoubleBudgetRelease)) Interlocked.Add(ref m.AddressSpace.Reserved, 0UL - m.Length);
     }
 
@@ -379,6 +391,7 @@ public sealed class MemorySystem
         try
         {
             list.Register(client, il);
+            // Stryker disable once Statement : not observable by a test: the missing barrier only matters if this x86 core reorders the store before the load, which the sequentially consistent controlled scheduler never does
             Interlocked.MemoryBarrier();   // smp_mb: the insertion is visible before the capacity is read
             il?.Point("check bounce capacity");
             return HasBounceCapacity(space) ? Schedule(list.TakeAll(il)) : Array.Empty<string>();
@@ -389,6 +402,7 @@ public sealed class MemorySystem
     /// <summary>cpu_unregister_map_client: removes the record if it has not fired yet.</summary>
     public bool UnregisterMapClient(AddressSpace space, string client)
     {
+        // Stryker disable once all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught
         if (Has(Fault.UnregisterIgnored)) return false;
         var il = Interleaver;
         var list = ClientsFor(space);
@@ -541,8 +555,10 @@ public sealed class MemorySystem
     private static bool AccessValid(MemoryRegion mr, ulong addr, uint size)
     {
         if (mr.Device is null) return false;
+        // Stryker disable once all : unreachable in the model: its access rules have one unaligned flag (valid = impl), and memory_access_size has already cut an unaligned access to its alignment
         if (!mr.Device.Rules.ImplUnaligned && (addr & (size - 1)) != 0) return false;
         if (mr.Device.Rules.ValidMaxAccessSize == 0) return true;
+        // Stryker disable once Logical : equivalent, memory_access_size never hands over more than the valid maximum nor 0 bytes
         return size <= mr.Device.Rules.ValidMaxAccessSize && size >= 1;
     }
 
@@ -608,9 +624,11 @@ public sealed class MemorySystem
             Interlocked.Add(ref owner.Count, delta);
             return;
         }
+        // Stryker disable all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught (NonAtomicRef)
         int v = Volatile.Read(ref owner.Count);
         il?.Point(delta > 0 ? "store ref" : "store unref");
         Volatile.Write(ref owner.Count, v + delta);
+        // Stryker restore all
     }
 
     /// <summary>The dirty clients active for a region (memory_region_get_dirty_log_mask).</summary>
