@@ -33,7 +33,9 @@ let shrinkBounds =
            "notification", (0, 4)
            // virtio-blk cases are a guest's request sequence (up to 5 requests of ~8 operations), not shrunk
            "blk-requests", (45, 4)
-           "used-length-honesty", (45, 4) ]
+           "used-length-honesty", (45, 4)
+           // shrunk by leaving out requests: down to the setup and one request
+           "kick-suppression", (10, 4) ]
 
 type BrokenVariantTests(output: ITestOutputHelper) =
     static member Cases: obj[] seq =

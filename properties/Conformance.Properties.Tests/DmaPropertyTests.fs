@@ -68,6 +68,8 @@ type VirtioPropertyTests(output: ITestOutputHelper) =
     [<Fact>] member _.blk_requests_Qemu92() = run "blk-requests" Profile.Qemu92
     [<Fact>] member _.used_length_honesty_Qemu72() = run "used-length-honesty" Profile.Qemu72
     [<Fact>] member _.used_length_honesty_Qemu92() = run "used-length-honesty" Profile.Qemu92
+    [<Fact>] member _.kick_suppression_Qemu72() = run "kick-suppression" Profile.Qemu72
+    [<Fact>] member _.kick_suppression_Qemu92() = run "kick-suppression" Profile.Qemu92
 
 /// The malformed-ring property at 100,000 random rings per profile (the issue's bar). Category "Long":
 /// CI runs it; `dotnet test --filter "Category!=Long"` leaves it out of a quick local run.

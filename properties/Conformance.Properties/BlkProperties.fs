@@ -192,3 +192,78 @@ let usedLengthHonesty (impl: Implementation) (scenario: Scenario) =
                 verdicts.Add(Violated(sprintf "used len %d, but the device produced %d bytes (and the in length is %d)" len produced inLen))
             else labels.Add "honest"
     judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+
+/// A virtio-blk case with VIRTIO_RING_F_EVENT_IDX negotiated or not.
+let withEventIdx (eventIdx: bool) (s: Scenario) =
+    let ops =
+        s.Ops |> Seq.map (fun o ->
+            match o with
+            | :? VirtioSetupOp as v -> VirtioSetupOp(v.Space, v.QueueSize, v.Desc, v.Avail, v.Used, eventIdx, v.Indirect, v.Version1, v.DiskSectors, v.Serial) :> ScenarioOp
+            | o -> o) |> Array.ofSeq
+    Scenario(s.Profile, s.Layout, ops, Description = s.Description)
+
+/// The virtio-blk cases of P18, with EVENT_IDX or without.
+let genKickCases (profile: Profile) =
+    gen {
+        let! s = genRequests profile
+        let! eventIdx = Gen.elements [ true; false ]
+        return withEventIdx eventIdx s
+    }
+
+/// Shrinks a virtio-blk case by leaving out one request at a time (the rest are laid out afresh).
+let shrinkKickCase (s: Scenario) =
+    let eventIdx = s.Ops |> Seq.pick (function :? VirtioSetupOp as v -> Some v.EventIdx | _ -> None)
+    let requests = fromScenario s
+    seq {
+        if requests.Length > 1 then
+            for i in 0 .. requests.Length - 1 do
+                yield toScenario s.Profile (List.removeAt i requests) |> withEventIdx eventIdx
+    }
+
+/// P25 (VIRTIO 1.2 §2.7.10; hw/block/virtio-blk.c:virtio_blk_handle_vq, hw/virtio/virtio.c:
+/// virtio_queue_set_notification, vring_set_avail_event): while virtio-blk drains its queue after a kick it
+/// suppresses further kicks, and when it is done it asks for them again — otherwise the guest never kicks
+/// again and the queue stalls. Without EVENT_IDX that is VRING_USED_F_NO_NOTIFY in used->flags, set and
+/// then cleared once per pass, clear at the end; with EVENT_IDX the device leaves used->flags alone and
+/// writes avail_event only while notifications are on (vring_set_avail_event), ending at the avail index
+/// it has seen.
+let kickSuppression (impl: Implementation) (scenario: Scenario) =
+    let run = impl.Run scenario
+    let verdicts = ResizeArray<Verdict>()
+    let labels = ResizeArray<string>()
+    let setup = scenario.Ops |> Seq.pick (function :? VirtioSetupOp as v -> Some v | _ -> None)
+    let sys = run.System
+    let space = sys.Space setup.Space
+    let kicksOnWorkingDevice =
+        run.Steps |> Seq.filter (fun s ->
+            s.Op :? KickOp && (s.Index = 0 || isNull run.Steps.[s.Index - 1].Virtio || not run.Steps.[s.Index - 1].Virtio.Broken)) |> Seq.length
+    let writes = run.Virtio.Device.RingWrites |> List.ofSeq
+    let flagWrites = writes |> List.filter (fun w -> w.What = "flags")
+    let eventWrites = writes |> List.filter (fun w -> w.What = "avail_event")
+    let usedFlags = sys.LoadU16Le(space, setup.Used)
+    let availEvent = sys.LoadU16Le(space, VirtioConstants.AvailEventAddr(setup.Used, setup.QueueSize))
+    let availIdx = sys.LoadU16Le(space, VirtioConstants.AvailIdxAddr(setup.Avail))
+    labels.Add(if setup.EventIdx then "EVENT_IDX" else "no EVENT_IDX")
+    labels.Add(sprintf "kicks on a working device: %s" (if kicksOnWorkingDevice <= 1 then string kicksOnWorkingDevice else "2+"))
+    if run.Virtio.Device.Broken then labels.Add "device broke"
+    let noNotify (v: uint64) = v &&& uint64 VirtioConstants.UsedFlagNoNotify <> 0UL
+    // the guest publishes everything before it kicks and nothing while the device works, so every kick is
+    // one pass over the queue (the do/while of virtio_blk_handle_vq runs once)
+    if not setup.EventIdx then
+        if not (List.isEmpty eventWrites) then verdicts.Add(Violated(sprintf "avail_event written %d times without EVENT_IDX" eventWrites.Length))
+        // set, clear, set, clear, ...: one pair per pass over the queue
+        flagWrites |> List.iteri (fun i w ->
+            if noNotify w.Value <> (i % 2 = 0) then
+                verdicts.Add(Violated(sprintf "used->flags write %d of %d %s VRING_USED_F_NO_NOTIFY; the device alternates suppressing and allowing kicks" (i + 1) flagWrites.Length (if noNotify w.Value then "sets" else "clears"))))
+        if flagWrites.Length <> 2 * kicksOnWorkingDevice then
+            verdicts.Add(Violated(sprintf "%d kicks handled but %d writes to used->flags: each pass suppresses kicks and allows them again" kicksOnWorkingDevice flagWrites.Length))
+        if kicksOnWorkingDevice > 0 && noNotify (uint64 usedFlags) then
+            verdicts.Add(Violated "after the kicks used->flags still has VRING_USED_F_NO_NOTIFY: the guest will never kick again")
+    else
+        if not (List.isEmpty flagWrites) then verdicts.Add(Violated(sprintf "used->flags written %d times with EVENT_IDX" flagWrites.Length))
+        if eventWrites.Length <> kicksOnWorkingDevice then
+            verdicts.Add(Violated(sprintf "%d kicks handled but avail_event written %d times: once per pass, when kicks are allowed again (never while they are suppressed)" kicksOnWorkingDevice eventWrites.Length))
+        // (a broken device ignores later kicks, so its avail_event stays where the breaking pass left it)
+        if kicksOnWorkingDevice > 0 && not run.Virtio.Device.Broken && availEvent <> availIdx then
+            verdicts.Add(Violated(sprintf "after the kicks avail_event is %d but the guest published up to %d: the guest's next kick would be skipped" availEvent availIdx))
+    judged (List.ofSeq labels) (List.ofSeq verdicts |> List.truncate 3)

@@ -95,7 +95,11 @@ let private virtioEntries: Entry list =
       { Number = 19; Name = "used-length-honesty"; Title = "A device never reports more used bytes than it produced (VIRTIO 1.2 §2.7.8.2)"
         Rules = [ "VIRTIO 1.2 §2.7.8.2"; "hw/block/virtio-blk.c:virtio_blk_req_complete" ]
         Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.ReportedLenPlusOne; Judge = BlkProperties.usedLengthHonesty
-        Arbitrary = fun p -> Arb.fromGen (BlkProperties.genRequests p) } ]
+        Arbitrary = fun p -> Arb.fromGen (BlkProperties.genRequests p) }
+      { Number = 25; Name = "kick-suppression"; Title = "virtio-blk suppresses guest kicks while it drains the queue and allows them again when done (used->flags or avail_event)"
+        Rules = [ "VIRTIO 1.2 §2.7.10"; "hw/block/virtio-blk.c:virtio_blk_handle_vq"; "hw/virtio/virtio.c:virtio_queue_set_notification"; "hw/virtio/virtio.c:vring_set_avail_event" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.KicksLeftSuppressed; Judge = BlkProperties.kickSuppression
+        Arbitrary = fun p -> Arb.fromGenShrink (BlkProperties.genKickCases p, BlkProperties.shrinkKickCase) } ]
 
 let all: Entry list = dmaEntries @ virtioEntries
 

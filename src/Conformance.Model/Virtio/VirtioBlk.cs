@@ -54,7 +54,7 @@ public sealed class VirtioBlk
                     break;
                 }
             }
-            if (suppress) Device.SetNotification(Queue, true);
+            if (suppress && (Device.Faults & VirtioFault.KicksLeftSuppressed) == 0) Device.SetNotification(Queue, true);
         } while (!Device.QueueEmpty(Queue));
     }
 

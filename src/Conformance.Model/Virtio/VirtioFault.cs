@@ -22,4 +22,8 @@ public enum VirtioFault
     FlushKeepsInUse = 1 << 6,
     /// <summary>Fill reports one byte more than the device was told it wrote.</summary>
     ReportedLenPlusOne = 1 << 7,
+    /// <summary>virtio-blk drains the queue with guest kicks suppressed and forgets to allow them again:
+    /// VRING_USED_F_NO_NOTIFY stays set (or avail_event stays behind), so the guest never kicks again and
+    /// the queue stalls — a lost-notification hang.</summary>
+    KicksLeftSuppressed = 1 << 8,
 }
