@@ -151,6 +151,14 @@ let blkRequests (impl: Implementation) (scenario: Scenario) =
                     let struct (_, len) = used.[usedIndex]
                     usedIndex <- usedIndex + 1
                     if len <> inLen then verdicts.Add(Violated(sprintf "request %d: used len %d, expected the total in length %d" i len inLen))
+                if baseType = 8u then
+                    // GET_ID: the serial, NUL-terminated only when it is shorter than the buffer, at most
+                    // VIRTIO_BLK_ID_BYTES (20) bytes (hw/block/virtio-blk.c:virtio_blk_handle_request)
+                    let serial = Text.Encoding.ASCII.GetBytes(Serial + "\000")
+                    let size = min serial.Length (min n 20)
+                    let got = r.Data |> List.collect (fun (a, l) -> read a (int l) |> List.ofArray) |> List.truncate size |> Array.ofList
+                    if got <> serial.[.. size - 1] then
+                        verdicts.Add(Violated(sprintf "request %d: GET_ID wrote %s, expected the first %d bytes of the serial %s" i (ScenarioTrace.Hex got) size (ScenarioTrace.Hex serial)))
                 if baseType = 0u && rangeOk then
                     let at = int r.Sector * 512
                     if r.Type = VirtioBlk.TypeIn then
