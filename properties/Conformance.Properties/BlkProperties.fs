@@ -31,7 +31,10 @@ let genRequest (i: int) =
         let! t = Gen.frequency [ 4, Gen.constant VirtioBlk.TypeIn; 4, Gen.constant VirtioBlk.TypeOut; 1, Gen.constant VirtioBlk.TypeFlush
                                  1, Gen.constant VirtioBlk.TypeGetId; 1, Gen.elements [ 6u; 7u; 0x10u; 0x20u ] ]
         let! sector = Gen.frequency [ 5, Gen.choose (0, DiskSectors - 1) |> Gen.map uint64; 1, Gen.elements [ uint64 DiskSectors; uint64 DiskSectors - 1UL; 1UL <<< 40 ] ]
-        let! total = Gen.frequency [ 4, Gen.elements [ 512; 1024; 4096 ]; 1, Gen.elements [ 0; 513; 100 ] ]
+        // GET_ID buffers around the serial's length (11 bytes + NUL) and VIRTIO_BLK_ID_BYTES (20)
+        let! total =
+            if t = VirtioBlk.TypeGetId then Gen.elements [ 0; 1; 5; 11; 12; 13; 19; 20; 21; 512 ]
+            else Gen.frequency [ 4, Gen.elements [ 512; 1024; 4096 ]; 1, Gen.elements [ 0; 513; 100 ] ]
         let! pieces = Gen.choose (1, 3)
         let! places = Gen.sequenceToList [ for k in 0 .. pieces - 1 -> genPlace i k ]
         let sizes =
