@@ -72,3 +72,33 @@ let ``a mapping used after its unmap is refused; a second unmap does nothing`` (
     Assert.Throws<InvalidOperationException>(fun () -> s.WriteMapped(m, 0UL, ReadOnlySpan [| 1uy |])) |> ignore
     Assert.False(s.Unmap(m, 8UL).Performed)
     Assert.Equal<(string * int) list>(counts, refCounts s)
+
+[<Theory>]
+[<InlineData(0)>]
+[<InlineData(3)>]
+[<InlineData(2048)>]
+let ``a split queue size that is not a power of two up to 1024 is refused`` (num: int) =
+    let s = system ()
+    let device = Virtio.VirtioDevice(s, s.Space "memory", 1, 0UL)
+    let e = Assert.Throws<ArgumentOutOfRangeException>(fun () -> device.SetupQueue(0, num, 0x1000UL, 0x2000UL, 0x3000UL))
+    Assert.Contains("powers of two", e.Message)
+    Assert.False device.Queues.[0].Ready
+
+[<Fact>]
+let ``an element released twice is refused; its mappings were dropped once`` () =
+    let s = system ()
+    let mem = s.Space "memory"
+    let device = Virtio.VirtioDevice(s, mem, 1, 0UL)
+    device.SetupQueue(0, 4, 0x1000UL, 0x2000UL, 0x3000UL)
+    let withRingCaches = refCounts s
+    let driver = Virtio.GuestDriver(s, mem, 4, 0x1000UL, 0x2000UL, 0x3000UL)
+    driver.ClearRings false
+    driver.WriteDescriptor(0, Virtio.VringDesc(0x4000UL, 16u, Virtio.VirtioConstants.DescFlagWrite, 0us))
+    driver.Publish [ 0us ]
+    let vq = device.Queues.[0]
+    let elem = (device.Pop vq).Element
+    device.Push(vq, elem, 16u)
+    Assert.Contains("already released", Assert.Throws<InvalidOperationException>(fun () -> device.Push(vq, elem, 16u)).Message)
+    Assert.Equal(0, vq.InUse)
+    Assert.Empty s.LiveMappings
+    Assert.Equal<(string * int) list>(withRingCaches, refCounts s)
