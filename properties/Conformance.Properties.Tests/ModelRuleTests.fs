@@ -117,3 +117,25 @@ let ``unmapping twice is refused the second time`` () =
     Assert.True((s.Unmap(r.Mapping, 16UL)).Performed)
     Assert.False((s.Unmap(r.Mapping, 16UL)).Performed)
     Assert.All(s.Owners, fun o -> Assert.Equal(Owner.Baseline, o.RefCount))
+
+[<Fact>]
+let ``virtqueue_rewind gives back up to inuse elements without unmapping them (hw/virtio/virtio.c:virtqueue_rewind)`` () =
+    let s = system Profile.Qemu72
+    let mem = s.Space "memory"
+    let device = Virtio.VirtioDevice(s, mem, 1, 0UL)
+    device.SetupQueue(0, 4, 0x1000UL, 0x2000UL, 0x3000UL)
+    let driver = Virtio.GuestDriver(s, mem, 4, 0x1000UL, 0x2000UL, 0x3000UL)
+    driver.ClearRings false
+    driver.WriteDescriptor(0, Virtio.VringDesc(0x4000UL, 16u, Virtio.VirtioConstants.DescFlagWrite, 0us))
+    driver.WriteDescriptor(1, Virtio.VringDesc(0x5000UL, 16u, Virtio.VirtioConstants.DescFlagWrite, 0us))
+    driver.Publish [ 0us; 1us ]
+    let vq = device.Queues.[0]
+    device.Pop vq |> ignore
+    device.Pop vq |> ignore
+    Assert.Equal(2, vq.InUse)
+    Assert.False(device.Rewind(vq, 3))
+    Assert.Equal((2, 2us), (vq.InUse, vq.LastAvailIdx))
+    Assert.True(device.Rewind(vq, 2))
+    Assert.Equal((0, 0us), (vq.InUse, vq.LastAvailIdx))
+    Assert.Equal(2, s.LiveMappings.Count)   // the caller still owns the elements' mappings
+    Assert.Equal(0u, (device.Pop vq).Element.Head)

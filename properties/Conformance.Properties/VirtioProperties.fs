@@ -38,6 +38,7 @@ let elementConservation (impl: Implementation) (scenario: Scenario) =
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
     let mutable popped, released, pushes = 0, 0, 0
+    let mutable lastAvail = None
     for s in run.Steps do
         match Option.ofObj s.Virtio with
         | None -> ()
@@ -48,7 +49,16 @@ let elementConservation (impl: Implementation) (scenario: Scenario) =
                 released <- released + 1
                 if r.How = "push" && not (run.Steps |> Seq.take s.Index |> Seq.exists (fun p -> not (isNull p.Virtio) && p.Virtio.Broken)) then pushes <- pushes + 1
                 labels.Add("released by " + r.How)
+                // virtqueue_unpop steps last_avail_idx back by one, so the next pop fetches a chain again;
+                // push and detach leave it alone
+                match lastAvail with
+                | Some (before: uint16) ->
+                    let expected = if r.How = "unpop" then before - 1us else before
+                    if v.LastAvailIdx <> expected then
+                        verdicts.Add(Violated(sprintf "%s: last_avail_idx went from %d to %d (expected %d)" (describe s) before v.LastAvailIdx expected))
+                | None -> ()
             | _ -> ()
+            lastAvail <- Some v.LastAvailIdx
             if v.InUse <> popped - released then
                 verdicts.Add(Violated(sprintf "%s: inuse is %d, but %d elements were popped and %d released" (describe s) v.InUse popped released))
             if v.UsedIdx <> uint16 pushes then
