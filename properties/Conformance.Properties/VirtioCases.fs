@@ -55,6 +55,7 @@ type Malformation =
     | ReadableAfterWritable
     | ZeroLength
     | IndirectBadSize
+    | IndirectOffRam
     | TooManyInUse
     | TooManyPieces
 
@@ -66,6 +67,7 @@ let expectedError (m: Malformation) (num: int) =
     | ReadableAfterWritable -> "Incorrect order for descriptors"
     | ZeroLength -> "virtio: zero sized buffers are not allowed"
     | IndirectBadSize -> "Invalid size for indirect buffer table"
+    | IndirectOffRam -> "Cannot map indirect buffer"
     | TooManyInUse -> "Virtqueue size exceeded"
     | TooManyPieces -> "virtio: too many write descriptors in indirect table"
 
@@ -140,7 +142,7 @@ let genGenericCase (profile: Profile) =
 /// A malformed chain with the error QEMU reports for it.
 let genMalformedCase (profile: Profile) =
     gen {
-        let! m = Gen.elements [ Loop; NextOutOfRange; HeadOutOfRange; ReadableAfterWritable; ZeroLength; IndirectBadSize; TooManyInUse; TooManyPieces ]
+        let! m = Gen.elements [ Loop; NextOutOfRange; HeadOutOfRange; ReadableAfterWritable; ZeroLength; IndirectBadSize; IndirectOffRam; TooManyInUse; TooManyPieces ]
         let! num = Gen.elements [ 2; 4; 8; 16; 256 ]
         // an inuse overflow pops num + 1 times: keep that case small enough to read
         let num = if m = TooManyInUse then min num 8 else num
@@ -169,6 +171,11 @@ let genMalformedCase (profile: Profile) =
         | IndirectBadSize ->
             let! bad = Gen.elements [ 0u; 8u; 24u; 100u ]
             ops.Add(DescriptorsOp(Nullable(), [| d 0 0x30000UL bad I 0us |]))
+            ops.Add(PublishOp [| 0us |])
+        | IndirectOffRam ->
+            // a table that runs off the end of RAM: its region cache covers less than desc.len
+            let! entries = Gen.elements [ 2u; 4u ]
+            ops.Add(DescriptorsOp(Nullable(), [| d 0 (0x100000UL - 16UL) (16u * entries) I 0us |]))
             ops.Add(PublishOp [| 0us |])
         | TooManyPieces ->
             // an indirect table of 1025 writable 16-byte buffers: more scatter-gather pieces than VIRTQUEUE_MAX_SIZE
