@@ -44,10 +44,10 @@ type Entry =
 
 let private checkWith (arb: Profile -> Arbitrary<'c>) (render: 'c -> string list) (judge: Variant -> 'c -> Verdict.CaseResult)
                       (variant: Variant) (profile: Profile) (maxTest: int) (replay: ReplayToken option) : Outcome =
-    let capture, labelsOf = runProperty (arb profile) (judge variant) maxTest replay
+    let capture = runProperty (arb profile) (judge variant) maxTest replay
     let blank = { Passed = false; Tests = 0; Shrinks = 0; Distribution = []; Message = ""; Counterexample = None; Replay = None }
     match capture.Result with
-    | Some(TestResult.Passed(data, _)) -> { blank with Passed = true; Tests = data.NumberOfTests; Distribution = distribution capture.Cases labelsOf }
+    | Some(TestResult.Passed(data, _)) -> { blank with Passed = true; Tests = data.NumberOfTests; Distribution = distribution capture }
     | Some(TestResult.Exhausted data) -> { blank with Tests = data.NumberOfTests; Message = "gave up: too many discarded cases" }
     | Some(TestResult.Failed(data, _, shrunk, outcome, _, failingRnd, size)) ->
         let case = shrunk |> List.tryPick (function :? 'c as c -> Some c | _ -> None)

@@ -354,10 +354,10 @@ let checkAgainstWith (modelFault: Fault) (binary: QemuBinary) (profile: Profile)
     legacy.Run(toCase (single (header 0u 1UL) [ 0, Header, 16u, N, 0us ] [] [])) |> ignore
     modern.Run(toCase (single (header 0u 1UL) [ 0, Header, 16u, N, 0us ] [] [])) |> ignore
     let sw = Diagnostics.Stopwatch.StartNew()
-    let capture, labelsOf = Runner.runProperty (Arb.fromGenShrink (genSpec, shrinkSpec)) judge cases replay
+    let capture = Runner.runProperty (Arb.fromGenShrink (genSpec, shrinkSpec)) judge cases replay
     let elapsed = sw.Elapsed.TotalSeconds
     let roundTrips = qtestRoundTrips legacy.Process
-    let ran = capture.Cases.Count
+    let ran = capture.Count
     let perCase (t: TimeSpan) = t.TotalMilliseconds / float (max 1 ran)
     let struct (p1, s1, w1, r1), struct (p2, s2, w2, r2) = legacy.Time, modern.Time
     let sb = Text.StringBuilder()
@@ -377,7 +377,7 @@ let checkAgainstWith (modelFault: Fault) (binary: QemuBinary) (profile: Profile)
               (float ran / elapsed) ran elapsed (legacy.ProcessesStarted + modern.ProcessesStarted) roundTrips)
     line (sprintf "      per case: QEMU %.1f ms (reset and restore %.2f, request %.2f, device %.2f, read back %.2f), model %.1f ms"
               (perCase qemuTime.Elapsed) (perCase (p1 + p2)) (perCase (s1 + s2)) (perCase (w1 + w2)) (perCase (r1 + r2)) (perCase modelTime.Elapsed))
-    for (label, pct) in Runner.distribution capture.Cases labelsOf |> List.truncate 12 do
+    for (label, pct) in Runner.distribution capture |> List.truncate 12 do
         line (sprintf "      %5.1f%% %s" pct label)
     if not passed then
         line "      why:"

@@ -57,21 +57,35 @@ let replayCommands (entry: Entry) (profile: Profile) (token: ReplayToken) =
       sprintf "dotnet run --project src/Conformance.Cli -- check --property %s --profile %A --replay %O" entry.Name profile token
       sprintf "dotnet run --project src/Conformance.Cli -- replay --property %s --profile %A --seed %O" entry.Name profile token ]
 
-/// Captures the result and the generated cases (not the shrink attempts), so the case distribution can
-/// be counted exactly: FsCheck's own stamps are rounded percentages that drop rare classes to 0.
-type Capture() =
+/// Captures the result and the labels of every generated case (not the shrink attempts), so the case
+/// distribution can be counted exactly: FsCheck's own stamps are rounded percentages that drop rare
+/// classes to 0. FsCheck reports a case's arguments after judging it, so its labels are taken then and
+/// the case itself is not kept (a 100,000-case run would otherwise hold every case until the end).
+type Capture(labelsOf: Collections.Generic.Dictionary<obj, string list>) =
     member val Result: TestResult option = None with get, set
-    member val Cases = ResizeArray<obj>()
+    /// The first generated case (what a replay token regenerates).
+    member val First: obj option = None with get, set
+    member val Count = 0 with get, set
+    member val Labels = ResizeArray<string list>()
     interface IRunner with
         member _.OnStartFixture _ = ()
-        member this.OnArguments(_, args, _) = for a in args do this.Cases.Add a
+        member this.OnArguments(_, args, _) =
+            for a in args do
+                if this.First.IsNone then this.First <- Some a
+                this.Count <- this.Count + 1
+                lock labelsOf (fun () ->
+                    match labelsOf.TryGetValue a with
+                    | true, l ->
+                        this.Labels.Add l
+                        labelsOf.Remove a |> ignore
+                    | _ -> ())
         member _.OnShrink(_, _) = ()
         member this.OnFinished(_, result) = this.Result <- Some result
 
-let distribution (cases: obj seq) (labelsOf: Collections.Generic.Dictionary<obj, string list>) =
-    let counted = cases |> Seq.choose (fun c -> match labelsOf.TryGetValue c with | true, l -> Some l | _ -> None) |> List.ofSeq
-    let total = float (max 1 counted.Length)
-    counted
+/// Labels with the percentage of generated cases that carried them.
+let distribution (capture: Capture) =
+    let total = float (max 1 capture.Labels.Count)
+    capture.Labels
     |> Seq.collect id
     |> Seq.countBy id
     |> Seq.map (fun (label, n) -> label, 100.0 * float n / total)
@@ -79,23 +93,23 @@ let distribution (cases: obj seq) (labelsOf: Collections.Generic.Dictionary<obj,
     |> List.ofSeq
 
 /// Runs FsCheck over `arb` with `judge` (every case's labels recorded for the distribution); the
-/// capture holds the result and the generated cases.
+/// capture holds the result, the first case and the labels.
 let runProperty (arb: Arbitrary<'c>) (judge: 'c -> Verdict.CaseResult) (maxTest: int) (replay: ReplayToken option) =
-    let capture = Capture()
+    let labelsOf = Collections.Generic.Dictionary<obj, string list>(HashIdentity.Reference)
+    let capture = Capture(labelsOf)
     let config =
         Config.Quick
             .WithMaxTest(maxTest)
             .WithQuietOnSuccess(true)
             .WithRunner(capture)
             .WithReplay(replay |> Option.map (fun r -> { Rnd = Rnd(r.Seed, r.Gamma); Size = Some r.Size }))
-    let labelsOf = Collections.Generic.Dictionary<obj, string list>(HashIdentity.Reference)
     let property =
         FsCheck.FSharp.Prop.forAll arb (fun (c: 'c) ->
             let r = judge c
             lock labelsOf (fun () -> labelsOf.[box c] <- Verdict.distributionLabels r)
             Verdict.toProperty r)
     Check.One(config, property)
-    capture, labelsOf
+    capture
 
 /// Why a failed FsCheck run failed: its labels (the violations), or the exception the property threw.
 let failureMessage (data: TestData) (outcome: FsCheck.Outcome) =
@@ -106,15 +120,15 @@ let failureMessage (data: TestData) (outcome: FsCheck.Outcome) =
 
 /// Checks one catalogue entry against an implementation for one profile.
 let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int) (replay: ReplayToken option) : Outcome =
-    let capture, labelsOf = runProperty (entry.Arbitrary profile) (entry.Judge impl) maxTest replay
+    let capture = runProperty (entry.Arbitrary profile) (entry.Judge impl) maxTest replay
     let blank = { Entry = entry; Profile = profile; Implementation = impl.Name; OfReference = Implementation.isReference impl; Passed = false; Exhausted = false; Tests = 0; Shrinks = 0
                   Distribution = []; Message = ""; Counterexample = None; Replay = None; SavedAs = None
-                  FirstCase = capture.Cases |> Seq.tryPick (function :? Scenario as s -> Some s | _ -> None) }
+                  FirstCase = capture.First |> Option.bind (function :? Scenario as s -> Some s | _ -> None) }
     match capture.Result with
     | Some(TestResult.Passed(data, _)) ->
-        { blank with Passed = true; Tests = data.NumberOfTests; Distribution = distribution capture.Cases labelsOf }
+        { blank with Passed = true; Tests = data.NumberOfTests; Distribution = distribution capture }
     | Some(TestResult.Exhausted data) ->
-        { blank with Exhausted = true; Tests = data.NumberOfTests; Distribution = distribution capture.Cases labelsOf; Message = "gave up: too many discarded cases" }
+        { blank with Exhausted = true; Tests = data.NumberOfTests; Distribution = distribution capture; Message = "gave up: too many discarded cases" }
     | Some(TestResult.Failed(data, _, shrunk, outcome, _, failingRnd, size)) ->
         let scenario = shrunk |> List.tryPick (function :? Scenario as s -> Some s | _ -> None)
         let message = failureMessage data outcome
