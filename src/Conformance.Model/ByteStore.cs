@@ -12,7 +12,10 @@ public sealed class ByteStore
     private const ulong PageSize = 1UL << PageBits;
     // Concurrent: devices on several threads touch memory at once (their bytes are their own business, as
     // in QEMU, but materialising a page must not corrupt the page table).
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, byte[]> _pages = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, StoredPage> _pages = new();
+
+    /// <summary>A materialised page with its index, allocated once, so the last-page cache can point at it.</summary>
+    private sealed record StoredPage(ulong Index, byte[] Bytes);
 
     public ByteStore(UInt128 size, uint seed)
     {
@@ -35,26 +38,25 @@ public sealed class ByteStore
 
     /// <summary>The page touched last: device registers are accessed a few bytes at a time, 1,024 times for a
     /// 4 KiB write-back, nearly always in the same page. One reference, so a racing thread sees either page.</summary>
-    private sealed record LastPage(ulong Index, byte[] Bytes);
-    private LastPage? _last;
+    private StoredPage? _last;
 
     private byte[] Page(ulong pageIndex, bool wholePageOverwritten = false)
     {
         var last = _last;
         if (last is not null && last.Index == pageIndex) return last.Bytes;
         var page = Materialise(pageIndex, wholePageOverwritten);
-        _last = new LastPage(pageIndex, page);
-        return page;
+        _last = page;
+        return page.Bytes;
     }
 
-    private byte[] Materialise(ulong pageIndex, bool wholePageOverwritten)
+    private StoredPage Materialise(ulong pageIndex, bool wholePageOverwritten)
     {
-        if (_pages.TryGetValue(pageIndex, out var page)) return page;
-        page = new byte[PageSize];
+        if (_pages.TryGetValue(pageIndex, out var stored)) return stored;
+        var page = new byte[PageSize];
         ulong baseOffset = pageIndex << PageBits;
         if (Seed != 0 && !wholePageOverwritten)   // the pattern would be overwritten at once
             for (ulong i = 0; i < PageSize; i++) page[i] = Pattern(Seed, baseOffset + i);
-        return _pages.GetOrAdd(pageIndex, page);   // a racing thread's identical page may win
+        return _pages.GetOrAdd(pageIndex, new StoredPage(pageIndex, page));   // a racing thread's identical page may win
     }
 
     public void Read(ulong offset, Span<byte> destination)
@@ -115,19 +117,13 @@ public sealed class ByteStore
         for (int i = 0; i < (int)size; i++) page[inPage + i] = (byte)(value >> (8 * i));
     }
 
-    public byte[] ReadArray(ulong offset, int length)
-    {
-        var result = new byte[length];
-        Read(offset, result);
-        return result;
-    }
-
     /// <summary>Offsets of pages whose bytes differ from the initial pattern, with the page contents (for comparisons).</summary>
     public IEnumerable<KeyValuePair<ulong, byte[]>> ModifiedPages()
     {
-        foreach (var (index, page) in _pages.OrderBy(p => p.Key))
+        foreach (var (index, stored) in _pages.OrderBy(p => p.Key))
         {
             ulong baseOffset = index << PageBits;
+            var page = stored.Bytes;
             for (ulong i = 0; i < PageSize; i++)
             {
                 if (page[i] != Pattern(Seed, baseOffset + i))

@@ -63,6 +63,7 @@ public sealed class FlatView
                         next = null;
                         break;
                     }
+                    // Stryker disable once Equality : equivalent for translation: it only decides which region a FlatView is keyed by (views shared between address spaces), not its ranges
                     if (child.Addr == 0 && mr.Size >= child.Size) next = child;
                 }
                 if (found == 0) return null;
@@ -98,9 +99,11 @@ public sealed class FlatView
             @base -= mr.AliasTarget!.Addr;
             @base -= mr.AliasOffset;
             RenderRegion(view, mr.AliasTarget, @base, clipStart, clipSize, readOnly, nonvolatile, ignorePriority);
+            // Stryker disable once Statement : equivalent, an alias has no subregions to fall through to
             return;
         }
 
+        // Stryker disable once all : broken-variant code (IgnorePriority), off in the reference model
         IEnumerable<MemoryRegion> children = ignorePriority
             ? mr.Subregions.OrderBy(c => c.InsertionIndex)   // a deliberately wrong order, for the broken-variant test
             : mr.Subregions;

@@ -1,0 +1,31 @@
+/// The sparse byte storage behind RAM blocks and device registers.
+module Conformance.Properties.Tests.ByteStoreTests
+
+open System
+open Xunit
+open Conformance.Model
+
+[<Fact>]
+let ``a register access that straddles a storage page sees the same bytes as byte-wise access`` () =
+    let store = ByteStore(UInt128(0UL, 0x10000UL), 7u)
+    let expected = Array.zeroCreate<byte> 8
+    store.Read(0xffcUL, System.Span expected)
+    let value = store.ReadLittleEndian(0xffcUL, 8u)
+    Assert.Equal(System.BitConverter.ToUInt64(expected, 0), value)
+    store.WriteLittleEndian(0x1ffeUL, 4u, 0x11223344UL)
+    let bytes = Array.zeroCreate<byte> 4
+    store.Read(0x1ffeUL, System.Span bytes)
+    Assert.Equal<byte[]>([| 0x44uy; 0x33uy; 0x22uy; 0x11uy |], bytes)
+    Assert.Equal(0x11223344UL, store.ReadLittleEndian(0x1ffeUL, 4u))
+
+[<Fact>]
+let ``modified pages are reported in address order, each once, with their offset and contents`` () =
+    let store = ByteStore(UInt128(0UL, 0x10000UL), 3u)
+    // touched but unchanged: not reported
+    store.Read(0x5000UL, System.Span(Array.zeroCreate<byte> 16))
+    store.Write(0x3001UL, System.ReadOnlySpan [| ByteStore.Pattern(3u, 0x3001UL) ^^^ 0xffuy |])
+    store.Write(0x1fffUL, System.ReadOnlySpan [| ByteStore.Pattern(3u, 0x1fffUL) ^^^ 1uy |])
+    let pages = store.ModifiedPages() |> List.ofSeq
+    Assert.Equal<uint64 list>([ 0x1000UL; 0x3000UL ], pages |> List.map (fun kv -> kv.Key))
+    Assert.Equal(ByteStore.Pattern(3u, 0x1fffUL) ^^^ 1uy, pages.[0].Value.[0xfff])
+    Assert.Equal(4096, pages.[1].Value.Length)
