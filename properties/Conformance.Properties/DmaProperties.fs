@@ -326,13 +326,13 @@ let mapLength (impl: Implementation) (scenario: Scenario) =
                     // clamped at the end of its RAMBlock alone (qemu_ram_ptr_length).
                     let expected = if isRam hit then run else min op.Len (low64 (h.Region.Size - u128 h.Offset))
                     labels.Add(if expected < op.Len then "direct, clipped" else "direct, whole request")
-                    // flatview_extend_translation's edge: the mapping runs on into the next flat range
-                    // into a neighbour that continues the same block (flat ranges only a readonly flag keeps apart)
+                    // flatview_extend_translation's edge: the mapping runs on into a neighbour that continues
+                    // the same block (flat ranges only a readonly flag keeps apart)
                     let cuts = boundaries scenario.Layout op.Space |> Array.filter (fun p -> p > op.Addr && u128 p < u128 op.Addr + u128 m.Length)
                     if cuts |> Array.exists (fun p -> match resolve scenario.Layout op.Space p with
                                                       | Some n -> n.Region.Name = h.Region.Name && n.Offset = h.Offset + (p - op.Addr) && n.Region.Kind = RegionKind.Ram
-                                                      | None -> false)
-                       && not (isNull (box h.Region)) then labels.Add "direct, extended past a region edge into the same RAM"
+                                                      | None -> false) then
+                        labels.Add "direct, extended past a region edge into the same RAM"
                     if m.Length <> expected then fail (sprintf "direct mapping of %d bytes; expected %d (the region stays contiguous for %d)" m.Length expected run)
                     elif expected > run then verdicts.Add(KnownFinding(Findings.romdMapPastSection.Id, sprintf "map %s" op.Id))
                     if m.Region.Name <> hit.Value.Region.Name || m.Xlat <> hit.Value.Offset then

@@ -159,7 +159,7 @@ public sealed class MemorySystem
         var mapping = new Mapping(Interlocked.Increment(ref _nextMappingId), space, addr, l, isWrite, MappingKind.Bounce, mr, 0, buffer);
         if (Profile == Profile.Qemu72) _globalBounce = mapping;
         if (!isWrite && !Has(Fault.ReadAtUnmap)) FillFromDevice(view, mapping);   // B72-4 / BM-4
-        // Stryker disable once all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught
+        // Stryker disable once all : broken-variant code (README: Mutation testing)
         if (isWrite && Has(Fault.WriteBackAtMap)) Write(space, addr, buffer.Data);
         AddLive(mapping);
         return new MapResult(mapping, l, MapFailure.None);
@@ -171,7 +171,7 @@ public sealed class MemorySystem
         var il = Interleaver;
         il?.Point("claim bounce.in_use");
         if (!Has(Fault.NonAtomicBounceClaim)) return Interlocked.Exchange(ref _globalBounceInUse, 1) == 0;
-        // Stryker disable all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught (NonAtomicBounceClaim)
+        // Stryker disable all : broken-variant code (NonAtomicBounceClaim)
         bool taken = Volatile.Read(ref _globalBounceInUse) != 0;
         if (taken) return false;
         il?.Point("store bounce.in_use");
@@ -192,7 +192,7 @@ public sealed class MemorySystem
             // size_t arithmetic: a counter that underflowed (a broken release) makes max - used wrap
             ulong alloc = Math.Min(unchecked(space.MaxBounceBufferSize - used), request);
             il?.Point("update bounce_buffer_size");
-            // Stryker disable all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught (NonAtomicBounceClaim)
+            // Stryker disable all : broken-variant code (NonAtomicBounceClaim)
             if (Has(Fault.NonAtomicBounceClaim))
             {
                 Volatile.Write(ref space.Reserved, used + alloc);
@@ -315,7 +315,7 @@ public sealed class MemorySystem
             Write(m.AddressSpace, m.Addr, buffer.Data.AsSpan(0, (int)written));
             Interlocked.Add(ref _unproducedBytesWrittenBack, never + zero);
         }
-        // Stryker disable once all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught
+        // Stryker disable once all : broken-variant code (README: Mutation testing)
         if (!m.IsWrite && Has(Fault.ReadAtUnmap)) FillFromDevice(m.AddressSpace.View, m);
 
         // U72-2 / UM-3: the buffer is freed and the region unreferenced before the space is released.
@@ -323,7 +323,7 @@ public sealed class MemorySystem
         Interlocked.Decrement(ref _bounceBuffersAllocated);
         Unref(m.Region);
         IReadOnlyList<string> scheduled = Array.Empty<string>();
-        // Stryker disable all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught (LeakBounceSpace, NotifyBeforeRelease)
+        // Stryker disable all : broken-variant code (LeakBounceSpace, NotifyBeforeRelease)
         if (Has(Fault.LeakBounceSpace))
         {
             scheduled = NotifyMapClients(m.AddressSpace);
@@ -335,7 +335,7 @@ public sealed class MemorySystem
         }
         else
         {
-        // Stryker restore all
+            // Stryker restore all
             // U72-3 / UM-4: release with a full barrier, then notify every waiting client.
             ReleaseBounceSpace(m);
             if (notify) scheduled = NotifyMapClients(m.AddressSpace);
@@ -354,7 +354,7 @@ public sealed class MemorySystem
             return;
         }
         Interlocked.Add(ref m.AddressSpace.Reserved, 0UL - m.Length);
-        // Stryker disable once all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught
+        // Stryker disable once all : broken-variant code (README: Mutation testing)
         if (Has(Fault.DoubleBudgetRelease)) Interlocked.Add(ref m.AddressSpace.Reserved, 0UL - m.Length);
     }
 
@@ -402,7 +402,7 @@ public sealed class MemorySystem
     /// <summary>cpu_unregister_map_client: removes the record if it has not fired yet.</summary>
     public bool UnregisterMapClient(AddressSpace space, string client)
     {
-        // Stryker disable once all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught
+        // Stryker disable once all : broken-variant code (README: Mutation testing)
         if (Has(Fault.UnregisterIgnored)) return false;
         var il = Interleaver;
         var list = ClientsFor(space);
@@ -451,11 +451,11 @@ public sealed class MemorySystem
     {
         var view = space.View;
         int pos = 0;
-        Section section = default;
+        Section section = default;   // no range: the first step translates
         ulong step = 0;
         while (pos < source.Length)
         {
-            section = pos == 0 ? view.Translate(addr) : NextSection(view, section, step, addr);
+            section = NextSection(view, section, step, addr);
             var mr = section.Region;
             ulong l = ClampToRamSection(section, (ulong)(source.Length - pos));
             if (!mr.IsDirect(true))
@@ -496,11 +496,11 @@ public sealed class MemorySystem
     private void ReadView(FlatView view, ulong addr, Span<byte> destination)
     {
         int pos = 0;
-        Section section = default;
+        Section section = default;   // no range: the first step translates
         ulong step = 0;
         while (pos < destination.Length)
         {
-            section = pos == 0 ? view.Translate(addr) : NextSection(view, section, step, addr);
+            section = NextSection(view, section, step, addr);
             var mr = section.Region;
             ulong l = ClampToRamSection(section, (ulong)(destination.Length - pos));
             if (!mr.IsDirect(false))
@@ -624,7 +624,7 @@ public sealed class MemorySystem
             Interlocked.Add(ref owner.Count, delta);
             return;
         }
-        // Stryker disable all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught (NonAtomicRef)
+        // Stryker disable all : broken-variant code (NonAtomicRef)
         int v = Volatile.Read(ref owner.Count);
         il?.Point(delta > 0 ? "store ref" : "store unref");
         Volatile.Write(ref owner.Count, v + delta);

@@ -281,7 +281,7 @@ public sealed class VirtioDevice
         UnmapSg(elem, len);
         if (Disabled || vq.Caches is null) return;
         int slot = (vq.UsedIdx + idx) % vq.Num;
-        // Stryker disable once all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught
+        // Stryker disable once all : broken-variant code (README: Mutation testing)
         if (Has(VirtioFault.IndexBeforeEntry)) StoreUsed16("idx", VirtioConstants.UsedIdxAddr(vq.UsedAddr), (ushort)(vq.UsedIdx + idx + 1));
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt32LittleEndian(b, elem.Head);
@@ -343,7 +343,7 @@ public sealed class VirtioDevice
     /// <summary>virtio_split_should_notify.</summary>
     public bool ShouldNotify(VirtQueue vq)
     {
-        // Stryker disable once all : broken-variant code, off in the reference model: its mutants change which bug the variant has, and the fault catalogue test still sees it caught
+        // Stryker disable once all : broken-variant code (README: Mutation testing)
         if (Has(VirtioFault.AlwaysNotify)) return true;
         if (Has(VirtioConstants.FeatureNotifyOnEmpty) && vq.InUse == 0 && QueueEmpty(vq)) return true;
         if (!Has(VirtioConstants.FeatureEventIdx)) return (AvailFlags(vq) & VirtioConstants.AvailFlagNoInterrupt) == 0;
