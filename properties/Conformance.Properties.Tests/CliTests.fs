@@ -61,9 +61,46 @@ type CliTests() =
         Assert.Contains("never marked dirty", out)
         Assert.Contains("every later bounce map in the whole machine fails", out)
 
+    /// `layout TREE --flat FLAT`: "does the model see my machine as QEMU does", per address space.
+    [<Fact>]
+    member _.layout_with_qemus_flat_dump_reports_equal_or_the_differing_lines() =
+        let dir = fromRoot "fixtures/layouts/qemu-10.0"
+        let code, out, err = run [ "layout"; Path.Combine(dir, "q35-two-ahci.mtree.txt"); "--flat"; Path.Combine(dir, "q35-two-ahci.flat.txt") ]
+        Assert.Equal(0, code)
+        Assert.Equal("", err)
+        Assert.Contains("AS \"ich9-ahci#2\": equal", out)
+        Assert.Contains("address spaces render as QEMU renders them", out)
+        // QEMU's flat view of another machine: differences, exit 1
+        let code2, out2, _ = run [ "layout"; Path.Combine(dir, "q35.mtree.txt"); "--flat"; Path.Combine(dir, "q35-4g.flat.txt") ]
+        Assert.Equal(1, code2)
+        Assert.Contains("AS \"memory\": differs", out2)
+        Assert.Contains("  - QEMU:  ", out2)
+        Assert.Contains("  + model: ", out2)
+
+    /// Without --flat a dump of QEMU before 11... or 11 says in one line on stderr what it assumed.
+    [<Fact>]
+    member _.layout_without_the_flat_dump_warns_once_and_renders() =
+        let code, out, err = run [ "layout"; fromRoot "fixtures/layouts/qemu-11.1/pc.mtree.txt" ]
+        Assert.Equal(0, code)
+        Assert.Single(err.Trim().Split('\n')) |> ignore
+        Assert.StartsWith("warning: ", err)
+        Assert.Contains("(prio 0, container): io @", out)
+
+    [<Fact>]
+    member _.layout_bad_input_is_one_line_and_exit_2() =
+        let cut = temp "cut.mtree.txt" (File.ReadAllText(fromRoot "fixtures/layouts/qemu-7.2/q35.mtree-D.txt").Substring(0, 700))
+        let code, out, err = run [ "layout"; cut ]
+        Assert.Equal(2, code)
+        Assert.Equal("", out)
+        Assert.Single(err.Trim().Split('\n')) |> ignore
+        Assert.Matches(@"^conformance: .*cut\.mtree\.txt:\d+: ", err)
+        let code2, _, err2 = run [ "layout"; fromRoot "fixtures/layouts/qemu-7.2/q35.mtree-D.txt"; "--flat"; fromRoot "fixtures/layouts/qemu-7.2/q35.mtree-D.txt" ]
+        Assert.Equal(2, code2)
+        Assert.Contains("q35.mtree-D.txt", err2)
+
     [<Fact>]
     member _.layout_verb_prints_qemus_flat_format() =
-        let code, out, _ = run [ "layout"; fromRoot "fixtures/layouts/q35.mtree.txt" ]
+        let code, out, _ = run [ "layout"; fromRoot "fixtures/layouts/qemu-7.2/q35.mtree-D.txt" ]
         Assert.Equal(0, code)
         Assert.Contains("  00000000ff000000-00000000ff00ffff (prio 0, i/o): pc-testdev-iomem", out)
 

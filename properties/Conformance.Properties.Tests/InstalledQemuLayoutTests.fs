@@ -1,6 +1,7 @@
-/// Against the QEMU installed on this machine (CI installs Debian's qemu-system-x86): dump the q35 and pc
-/// layouts afresh and check that the model renders each tree dump exactly as that QEMU renders it.
-/// Skipped, with the reason, where no QEMU is installed — except under CI, where that is a failure.
+/// Against every QEMU this machine has (the installed one, and QEMU 10.0 and 11.x where scripts/fetch-qemu
+/// has put them in the cache): dump the configurations of dump-layouts.sh afresh and check that the model
+/// renders each tree dump, in every form, exactly as that QEMU renders it. A version that is missing is
+/// skipped with one line saying how to get it — except under CI, where 7.2, 10.0 and 11.x are required.
 module Conformance.Properties.Tests.InstalledQemuLayoutTests
 
 open System
@@ -8,43 +9,56 @@ open System.Diagnostics
 open System.IO
 open Xunit
 open Conformance.Model
+open Conformance.Qemu
 open Conformance.Properties.Tests.TestSupport
 
-let private findQemu () =
-    match Environment.GetEnvironmentVariable "QEMU" with
-    | null | "" ->
-        (Environment.GetEnvironmentVariable "PATH").Split(':')
-        |> Array.map (fun d -> Path.Combine(d, "qemu-system-x86_64"))
-        |> Array.tryFind File.Exists
-    | q -> Some q
+let private ci = Environment.GetEnvironmentVariable "CI" = "true"
 
-[<SkippableFact>]
-let ``the installed QEMU's own dumps render identically in the model`` () =
-    match findQemu () with
-    | None when Environment.GetEnvironmentVariable "CI" = "true" ->
-        failwith "CI must install QEMU: apt-get install -y --no-install-recommends qemu-system-x86"
-    | None -> Skip.If(true, "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
-    | Some qemu ->
-        let out = Path.Combine(Path.GetTempPath(), "conformance-layouts-" + Guid.NewGuid().ToString("N"))
-        try
-            let psi = ProcessStartInfo("bash", [ fromRoot "fixtures/layouts/dump-layouts.sh"; qemu ])
-            psi.Environment.["OUT"] <- out
-            psi.RedirectStandardOutput <- true
-            psi.RedirectStandardError <- true
-            use p = Process.Start psi
-            let stderr = p.StandardError.ReadToEndAsync()
-            let stdout = p.StandardOutput.ReadToEndAsync()
-            if not (p.WaitForExit(TimeSpan.FromMinutes 3.0)) then
-                p.Kill(true)
-                failwith "dump-layouts.sh did not finish within 3 minutes (QEMU hung?); killed"
-            Assert.True(p.ExitCode = 0, sprintf "dump-layouts.sh failed (%d): %s" p.ExitCode stderr.Result)
-            for machine in [ "q35"; "pc" ] do
-                let hints = File.ReadAllLines(Path.Combine(out, machine + ".terminates.txt")) |> Array.filter (fun l -> l <> "")
-                let spec = MtreeDump.Parse(File.ReadAllText(Path.Combine(out, machine + ".mtree.txt")), hints, machine)
-                let mine = LayoutFixtureTests.normalise (FlatViewText.Print(MemorySystem(spec, Profile.Qemu72).AddressSpaces))
-                let theirs = LayoutFixtureTests.normalise (File.ReadAllText(Path.Combine(out, machine + ".flat.txt")))
-                Assert.NotEmpty theirs
-                Assert.Equal<string>(theirs, mine)
-            ignore stdout.Result
-        finally
-            if Directory.Exists out then Directory.Delete(out, true)
+/// The releases CI must have; elsewhere whichever are available.
+let required = [ "7.2"; "10.0"; "11." ]
+
+let private binaries = lazy (QemuBinary.Available())
+
+let private binaryFor (release: string) =
+    binaries.Force() |> Seq.tryFind (fun q -> q.Release = release || (release.EndsWith "." && q.Release.StartsWith release))
+
+/// Runs dump-layouts.sh for one QEMU into a fresh folder (killed after 5 minutes: a QEMU that hangs).
+let dumpAll (qemu: QemuBinary) =
+    let out = Path.Combine(Path.GetTempPath(), "conformance-layouts-" + Guid.NewGuid().ToString("N"))
+    let psi = ProcessStartInfo("bash", [ fromRoot "fixtures/layouts/dump-layouts.sh"; qemu.Path; out ])
+    psi.RedirectStandardOutput <- true
+    psi.RedirectStandardError <- true
+    use p = Process.Start psi
+    let stderr = p.StandardError.ReadToEndAsync()
+    let stdout = p.StandardOutput.ReadToEndAsync()
+    if not (p.WaitForExit(TimeSpan.FromMinutes 5.0)) then
+        p.Kill(true)
+        failwith "dump-layouts.sh did not finish within 5 minutes (QEMU hung?); killed"
+    ignore stdout.Result
+    out, p.ExitCode, stderr.Result
+
+type InstalledQemuLayoutTests() =
+    static member Releases: obj[] seq = required |> Seq.map (fun r -> [| box r |])
+
+    [<SkippableTheory>]
+    [<MemberData(nameof InstalledQemuLayoutTests.Releases)>]
+    member _.a_live_qemus_own_dumps_render_identically_in_the_model(release: string) =
+        match binaryFor release with
+        | None when ci -> failwithf "CI needs QEMU %sx: .ci/run installs 7.2 (apt) and fetches 10.0 and 11.x (%s)" release QemuBinary.FetchHint
+        | None -> Skip.If(true, sprintf "no QEMU %sx here: %s" release QemuBinary.FetchHint)
+        | Some qemu ->
+            let out, code, stderr = dumpAll qemu
+            try
+                Assert.True((code = 0), sprintf "dump-layouts.sh failed (%d) with %s: %s" code qemu.Path stderr)
+                let flats = Directory.GetFiles(out, "*.flat.txt")
+                Assert.NotEmpty flats
+                for flat in flats do
+                    let config = Path.GetFileName(flat).Replace(".flat.txt", "")
+                    let theirs = LayoutFixtureTests.normalise (File.ReadAllText flat)
+                    for form in LayoutFixtureTests.forms do
+                        let path = Path.Combine(out, $"{config}.{form}.txt")
+                        let imported = MtreeDump.Import(File.ReadAllText path, MtreeImportOptions(Source = $"{qemu.Release}/{config}.{form}"))
+                        let mine = LayoutFixtureTests.normalise (LayoutFixtureTests.render imported)
+                        Assert.True((theirs = mine), sprintf "QEMU %O, %s.%s: the model renders it differently from QEMU's `info mtree -f`" qemu.Version config form)
+            finally
+                if Directory.Exists out then Directory.Delete(out, true)

@@ -1,4 +1,7 @@
-/// The model imports real `info mtree` dumps and renders them exactly as QEMU's `info mtree -f` does.
+/// The model imports real `info mtree` dumps of QEMU 7.2, 10.0 and 11.x (fixtures/layouts/qemu-*/, made by
+/// dump-layouts.sh) in every form a user may paste — plain, -D, -o — and renders them exactly as that
+/// QEMU's `info mtree -f` does, with no options; with QEMU's flat dump beside them, `layout --flat`
+/// compares equal for every address space.
 module Conformance.Properties.Tests.LayoutFixtureTests
 
 open System
@@ -10,53 +13,120 @@ open Conformance.Properties.Tests.TestSupport
 
 /// QEMU prints flat views in GHashTable order and each view's address spaces in creation order; the
 /// tree dump cannot tell either. So compare views as a set, each with its AS lines sorted, dropping
-/// the "FlatView #n" numbering, and otherwise only normalising whitespace.
+/// the "FlatView #n" numbering and the model's "#n" on repeated address-space names, and otherwise only
+/// normalising whitespace. (Independent of FlatViewComparison, which `layout --flat` uses.)
 let normalise (text: string) =
     text.Replace("\r\n", "\n").Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
     |> Array.map (fun block ->
         let lines =
             block.Split('\n')
-            |> Array.map (fun l -> Regex.Replace(l.Trim(), @"\s+", " "))
+            |> Array.map (fun l -> Regex.Replace(Regex.Replace(l.Trim(), @"\s+", " "), "^AS \"(.*?)#\\d+\"", "AS \"$1\""))
             |> Array.filter (fun l -> l <> "" && not (l.StartsWith "FlatView #"))
         let spaces = lines |> Array.filter (fun l -> l.StartsWith "AS ") |> Array.sort
         String.Join("\n", Array.append spaces (lines |> Array.filter (fun l -> not (l.StartsWith "AS ")))))
     |> Array.sort
 
-let machines () =
-    Directory.GetFiles(fromRoot "fixtures/layouts", "*.mtree.txt")
-    |> Array.map (fun f -> Path.GetFileName(f).Replace(".mtree.txt", ""))
+let layoutsDir = fromRoot "fixtures/layouts"
+let versions () = Directory.GetDirectories(layoutsDir, "qemu-*") |> Array.map Path.GetFileName |> Array.sort
+
+/// The tree forms dump-layouts.sh writes: plain `info mtree`, `-D` and `-o -D`.
+let forms = [ "mtree"; "mtree-D"; "mtree-o" ]
+
+let configs version =
+    Directory.GetFiles(Path.Combine(layoutsDir, version), "*.flat.txt")
+    |> Array.map (fun f -> Path.GetFileName(f).Replace(".flat.txt", ""))
     |> Array.sort
 
-let load machine =
-    let dir = fromRoot "fixtures/layouts"
-    let hints = Path.Combine(dir, machine + ".terminates.txt")
-    let terminating = if File.Exists hints then File.ReadAllLines hints |> Array.filter (fun l -> l.Trim() <> "") else [||]
-    MtreeDump.Parse(File.ReadAllText(Path.Combine(dir, machine + ".mtree.txt")), terminating, machine + ".mtree.txt"),
-    File.ReadAllText(Path.Combine(dir, machine + ".flat.txt"))
+let file version config (kind: string) = Path.Combine(layoutsDir, version, $"{config}.{kind}.txt")
+
+/// A dump imported with no options, as a user pastes it.
+let import version config form =
+    let path = file version config form
+    MtreeDump.Import(File.ReadAllText path, MtreeImportOptions(Source = Path.GetRelativePath(layoutsDir, path)))
+
+let render (imported: MtreeImport) =
+    FlatViewText.Print(MemorySystem(imported.Layout, Profile.Qemu72).AddressSpaces, imported.Dialect)
+
+/// The machine of the differential and of most tests: q35 with pc-testdev, QEMU 7.2, `-D`.
+let q35 () = (import "qemu-7.2" "q35" "mtree-D").Layout
 
 type LayoutFixtureTests() =
-    static member Machines: obj[] seq = machines () |> Seq.map (fun m -> [| box m |])
+    static member Dumps: obj[] seq =
+        seq {
+            for v in versions () do
+                for c in configs v do
+                    for f in forms do
+                        if File.Exists(file v c f) then yield [| box v; box c; box f |]
+        }
 
+    /// The configurations the layouts issue names, in every QEMU version committed, in every form.
     [<Fact>]
-    member _.there_are_dumps_of_q35_and_pc() =
-        let ms = machines ()
-        Assert.Contains("q35", ms)
-        Assert.Contains("pc", ms)
+    member _.every_version_has_every_configuration_in_every_form() =
+        let required =
+            [ "q35"; "pc"; "microvm"; "q35-two-ahci"; "q35-two-virtio-blk"; "q35-two-virtio-net"; "q35-vga"; "pc-vga"; "q35-nvme"
+              "q35-virtio-scsi"; "q35-4g"; "pc-4g"; "pc-3584m"; "q35-smm-off"; "pc-smm-off"; "q35-virtio-blk"; "q35-virtio-blk-modern" ]
+        let vs = versions ()
+        for major in [ "qemu-7.2"; "qemu-10.0" ] do Assert.Contains(major, vs)
+        Assert.Contains(vs, fun v -> v.StartsWith "qemu-11.")
+        for v in vs do
+            for c in required do
+                for kind in "flat" :: forms do
+                    Assert.True(File.Exists(file v c kind), $"missing {v}/{c}.{kind}.txt")
 
     [<Theory>]
-    [<MemberData(nameof LayoutFixtureTests.Machines)>]
-    member _.model_flat_view_equals_qemus(machine: string) =
-        let spec, flat = load machine
-        let system = MemorySystem(spec, Profile.Qemu72)
-        let mine = normalise (FlatViewText.Print system.AddressSpaces)
-        let theirs = normalise flat
-        Assert.Equal<string>(theirs, mine)
+    [<MemberData(nameof LayoutFixtureTests.Dumps)>]
+    member _.dump_renders_as_qemu_renders_it_with_no_options(version: string, config: string, form: string) =
+        let imported = import version config form
+        let theirs = normalise (File.ReadAllText(file version config "flat"))
+        Assert.NotEmpty theirs
+        Assert.Equal<string>(theirs, normalise (render imported))
+
+    [<Theory>]
+    [<MemberData(nameof LayoutFixtureTests.Dumps)>]
+    member _.with_qemus_flat_dump_every_address_space_compares_equal(version: string, config: string, form: string) =
+        let flat = File.ReadAllText(file version config "flat")
+        let imported = MtreeDump.Import(File.ReadAllText(file version config form), MtreeImportOptions(Source = config, Flat = flat))
+        Assert.Empty imported.Warnings
+        let differences = FlatViewComparison.Compare(FlatViewDump.Parse(flat, "qemu"), FlatViewDump.Parse(render imported, "model"))
+        Assert.True(differences |> Seq.forall (fun d -> d.Equal), FlatViewComparison.Report differences)
+        // every address space QEMU lists is compared, once per repetition of its name
+        let spaces = FlatViewDump.Parse(flat, "qemu") |> Seq.sumBy (fun v -> v.Spaces.Count)
+        Assert.Equal(spaces, differences.Count)
+
+    /// QEMU 11 prints `container` for regions without a parent, `io` included, which has ops: the word
+    /// settles nothing, and the rendering must print it where QEMU does.
+    [<Fact>]
+    member _.qemu_11_type_words_are_read_and_printed_as_qemu_11_prints_them() =
+        let v = versions () |> Array.find (fun v -> v.StartsWith "qemu-11.")
+        let imported = import v "q35" "mtree-D"
+        Assert.Equal(MtreeDialect.ParentlessContainers, imported.Dialect)
+        Assert.Contains(imported.Layout.AllRegions(), fun r -> r.Name = "io" && r.Kind = RegionKind.Io && r.Terminates)
+        Assert.Contains(imported.Layout.AllRegions(), fun r -> r.Name = "pci" && r.Kind = RegionKind.Container)
+        Assert.Contains("(prio 0, container): io @", render imported)
+        Assert.Equal(MtreeDialect.IoOnly, (import "qemu-7.2" "q35" "mtree-D").Dialect)
+
+    /// Without the flat dump the importer says, in one line, what it assumed.
+    [<Fact>]
+    member _.an_import_without_the_flat_dump_names_what_it_assumed() =
+        let imported = import "qemu-10.0" "q35" "mtree"
+        let warning = Assert.Single imported.Warnings
+        Assert.Contains("io, rtc terminate", warning)
+        Assert.Contains("--flat", warning)
+
+    /// Two devices of one type: QEMU's repeated address-space names become name, name#2, ... in print order.
+    [<Fact>]
+    member _.repeated_address_space_names_get_stable_unique_names() =
+        for v in versions () do
+            let names = (import v "q35-two-ahci" "mtree-D").Layout.AddressSpaces |> Seq.map (fun a -> a.Name) |> List.ofSeq
+            Assert.Contains("ich9-ahci", names)
+            Assert.Contains("ich9-ahci#2", names)
+            Assert.Equal(names.Length, (Set.ofList names).Count)
+            Assert.Contains("AS \"ich9-ahci#2\"", render (import v "q35-two-ahci" "mtree-D"))
 
     /// The importer keeps what the dump shows: disabled regions, negative priorities, aliases with offsets.
     [<Fact>]
     member _.import_keeps_disabled_regions_priorities_and_alias_offsets() =
-        let spec, _ = load "q35"
-        let all = spec.AllRegions() |> List.ofSeq
+        let all = q35().AllRegions() |> List.ofSeq
         Assert.Contains(all, fun r -> not r.Enabled && r.Name = "smbase-blackhole")
         Assert.Contains(all, fun r -> r.Name = "pci" && r.Priority = -1)
         Assert.Contains(all, fun r -> r.Kind = RegionKind.Alias && r.Name = "isa-bios" && r.AliasTarget = "pc.bios" && r.AliasOffset = 0x20000UL)
@@ -66,8 +136,7 @@ type LayoutFixtureTests() =
     /// the BIOS window at 0xe0000 (alias into pc.bios at 0x20000).
     [<Fact>]
     member _.q35_translations() =
-        let spec, _ = load "q35"
-        let system = MemorySystem(spec, Profile.Qemu72)
+        let system = MemorySystem(q35 (), Profile.Qemu72)
         let view = system.Space("memory").View
         let at (a: uint64) = let s = view.Translate a in s.Region.Name, s.Xlat
         Assert.Equal(("pc-testdev-iomem", 0x10UL), at 0xff000010UL)
@@ -79,5 +148,5 @@ type LayoutFixtureTests() =
 
     [<Fact>]
     member _.malformed_dump_reports_the_line() =
-        let e = Assert.Throws<LayoutError>(fun () -> MtreeDump.Parse("address-space: memory\n  garbage here\n", null, "bad.txt") |> ignore)
+        let e = Assert.Throws<LayoutError>(fun () -> MtreeDump.Parse("address-space: memory\n  garbage here\n", "bad.txt") |> ignore)
         Assert.StartsWith("bad.txt:2", e.Message)

@@ -21,9 +21,7 @@ let W, N = VirtioConstants.DescFlagWrite, VirtioConstants.DescFlagNext
 let q35 =
     lazy (
         let dir = IO.Path.Combine(Regression.repoRoot () |> Option.defaultValue Environment.CurrentDirectory, "fixtures", "layouts")
-        let hints = IO.Path.Combine(dir, "q35.terminates.txt")
-        let terminating = if IO.File.Exists hints then IO.File.ReadAllLines hints |> Array.filter (fun l -> l.Trim() <> "") else [||]
-        MtreeDump.Parse(IO.File.ReadAllText(IO.Path.Combine(dir, "q35.mtree.txt")), terminating, "q35.mtree.txt"))
+        MtreeDump.Parse(IO.File.ReadAllText(IO.Path.Combine(dir, "qemu-7.2", "q35.mtree-D.txt")), "qemu-7.2/q35.mtree-D.txt"))
 
 /// The used ring of a model run: its index and the elements the run published.
 let used (run: ScenarioRun) = run.Virtio.Driver.UsedIdx(), (run.Steps |> Seq.choose (fun s -> Option.ofObj s.Virtio) |> Seq.collect (fun v -> v.NewUsed) |> List.ofSeq)
@@ -398,7 +396,7 @@ let requestOfScenario (s: Scenario) : Result<Request, string> =
     let regions = s.Layout.AllRegions() |> Seq.map (fun r -> r.Name) |> Set.ofSeq
     let ops = List.ofSeq s.Ops
     let describe (o: ScenarioOp) = o.GetType().Name.Replace("Op", "")
-    if regions <> expectedRegions then Error "its layout is not QEMU's q35 machine (fixtures/layouts/q35.mtree.txt): only that machine can be run on QEMU"
+    if regions <> expectedRegions then Error "its layout is not QEMU's q35 machine (fixtures/layouts/qemu-7.2/q35.mtree-D.txt): only that machine can be run on QEMU"
     else
         match ops with
         | (:? VirtioSetupOp as v) :: rest ->

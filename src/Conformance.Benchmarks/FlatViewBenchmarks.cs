@@ -15,9 +15,8 @@ public class FlatViewBenchmarks
     {
         string root = AppContext.BaseDirectory;
         while (!File.Exists(Path.Combine(root, "Conformance.sln"))) root = Path.GetDirectoryName(root)!;
-        var dir = Path.Combine(root, "fixtures", "layouts");
-        var hints = File.ReadAllLines(Path.Combine(dir, "q35.terminates.txt"));
-        var q35 = MtreeDump.Parse(File.ReadAllText(Path.Combine(dir, "q35.mtree.txt")), hints, "q35");
+        var dir = Path.Combine(root, "fixtures", "layouts", "qemu-7.2");
+        var q35 = MtreeDump.Parse(File.ReadAllText(Path.Combine(dir, "q35.mtree-D.txt")), "q35");
         _q35 = new MemorySystem(q35, Profile.Qemu72).Space("memory").View;
         _thousand = new MemorySystem(Layouts.Thousand(), Profile.Qemu72).Space("memory").View;
         var rng = new Random(7);

@@ -42,10 +42,13 @@ public static class CommandLine
           conformance approve [--list | --reject]
               Shows the diff of every pending snapshot (left by a failing snapshot test) and
               moves it over the approved one; --list only shows, --reject discards them.
-          conformance layout FILE [--terminates NAME,NAME...]
-              Reads an `info mtree` dump (tree form) and prints the model's flat views in the
-              format of `info mtree -f`. If FILE.terminates.txt or <machine>.terminates.txt exists
-              beside it, it names the i/o regions with subregions that terminate.
+          conformance layout TREE [--flat FLAT]
+              Reads an `info mtree` dump (tree form; plain, -D or -o; QEMU 7.2 to 11.x) and prints
+              the model's flat views in the format of `info mtree -f`. With FLAT, QEMU's own
+              `info mtree -f` of the same machine, it instead compares the two per address space
+              (equal, or the differing lines) and exits 1 when anything differs. A dump of QEMU
+              before 11 cannot show which `i/o` regions with subregions are pure containers: FLAT
+              settles it; without FLAT one warning line on stderr names what was assumed.
 
         exit codes: 0 all passed, 1 a property failed, 2 bad usage or bad input.
         """;
@@ -66,7 +69,7 @@ public static class CommandLine
                 "check" => CheckCommand.Run(options, stdout),
                 "list" => ListCommand.Run(options, stdout),
                 "replay" => ReplayCommand.Run(options, stdout),
-                "layout" => LayoutCommand.Run(options, stdout),
+                "layout" => LayoutCommand.Run(options, stdout, stderr),
                 "explain" => ExplainCommand.Run(options, stdout),
                 "matrix" => MatrixCommand(options, stdout),
                 _ => throw new UsageException($"unknown verb '{args[0]}' (try: conformance help)"),

@@ -10,7 +10,7 @@ namespace Conformance.Model;
 /// </summary>
 public static class FlatViewText
 {
-    public static string Print(IReadOnlyList<AddressSpace> spaces)
+    public static string Print(IReadOnlyList<AddressSpace> spaces, MtreeDialect dialect = MtreeDialect.IoOnly)
     {
         var groups = new List<(MemoryRegion? Root, List<AddressSpace> Spaces)>();
         foreach (var space in spaces)
@@ -39,17 +39,17 @@ public static class FlatViewText
                 sb.Append("  No rendered FlatView\n\n");
                 continue;
             }
-            foreach (var r in view.Ranges) sb.Append("  ").Append(Line(r)).Append('\n');
+            foreach (var r in view.Ranges) sb.Append("  ").Append(Line(r, dialect)).Append('\n');
             sb.Append('\n');
         }
         return sb.ToString();
     }
 
     /// <summary>One range: start-end (prio, type): name[ @offset].</summary>
-    public static string Line(FlatRange r)
+    public static string Line(FlatRange r, MtreeDialect dialect = MtreeDialect.IoOnly)
     {
         ulong last = unchecked(r.Start + (ulong)(r.Size - 1));
-        string type = r.Readonly ? "rom" : r.Region.TypeName;
+        string type = r.Readonly ? "rom" : r.Region.TypeWord(dialect);
         string nv = r.Nonvolatile ? "nv-" : "";
         string offset = r.OffsetInRegion != 0 ? $" @{r.OffsetInRegion:x16}" : "";
         return $"{r.Start:x16}-{last:x16} (prio {r.Region.Priority}, {nv}{type}): {r.Region.Name}{offset}";

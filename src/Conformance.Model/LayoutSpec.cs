@@ -19,6 +19,9 @@ public sealed record RegionSpec
     /// <summary>An i/o region with subregions that still terminates (QEMU's "io", "rtc"); `info mtree` does not show this bit.</summary>
     public bool Terminates { get; init; }
     public string? AliasTarget { get; init; }
+    /// <summary>Where several regions carry <see cref="AliasTarget"/>'s name (two devices of one type): which
+    /// one, counting from 0 in declaration order (parentless regions in order, each depth first).</summary>
+    public int? AliasTargetOccurrence { get; init; }
     public ulong AliasOffset { get; init; }
     /// <summary>Owner object name; regions naming the same owner share its reference count. Defaults to the region name.</summary>
     public string? Owner { get; init; }

@@ -80,15 +80,19 @@ public sealed class MemoryRegion
         ? Kind == RegionKind.Ram && !Readonly
         : Kind is RegionKind.Ram or RegionKind.Rom || IsRomd;
 
-    /// <summary>The type word `info mtree` prints (softmmu/memory.c:memory_region_type).</summary>
-    public string TypeName => Kind switch
+    /// <summary>The type word `info mtree` of QEMU 7.2 to 10.x prints (softmmu/memory.c:memory_region_type).</summary>
+    public string TypeName => TypeWord(MtreeDialect.IoOnly);
+
+    /// <summary>The type word `info mtree` prints (memory.c:memory_region_type): from QEMU 11 a region that is
+    /// not RAM-like and has no parent region prints `container`, whether or not it has ops.</summary>
+    public string TypeWord(MtreeDialect dialect) => Kind switch
     {
-        RegionKind.Alias => AliasTarget!.TypeName,
+        RegionKind.Alias => AliasTarget!.TypeWord(dialect),
         RegionKind.RamDevice => "ramd",
         RegionKind.RomDevice when RomdMode => "romd",
         RegionKind.Rom => "rom",
         RegionKind.Ram => Readonly ? "rom" : "ram",
-        _ => "i/o",
+        _ => dialect == MtreeDialect.ParentlessContainers && Parent is null ? "container" : "i/o",
     };
 
     private int _insertions;

@@ -66,6 +66,13 @@ public sealed class MemoryTopology
         return _bySpec.TryGetValue(specs[0], out var mr) ? mr : Build(specs[0], path);
     }
 
+    private MemoryRegion ResolveOccurrence(string name, int occurrence, string path)
+    {
+        if (!_specsByName.TryGetValue(name, out var specs) || occurrence >= specs.Count)
+            throw new LayoutError(path, $"there is no region #{occurrence} named '{name}'");
+        return _bySpec.TryGetValue(specs[occurrence], out var mr) ? mr : Build(specs[occurrence], path);
+    }
+
     private MemoryRegion Build(RegionSpec s, string path)
     {
         if (_bySpec.TryGetValue(s, out var existing)) return existing;
@@ -77,7 +84,9 @@ public sealed class MemoryTopology
         if (s.Kind == RegionKind.Alias)
         {
             if (s.AliasTarget is null) throw new LayoutError(path + ".target", "an alias needs a target");
-            target = ResolveRootOrByName(s.AliasTarget, path + ".target");
+            target = s.AliasTargetOccurrence is int occurrence
+                ? ResolveOccurrence(s.AliasTarget, occurrence, path + ".targetIndex")
+                : ResolveRootOrByName(s.AliasTarget, path + ".target");
         }
         else if (s.AliasTarget is not null)
             throw new LayoutError(path + ".target", "only aliases have a target");

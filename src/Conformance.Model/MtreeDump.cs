@@ -3,10 +3,36 @@ using System.Text.RegularExpressions;
 
 namespace Conformance.Model;
 
+/// <summary>What an import had to assume, and from what the region kinds were settled.</summary>
+public sealed record MtreeImport(LayoutSpec Layout, IReadOnlyList<string> Warnings, MtreeDialect Dialect);
+
 /// <summary>
-/// Reads the tree form of QEMU's `info mtree` (as printed by softmmu/memory.c:mtree_info_as, with or
-/// without -D) into a <see cref="LayoutSpec"/>. Regions printed more than once (an alias target's
-/// "memory-region:" section repeats a subtree of an address space) become one region.
+/// How a dump spells the type of a region that is neither RAM nor ROM (memory.c:memory_region_type;
+/// docs/layouts.md, "Type words"). Neither spelling tells a pure container from a region with its own ops.
+/// </summary>
+public enum MtreeDialect
+{
+    /// <summary>QEMU 7.2 to 10.x: always `i/o`.</summary>
+    IoOnly,
+    /// <summary>QEMU 11 and later: `container` for a region that is no other region's subregion (also the
+    /// system I/O root `io`, which has ops), `i/o` otherwise (also the pure container `pci`).</summary>
+    ParentlessContainers,
+}
+
+/// <summary>Options of <see cref="MtreeDump.Import"/>.</summary>
+public sealed record MtreeImportOptions
+{
+    /// <summary>Names the input in error messages and warnings.</summary>
+    public string Source { get; init; } = "mtree";
+
+    /// <summary>An `info mtree -f` dump of the same machine: settles which `i/o` regions terminate.</summary>
+    public string? Flat { get; init; }
+}
+
+/// <summary>
+/// Reads the tree form of QEMU's `info mtree` (softmmu/memory.c:mtree_info_as and mtree_print_mr) into a
+/// <see cref="LayoutSpec"/>: with or without -D, with or without -o, from QEMU 7.2 to 11.x. The forms and
+/// what is assumed where a dump cannot say are in docs/layouts.md.
 /// </summary>
 public static partial class MtreeDump
 {
@@ -15,6 +41,25 @@ public static partial class MtreeDump
 
     [GeneratedRegex(@"^alias (?<name>.+?) @(?<target>.+) (?<aoff>[0-9a-f]+)-(?<aend>[0-9a-f]+)$")]
     private static partial Regex AliasRegex();
+
+    /// <summary>The owner and parent suffixes `-o` prints (memory.c:mtree_print_mr_owner).</summary>
+    [GeneratedRegex(@"(?: (?:owner|parent):\{(?:dev|obj)[^}]*\})+$| orphan$")]
+    private static partial Regex OwnerSuffixRegex();
+
+    /// <summary>
+    /// `i/o` regions that have subregions and still terminate: they are created with their own ops and
+    /// then get subregions added (docs/layouts.md, "Terminating i/o regions", gives where QEMU creates each).
+    /// </summary>
+    public static readonly IReadOnlyCollection<string> KnownTerminatingWithSubregions = new[] { "io", "rtc" };
+
+    /// <summary>
+    /// Pure containers that a dump without -D may print with no subregions, because every subregion they
+    /// have at reset is disabled (docs/layouts.md, "Dumps without -D").
+    /// </summary>
+    public static readonly IReadOnlyCollection<string> KnownContainers = new[] { "bus master container", "smram", "pci_bridge_io", "pci_bridge_pci", "virtio-pci" };
+
+    /// <summary>The name given to a disabled region that a dump without -D leaves out but whose subregions it prints.</summary>
+    public const string UnprintedRegion = "(disabled, not printed)";
 
     private sealed class Node
     {
@@ -26,28 +71,48 @@ public static partial class MtreeDump
         public required int Priority;
         public required bool Enabled;
         public required int Line;
+        public bool Placeholder;
         public string? AliasTarget;
         public ulong AliasOffset;
         public readonly List<Node> Children = new();
-        public Node? Parent;
         public Node? SameAs;   // a repeated print of another node
+        public bool? Terminates;
+
+        public ulong Last => unchecked(Start + (ulong)(Size - 1));
 
         public string Signature() =>
             $"{Name}|{Type}|{Size}|{Priority}|{Enabled}|{AliasTarget}|{AliasOffset}|" + string.Join(",", Children.Select(c => c.Signature()));
     }
 
-    private sealed record Block(List<string> AddressSpaces, string? MemoryRegionName, Node Root);
+    private sealed record Block(List<string> AddressSpaces, string? MemoryRegionName, Node Root, int HeaderLine);
+
+    /// <summary>Parses a dump into a layout, ignoring what had to be assumed (see <see cref="Import"/>).</summary>
+    public static LayoutSpec Parse(string text, string source = "mtree") =>
+        Import(text, new MtreeImportOptions { Source = source }).Layout;
 
     /// <summary>
-    /// Parses a dump. <paramref name="terminatingIo"/> names i/o regions with subregions that terminate
-    /// (the dump cannot show it; see fixtures/layouts/dump-layouts.sh). <paramref name="source"/> names the
-    /// input in error messages.
+    /// Parses a dump. Whether a region printed as `i/o` or `container` is a pure container is settled by
+    /// <see cref="MtreeImportOptions.Flat"/>, and otherwise by <see cref="KnownTerminatingWithSubregions"/>
+    /// and <see cref="KnownContainers"/>, with a warning naming what was assumed.
     /// </summary>
-    public static LayoutSpec Parse(string text, IReadOnlyCollection<string>? terminatingIo = null, string source = "mtree")
+    public static MtreeImport Import(string text, MtreeImportOptions options)
     {
-        terminatingIo ??= Array.Empty<string>();
-        var blocks = ParseBlocks(text, source);
+        string source = options.Source;
+        var warnings = new List<string>();
+        var (blocks, hasDisabled) = ParseBlocks(text, source);
         if (blocks.Count == 0) throw new LayoutError($"{source}:1", "no 'address-space:' or 'memory-region:' section found");
+        var all = blocks.SelectMany(b => Walk(b.Root)).ToList();
+        var dialect = all.Any(n => !n.Placeholder && n.Type == "container") ? MtreeDialect.ParentlessContainers : MtreeDialect.IoOnly;
+
+        foreach (var n in all)
+        {
+            if (n.Type is not ("ram" or "rom" or "romd" or "ramd" or "i/o" or "container"))
+                throw new LayoutError($"{source}:{n.Line}", $"unknown region type '{n.Type}'");
+            if (n.AliasTarget is null && n.Type is "ram" or "rom" or "romd" or "ramd" && n.Children.Count > 0)
+                throw new LayoutError($"{source}:{n.Children[0].Line}", $"a {n.Type} region ('{n.Name}') with subregions is not modelled");
+        }
+
+        SettleTermination(all, blocks.Where(b => b.MemoryRegionName is null).Select(b => b.Root).ToHashSet(), options, warnings);
 
         // Every node printed inside an address-space tree, in print order: the canonical copies.
         var canonical = blocks.Where(b => b.MemoryRegionName is null).SelectMany(b => Walk(b.Root)).ToList();
@@ -57,8 +122,8 @@ public static partial class MtreeDump
         foreach (var b in blocks.Where(b => b.MemoryRegionName is not null))
         {
             var sig = b.Root.Signature();
-            var same = canonical.Where(n => n.Signature() == sig).ToList();
-            if (same.Count > 0) b.Root.SameAs = same[0];
+            var same = canonical.FirstOrDefault(n => n.Signature() == sig);
+            if (same is not null) b.Root.SameAs = same;
             else
             {
                 detached.Add(b.Root);
@@ -67,15 +132,26 @@ public static partial class MtreeDump
         }
 
         var roots = blocks.Where(b => b.MemoryRegionName is null).Select(b => b.Root).Concat(detached).ToList();
-        string Resolve(string targetName, Node alias)
+        var printOrder = roots.SelectMany(Walk).ToList();
+        var resolved = new Dictionary<Node, Node>();
+        (string Name, int? Occurrence) Resolve(string targetName, Node alias)
         {
+            // Several regions may carry the name (two devices of one type); they are interchangeable for
+            // rendering when their printed subtrees are the same, and then the first one printed stands for all.
             var rootHits = roots.Where(r => r.Name == targetName).ToList();
-            if (rootHits.Count == 1) return targetName;
-            var hits = canonical.Where(n => n.Name == targetName).Select(n => n.SameAs ?? n).Distinct().ToList();
-            if (hits.Count == 1) return targetName;
-            throw new LayoutError($"{source}:{alias.Line}", hits.Count == 0
-                ? $"alias '{alias.Name}' targets '{targetName}', which the dump never prints"
-                : $"alias '{alias.Name}' targets '{targetName}', a name {hits.Count} different regions carry");
+            var hits = rootHits.Count > 0
+                ? rootHits
+                : canonical.Where(n => n.Name == targetName).Select(n => n.SameAs ?? n).Distinct().ToList();
+            // Aliases are often named after their target ("alias vtd-ir @vtd-ir"): a region of the name wins.
+            if (hits.Any(h => h.AliasTarget is null)) hits = hits.Where(h => h.AliasTarget is null).ToList();
+            if (hits.Count == 0)
+                throw new LayoutError($"{source}:{alias.Line}", $"alias '{alias.Name}' targets '{targetName}', which the dump never prints");
+            if (hits.Select(h => h.Signature()).Distinct().Count() > 1)
+                throw new LayoutError($"{source}:{alias.Line}",
+                    $"alias '{alias.Name}' targets '{targetName}', a name {hits.Count} different regions carry");
+            var named = printOrder.Where(n => n.Name == targetName).ToList();
+            resolved[alias] = hits[0];
+            return (targetName, named.Count > 1 ? named.IndexOf(hits[0]) : null);
         }
 
         RegionSpec ToSpec(Node n, Node? parent)
@@ -89,9 +165,9 @@ public static partial class MtreeDump
                 "rom" => RegionKind.Rom,
                 "romd" => RegionKind.RomDevice,
                 "ramd" => RegionKind.RamDevice,
-                "i/o" => n.Children.Count > 0 && !terminatingIo.Contains(n.Name) ? RegionKind.Container : RegionKind.Io,
-                _ => throw new LayoutError($"{source}:{n.Line}", $"unknown region type '{n.Type}'"),
+                _ => n.Terminates == true ? RegionKind.Io : RegionKind.Container,
             };
+            var target = n.AliasTarget is null ? ((string?)null, (int?)null) : Resolve(n.AliasTarget, n);
             return new RegionSpec
             {
                 Name = n.Name,
@@ -102,7 +178,8 @@ public static partial class MtreeDump
                 Enabled = n.Enabled,
                 Nonvolatile = n.Nonvolatile,
                 Terminates = kind == RegionKind.Io && n.Children.Count > 0,
-                AliasTarget = n.AliasTarget is null ? null : Resolve(n.AliasTarget, n),
+                AliasTarget = target.Item1,
+                AliasTargetOccurrence = target.Item2,
                 AliasOffset = n.AliasOffset,
                 // A QEMU started with -S has zeroed RAM and device registers; ROM images are not in the dump.
                 Seed = 0u,
@@ -111,15 +188,96 @@ public static partial class MtreeDump
         }
 
         var regionSpecs = roots.Select(r => ToSpec(r, null)).ToList();
+        RejectAliasCycles(roots, resolved, source);
         var spaces = new List<AddressSpaceSpec>();
+        var seen = new Dictionary<string, int>();
         int rootIndex = 0;
         foreach (var b in blocks.Where(b => b.MemoryRegionName is null))
         {
             foreach (var a in b.AddressSpaces)
-                spaces.Add(new AddressSpaceSpec(a, b.Root.Name, RootIndex: rootIndex));
+            {
+                // Two devices of one type give two address spaces of one name: the second is "name#2", in print order.
+                int count = seen[a] = seen.GetValueOrDefault(a) + 1;
+                spaces.Add(new AddressSpaceSpec(count == 1 ? a : $"{a}#{count}", b.Root.Name, RootIndex: rootIndex));
+            }
             rootIndex++;
         }
-        return new LayoutSpec(regionSpecs, spaces, DirtyLogging.Default);
+        return new MtreeImport(new LayoutSpec(regionSpecs, spaces, DirtyLogging.Default), warnings, dialect);
+    }
+
+    /// <summary>
+    /// Decides, for every region printed as `i/o` or `container`, whether it terminates. No version of
+    /// `info mtree` prints it: a region with subregions may be a pure container (`pci`) or have its own ops
+    /// (`io`, `rtc`), and in a dump without -D a region printed without subregions may be a pure container
+    /// whose subregions are all disabled (`bus master container`).
+    /// </summary>
+    private static void SettleTermination(List<Node> all, IReadOnlySet<Node> spaceRoots, MtreeImportOptions options, List<string> warnings)
+    {
+        var io = all.Where(n => n.AliasTarget is null && !n.Placeholder && n.Type is "i/o" or "container").ToList();
+        if (options.Flat is { } flat)
+        {
+            // A region that terminates shows in QEMU's flat view under its own name wherever nothing above it
+            // covers it; a container never does. One that is covered everywhere renders the same either way.
+            var names = FlatViewDump.Parse(flat, options.Source + " (flat)").SelectMany(v => v.Ranges).Select(r => r.Name).ToHashSet();
+            foreach (var n in io) n.Terminates = names.Contains(n.Name);
+            return;
+        }
+
+        var assumedTerminating = new SortedSet<string>(StringComparer.Ordinal);
+        var assumedContainers = new SortedSet<string>(StringComparer.Ordinal);
+        var emptyContainers = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var n in io)
+        {
+            if (n.Children.Count > 0)
+            {
+                n.Terminates = KnownTerminatingWithSubregions.Contains(n.Name);
+                (n.Terminates == true ? assumedTerminating : assumedContainers).Add(n.Name);
+            }
+            // A region with ops that is a whole address space by itself is unheard of; an empty container
+            // there is common (a PCI function's BAR container with nothing mapped).
+            else if (KnownContainers.Contains(n.Name) || (spaceRoots.Contains(n) && !KnownTerminatingWithSubregions.Contains(n.Name)))
+            {
+                n.Terminates = false;
+                emptyContainers.Add(n.Name);
+            }
+            else n.Terminates = true;
+        }
+        if (assumedTerminating.Count + assumedContainers.Count + emptyContainers.Count > 0)
+        {
+            warnings.Add(
+                $"warning: {options.Source}: `info mtree` does not show which regions are pure containers; assumed " +
+                (assumedTerminating.Count > 0 ? $"{string.Join(", ", assumedTerminating)} terminate (QEMU gives them ops), " : "") +
+                $"the other {assumedContainers.Count} region name(s) with subregions" +
+                (emptyContainers.Count > 0 ? $" and {string.Join(", ", emptyContainers)} (printed without)" : "") +
+                " are pure containers; give --flat with `info mtree -f` of the same machine to settle it");
+        }
+    }
+
+    /// <summary>An alias whose target contains the alias (directly or through further aliases) would make
+    /// QEMU's rendering recurse forever; the dump is then not one QEMU printed.</summary>
+    private static void RejectAliasCycles(List<Node> roots, Dictionary<Node, Node> resolved, string source)
+    {
+        var done = new HashSet<Node>();
+        var path = new List<Node>();
+        var onPath = new HashSet<Node>();
+        void Visit(Node n)
+        {
+            if (done.Contains(n)) return;
+            if (!onPath.Add(n))
+            {
+                var cycle = path.Skip(path.IndexOf(n)).Where(resolved.ContainsKey).ToList();
+                var alias = cycle.Count > 0 ? cycle[0] : n;
+                throw new LayoutError($"{source}:{alias.Line}",
+                    $"alias cycle: {string.Join(" -> ", cycle.Select(a => $"'{a.Name}' (line {a.Line}) @{a.AliasTarget}"))}");
+            }
+            path.Add(n);
+            foreach (var c in n.Children) Visit(c);
+            if (resolved.TryGetValue(n, out var target)) Visit(target);
+            path.RemoveAt(path.Count - 1);
+            onPath.Remove(n);
+            done.Add(n);
+        }
+        foreach (var r in roots) Visit(r);
     }
 
     private static IEnumerable<Node> Walk(Node n)
@@ -130,23 +288,37 @@ public static partial class MtreeDump
                 yield return d;
     }
 
-    private static List<Block> ParseBlocks(string text, string source)
+    private static (List<Block> Blocks, bool HasDisabled) ParseBlocks(string text, string source)
     {
         var blocks = new List<Block>();
         var lines = text.Replace("\r\n", "\n").Split('\n');
+        bool hasDisabled = lines.Any(l => l.TrimEnd().EndsWith(" [disabled]", StringComparison.Ordinal)
+                                          || OwnerSuffixRegex().Replace(l.TrimEnd(), "").EndsWith(" [disabled]", StringComparison.Ordinal));
         var pendingSpaces = new List<string>();
         string? pendingRegion = null;
-        var stack = new List<(int Indent, Node Node)>();
+        int headerLine = 0;
+        var stack = new List<(int Level, Node Node)>();
         Node? root = null;
+
+        Node Placeholder(string name, int line) => new()
+        {
+            Name = name, Type = "container", Nonvolatile = false, Start = 0, Size = 1, Priority = 0, Enabled = false,
+            Line = line, Placeholder = true,
+        };
 
         void Close()
         {
-            if (root is not null) blocks.Add(new Block(new List<string>(pendingSpaces), pendingRegion, root));
-            else if (pendingSpaces.Count > 0 || pendingRegion is not null)
+            if (root is null && (pendingSpaces.Count > 0 || pendingRegion is not null))
             {
-                // An address space whose root is printed with another group's header cannot happen;
-                // a header without a tree is malformed.
-                throw new LayoutError($"{source}", $"section '{pendingRegion ?? pendingSpaces[0]}' has no region tree");
+                // Without -D a disabled region with no subregions prints nothing at all: the section is empty.
+                if (hasDisabled)
+                    throw new LayoutError($"{source}:{headerLine}", $"section '{pendingRegion ?? pendingSpaces[0]}' has no region tree");
+                root = Placeholder(pendingRegion ?? UnprintedRegion, headerLine);
+            }
+            if (root is not null)
+            {
+                FitPlaceholders(root);
+                blocks.Add(new Block(new List<string>(pendingSpaces), pendingRegion, root, headerLine));
             }
             pendingSpaces.Clear();
             pendingRegion = null;
@@ -165,32 +337,41 @@ public static partial class MtreeDump
             }
             if (line.StartsWith("address-space: ", StringComparison.Ordinal))
             {
-                if (root is not null) Close();
+                if (root is not null || pendingRegion is not null) Close();
+                if (pendingSpaces.Count == 0) headerLine = lineNo;
                 pendingSpaces.Add(line["address-space: ".Length..]);
                 continue;
             }
             if (line.StartsWith("memory-region: ", StringComparison.Ordinal))
             {
-                if (root is not null) Close();
+                if (root is not null || pendingRegion is not null || pendingSpaces.Count > 0) Close();
                 pendingRegion = line["memory-region: ".Length..];
+                headerLine = lineNo;
                 continue;
             }
             var m = LineRegex().Match(line);
-            if (!m.Success) throw new LayoutError($"{source}:{lineNo}", $"not an `info mtree` line: '{line}'");
+            if (!m.Success) throw new LayoutError($"{source}:{lineNo}", $"not an `info mtree` line: '{Shorten(line)}'");
             if (pendingSpaces.Count == 0 && pendingRegion is null)
                 throw new LayoutError($"{source}:{lineNo}", "region line outside an 'address-space:' or 'memory-region:' section");
-
             int indent = m.Groups["indent"].Length;
-            ulong start = ulong.Parse(m.Groups["start"].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-            ulong end = ulong.Parse(m.Groups["end"].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            if (indent % 2 != 0 || indent == 0)
+                throw new LayoutError($"{source}:{lineNo}", $"indentation of {indent} spaces is not a tree level (2 spaces per level)");
+            int level = indent / 2;
+
+            ulong start = ParseHex(m.Groups["start"].Value, source, lineNo);
+            ulong end = ParseHex(m.Groups["end"].Value, source, lineNo);
+            if (end < start && !(start == 0 && end == ulong.MaxValue))
+                throw new LayoutError($"{source}:{lineNo}", $"range {start:x}-{end:x} ends before it starts");
             UInt128 size = unchecked((UInt128)(end - start) + 1);   // MR_SIZE prints size-1; a 2^64 region prints UINT64_MAX
-            string rest = m.Groups["rest"].Value;
+            string rest = OwnerSuffixRegex().Replace(m.Groups["rest"].Value, "");
             bool enabled = true;
             if (rest.EndsWith(" [disabled]", StringComparison.Ordinal))
             {
                 enabled = false;
                 rest = rest[..^" [disabled]".Length];
             }
+            if (!int.TryParse(m.Groups["prio"].Value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int priority))
+                throw new LayoutError($"{source}:{lineNo}", $"priority '{m.Groups["prio"].Value}' is out of range");
             var node = new Node
             {
                 Name = rest,
@@ -198,32 +379,86 @@ public static partial class MtreeDump
                 Nonvolatile = m.Groups["nv"].Success,
                 Start = start,
                 Size = size,
-                Priority = int.Parse(m.Groups["prio"].Value, CultureInfo.InvariantCulture),
+                Priority = priority,
                 Enabled = enabled,
                 Line = lineNo,
             };
-            var am = AliasRegex().Match(rest);
-            if (am.Success)
+            if (rest.StartsWith("alias ", StringComparison.Ordinal))
             {
+                var am = AliasRegex().Match(rest);
+                if (!am.Success) throw new LayoutError($"{source}:{lineNo}", $"not an alias line: '{Shorten(line)}'");
                 node.Name = am.Groups["name"].Value;
                 node.AliasTarget = am.Groups["target"].Value;
-                node.AliasOffset = ulong.Parse(am.Groups["aoff"].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                node.AliasOffset = ParseHex(am.Groups["aoff"].Value, source, lineNo);
             }
 
-            while (stack.Count > 0 && stack[^1].Indent >= indent) stack.RemoveAt(stack.Count - 1);
+            while (stack.Count > 0 && stack[^1].Level >= level) stack.RemoveAt(stack.Count - 1);
+
+            // Without -D, QEMU skips a disabled region's line but still prints its subregions one level
+            // deeper (memory.c:mtree_print_mr). A line deeper than its parent's level + 1, or under a line
+            // that cannot have subregions or does not contain it, belongs to such an unprinted region.
+            if (!hasDisabled)
+            {
+                if (stack.Count > 0 && stack[^1].Level == level - 1 && !CanContain(stack[^1].Node, node))
+                {
+                    // The previous line is a sibling of the unprinted region: it gets a placeholder sibling.
+                    var sibling = stack[^1];
+                    stack.RemoveAt(stack.Count - 1);
+                    var ph = Placeholder(UnprintedRegion, lineNo);
+                    if (stack.Count > 0) stack[^1].Node.Children.Add(ph);
+                    else throw new LayoutError($"{source}:{lineNo}", "a section has two root regions");
+                    stack.Add((sibling.Level, ph));
+                }
+                int parentLevel = stack.Count > 0 ? stack[^1].Level : 0;
+                while (parentLevel < level - 1)
+                {
+                    var ph = Placeholder(stack.Count == 0 && pendingRegion is not null ? pendingRegion : UnprintedRegion, lineNo);
+                    if (stack.Count == 0)
+                    {
+                        if (root is not null) throw new LayoutError($"{source}:{lineNo}", "a section has two root regions");
+                        root = ph;
+                    }
+                    else stack[^1].Node.Children.Add(ph);
+                    parentLevel = stack.Count == 0 ? 1 : parentLevel + 1;
+                    stack.Add((parentLevel, ph));
+                }
+            }
+            else if (stack.Count > 0 ? stack[^1].Level != level - 1 : level != 1)
+                throw new LayoutError($"{source}:{lineNo}", $"line is {level - (stack.Count > 0 ? stack[^1].Level : 0) - 1} level(s) deeper than a subregion of the line above");
+
             if (stack.Count == 0)
             {
                 if (root is not null) throw new LayoutError($"{source}:{lineNo}", "a section has two root regions");
                 root = node;
             }
-            else
-            {
-                node.Parent = stack[^1].Node;
-                stack[^1].Node.Children.Add(node);
-            }
-            stack.Add((indent, node));
+            else stack[^1].Node.Children.Add(node);
+            stack.Add((level, node));
         }
         Close();
-        return blocks;
+        return (blocks, hasDisabled);
     }
+
+    /// <summary>Whether a printed line can be the parent of the next, deeper one: aliases and RAM-like
+    /// regions have no subregions in QEMU's machines, and subregions start inside their parent.</summary>
+    private static bool CanContain(Node parent, Node child) =>
+        !parent.Placeholder ? parent.AliasTarget is null && parent.Type is "i/o" or "container" && child.Start >= parent.Start && child.Start <= parent.Last
+                            : true;
+
+    /// <summary>A placeholder spans its printed subregions (its own range is not in the dump).</summary>
+    private static void FitPlaceholders(Node n)
+    {
+        foreach (var c in n.Children) FitPlaceholders(c);
+        if (!n.Placeholder || n.Children.Count == 0) return;
+        ulong lo = n.Children.Min(c => c.Start);
+        ulong hi = n.Children.Max(c => c.Last);
+        n.Start = lo;
+        n.Size = (UInt128)(hi - lo) + 1;
+    }
+
+    private static ulong ParseHex(string s, string source, int line) =>
+        ulong.TryParse(s, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var v)
+            ? v
+            : throw new LayoutError($"{source}:{line}", $"'{s}' is not a 64-bit address");
+
+    private static string Shorten(string line) => line.Length <= 120 ? line : line[..117] + "...";
 }

@@ -29,6 +29,42 @@ public sealed partial record QemuBinary(string Path, Version Version)
         return new QemuBinary(path, Version.Parse(m.Groups[1].Value));
     }
 
+    /// <summary>The Debian suites scripts/fetch-qemu unpacks into the cache: QEMU 10.0 (trixie) and 11.x (sid).</summary>
+    public static readonly IReadOnlyList<string> FetchedSuites = new[] { "trixie", "sid" };
+
+    /// <summary>Where scripts/fetch-qemu keeps them: $CONFORMANCE_QEMU_CACHE, else $XDG_CACHE_HOME or ~/.cache, /conformance/qemu.</summary>
+    public static string CacheDirectory =>
+        Environment.GetEnvironmentVariable("CONFORMANCE_QEMU_CACHE") is { Length: > 0 } c
+            ? c
+            : System.IO.Path.Combine(
+                Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
+                    : System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
+                "conformance", "qemu");
+
+    /// <summary>One line telling how to get the QEMUs that are not here.</summary>
+    public const string FetchHint = "scripts/fetch-qemu all fetches Debian's QEMU 10.0 and 11.x into the cache (about 10 s and 80 MB each, no root)";
+
+    /// <summary>
+    /// Every QEMU this machine offers, one per version: $QEMU or the one on PATH, then each suite
+    /// scripts/fetch-qemu has completed in the cache (a fetch is complete when version.txt exists).
+    /// </summary>
+    public static IReadOnlyList<QemuBinary> Available()
+    {
+        var found = new List<QemuBinary>();
+        if (Find() is { } installed) found.Add(installed);
+        foreach (var suite in FetchedSuites)
+        {
+            string dir = System.IO.Path.Combine(CacheDirectory, suite);
+            if (File.Exists(System.IO.Path.Combine(dir, "version.txt")) && Find(System.IO.Path.Combine(dir, "qemu-system-x86_64")) is { } fetched
+                && found.All(q => q.Version != fetched.Version))
+                found.Add(fetched);
+        }
+        return found;
+    }
+
+    /// <summary>"7.2", "10.0", "11.1": the release a version belongs to, as fixtures/layouts/qemu-*/ names it.</summary>
+    public string Release => $"{Version.Major}.{Version.Minor}";
+
     /// <summary>The model profile for this version: one global bounce buffer up to 9.0, per-AS budgets from 9.2.
     /// (9.1's one-buffer-per-address-space is not modelled.)</summary>
     public Profile Profile => Version < new Version(9, 1) ? Profile.Qemu72 : Profile.Qemu92;

@@ -148,7 +148,7 @@ public static class ScenarioJson
     private static RegionSpec ParseRegion(JsonElement e, string path)
     {
         var o = Object(e, path, "name", "kind", "size", "addr", "priority", "enabled", "readonly", "romdMode", "logVga", "nonvolatile",
-            "terminates", "target", "offset", "owner", "seed", "access", "subregions");
+            "terminates", "target", "targetIndex", "offset", "owner", "seed", "access", "subregions");
         string name = String(Required(o, "name", path), path + ".name");
         if (name.Length == 0) throw new ScenarioFormatException(path + ".name", "a region needs a name");
         string kindText = String(Required(o, "kind", path), path + ".kind");
@@ -186,6 +186,7 @@ public static class ScenarioJson
             Nonvolatile = o.TryGetProperty("nonvolatile", out var nv) && Bool(nv, path + ".nonvolatile"),
             Terminates = o.TryGetProperty("terminates", out var te) && Bool(te, path + ".terminates"),
             AliasTarget = o.TryGetProperty("target", out var t) ? String(t, path + ".target") : null,
+            AliasTargetOccurrence = o.TryGetProperty("targetIndex", out var ti) ? (int)U64(ti, path + ".targetIndex", int.MaxValue) : null,
             AliasOffset = o.TryGetProperty("offset", out var off) ? U64(off, path + ".offset") : 0,
             Owner = o.TryGetProperty("owner", out var ow) ? String(ow, path + ".owner") : null,
             Seed = o.TryGetProperty("seed", out var sd) ? (uint)U64(sd, path + ".seed", uint.MaxValue) : null,
@@ -448,6 +449,7 @@ public static class ScenarioJson
         if (r.Nonvolatile) w.WriteBoolean("nonvolatile", true);
         if (r.Terminates) w.WriteBoolean("terminates", true);
         if (r.AliasTarget is not null) w.WriteString("target", r.AliasTarget);
+        if (r.AliasTargetOccurrence is { } occurrence) w.WriteNumber("targetIndex", occurrence);
         if (r.AliasOffset != 0) w.WriteString("offset", Hex(r.AliasOffset));
         if (r.Owner is not null) w.WriteString("owner", r.Owner);
         if (r.Seed is { } seed) w.WriteNumber("seed", seed);
