@@ -50,13 +50,20 @@ public static partial class MtreeDump
     /// `i/o` regions that have subregions and still terminate: they are created with their own ops and
     /// then get subregions added (docs/layouts.md, "Terminating i/o regions", gives where QEMU creates each).
     /// </summary>
-    public static readonly IReadOnlyCollection<string> KnownTerminatingWithSubregions = new[] { "io", "rtc" };
+    public static readonly IReadOnlyCollection<string> KnownTerminatingWithSubregions = new[]
+    {
+        "io", "rtc", "vga.mmio", "bochs-display-mmio", "megasas-mmio", "gpex_mmio_window", "gpex_ioport_window",
+    };
 
     /// <summary>
     /// Pure containers that a dump without -D may print with no subregions, because every subregion they
     /// have at reset is disabled (docs/layouts.md, "Dumps without -D").
     /// </summary>
-    public static readonly IReadOnlyCollection<string> KnownContainers = new[] { "bus master container", "smram", "pci_bridge_io", "pci_bridge_pci", "virtio-pci" };
+    public static readonly IReadOnlyCollection<string> KnownContainers = new[] { "bus master container", "smram", "pci_bridge_io", "pci_bridge_pci" };
+
+    /// <summary>intel-iommu's per-device DMA remapping regions (IOMMU regions terminate), disabled until the guest enables remapping.</summary>
+    [GeneratedRegex(@"^vtd-[0-9a-f]{2}\.[0-7]-dmar$")]
+    private static partial Regex IommuRegion();
 
     /// <summary>The name given to a disabled region that a dump without -D leaves out but whose subregions it prints.</summary>
     public const string UnprintedRegion = "(disabled, not printed)";
@@ -230,7 +237,7 @@ public static partial class MtreeDump
         {
             if (n.Children.Count > 0)
             {
-                n.Terminates = KnownTerminatingWithSubregions.Contains(n.Name);
+                n.Terminates = KnownTerminatingWithSubregions.Contains(n.Name) || IommuRegion().IsMatch(n.Name);
                 (n.Terminates == true ? assumedTerminating : assumedContainers).Add(n.Name);
             }
             // A region with ops that is a whole address space by itself is unheard of; an empty container
