@@ -16,10 +16,18 @@ open Conformance.Properties.Tests.LiveQemuTests
 open Conformance.Properties.QemuDifferential
 
 type DifferentialTests(output: ITestOutputHelper) =
-    [<SkippableFact; Trait("Category", "Qemu")>]
-    member _.generated_virtio_blk_requests_agree_with_qemu() =
-        let binary = qemu ()
-        let outcome = checkAgainst binary binary.Profile (defaultCases ()) (Runner.replayFromEnvironment ())
+    static member Releases: obj[] seq = Conformance.Properties.Tests.TestSupport.qemuReleaseRows
+
+    static member ReleasesAndTransports: obj[] seq =
+        seq { for r in Conformance.Properties.Tests.TestSupport.qemuReleases do for t in [ "Legacy"; "Modern" ] -> [| box r; box t |] }
+
+    /// CONFORMANCE_QEMU_CASES (default 300) generated cases per QEMU release and transport.
+    [<SkippableTheory; Trait("Category", "Qemu")>]
+    [<MemberData(nameof DifferentialTests.ReleasesAndTransports)>]
+    member _.generated_virtio_blk_requests_agree_with_qemu(release: string, transport: string) =
+        let binary = Conformance.Properties.Tests.TestSupport.qemuFor release
+        let transports = [ Enum.Parse<Conformance.Qemu.VirtioTransport> transport ]
+        let outcome = checkAgainstOn transports Conformance.Model.Fault.None binary binary.Profile (defaultCases ()) (Runner.replayFromEnvironment ())
         output.WriteLine outcome.Report
         if not outcome.Passed then failwith ("\n" + outcome.Report)
         Assert.True(outcome.Tests >= (if Runner.replayFromEnvironment().IsSome then 1 else defaultCases ()))
@@ -27,12 +35,14 @@ type DifferentialTests(output: ITestOutputHelper) =
     /// The differential has teeth and shrinks with QEMU in the loop: a model whose bounce write mappings
     /// are written back at map time (before the disk data arrives) disagrees with QEMU on reads into MMIO,
     /// and the failing case shrinks to one request.
-    [<SkippableFact; Trait("Category", "Qemu")>]
-    member _.a_model_bug_is_caught_and_shrunk_with_qemu_in_the_loop() =
-        let binary = qemu ()
+    [<SkippableTheory; Trait("Category", "Qemu")>]
+    [<MemberData(nameof DifferentialTests.Releases)>]
+    member _.a_model_bug_is_caught_and_shrunk_with_qemu_in_the_loop(release: string) =
+        let binary = Conformance.Properties.Tests.TestSupport.qemuFor release
         let outcome = checkAgainstWith Conformance.Model.Fault.WriteBackAtMap binary binary.Profile (defaultCases ()) None
         output.WriteLine outcome.Report
         Assert.False(outcome.Passed, "the differential did not notice a model that writes bounce buffers back at map time")
+        Assert.Contains("--variant WriteBackAtMap", outcome.Report)
         let shrunk = outcome.Counterexample.Value
         Assert.Equal(1, shrunk.Requests.Length)
         Assert.True(shrunk.Requests.Head.Pieces.Length <= 2, sprintf "shrunk case still has %d pieces" shrunk.Requests.Head.Pieces.Length)

@@ -12,16 +12,6 @@ open Conformance.Model
 open Conformance.Qemu
 open Conformance.Properties.Tests.TestSupport
 
-let private ci = Environment.GetEnvironmentVariable "CI" = "true"
-
-/// The releases CI must have; elsewhere whichever are available.
-let required = [ "7.2"; "10.0"; "11." ]
-
-let private binaries = lazy (QemuBinary.Available())
-
-let private binaryFor (release: string) =
-    binaries.Force() |> Seq.tryFind (fun q -> q.Release = release || (release.EndsWith "." && q.Release.StartsWith release))
-
 /// Runs dump-layouts.sh for one QEMU into a fresh folder (killed after 5 minutes: a QEMU that hangs).
 let dumpAll (qemu: QemuBinary) =
     let out = Path.Combine(Path.GetTempPath(), "conformance-layouts-" + Guid.NewGuid().ToString("N"))
@@ -38,15 +28,12 @@ let dumpAll (qemu: QemuBinary) =
     out, p.ExitCode, stderr.Result
 
 type InstalledQemuLayoutTests() =
-    static member Releases: obj[] seq = required |> Seq.map (fun r -> [| box r |])
+    static member Releases: obj[] seq = qemuReleaseRows
 
     [<SkippableTheory>]
     [<MemberData(nameof InstalledQemuLayoutTests.Releases)>]
     member _.a_live_qemus_own_dumps_render_identically_in_the_model(release: string) =
-        match binaryFor release with
-        | None when ci -> failwithf "CI needs QEMU %sx: .ci/run installs 7.2 (apt) and fetches 10.0 and 11.x (%s)" release QemuBinary.FetchHint
-        | None -> Skip.If(true, sprintf "no QEMU %sx here: %s" release QemuBinary.FetchHint)
-        | Some qemu ->
+            let qemu = qemuFor release
             let out, code, stderr = dumpAll qemu
             try
                 Assert.True((code = 0), sprintf "dump-layouts.sh failed (%d) with %s: %s" code qemu.Path stderr)

@@ -1,7 +1,9 @@
 /// The registry of known deviations (fixtures/qemu/known-deviations.json): places where real QEMU differs
 /// from the model because of a QEMU bug, registered with the pattern, both behaviours and the upstream
 /// status. Differential runs report matching cases under the deviation's id instead of failing them, and
-/// a live test proves QEMU still shows each one, so the registry cannot hide a change.
+/// a live test proves QEMU still shows each one, so the registry cannot hide a change. Each is
+/// version-scoped: the QEMU versions it was seen on, and those checked where it does not show; a
+/// differential run on a version of neither list treats the case as a disagreement.
 module Conformance.Properties.KnownDeviations
 
 open System.IO
@@ -13,7 +15,11 @@ type Deviation =
       Pattern: string
       Qemu: string
       Model: string
-      Upstream: string }
+      Upstream: string
+      /// QEMU versions ("7.2.22") the deviation was seen on; it applies to their releases ("7.2").
+      SeenOn: string list
+      /// QEMU versions checked where it does not show.
+      AbsentOn: string list }
 
 let path () = Path.Combine(Regression.repoRoot () |> Option.defaultValue System.Environment.CurrentDirectory, "fixtures", "qemu", "known-deviations.json")
 
@@ -25,10 +31,43 @@ let load () : Deviation list =
             match e.TryGetProperty name with
             | true, v when v.ValueKind = JsonValueKind.String -> v.GetString()
             | _ -> failwithf "%s: an entry lacks the string field '%s'" file name
-        { Id = field "id"; Finding = field "finding"; Pattern = field "pattern"; Qemu = field "qemu"; Model = field "model"; Upstream = field "upstream" } ]
+        let versions (name: string) =
+            match e.TryGetProperty name with
+            | true, v when v.ValueKind = JsonValueKind.Array -> [ for x in v.EnumerateArray() -> x.GetString() ]
+            | _ -> failwithf "%s: an entry lacks the array of versions '%s'" file name
+        { Id = field "id"; Finding = field "finding"; Pattern = field "pattern"; Qemu = field "qemu"; Model = field "model"; Upstream = field "upstream"
+          SeenOn = versions "seenOn"; AbsentOn = versions "absentOn" } ]
+
+/// "7.2" of "7.2.22": the release a version belongs to.
+let release (version: string) = String.concat "." (version.Split('.') |> Array.truncate 2)
+
+/// Whether the deviation behind `finding` was seen on the release of `version`.
+let appliesTo (deviations: Deviation list) (finding: string) (version: System.Version) =
+    let r = sprintf "%d.%d" version.Major version.Minor
+    deviations |> List.exists (fun d -> d.Finding = finding && d.SeenOn |> List.exists (fun v -> release v = r))
 
 /// The registered id of the deviation behind a finding (fails if the finding is not registered).
 let idFor (deviations: Deviation list) (finding: string) =
     match deviations |> List.tryFind (fun d -> d.Finding = finding) with
     | Some d -> d.Id
     | None -> failwithf "finding %s is not in %s" finding (path ())
+
+/// A bug found in QEMU itself (fixtures/qemu/findings.json), with the versions it was seen on and those
+/// checked where it is absent, a minimal reproducer, and what the suite does about it.
+type QemuFinding = { Id: string; Title: string; SeenOn: string list; AbsentOn: string list; Reproducer: string }
+
+let findingsPath () = Path.Combine(Path.GetDirectoryName(path ()), "findings.json")
+
+let loadQemuFindings () : QemuFinding list =
+    let file = findingsPath ()
+    use doc = JsonDocument.Parse(File.ReadAllText file)
+    [ for e in doc.RootElement.EnumerateArray() ->
+        let field (name: string) =
+            match e.TryGetProperty name with
+            | true, v when v.ValueKind = JsonValueKind.String -> v.GetString()
+            | _ -> failwithf "%s: an entry lacks the string field '%s'" file name
+        let versions (name: string) =
+            match e.TryGetProperty name with
+            | true, v when v.ValueKind = JsonValueKind.Array -> [ for x in v.EnumerateArray() -> x.GetString() ]
+            | _ -> failwithf "%s: an entry lacks the array of versions '%s'" file name
+        { Id = field "id"; Title = field "title"; SeenOn = versions "seenOn"; AbsentOn = versions "absentOn"; Reproducer = field "reproducer" } ]

@@ -2,7 +2,8 @@ namespace Conformance.Qemu;
 
 /// <summary>
 /// The legacy virtio-pci transport of virtio-blk-pci at 00:04.0 (../shared/qemu-qtest-notes.md): BAR0 as
-/// I/O at 0xc000, bus mastering on, the legacy register block, one queue of 256, no features negotiated.
+/// I/O at 0xc000, bus mastering on, the legacy register block, queue 0 of the size the device reports, no
+/// features negotiated.
 /// </summary>
 public sealed class LegacyVirtioBlk(QemuProcess qemu, ulong ringBase) : VirtioBlkDriver(qemu, ringBase)
 {
@@ -35,4 +36,10 @@ public sealed class LegacyVirtioBlk(QemuProcess qemu, ulong ringBase) : VirtioBl
     public override void Kick() => Q.OutW(Bar + 0x10, 0);
 
     public override byte DeviceStatus() => Q.InB(Bar + 0x12);
+
+    /// <summary>The legacy status register never shows DEVICE_NEEDS_RESET (QEMU sets it only for VERSION_1
+    /// drivers), so a probe request asks the device itself.</summary>
+    protected override bool ProbeDisturbs => true;
+
+    protected override bool BrokenWithoutStatusQuery() => ProbeBroken();
 }

@@ -3,8 +3,8 @@ namespace Conformance.Qemu;
 /// <summary>
 /// The modern (VERSION_1) virtio-pci transport of virtio-blk-pci at 00:04.0 (VIRTIO 1.2 §4.1.4): the
 /// vendor capabilities in PCI configuration space locate the common configuration and the notification
-/// area in a memory BAR (QEMU 7.2 puts them in BAR4, 64-bit); the driver negotiates VIRTIO_F_VERSION_1 and
-/// nothing else, sets FEATURES_OK, gives queue 0 its three ring addresses and enables it. After a
+/// area in a memory BAR (QEMU 7.2 puts them in BAR4, 64-bit); the driver negotiates VIRTIO_F_VERSION_1 (and
+/// VIRTIO_F_ACCESS_PLATFORM where offered) and nothing else, sets FEATURES_OK, gives queue 0 its three ring addresses and enables it. After a
 /// virtio_error QEMU sets DEVICE_NEEDS_RESET in device_status (hw/virtio/virtio.c:virtio_error).
 /// </summary>
 public sealed class ModernVirtioBlk(QemuProcess qemu, ulong ringBase) : VirtioBlkDriver(qemu, ringBase)
@@ -45,7 +45,9 @@ public sealed class ModernVirtioBlk(QemuProcess qemu, ulong ringBase) : VirtioBl
         Q.WriteL(_common + DriverFeatureSelect, 0);
         Q.WriteL(_common + DriverFeature, 0);
         Q.WriteL(_common + DriverFeatureSelect, 1);
-        Q.WriteL(_common + DriverFeature, 1);   // VIRTIO_F_VERSION_1 (bit 32) only
+        // VIRTIO_F_VERSION_1 (bit 32), and VIRTIO_F_ACCESS_PLATFORM (bit 33) where the device offers it
+        // (iommu_platform=on: then the device DMAs through its own bus-master address space)
+        Q.WriteL(_common + DriverFeature, 1 | (high & 2));
         Q.WriteB(_common + Status, 0xb);        // FEATURES_OK
         if ((Q.ReadB(_common + Status) & 0x8) == 0) throw new QemuException("the device refused FEATURES_OK", Qemu.StderrTail());
         Q.WriteW(_common + QueueSelect, 0);
@@ -95,4 +97,9 @@ public sealed class ModernVirtioBlk(QemuProcess qemu, ulong ringBase) : VirtioBl
     public override void Kick() => Q.WriteW(_notifyQueue0, 0);
 
     public override byte DeviceStatus() => Q.ReadB(_common + Status);
+
+    /// <summary>virtio_error sets DEVICE_NEEDS_RESET for a VERSION_1 driver (hw/virtio/virtio.c:virtio_error).</summary>
+    protected override bool ProbeDisturbs => false;
+
+    protected override bool BrokenWithoutStatusQuery() => (DeviceStatus() & 0x40) != 0;
 }

@@ -26,10 +26,12 @@ public sealed class QemuProcess : IDisposable
         };
     }
 
-    public QemuProcess(QemuBinary binary, byte[] disk, TimeSpan? timeout = null, VirtioTransport transport = VirtioTransport.Legacy)
+    public QemuProcess(QemuBinary binary, byte[] disk, TimeSpan? timeout = null, VirtioTransport transport = VirtioTransport.Legacy,
+        ulong? maxBounceBufferSize = null)
     {
         Binary = binary;
         Transport = transport;
+        MaxBounceBufferSize = maxBounceBufferSize;
         _dir = WorkDirectory();
         string qtestPath = Path.Combine(_dir, "qtest.sock"), qmpPath = Path.Combine(_dir, "qmp.sock"), diskPath = Path.Combine(_dir, "disk.img");
         _diskPath = diskPath;
@@ -54,9 +56,7 @@ public sealed class QemuProcess : IDisposable
                      "-qmp", $"unix:{qmpPath},server=on,wait=off",
                      "-device", "pc-testdev",
                      "-drive", $"if=none,id=d0,file={diskPath},format=raw",
-                     "-device", "virtio-blk-pci,drive=d0,addr=0x4,vectors=0,id=blk0," + (transport == VirtioTransport.Legacy
-                         ? "disable-modern=on,disable-legacy=off"
-                         : "disable-modern=off,disable-legacy=on"),
+                     "-device", DeviceArguments(binary, transport, maxBounceBufferSize),
                  })
             psi.ArgumentList.Add(a);
         _process = Process.Start(psi) ?? throw new QemuException($"could not start {binary.Path}");
@@ -100,6 +100,34 @@ public sealed class QemuProcess : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// The virtio-blk-pci device: legacy or modern transport; and, where x-query-virtio-status aborts the
+    /// binary and the legacy transport has to be probed for `broken`, ioeventfd off, so that a kick is
+    /// handled before the port write returns (<see cref="VirtioBlkDriver.Broken"/>).
+    /// A virtio device DMAs through address_space_memory unless it has VIRTIO_F_ACCESS_PLATFORM
+    /// (hw/virtio/virtio-bus.c:virtio_bus_device_plugged), and only its PCI bus-master address space takes
+    /// x-max-bounce-buffer-size (hw/pci/pci.c:do_pci_register_device): so a bounce budget needs the modern
+    /// transport with iommu_platform=on, and the driver then accepts ACCESS_PLATFORM.
+    /// </summary>
+    public static string DeviceArguments(QemuBinary binary, VirtioTransport transport, ulong? maxBounceBufferSize)
+    {
+        var args = "virtio-blk-pci,drive=d0,addr=0x4,vectors=0,id=blk0," + (transport == VirtioTransport.Legacy
+            ? "disable-modern=on,disable-legacy=off"
+            : "disable-modern=off,disable-legacy=on");
+        if (maxBounceBufferSize is { } budget)
+        {
+            if (!binary.DeviceHasProperty("virtio-blk-pci", "x-max-bounce-buffer-size"))
+                throw new QemuException($"QEMU {binary.Version} has no x-max-bounce-buffer-size (added in 9.1): its bounce budget cannot be set");
+            if (transport == VirtioTransport.Legacy)
+                throw new QemuException("a bounce budget needs the modern transport (iommu_platform=on: legacy devices cannot offer ACCESS_PLATFORM)");
+            args += $",iommu_platform=on,x-max-bounce-buffer-size={budget}";
+        }
+        if (transport == VirtioTransport.Legacy && binary.StatusQueryAborts) args += ",ioeventfd=off";
+        return args;
+    }
+
+    public ulong? MaxBounceBufferSize { get; }
 
     public QemuBinary Binary { get; }
     public VirtioTransport Transport { get; }

@@ -5,9 +5,11 @@ namespace Conformance.Qemu;
 
 /// <summary>
 /// What a guest driver for virtio-blk-pci at 00:04.0 does over qtest whatever the transport, in the manner
-/// of QEMU's libqos: PCI configuration through 0xcf8/0xcfc, one split queue of 256 at a fixed place (the
-/// legacy layout: avail at +0x1000, used at +0x2000, which a modern driver may use too), descriptors and
-/// the available ring written into guest memory, the used ring polled.
+/// of QEMU's libqos: PCI configuration through 0xcf8/0xcfc, one split queue of the size the device reports
+/// (QEMU 7.2 and 11.x report 256 for the legacy transport, 10.0.13 1024) laid out as the legacy interface
+/// requires (VIRTIO 1.2 §2.7.2: the available ring right after the descriptor table, the used ring at the
+/// next 4096-byte boundary; a modern driver may use the same places), descriptors and the available ring
+/// written into guest memory, the used ring polled.
 /// </summary>
 public abstract class VirtioBlkDriver
 {
@@ -24,9 +26,19 @@ public abstract class VirtioBlkDriver
     public QemuProcess Qemu { get; }
     protected QtestClient Q { get; }
     public ulong RingBase { get; }
+    /// <summary>The size of queue 0 as the device reports it (read during bring-up).</summary>
     public int QueueSize { get; protected set; }
-    public ulong Avail => RingBase + 0x1000;
-    public ulong Used => RingBase + 0x2000;
+    public ulong Avail => LegacyAvail(RingBase, QueueSize);
+    public ulong Used => LegacyUsed(RingBase, QueueSize);
+
+    /// <summary>The legacy layout of a split ring at <paramref name="desc"/> (VIRTIO 1.2 §2.7.2, QEMU's
+    /// hw/virtio/virtio.c:virtio_queue_update_rings): avail after the descriptors, used 4096-aligned after avail.</summary>
+    public static ulong LegacyAvail(ulong desc, int size) => desc + (ulong)size * VirtioConstants.DescSize;
+
+    public static ulong LegacyUsed(ulong desc, int size) => (LegacyAvail(desc, size) + 4 + 2 * (ulong)size + 2 + 4095) & ~4095UL;
+
+    /// <summary>Bytes from the descriptor table to the end of the used ring (with used_event/avail_event).</summary>
+    public static ulong LegacyRingBytes(ulong desc, int size) => LegacyUsed(desc, size) + 4 + 8 * (ulong)size + 2 - desc;
 
     public static VirtioBlkDriver For(VirtioTransport transport, QemuProcess qemu, ulong ringBase) => transport switch
     {
@@ -79,7 +91,7 @@ public abstract class VirtioBlkDriver
     protected abstract void Bringup();
 
     /// <summary>Zeroes the ring area (descriptor table, avail and used rings).</summary>
-    protected void ClearRing() => Q.Memset(RingBase, 0x3000, 0);
+    protected void ClearRing() => Q.Memset(RingBase, (int)LegacyRingBytes(RingBase, QueueSize), 0);
 
     public abstract void Kick();
 
@@ -107,16 +119,16 @@ public abstract class VirtioBlkDriver
     public ushort UsedIdx() => BinaryPrimitives.ReadUInt16LittleEndian(Q.Read(VirtioConstants.UsedIdxAddr(Used), 2));
 
     /// <summary>Polls the used index until it reaches <paramref name="target"/> or the time runs out
-    /// (with ioeventfd the device works in the background; a broken device never gets there).</summary>
-    public bool WaitForUsed(ushort target, TimeSpan timeout)
+    /// (with ioeventfd the device works in the background; a broken device never gets there, and
+    /// <paramref name="gaveUp"/>, asked every few polls, says when to stop waiting for it).</summary>
+    public bool WaitForUsed(ushort target, TimeSpan timeout, Func<bool> gaveUp)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         int polls = 0;
         while (clock.Elapsed < timeout)
         {
             if (UsedIdx() == target) return true;
-            // a broken device will never get there: ask every few polls instead of waiting out the timeout
-            if (++polls % 8 == 0 && Broken()) return UsedIdx() == target;
+            if (++polls % 8 == 0 && gaveUp()) return UsedIdx() == target;
             // each poll is a qtest round trip (tens of microseconds); back off only once the request is slow
             if (clock.ElapsedMilliseconds > 20) Thread.Sleep(1);
         }
@@ -141,10 +153,50 @@ public abstract class VirtioBlkDriver
         return ((ushort)q["last-avail-idx"]!.GetValue<int>(), (ushort)q["used-idx"]!.GetValue<int>(), q["inuse"]!.GetValue<int>());
     }
 
-    /// <summary>QMP x-query-virtio-status: whether the device is broken.</summary>
+    /// <summary>
+    /// Whether the device is broken (a virtio_error happened): QMP x-query-virtio-status where the binary
+    /// answers it; where it aborts QEMU instead (<see cref="QemuBinary.StatusQueryAborts"/>, QEMU 11.1.3), the
+    /// transport's own evidence (<see cref="BrokenWithoutStatusQuery"/>).
+    /// </summary>
     public bool Broken()
     {
+        if (Qemu.Binary.StatusQueryAborts) return BrokenWithoutStatusQuery();
         var status = Qemu.Qmp.Execute("x-query-virtio-status", new System.Text.Json.Nodes.JsonObject { ["path"] = "/machine/peripheral/blk0/virtio-backend" });
         return status?["broken"]?.GetValue<bool>() ?? false;
     }
+
+    /// <summary>What shows that the device is broken without asking QEMU's status query.</summary>
+    protected abstract bool BrokenWithoutStatusQuery();
+
+    /// <summary>Whether <see cref="Broken"/> changes the queue (a probe request): then ask it last.</summary>
+    public bool BrokenCheckDisturbs => Qemu.Binary.StatusQueryAborts && ProbeDisturbs;
+
+    protected abstract bool ProbeDisturbs { get; }
+
+    /// <summary>Where a probe request lives: the top of the 64 MiB of RAM, away from every case's buffers.</summary>
+    private const ulong ProbeArea = 0x3ff0000;
+
+    /// <summary>
+    /// A broken device pops nothing (hw/virtio/virtio.c:virtqueue_pop returns NULL when vdev->broken), so a
+    /// well-formed GET_ID request published and kicked shows it: QEMU started with ioeventfd=off handles the
+    /// kick inside the port write, and last_avail_idx has moved when the write returns, or never will.
+    /// The device is reset before the next case, so the probe leaves nothing behind.
+    /// </summary>
+    protected bool ProbeBroken()
+    {
+        var before = QueueStatus().LastAvailIdx;
+        int at = QueueSize - 3;
+        var header = new byte[16];
+        BinaryPrimitives.WriteUInt32LittleEndian(header, 8);   // VIRTIO_BLK_T_GET_ID
+        Q.Write(ProbeArea, header);
+        WriteDescriptor(at, new VringDesc(ProbeArea, 16, VirtioConstants.DescFlagNext, (ushort)(at + 1)));
+        WriteDescriptor(at + 1, new VringDesc(ProbeArea + 0x100, 20, VirtioConstants.DescFlagWrite | VirtioConstants.DescFlagNext, (ushort)(at + 2)));
+        WriteDescriptor(at + 2, new VringDesc(ProbeArea + 0x200, 1, VirtioConstants.DescFlagWrite, 0));
+        Publish((ushort)at);
+        Kick();
+        return QueueStatus().LastAvailIdx == before;
+    }
+
+    /// <summary>The guest memory a probe may have written (the session clears it before the next case).</summary>
+    public static (ulong Addr, int Length) ProbeRange => (ProbeArea, 0x300);
 }
