@@ -19,12 +19,14 @@ type Deviation =
       /// QEMU versions ("7.2.22") the deviation was seen on; it applies to their releases ("7.2").
       SeenOn: string list
       /// QEMU versions checked where it does not show.
-      AbsentOn: string list }
+      AbsentOn: string list
+      /// QEMU versions where it cannot arise (e.g. no per-device bounce budget before 9.2).
+      NotApplicableOn: string list }
 
 let path () = Path.Combine(Regression.repoRoot () |> Option.defaultValue System.Environment.CurrentDirectory, "fixtures", "qemu", "known-deviations.json")
 
-let load () : Deviation list =
-    let file = path ()
+/// The entries of a registry file, each read through its string fields and its arrays of versions.
+let private entries (file: string) (read: (string -> string) -> (string -> string list) -> 'T) : 'T list =
     use doc = JsonDocument.Parse(File.ReadAllText file)
     [ for e in doc.RootElement.EnumerateArray() ->
         let field (name: string) =
@@ -35,8 +37,12 @@ let load () : Deviation list =
             match e.TryGetProperty name with
             | true, v when v.ValueKind = JsonValueKind.Array -> [ for x in v.EnumerateArray() -> x.GetString() ]
             | _ -> failwithf "%s: an entry lacks the array of versions '%s'" file name
+        read field versions ]
+
+let load () : Deviation list =
+    entries (path ()) (fun field versions ->
         { Id = field "id"; Finding = field "finding"; Pattern = field "pattern"; Qemu = field "qemu"; Model = field "model"; Upstream = field "upstream"
-          SeenOn = versions "seenOn"; AbsentOn = versions "absentOn" } ]
+          SeenOn = versions "seenOn"; AbsentOn = versions "absentOn"; NotApplicableOn = versions "notApplicableOn" })
 
 /// "7.2" of "7.2.22": the release a version belongs to.
 let release (version: string) = String.concat "." (version.Split('.') |> Array.truncate 2)
@@ -54,20 +60,11 @@ let idFor (deviations: Deviation list) (finding: string) =
 
 /// A bug found in QEMU itself (fixtures/qemu/findings.json), with the versions it was seen on and those
 /// checked where it is absent, a minimal reproducer, and what the suite does about it.
-type QemuFinding = { Id: string; Title: string; SeenOn: string list; AbsentOn: string list; Reproducer: string }
+type QemuFinding = { Id: string; Title: string; SeenOn: string list; AbsentOn: string list; NotApplicableOn: string list; Reproducer: string }
 
 let findingsPath () = Path.Combine(Path.GetDirectoryName(path ()), "findings.json")
 
 let loadQemuFindings () : QemuFinding list =
-    let file = findingsPath ()
-    use doc = JsonDocument.Parse(File.ReadAllText file)
-    [ for e in doc.RootElement.EnumerateArray() ->
-        let field (name: string) =
-            match e.TryGetProperty name with
-            | true, v when v.ValueKind = JsonValueKind.String -> v.GetString()
-            | _ -> failwithf "%s: an entry lacks the string field '%s'" file name
-        let versions (name: string) =
-            match e.TryGetProperty name with
-            | true, v when v.ValueKind = JsonValueKind.Array -> [ for x in v.EnumerateArray() -> x.GetString() ]
-            | _ -> failwithf "%s: an entry lacks the array of versions '%s'" file name
-        { Id = field "id"; Title = field "title"; SeenOn = versions "seenOn"; AbsentOn = versions "absentOn"; Reproducer = field "reproducer" } ]
+    entries (findingsPath ()) (fun field versions ->
+        { Id = field "id"; Title = field "title"; SeenOn = versions "seenOn"; AbsentOn = versions "absentOn"
+          NotApplicableOn = versions "notApplicableOn"; Reproducer = field "reproducer" })

@@ -384,7 +384,22 @@ let defaultCases () =
     | null | "" -> 300
     | s -> Int32.Parse s
 
-type DifferentialOutcome = { Passed: bool; Tests: int; Report: string; Counterexample: CaseSpec option }
+/// What a differential run found: the verdict, the report, the shrunk counterexample, and for the version
+/// matrix: which observations the last disagreeing case differed in, the case labels with their share,
+/// the queue sizes the devices reported and the rate.
+type DifferentialOutcome =
+    { Passed: bool; Tests: int; Report: string; Counterexample: CaseSpec option
+      Disagreements: string list; Distribution: (string * float) list; QueueSizes: string; CasesPerSecond: float }
+
+/// The observation a difference (a line of `differences`) is about, as the version matrix names it.
+let observationOf (difference: string) =
+    if difference.StartsWith "used ring" then "used ring"
+    elif difference.StartsWith "broken" then "broken flag"
+    elif difference.StartsWith "queue 0" then "queue 0 state"
+    elif difference.StartsWith "DEVICE_NEEDS_RESET" then "DEVICE_NEEDS_RESET"
+    elif difference.StartsWith "bytes at" then "device-writable bytes"
+    elif difference.StartsWith "disk image" then "disk image"
+    else "error lines"
 
 /// Runs `cases` generated requests on the QEMU at `binary` (one reused process per transport) and on the
 /// model with `profile`, and reports: verdict, rate, where the time went, the case distribution, and for
@@ -413,6 +428,7 @@ let checkAgainstOn (transports: VirtioTransport list) (modelFault: Fault) (binar
     let kd1 = KnownDeviations.appliesTo (KnownDeviations.load ()) "F-BLK-2" binary.Version
     let kd2 = KnownDeviations.appliesTo (KnownDeviations.load ()) "F-QEMU-2" binary.Version
     let qemuTime, modelTime = Diagnostics.Stopwatch(), Diagnostics.Stopwatch()
+    let mutable lastDisagreement = []
     let judge (spec: CaseSpec) =
         let target = targetFor spec.Transport spec.Budget
         let label, transport, request = build target.Model.QueueSize spec
@@ -423,6 +439,7 @@ let checkAgainstOn (transports: VirtioTransport list) (modelFault: Fault) (binar
         let model, run = requestOnModelWith modelFault target.Model (Some romImage) request
         modelTime.Stop()
         let problems = differencesWith kd1 request real model run
+        if not problems.IsEmpty then lastDisagreement <- problems |> List.map observationOf |> List.distinct
         // KD-2: this QEMU keeps a failed pop's bounce bytes counted against the device for good
         let restarted = kd2 && spec.Budget.IsSome && model.IsBroken
         if restarted then target.Session.Restart()
@@ -501,7 +518,9 @@ let checkAgainstOn (transports: VirtioTransport list) (modelFault: Fault) (binar
                       (if transports.Length > 1 then "" else sprintf " --transport %s" ((string transports.Head).ToLowerInvariant()))
                       (if modelFault = Fault.None then "" else sprintf " --variant %A" modelFault) t)
         | None -> ()
-    { Passed = passed; Tests = ran; Report = sb.ToString(); Counterexample = shrunk }
+    { Passed = passed; Tests = ran; Report = sb.ToString(); Counterexample = shrunk
+      Disagreements = (if passed then [] else lastDisagreement); Distribution = Runner.distribution capture
+      QueueSizes = queueSizes; CasesPerSecond = float ran / elapsed }
 
 let checkAgainstWith modelFault binary profile cases replay = checkAgainstOn AllTransports modelFault binary profile cases replay
 
@@ -597,3 +616,60 @@ let replayOnQemu (binary: QemuBinary) (transport: VirtioTransport) (s: Scenario)
               yield "the model's trace:"
               yield ScenarioTrace.Render run ]
         Ok(problems.IsEmpty, String.Join("\n", lines) + "\n")
+
+/// One column of the version matrix: a QEMU and its differential runs, one per transport.
+type VersionColumn = { Binary: QemuBinary; Profile: Profile; Runs: (VirtioTransport * DifferentialOutcome) list }
+
+/// The version matrix as a Markdown table: rows are the compared observations, the generated cases per
+/// transport, the bounce budgets, and the registered deviations and QEMU findings; columns are QEMU
+/// versions; cells say agree, the deviation that applied, or disagree with the count of failing cases.
+let versionMatrix (columns: VersionColumn list) =
+    let deviations = KnownDeviations.load ()
+    let findings = KnownDeviations.loadQemuFindings ()
+    let share (o: DifferentialOutcome) (label: string) =
+        o.Distribution |> List.filter (fun (l, _) -> l.StartsWith label) |> List.sumBy snd |> fun pct -> int (Math.Round(pct * float o.Tests / 100.0))
+    let cell (c: VersionColumn) (f: VirtioTransport * DifferentialOutcome -> string option) =
+        match c.Runs |> List.choose f |> List.distinct with
+        | [] -> "-"
+        | xs -> String.Join("; ", xs)
+    let observation (name: string) (c: VersionColumn) =
+        let failing = c.Runs |> List.filter (fun (_, o) -> List.contains name o.Disagreements)
+        if not failing.IsEmpty then
+            sprintf "**disagree** (%s)" (String.Join(", ", failing |> List.map (fun (t, _) -> sprintf "%A: 1 shrunk case" t)))
+        elif name = "device-writable bytes" && KnownDeviations.appliesTo deviations "F-BLK-2" c.Binary.Version then
+            sprintf "agree; KD-1 in %d cases" (c.Runs |> List.sumBy (fun (_, o) -> share o "known deviation KD-1"))
+        elif name = "DEVICE_NEEDS_RESET" && not (c.Runs |> List.exists (fun (t, _) -> t = VirtioTransport.Modern)) then "-"
+        else "agree"
+    let registry (id: string) (seen: string list) (absent: string list) (notApplicable: string list) (c: VersionColumn) =
+        let v = string c.Binary.Version
+        if List.contains v seen then sprintf "seen (%s)" id
+        elif List.contains v absent then "checked absent"
+        elif List.contains v notApplicable then "cannot arise"
+        else "not checked"
+    let rows =
+        [ "model profile", (fun (c: VersionColumn) -> string c.Profile)
+          "queue size the device reports", (fun c -> cell c (fun (_, o) -> Some o.QueueSizes))
+          "x-query-virtio-status", (fun c -> if c.Binary.StatusQueryAborts then "aborts QEMU (F-QEMU-1)" else "answers")
+          for t in AllTransports do
+              sprintf "generated cases, %s transport" ((string t).ToLowerInvariant()),
+              (fun c ->
+                  match c.Runs |> List.tryFind (fun (t', _) -> t' = t) with
+                  | None -> "not run"
+                  | Some(_, o) when o.Passed -> sprintf "agree (%d cases, %.0f/s)" o.Tests o.CasesPerSecond
+                  | Some(_, o) -> sprintf "**disagree** (1 shrunk case after %d)" o.Tests)
+          for name in [ "used ring"; "broken flag"; "DEVICE_NEEDS_RESET"; "queue 0 state"; "device-writable bytes"; "disk image"; "error lines" ] do
+              "compared: " + name, observation name
+          "bounce budgets (iommu_platform=on, modern)",
+          (fun c ->
+              if not (c.Binary.DeviceHasProperty("virtio-blk-pci", "x-max-bounce-buffer-size")) then "n/a (no x-max-bounce-buffer-size)"
+              else
+                  let n = c.Runs |> List.sumBy (fun (_, o) -> share o "bounce budget ")
+                  let kd2 = c.Runs |> List.sumBy (fun (_, o) -> share o "known deviation KD-2")
+                  if kd2 > 0 then sprintf "%d cases; KD-2 in %d" n kd2 else sprintf "%d cases" n)
+          for d in deviations do
+              sprintf "%s (%s)" d.Id d.Finding, registry d.Id d.SeenOn d.AbsentOn d.NotApplicableOn
+          for f in findings do
+              sprintf "%s: %s" f.Id f.Title, registry f.Id f.SeenOn f.AbsentOn f.NotApplicableOn ]
+    let header = "| | " + String.Join(" | ", columns |> List.map (fun c -> sprintf "QEMU %O" c.Binary.Version)) + " |"
+    let rule = "|---|" + String.replicate columns.Length "---|"
+    String.Join("\n", [ header; rule ] @ [ for (name, f) in rows -> sprintf "| %s | %s |" name (String.Join(" | ", columns |> List.map f)) ]) + "\n"

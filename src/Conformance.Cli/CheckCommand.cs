@@ -1,5 +1,6 @@
 using Conformance.Model;
 using Conformance.Properties;
+using Microsoft.FSharp.Collections;
 using Microsoft.FSharp.Core;
 
 namespace Conformance.Cli;
@@ -7,17 +8,31 @@ namespace Conformance.Cli;
 /// <summary>`conformance check`: the property catalogue against the embedded reference model.</summary>
 public static class CheckCommand
 {
-    /// <summary>`check --target qemu [--qemu PATH] [--profile P] [--max-test N] [--replay TOKEN]`: generated
-    /// virtio-blk requests on a real QEMU and on the model, side by side.</summary>
+    /// <summary>
+    /// `check --target qemu [--qemu PATH]... [--transport legacy|modern] [--profile P] [--variant FAULT]
+    /// [--max-test N] [--replay TOKEN] [--matrix FILE]`: generated virtio-blk requests on real QEMUs and on the
+    /// model, side by side. Several --qemu (or --matrix) run every QEMU on each transport in turn and print the
+    /// version matrix (written to FILE with --matrix).
+    /// </summary>
     private static int CheckQemu(Options options, TextWriter stdout)
     {
-        foreach (var modelOnly in new[] { "property", "variant", "save" })
+        foreach (var modelOnly in new[] { "property", "save" })
             if (options.Get(modelOnly) is not null) throw new UsageException($"--{modelOnly} does not apply to --target qemu");
-        var binary = Conformance.Qemu.QemuBinary.Find(options.Get("qemu"))
-            ?? throw new UsageException(options.Get("qemu") is { } path
-                ? $"no QEMU at '{path}'"
-                : "no qemu-system-x86_64 found (apt-get install qemu-system-x86, or --qemu PATH, or QEMU=PATH)");
-        var profile = options.Get("profile") is { } p && p != "all" ? CommandLine.ParseProfile(p) : binary.Profile;
+        var paths = options.GetAll("qemu");
+        var binaries = (paths.Count == 0 ? new string?[] { null } : paths.ToArray())
+            .Select(path => Conformance.Qemu.QemuBinary.Find(path)
+                ?? throw new UsageException(path is not null
+                    ? $"no QEMU at '{path}'"
+                    : "no qemu-system-x86_64 found (apt-get install qemu-system-x86, or --qemu PATH, or QEMU=PATH)"))
+            .ToList();
+        var transports = options.Get("transport") switch
+        {
+            null => QemuDifferential.AllTransports,
+            "legacy" => ListModule.OfSeq(new[] { Conformance.Qemu.VirtioTransport.Legacy }),
+            "modern" => ListModule.OfSeq(new[] { Conformance.Qemu.VirtioTransport.Modern }),
+            var t => throw new UsageException($"--transport is legacy or modern, not '{t}'"),
+        };
+        var fault = options.Get("variant") is { } v ? CommandLine.ParseFault(v) : Fault.None;
         int cases = QemuDifferential.defaultCases();
         if (options.Get("max-test") is { } m && (!int.TryParse(m, out cases) || cases < 1))
             throw new UsageException($"--max-test takes a positive number, not '{m}'");
@@ -27,21 +42,54 @@ public static class CheckCommand
             try { replay = Runner.ReplayToken.Parse(token); }
             catch (Exception) { throw new UsageException($"--replay takes seed,gamma,size as printed by a failure, not '{token}'"); }
         }
-        var outcome = QemuDifferential.checkAgainst(binary, profile, cases, replay);
-        stdout.Write(outcome.Report);
-        return outcome.Passed ? 0 : 1;
+        string? matrixFile = options.Get("matrix");
+        bool matrix = binaries.Count > 1 || matrixFile is not null;
+        var columns = new List<QemuDifferential.VersionColumn>();
+        bool passed = true;
+        foreach (var binary in binaries)
+        {
+            Profile profile;
+            try
+            {
+                profile = options.Get("profile") is { } p && p != "all" ? CommandLine.ParseProfile(p) : binary.Profile;
+            }
+            catch (Conformance.Qemu.QemuException e)
+            {
+                throw new UsageException(e.Message);
+            }
+            // one run over both transports, or (for the matrix) one run per transport
+            var runs = matrix ? transports.Select(t => ListModule.OfSeq(new[] { t })).ToList() : new() { transports };
+            var outcomes = new List<Tuple<Conformance.Qemu.VirtioTransport, QemuDifferential.DifferentialOutcome>>();
+            foreach (var run in runs)
+            {
+                var outcome = QemuDifferential.checkAgainstOn(run, fault, binary, profile, cases, replay);
+                stdout.Write(outcome.Report);
+                stdout.WriteLine();
+                passed &= outcome.Passed;
+                outcomes.Add(Tuple.Create(run.Head, outcome));
+            }
+            columns.Add(new QemuDifferential.VersionColumn(binary, profile, ListModule.OfSeq(outcomes)));
+        }
+        if (matrix)
+        {
+            string table = QemuDifferential.versionMatrix(ListModule.OfSeq(columns));
+            stdout.Write(table);
+            if (matrixFile is not null) File.WriteAllText(matrixFile, table);
+        }
+        return passed ? 0 : 1;
     }
 
     public static int Run(Options options, TextWriter stdout)
     {
-        options.Allow("property", "profile", "max-test", "replay", "variant", "save", "target", "qemu");
+        options.Allow("property", "profile", "max-test", "replay", "variant", "save", "target", "qemu", "transport", "matrix");
         switch (options.Get("target"))
         {
             case null or "model": break;
             case "qemu": return CheckQemu(options, stdout);
             case var t: throw new UsageException($"--target is 'model' (the default) or 'qemu', not '{t}'");
         }
-        if (options.Get("qemu") is not null) throw new UsageException("--qemu PATH goes with --target qemu");
+        foreach (var qemuOnly in new[] { "qemu", "transport", "matrix" })
+            if (options.GetAll(qemuOnly).Count > 0) throw new UsageException($"--{qemuOnly} goes with --target qemu");
         var entries = Catalogue.all.ToList();
         var parallel = ParallelCatalogue.all.ToList();
         if (options.Get("property") is { } name)

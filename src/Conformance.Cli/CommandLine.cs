@@ -18,11 +18,15 @@ public static class CommandLine
               A failure of the reference model is saved to fixtures/regressions; --save DIR saves
               every failure's counterexample (also a broken variant's) to DIR instead. Includes the
               concurrency properties P20-P24 (CONFORMANCE_PARALLEL_CASES / _RUNS set their sizes).
-          conformance check --target qemu [--qemu PATH] [--profile P] [--max-test N] [--replay TOKEN]
+          conformance check --target qemu [--qemu PATH]... [--transport legacy|modern] [--profile P]
+                            [--variant FAULT] [--max-test N] [--replay TOKEN] [--matrix FILE]
               Runs generated virtio-blk requests on a real QEMU (legacy and modern transport, one
-              reused process each) and on the model over QEMU's q35 layout, and reports every
-              disagreement with both observations. PATH defaults to $QEMU, then qemu-system-x86_64 on
-              PATH; its version picks the profile unless --profile says otherwise. Default 300 cases.
+              reused process per transport and bounce budget) and on the model over the layout that
+              QEMU prints, with the queue size its device reports, and reports every disagreement
+              with both observations. PATH defaults to $QEMU, then qemu-system-x86_64 on PATH; its
+              version picks the profile unless --profile says otherwise. Default 300 cases. Several
+              --qemu (e.g. the paths scripts/fetch-qemu prints), or --matrix, run each QEMU on each
+              transport and print the version matrix; --matrix FILE also writes it to FILE.
           conformance list
               Lists the properties with the rules they check, and the model's broken variants.
           conformance matrix

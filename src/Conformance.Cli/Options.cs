@@ -3,7 +3,7 @@ namespace Conformance.Cli;
 /// <summary>Positional arguments and --name value options of one verb.</summary>
 public sealed class Options
 {
-    private readonly Dictionary<string, string> _named = new();
+    private readonly Dictionary<string, List<string>> _named = new();
     private readonly List<string> _positional = new();
 
     public static Options Parse(string[] args)
@@ -14,14 +14,22 @@ public sealed class Options
             if (args[i].StartsWith("--", StringComparison.Ordinal))
             {
                 if (i + 1 >= args.Length) throw new UsageException($"option {args[i]} needs a value");
-                o._named[args[i][2..]] = args[++i];
+                string key = args[i][2..];
+                if (!o._named.TryGetValue(key, out var values)) o._named[key] = values = new List<string>();
+                values.Add(args[++i]);
             }
             else o._positional.Add(args[i]);
         }
         return o;
     }
 
-    public string? Get(string name) => _named.GetValueOrDefault(name);
+    /// <summary>The option's value; an option given twice is an error unless the verb takes several (<see cref="GetAll"/>).</summary>
+    public string? Get(string name) => _named.TryGetValue(name, out var values)
+        ? values.Count == 1 ? values[0] : throw new UsageException($"option --{name} is given {values.Count} times")
+        : null;
+
+    /// <summary>Every value of an option that may be repeated (`--qemu A --qemu B`).</summary>
+    public IReadOnlyList<string> GetAll(string name) => _named.TryGetValue(name, out var values) ? values : Array.Empty<string>();
 
     public IReadOnlyList<string> Positional => _positional;
 
