@@ -33,10 +33,18 @@ let read (run: ScenarioRun) (addr: uint64) (n: int) = let b = Array.zeroCreate<b
 /// then the used ring, the broken flag and the bytes at each of `Look`.
 type Request =
     { Header: byte[]; Descriptors: (int * uint64 * uint32 * uint16 * uint16) list; Before: (uint64 * byte[]) list; Look: (uint64 * int) list
-      Heads: uint16 list }
+      Heads: uint16 list
+      /// How many heads each kick publishes, each kick once the previous one's requests completed ([]: one kick for all).
+      Kicks: int list
+      /// Where queue 0's rings are (descriptor table, available ring, used ring); None: where the driver puts them by default.
+      Rings: (uint64 * uint64 * uint64) option }
 
 /// One request with head 0.
-let single (header: byte[]) descriptors before look = { Header = header; Descriptors = descriptors; Before = before; Look = look; Heads = [ 0us ] }
+let single (header: byte[]) descriptors before look =
+    { Header = header; Descriptors = descriptors; Before = before; Look = look; Heads = [ 0us ]; Kicks = []; Rings = None }
+
+/// Whether the guest can read back what the device writes at an address: RAM (64 MiB) or pc-testdev's MMIO.
+let guestReadable (addr: uint64) = addr < 0x4000000UL || (addr >= Mmio && addr < Mmio + 0x10000UL)
 
 /// A virtio-blk request header: type, sector.
 let header (typ: uint32) (sector: uint64) =
@@ -63,7 +71,10 @@ let toCase (r: Request) =
         [| for (a, l) in r.Look -> GuestRange(a, l) |],
         // an OUT request, or guest writes that could hold another header, may change the disk
         BitConverter.ToUInt32(r.Header, 0) = 1u || not r.Before.IsEmpty,
-        Array.ofList r.Heads)
+        Array.ofList r.Heads,
+        (match r.Rings with Some(d, a, u) -> Nullable(RingAddresses(d, a, u)) | None -> Nullable()),
+        (match r.Rings with Some(_, _, u) -> guestReadable u | None -> true),
+        (if r.Kicks.IsEmpty then null else Array.ofList r.Kicks))
 
 /// The request on a reused QEMU; a QEMU that died or hung is reported as an outcome the model never has.
 /// (QEMU may complete several requests in any order: the used list is compared as a set.)
@@ -134,17 +145,27 @@ let requestOnModelWith (fault: Fault) (side: ModelSide) (rom: byte[] option) (r:
     let profile = side.Profile
     let system = MemorySystem(spec, profile, fault)
     rom |> Option.iter (fun image -> system.Region("pc.bios").RamBlock.Bytes.Write(0UL, ReadOnlySpan image))
-    let desc, avail, usedRing = side.Rings
+    let desc, avail, usedRing = r.Rings |> Option.defaultValue side.Rings
     let ops =
         [ VirtioSetupOp(side.Space, side.QueueSize, desc, avail, usedRing, false, false, false, 2048, "") :> ScenarioOp
           WriteOp("memory", Header, r.Header)
           yield! r.Before |> List.map (fun (a, b) -> WriteOp("memory", a, b) :> ScenarioOp)
           DescriptorsOp(Nullable(), r.Descriptors |> List.map (fun (i, a, l, f, n) -> DescriptorEntry(i, a, l, f, n)) |> Array.ofList)
-          PublishOp(Array.ofList r.Heads)
-          KickOp()
-          CompleteIoOp() ]
+          // each kick's heads, the kick, and its requests completed before the next
+          let kicks = if r.Kicks.IsEmpty then [ r.Heads.Length ] else r.Kicks
+          let starts = List.scan (+) 0 kicks
+          for (start, count) in List.zip (List.take kicks.Length starts) kicks do
+              PublishOp(r.Heads |> List.skip start |> List.take count |> Array.ofList)
+              KickOp()
+              CompleteIoOp() ]
     let run = ScenarioRunner.Run(Scenario(profile, spec, Array.ofList ops), system)
-    { UsedList = snd (used run) |> List.map (fun struct (i, l) -> i, l)
+    // the used ring as the guest reads it back, as on the QEMU side (from ROM or unassigned space: whatever is there)
+    let usedIdx = int (BitConverter.ToUInt16(read run (usedRing + 2UL) 2, 0))
+    let usedList =
+        [ for slot in 0 .. min usedIdx side.QueueSize - 1 ->
+            let e = read run (usedRing + 4UL + uint64 (8 * slot)) 8
+            BitConverter.ToUInt32(e, 0), BitConverter.ToUInt32(e, 4) ]
+    { UsedList = usedList
       IsBroken = run.Virtio.Device.Broken
       Bytes = r.Look |> List.map (fun (a, l) -> read run a l)
       Errors = String.Join("\n", run.Virtio.Device.Errors)
@@ -195,7 +216,8 @@ let differences (version: Version) r real model run =
     differencesWith (KnownDeviations.appliesTo (KnownDeviations.load ()) "F-BLK-2" version) r real model run
 
 let private places =
-    [| 0x300000UL, "RAM"; 0x3ffff00UL, "RAM end"; Mmio + 0x100UL, "MMIO"; Mmio + 0xff00UL, "MMIO end"; Rom + 0x1000UL, "ROM"; 0x10000000UL, "unassigned" |]
+    [| 0x300000UL, "RAM"; 0x3ffff00UL, "RAM end"; Mmio + 0x100UL, "MMIO"; Mmio + 0xff00UL, "MMIO end"; Rom + 0x1000UL, "ROM"; 0x10000000UL, "unassigned"
+       0xffffffffffffff00UL, "64-bit end" |]
 
 /// How a generated chain is malformed (the malformed chains of the virtqueue issue), if it is.
 type Malformation =
@@ -215,12 +237,43 @@ type Malformation =
 /// pointing at it (QEMU and the model accept VRING_DESC_F_INDIRECT on the head whatever was negotiated).
 type RequestSpec = { Type: uint32; Sector: uint64; Pieces: (int * uint32) list; StatusInMmio: bool; Malformed: Malformation; Indirect: bool }
 
+/// Where a case puts a ring: in RAM, in pc-testdev's MMIO (QEMU reaches it through a region cache without a
+/// host pointer: the slow path), in ROM (the device's writes are dropped, the guest reads BIOS bytes) or in
+/// unassigned space (reads zero, writes dropped).
+type RingPlace =
+    | RingInRam
+    | RingInMmio
+    | RingInRom
+    | RingInUnassigned
+
+/// Where each of queue 0's rings goes. The legacy transport takes one page frame for all three (RAM or
+/// MMIO); the modern transport places each: the available ring where the guest can write it (RAM, MMIO),
+/// the descriptor table also in unassigned space (the device reads zeros: a zero-length descriptor), the
+/// used ring anywhere. (Not in ROM: the device would follow BIOS bytes as descriptors anywhere in RAM.)
+and RingSpec = { DescIn: RingPlace; AvailIn: RingPlace; UsedIn: RingPlace }
+
+let RingsInRam = { DescIn = RingInRam; AvailIn = RingInRam; UsedIn = RingInRam }
+
+/// Where rings in a place start: each ring at its legacy-layout offset from there.
+let ringBase =
+    function
+    | RingInRam -> VirtioBlkSession.RingBase
+    | RingInMmio -> Mmio + 0x8000UL
+    | RingInRom -> Rom
+    | RingInUnassigned -> 0x20000000UL
+
+/// The three ring addresses of a placement for a queue of `queueSize`.
+let ringAddresses (queueSize: int) (r: RingSpec) =
+    ringBase r.DescIn,
+    VirtioBlkDriver.LegacyAvail(ringBase r.AvailIn, queueSize),
+    VirtioBlkDriver.LegacyUsed(ringBase r.UsedIn, queueSize)
+
 /// A generated case: 1-4 requests published before one kick, on one transport, with the device's
 /// bounce budget (x-max-bounce-buffer-size with iommu_platform=on, modern transport only; None: the
 /// device DMAs through "memory" with QEMU's default budget, all there is before 9.1). Shrinking
 /// works on this description with QEMU in the loop: fewer requests and pieces, shorter pieces, RAM instead
 /// of other places, plain reads, the default budget, the legacy transport.
-type CaseSpec = { Transport: VirtioTransport; Budget: uint64 option; Requests: RequestSpec list }
+type CaseSpec = { Transport: VirtioTransport; Budget: uint64 option; Rings: RingSpec; Kicks: int list; Requests: RequestSpec list }
 
 /// The guest's memory and descriptor table for a case: request k's header at Header + 0x40k, its status
 /// at Status + 0x10k (or in MMIO), its data at the next free offset of each place, its descriptors
@@ -235,7 +288,7 @@ let build (queueSize: int) (c: CaseSpec) : string * VirtioTransport * Request =
     for k, r in List.indexed c.Requests do
         let headerAt = Header + uint64 (0x40 * k)
         if k > 0 then before.Add((headerAt, header r.Type r.Sector))
-        let statusAt = (if r.StatusInMmio then Mmio + 0x8000UL else Status) + uint64 (0x10 * k)
+        let statusAt = (if r.StatusInMmio then Mmio + 0x7f00UL else Status) + uint64 (0x10 * k)
         let data =
             [ for (place, len) in r.Pieces ->
                 let off = match offsets.TryGetValue place with | true, o -> o | _ -> 0UL
@@ -274,11 +327,17 @@ let build (queueSize: int) (c: CaseSpec) : string * VirtioTransport * Request =
             (if r.Malformed = WellFormed then "" else sprintf " malformed: %A" r.Malformed)
             (if r.Indirect then " indirect" else "")
     let budget = match c.Budget with Some b -> sprintf ", bounce budget %d" b | None -> ""
-    let label = sprintf "%A%s: %s" c.Transport budget (String.Join("; ", c.Requests |> List.map describe))
+    let rings =
+        if c.Rings = RingsInRam then ""
+        else sprintf ", rings: descriptors %A, available %A, used %A" c.Rings.DescIn c.Rings.AvailIn c.Rings.UsedIn
+    let kicks = if c.Kicks.IsEmpty then "" else sprintf ", kicks of %s requests" (String.Join("+", c.Kicks))
+    let label = sprintf "%A%s%s%s: %s" c.Transport budget rings kicks (String.Join("; ", c.Requests |> List.map describe))
     let first = c.Requests.Head
     label, c.Transport,
     { Header = header first.Type first.Sector; Descriptors = List.ofSeq descriptors; Before = List.ofSeq before
-      Look = List.ofSeq look; Heads = List.ofSeq heads }
+      Look = List.ofSeq look; Heads = List.ofSeq heads
+      Rings = if c.Rings = RingsInRam then None else Some(ringAddresses queueSize c.Rings)
+      Kicks = c.Kicks }
 
 let private genRequest =
     gen {
@@ -301,21 +360,43 @@ let private genRequest =
 let Budgets = [ 511UL; 513UL; 4095UL; 4097UL; 8192UL; 65536UL; 1048576UL ]
 
 /// Cases on the given transports for a QEMU whose device takes the bounce budgets `budgets` (empty: only
-/// its default).
-let genSpecWith (transports: VirtioTransport list) (budgets: uint64 list) =
+/// its default), with rings outside RAM where `ringsOutsideRam` (not where KD-3 applies).
+let genSpecWith (transports: VirtioTransport list) (budgets: uint64 list) (ringsOutsideRam: bool) =
     gen {
         let! transport = Gen.elements transports
         let! budget =
             if budgets.IsEmpty || transport = VirtioTransport.Legacy then Gen.constant None
             else Gen.frequency [ 1, Gen.constant None; 3, Gen.elements budgets |> Gen.map Some ]
+        let! rings =
+            if not ringsOutsideRam then Gen.constant RingsInRam
+            elif transport = VirtioTransport.Legacy then
+                Gen.frequency [ 6, Gen.constant RingsInRam; 1, Gen.constant { DescIn = RingInMmio; AvailIn = RingInMmio; UsedIn = RingInMmio } ]
+            else
+                Gen.frequency
+                    [ 6, Gen.constant RingsInRam
+                      3, gen {
+                          let! d = Gen.elements [ RingInRam; RingInUnassigned; RingInMmio ]
+                          let! a = Gen.elements [ RingInRam; RingInMmio ]
+                          let! u = Gen.elements [ RingInRam; RingInRom; RingInUnassigned; RingInMmio ]
+                          return { DescIn = d; AvailIn = a; UsedIn = u } } ]
         let! count = Gen.frequency [ 3, Gen.constant 1; 2, Gen.choose (2, 4) ]
         let! requests = Gen.listOfLength count genRequest
-        return { Transport = transport; Budget = budget; Requests = requests }
+        // several kicks: the requests split into groups, each kicked once the previous group completed
+        let! kicks =
+            if count < 2 then Gen.constant []
+            else
+                Gen.frequency
+                    [ 2, Gen.constant []
+                      1, Gen.listOfLength (count - 1) (Gen.elements [ false; true ])
+                         |> Gen.map (fun cuts ->
+                             let sizes = (cuts @ [ true ]) |> List.fold (fun (acc, run) cut -> if cut then (acc @ [ run + 1 ], 0) else (acc, run + 1)) ([], 0) |> fst
+                             if sizes.Length = 1 then [] else sizes) ]
+        return { Transport = transport; Budget = budget; Rings = rings; Kicks = kicks; Requests = requests }
     }
 
 let AllTransports = [ VirtioTransport.Legacy; VirtioTransport.Modern ]
 
-let genSpec = genSpecWith AllTransports []
+let genSpec = genSpecWith AllTransports [] true
 
 let shrinkSpec (c: CaseSpec) : CaseSpec seq =
     let simpler (r: RequestSpec) =
@@ -333,18 +414,24 @@ let shrinkSpec (c: CaseSpec) : CaseSpec seq =
             if r.Indirect then yield { r with Indirect = false }
         }
     seq {
-        if c.Requests.Length > 1 then
+        if not c.Kicks.IsEmpty then yield { c with Kicks = [] }
+        if c.Requests.Length > 1 && c.Kicks.IsEmpty then
             for i in 0 .. c.Requests.Length - 1 do yield { c with Requests = List.removeAt i c.Requests }
         for i, r in List.indexed c.Requests do
             for r' in simpler r do yield { c with Requests = List.updateAt i r' c.Requests }
         if c.Budget.IsSome then yield { c with Budget = None }
+        if c.Transport = VirtioTransport.Modern then
+            if c.Rings.DescIn <> RingInRam then yield { c with Rings = { c.Rings with DescIn = RingInRam } }
+            if c.Rings.AvailIn <> RingInRam then yield { c with Rings = { c.Rings with AvailIn = RingInRam } }
+            if c.Rings.UsedIn <> RingInRam then yield { c with Rings = { c.Rings with UsedIn = RingInRam } }
+        elif c.Rings <> RingsInRam then yield { c with Rings = RingsInRam }
     }
 
 /// Shrinking that may also move a case to the legacy transport (when both are under test).
 let shrinkSpecAcross (transports: VirtioTransport list) (c: CaseSpec) =
     seq {
         yield! shrinkSpec c
-        if List.contains VirtioTransport.Legacy transports && c.Transport <> VirtioTransport.Legacy && c.Budget.IsNone then
+        if List.contains VirtioTransport.Legacy transports && c.Transport <> VirtioTransport.Legacy && c.Budget.IsNone && c.Rings = RingsInRam then
             yield { c with Transport = VirtioTransport.Legacy }
     }
 
@@ -427,6 +514,7 @@ let checkAgainstOn (transports: VirtioTransport list) (modelFault: Fault) (binar
     let deviation = KnownDeviations.idFor (KnownDeviations.load ()) "F-BLK-2"
     let kd1 = KnownDeviations.appliesTo (KnownDeviations.load ()) "F-BLK-2" binary.Version
     let kd2 = KnownDeviations.appliesTo (KnownDeviations.load ()) "F-QEMU-2" binary.Version
+    let kd3 = KnownDeviations.appliesTo (KnownDeviations.load ()) "F-QEMU-3" binary.Version
     let qemuTime, modelTime = Diagnostics.Stopwatch(), Diagnostics.Stopwatch()
     let mutable lastDisagreement = []
     let judge (spec: CaseSpec) =
@@ -441,7 +529,9 @@ let checkAgainstOn (transports: VirtioTransport list) (modelFault: Fault) (binar
         let problems = differencesWith kd1 request real model run
         if not problems.IsEmpty then lastDisagreement <- problems |> List.map observationOf |> List.distinct
         // KD-2: this QEMU keeps a failed pop's bounce bytes counted against the device for good
-        let restarted = kd2 && spec.Budget.IsSome && model.IsBroken
+        // (only a buffer outside plain RAM can have been bounced)
+        let outsideRam = spec.Requests |> List.exists (fun r -> r.StatusInMmio || r.Pieces |> List.exists (fun (p, _) -> p <> 0))
+        let restarted = kd2 && spec.Budget.IsSome && model.IsBroken && outsideRam
         if restarted then target.Session.Restart()
         let labels =
             [ sprintf "%A transport" transport
@@ -454,13 +544,16 @@ let checkAgainstOn (transports: VirtioTransport list) (modelFault: Fault) (binar
               if model.Unspecified then
                   if kd1 then sprintf "known deviation %s: uninitialised bounce bytes written back" deviation
                   else "bounce bytes nobody produced written back (compared: KD-1 is not registered for this version)"
-              if spec.Requests.Length > 1 then sprintf "%d requests in one kick" spec.Requests.Length
+              if spec.Requests.Length > 1 && spec.Kicks.IsEmpty then sprintf "%d requests in one kick" spec.Requests.Length
+              if not spec.Kicks.IsEmpty then sprintf "%d kicks, each after the previous completed" spec.Kicks.Length
               for p in spec.Requests |> List.collect (fun r -> r.Pieces |> List.map fst) |> List.distinct do
                   if p <> 0 then sprintf "a buffer in %s" (snd places.[p])
               if spec.Requests |> List.exists (fun r -> r.StatusInMmio) then "a status byte in MMIO"
               for r in spec.Requests do
                   if r.Malformed <> WellFormed then sprintf "malformed chain: %A" r.Malformed
-              if spec.Requests |> List.exists (fun r -> r.Indirect) then "an indirect table" ]
+              if spec.Requests |> List.exists (fun r -> r.Indirect) then "an indirect table"
+              for (name, place) in [ "descriptor table", spec.Rings.DescIn; "available ring", spec.Rings.AvailIn; "used ring", spec.Rings.UsedIn ] do
+                  if place <> RingInRam then sprintf "%s in %s" name (match place with RingInMmio -> "MMIO" | RingInRom -> "ROM" | RingInUnassigned -> "unassigned space" | RingInRam -> "RAM") ]
         let verdicts =
             if problems.IsEmpty then []
             else
@@ -473,7 +566,7 @@ let checkAgainstOn (transports: VirtioTransport list) (modelFault: Fault) (binar
         (targetFor transport None).Session.Run(toCase (single (header 0u 1UL) [ 0, Header, 16u, N, 0us ] [] [])) |> ignore
     startTime.Reset()
     let sw = Diagnostics.Stopwatch.StartNew()
-    let capture = Runner.runProperty (Arb.fromGenShrink (genSpecWith transports budgets, shrinkSpecAcross transports)) judge cases replay
+    let capture = Runner.runProperty (Arb.fromGenShrink (genSpecWith transports budgets (not kd3), shrinkSpecAcross transports)) judge cases replay
     let elapsed = sw.Elapsed.TotalSeconds
     let first = (targetFor transports.Head None).Session
     let roundTrips = qtestRoundTrips first.Process
@@ -505,7 +598,8 @@ let checkAgainstOn (transports: VirtioTransport list) (modelFault: Fault) (binar
               (perCase qemuTime.Elapsed) (perCase prepare) (perCase submit) (perCase wait) (perCase readBack) (perCase modelTime.Elapsed))
     line (sprintf "      the model ran on the layout each process printed (info mtree -D, settled by -f), queue sizes the devices report: %s%s"
               queueSizes (if binary.StatusQueryAborts then "; this QEMU aborts on x-query-virtio-status (F-QEMU-1): broken read from DEVICE_NEEDS_RESET (modern) and a probe request (legacy)" else ""))
-    for (label, pct) in Runner.distribution capture |> List.truncate 12 do
+    if kd3 then line "      every ring in RAM: known deviation KD-3 (this QEMU reads and writes rings outside RAM at the wrong address)"
+    for (label, pct) in Runner.distribution capture |> List.truncate 40 do
         line (sprintf "      %5.1f%% %s" pct label)
     if not passed then
         line "      why:"
@@ -538,6 +632,15 @@ let layoutDisagreement (scenario: LayoutSpec) (qemu: LayoutSpec) (addresses: uin
             Some(sprintf "at 0x%x the scenario's layout has %s+0x%x, this QEMU %s+0x%x" a m.Region.Name m.Xlat q.Region.Name q.Xlat)
         else None)
 
+/// The heads of each publish-kick-complete group, if the operations are only such groups.
+let private kickGroups (ops: ScenarioOp list) : uint16 list list option =
+    let rec groups (acc: uint16 list list) (rest: ScenarioOp list) =
+        match rest with
+        | [] -> if List.isEmpty acc then None else Some(List.rev acc)
+        | (:? PublishOp as p) :: (:? KickOp) :: (:? CompleteIoOp) :: rest -> groups (List.ofSeq p.Heads :: acc) rest
+        | _ -> None
+    groups [] ops
+
 /// A scenario file as one kick of virtio-blk requests that QEMU can be driven through (the shape the
 /// differential prints as "scenario (model side)"), or the reason it cannot be. With `target`, also: its
 /// queue is the one that QEMU's driver sets up, and its layout agrees with that QEMU's at every address
@@ -549,18 +652,19 @@ let requestOfScenario (target: ModelSide option) (s: Scenario) : Result<Request,
     | (:? VirtioSetupOp as v) :: rest ->
         let queueDiffers =
             match target with
-            | Some t -> v.QueueSize <> t.QueueSize || (v.Desc, v.Avail, v.Used) <> t.Rings
+            | Some t -> v.QueueSize <> t.QueueSize
             | None -> false
         if (v.Space <> "memory" && v.Space <> DeviceSpace) || v.EventIdx || v.Indirect || v.DiskSectors <> 2048 then
             Error(sprintf "its virtio setup differs from the QEMU driver's (the device in \"memory\" or \"%s\", no EVENT_IDX or indirect descriptors, 2048 sectors)" DeviceSpace)
         elif queueDiffers then
             let t = target.Value
             let d, a, u = t.Rings
-            Error(sprintf "its queue (%d at 0x%x/0x%x/0x%x) is not the one this QEMU's driver sets up (%d at 0x%x/0x%x/0x%x)" v.QueueSize v.Desc v.Avail v.Used t.QueueSize d a u)
+            Error(sprintf "its queue has %d entries; this QEMU's device reports %d (the driver's rings: 0x%x/0x%x/0x%x)" v.QueueSize t.QueueSize d a u)
         else
             let writes = rest |> List.takeWhile (fun o -> o :? WriteOp) |> List.map (fun o -> o :?> WriteOp)
             match rest |> List.skip writes.Length with
-            | [ (:? DescriptorsOp as d); (:? PublishOp as p); (:? KickOp); (:? CompleteIoOp) ] when not d.Table.HasValue ->
+            | (:? DescriptorsOp as d) :: kickOps when not d.Table.HasValue && kickGroups kickOps |> Option.isSome ->
+                let groups = (kickGroups kickOps).Value
                 if writes |> List.exists (fun w -> w.Space <> "memory") then Error "a guest write goes to another address space than \"memory\""
                 else
                     let entries = List.ofSeq d.Entries
@@ -582,9 +686,14 @@ let requestOfScenario (target: ModelSide option) (s: Scenario) : Result<Request,
                              Before = before |> List.map (fun w -> w.Addr, w.Data)
                              Descriptors = entries |> List.map (fun e -> e.Index, e.Addr, e.Len, e.Flags, e.Next)
                              Look = entries |> List.filter (fun e -> e.Flags &&& W <> 0us && e.Len > 0u) |> List.map (fun e -> e.Addr, int (min e.Len 4096u))
-                             Heads = List.ofSeq p.Heads }
+                             Heads = groups |> List.concat
+                             Kicks = if groups.Length = 1 then [] else groups |> List.map List.length
+                             Rings =
+                                 match target with
+                                 | Some t when (v.Desc, v.Avail, v.Used) = t.Rings -> None
+                                 | _ -> Some(v.Desc, v.Avail, v.Used) }
             | others ->
-                Error(sprintf "QEMU can run virtio-setup, writes, descriptors, publish, kick, complete-io in that order; this scenario has %s after its writes"
+                Error(sprintf "QEMU can run virtio-setup, writes, descriptors, then publish, kick, complete-io (once or more) in that order; this scenario has %s after its writes"
                           (String.Join(", ", others |> List.map describe)))
     | first :: _ -> Error(sprintf "it starts with %s, not a virtio setup" (describe first))
     | [] -> Error "it has no operations"
@@ -659,6 +768,11 @@ let versionMatrix (columns: VersionColumn list) =
                   | Some(_, o) -> sprintf "**disagree** (1 shrunk case after %d)" o.Tests)
           for name in [ "used ring"; "broken flag"; "DEVICE_NEEDS_RESET"; "queue 0 state"; "device-writable bytes"; "disk image"; "error lines" ] do
               "compared: " + name, observation name
+          "rings outside RAM (MMIO, ROM, unassigned)",
+          (fun c ->
+              let n = c.Runs |> List.sumBy (fun (_, o) -> o.Distribution |> List.filter (fun (l, _) -> l.Contains " ring in " || l.StartsWith "descriptor table in") |> List.sumBy snd |> fun pct -> int (Math.Round(pct * float o.Tests / 100.0)))
+              if KnownDeviations.appliesTo deviations "F-QEMU-3" c.Binary.Version then "not generated (KD-3)"
+              else sprintf "%d placements" n)
           "bounce budgets (iommu_platform=on, modern)",
           (fun c ->
               if not (c.Binary.DeviceHasProperty("virtio-blk-pci", "x-max-bounce-buffer-size")) then "n/a (no x-max-bounce-buffer-size)"

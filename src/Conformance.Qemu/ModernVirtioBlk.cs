@@ -52,8 +52,9 @@ public sealed class ModernVirtioBlk(QemuProcess qemu, ulong ringBase) : VirtioBl
         if ((Q.ReadB(_common + Status) & 0x8) == 0) throw new QemuException("the device refused FEATURES_OK", Qemu.StderrTail());
         Q.WriteW(_common + QueueSelect, 0);
         QueueSize = Q.ReadW(_common + QueueSizeReg);
+        PlaceRings();
         ClearRing();
-        WriteAddress(_common + QueueDesc, RingBase);
+        WriteAddress(_common + QueueDesc, Desc);
         WriteAddress(_common + QueueDriver, Avail);
         WriteAddress(_common + QueueDevice, Used);
         _notifyQueue0 = _notify + (ulong)Q.ReadW(_common + QueueNotifyOff) * _notifyMultiplier;

@@ -3,6 +3,9 @@ using Conformance.Model.Virtio;
 
 namespace Conformance.Qemu;
 
+/// <summary>Where a split queue's three rings are in guest memory.</summary>
+public readonly record struct RingAddresses(ulong Desc, ulong Avail, ulong Used);
+
 /// <summary>
 /// What a guest driver for virtio-blk-pci at 00:04.0 does over qtest whatever the transport, in the manner
 /// of QEMU's libqos: PCI configuration through 0xcf8/0xcfc, one split queue of the size the device reports
@@ -25,11 +28,25 @@ public abstract class VirtioBlkDriver
 
     public QemuProcess Qemu { get; }
     protected QtestClient Q { get; }
+    /// <summary>Where the rings go by default: the legacy layout from here.</summary>
     public ulong RingBase { get; }
     /// <summary>The size of queue 0 as the device reports it (read during bring-up).</summary>
     public int QueueSize { get; protected set; }
-    public ulong Avail => LegacyAvail(RingBase, QueueSize);
-    public ulong Used => LegacyUsed(RingBase, QueueSize);
+
+    /// <summary>Where the next bring-up puts the rings (null: the legacy layout at <see cref="RingBase"/>).
+    /// The legacy transport takes only a 4096-aligned descriptor table with the rest laid out after it.</summary>
+    public RingAddresses? RequestedRings { get; set; }
+
+    /// <summary>Where queue 0's rings are now.</summary>
+    public RingAddresses Rings { get; private set; }
+
+    public ulong Desc => Rings.Desc;
+    public ulong Avail => Rings.Avail;
+    public ulong Used => Rings.Used;
+
+    /// <summary>Called by a transport's bring-up once the queue size is known: fixes the ring addresses.</summary>
+    protected void PlaceRings() =>
+        Rings = RequestedRings ?? new RingAddresses(RingBase, LegacyAvail(RingBase, QueueSize), LegacyUsed(RingBase, QueueSize));
 
     /// <summary>The legacy layout of a split ring at <paramref name="desc"/> (VIRTIO 1.2 §2.7.2, QEMU's
     /// hw/virtio/virtio.c:virtio_queue_update_rings): avail after the descriptors, used 4096-aligned after avail.</summary>
@@ -91,7 +108,12 @@ public abstract class VirtioBlkDriver
     protected abstract void Bringup();
 
     /// <summary>Zeroes the ring area (descriptor table, avail and used rings).</summary>
-    protected void ClearRing() => Q.Memset(RingBase, (int)LegacyRingBytes(RingBase, QueueSize), 0);
+    protected void ClearRing()
+    {
+        Q.Memset(Desc, QueueSize * VirtioConstants.DescSize, 0);
+        Q.Memset(Avail, 6 + 2 * QueueSize, 0);
+        Q.Memset(Used, 6 + 8 * QueueSize, 0);
+    }
 
     public abstract void Kick();
 
@@ -103,7 +125,7 @@ public abstract class VirtioBlkDriver
     {
         var b = new byte[VirtioConstants.DescSize];
         desc.Encode(b);
-        Q.Write(RingBase + (ulong)index * VirtioConstants.DescSize, b);
+        Q.Write(Desc + (ulong)index * VirtioConstants.DescSize, b);
     }
 
     public void Publish(ushort head)
@@ -133,6 +155,21 @@ public abstract class VirtioBlkDriver
             if (clock.ElapsedMilliseconds > 20) Thread.Sleep(1);
         }
         return UsedIdx() == target;
+    }
+
+    /// <summary>Like <see cref="WaitForUsed"/>, for a used ring the guest cannot read back (in ROM or unassigned
+    /// space): polls QEMU's own used index (x-query-virtio-queue-status).</summary>
+    public bool WaitForQueueUsed(ushort target, TimeSpan timeout, Func<bool> gaveUp)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        int polls = 0;
+        while (clock.Elapsed < timeout)
+        {
+            if (QueueStatus().UsedIdx == target) return true;
+            if (++polls % 8 == 0 && gaveUp()) return QueueStatus().UsedIdx == target;
+            if (clock.ElapsedMilliseconds > 20) Thread.Sleep(1);
+        }
+        return QueueStatus().UsedIdx == target;
     }
 
     public (uint Id, uint Len) UsedElement(int slot)

@@ -17,7 +17,12 @@ public sealed record GuestRange(ulong Addr, int Length);
 /// that is what the session clears before the next case.
 /// </summary>
 /// <paramref name="Heads"/> are published in order before one kick (default: head 0 alone).
-public sealed record BlkRequestCase(IReadOnlyList<GuestWrite> Writes, IReadOnlyList<(int Index, VringDesc Desc)> Descriptors, IReadOnlyList<GuestRange> Look, bool MayWriteDisk = true, IReadOnlyList<ushort>? Heads = null);
+/// <paramref name="Kicks"/> splits the heads into groups, each published and kicked once the previous group
+/// has completed (default: one kick for all).
+/// <paramref name="Rings"/> places queue 0's rings (default: the legacy layout at <see cref="VirtioBlkSession.RingBase"/>);
+/// where the used ring cannot be read back (ROM, unassigned space), completion is read from QEMU's own used index.
+public sealed record BlkRequestCase(IReadOnlyList<GuestWrite> Writes, IReadOnlyList<(int Index, VringDesc Desc)> Descriptors, IReadOnlyList<GuestRange> Look, bool MayWriteDisk = true, IReadOnlyList<ushort>? Heads = null,
+    RingAddresses? Rings = null, bool UsedRingReadable = true, IReadOnlyList<int>? Kicks = null);
 
 /// <summary>What QEMU did with a case: used elements, the broken flag, the bytes read back, the error lines
 /// printed during the case, the device status byte the driver reads afterwards (DEVICE_NEEDS_RESET 0x40
@@ -68,15 +73,15 @@ public sealed class VirtioBlkSession : IDisposable
     public ulong? MaxBounceBufferSize { get; }
 
     /// <summary>The size of queue 0 as the device reports it (starts the process if needed).</summary>
-    public int QueueSize => Ready().Item2.QueueSize;
+    public int QueueSize => Ready(null).Item2.QueueSize;
 
     /// <summary>Where the driver put queue 0's rings: descriptor table, available ring, used ring.</summary>
     public (ulong Desc, ulong Avail, ulong Used) Rings
     {
         get
         {
-            var blk = Ready().Item2;
-            return (blk.RingBase, blk.Avail, blk.Used);
+            var blk = Ready(null).Item2;
+            return (blk.Desc, blk.Avail, blk.Used);
         }
     }
 
@@ -88,7 +93,7 @@ public sealed class VirtioBlkSession : IDisposable
     public (string Tree, string Flat) LayoutDumps()
     {
         if (_layout is { } known) return known;
-        var q = Ready().Item1;
+        var q = Ready(null).Item1;
         _layout = (q.Qmp.HumanMonitor("info mtree -D"), q.Qmp.HumanMonitor("info mtree -f"));
         return _layout.Value;
     }
@@ -106,7 +111,7 @@ public sealed class VirtioBlkSession : IDisposable
         try
         {
             _prepare.Start();
-            var (q, blk) = Ready();
+            var (q, blk) = Ready(c.Rings);
             _prepare.Stop();
             _submit.Start();
             _diskChanged = c.MayWriteDisk;
@@ -121,13 +126,27 @@ public sealed class VirtioBlkSession : IDisposable
             // buffers named by indirect tables are not in the ring: the ranges a case reads back cover them
             _touched.AddRange(c.Look);
             var heads = c.Heads ?? new ushort[] { 0 };
-            foreach (var h in heads) blk.Publish(h);
-            blk.Kick();
+            var kicks = c.Kicks ?? new[] { heads.Count };
+            if (kicks.Sum() != heads.Count || kicks.Any(k => k < 1)) throw new ArgumentException("the kicks must split the heads into non-empty groups");
+            bool completed = true;
+            int published = 0;
+            foreach (int group in kicks)
+            {
+                foreach (var h in heads.Skip(published).Take(group)) blk.Publish(h);
+                published += group;
+                blk.Kick();
+                _submit.Stop();
+                _wait.Start();
+                // virtio_error always prints a line (hw/virtio/virtio.c:virtio_error): without one there is no
+                // reason to stop waiting early
+                completed = c.UsedRingReadable
+                    ? blk.WaitForUsed((ushort)published, TimeSpan.FromSeconds(3), () => q.Stderr().Length > errorsFrom)
+                    : blk.WaitForQueueUsed((ushort)published, TimeSpan.FromSeconds(3), () => q.Stderr().Length > errorsFrom);
+                _wait.Stop();
+                _submit.Start();
+            }
             _submit.Stop();
             _wait.Start();
-            // virtio_error always prints a line (hw/virtio/virtio.c:virtio_error): without one there is no
-            // reason to stop waiting early
-            bool completed = blk.WaitForUsed((ushort)heads.Count, TimeSpan.FromSeconds(3), () => q.Stderr().Length > errorsFrom);
             // a virtio-blk request that completed was popped and pushed without a virtio_error; only ask otherwise,
             // and where asking disturbs the queue (a probe request), only once everything is observed
             bool askLater = !completed && blk.BrokenCheckDisturbs;
@@ -150,8 +169,9 @@ public sealed class VirtioBlkSession : IDisposable
             }
             _wait.Stop();
             _readBack.Start();
-            int published = blk.UsedIdx();
-            var used = Enumerable.Range(0, published).Select(blk.UsedElement).ToArray();
+            // the used ring as the guest reads it back (from ROM or unassigned space: whatever is there)
+            int usedCount = Math.Min(blk.UsedIdx(), blk.QueueSize);
+            var used = Enumerable.Range(0, usedCount).Select(blk.UsedElement).ToArray();
             var bytes = c.Look.Select(r => q.Qtest.Read(r.Addr, r.Length)).ToList();
             byte status = blk.DeviceStatus();
             var disk = c.MayWriteDisk ? q.ReadDisk() : null;
@@ -181,21 +201,23 @@ public sealed class VirtioBlkSession : IDisposable
         _touched.Add(new GuestRange(addr, length));
     }
 
-    /// <summary>A process with the device reset and the previous case undone.</summary>
-    private (QemuProcess, VirtioBlkDriver) Ready()
+    /// <summary>A process with the device reset, the rings where the case wants them, and the previous case undone.</summary>
+    private (QemuProcess, VirtioBlkDriver) Ready(RingAddresses? rings)
     {
         if (_qemu is { HasExited: true }) Discard();
         if (_qemu is null)
         {
-            _qemu = new QemuProcess(_binary, _disk, _timeout, _transport, MaxBounceBufferSize);
+            _qemu = NewProcess();
             _blk = VirtioBlkDriver.For(_transport, _qemu, RingBase);
             ProcessesStarted++;
+            _blk.RequestedRings = rings;
             _blk.Initialise();
             _touched.Clear();
             return (_qemu, _blk);
         }
         // Reset first: it drains requests still in flight, which could otherwise write after the cleanup.
-        _blk!.Initialise();
+        _blk!.RequestedRings = rings;
+        _blk.Initialise();
         foreach (var r in _touched) _qemu.Qtest.Memset(r.Addr, r.Length, 0);
         _touched.Clear();
         if (_diskChanged) _qemu.RestoreDisk(_disk);
@@ -203,10 +225,33 @@ public sealed class VirtioBlkSession : IDisposable
     }
 
     /// <summary>Ends the current process; the next case gets a fresh one (for state QEMU keeps across a
-    /// device reset, such as a leaked bounce budget: known deviation KD-2).</summary>
+    /// device reset, such as a leaked bounce budget: known deviation KD-2), started right away in the
+    /// background so that it is ready when the next case comes.</summary>
     public void Restart()
     {
         if (_qemu is not null) Discard();
+        _spare ??= Task.Run(() => new QemuProcess(_binary, _disk, _timeout, _transport, MaxBounceBufferSize));
+    }
+
+    private Task<QemuProcess>? _spare;
+
+    /// <summary>The spare process if one was started and came up, else a new one.</summary>
+    private QemuProcess NewProcess()
+    {
+        var spare = _spare;
+        _spare = null;
+        if (spare is not null)
+        {
+            try
+            {
+                return spare.GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is QemuException or IOException or SocketException)
+            {
+                // the spare failed to come up: start one the ordinary way (which reports its own failure)
+            }
+        }
+        return new QemuProcess(_binary, _disk, _timeout, _transport, MaxBounceBufferSize);
     }
 
     private void Discard()
@@ -217,5 +262,14 @@ public sealed class VirtioBlkSession : IDisposable
         _touched.Clear();
     }
 
-    public void Dispose() => Discard();
+    public void Dispose()
+    {
+        Discard();
+        if (_spare is { } spare)
+        {
+            _spare = null;
+            try { spare.GetAwaiter().GetResult().Dispose(); }
+            catch (Exception e) when (e is QemuException or IOException or SocketException) { }
+        }
+    }
 }
