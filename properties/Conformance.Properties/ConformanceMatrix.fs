@@ -2,26 +2,29 @@
 /// properties that check it, and the status — checked, or broken by QEMU itself (a registered finding).
 module Conformance.Properties.ConformanceMatrix
 
-open Conformance.Properties.Catalogue
 
 let private order (rule: string) =
     if rule.StartsWith "VIRTIO" then 0 elif rule.StartsWith "CVE" then 2 else 1
 
 /// A Markdown table, one row per rule.
 let render () =
+    // both catalogues: the sequential properties and the concurrency properties (P20-P24)
+    let entries =
+        [ for e in Catalogue.all -> e.Number, e.Name, e.Rules
+          for e in ParallelCatalogue.all -> e.Number, e.Name, e.Rules ]
     let rows =
-        Catalogue.all
-        |> List.collect (fun e -> e.Rules |> List.map (fun r -> r, e))
+        entries
+        |> List.collect (fun (n, name, rules) -> rules |> List.map (fun r -> r, (n, name)))
         |> List.groupBy fst
         |> List.sortBy (fun (r, _) -> order r, r)
     let lines =
         [ yield "| rule | properties | status |"
           yield "|------|------------|--------|"
           for (rule, entries) in rows do
-              let props = entries |> List.map (fun (_, e) -> sprintf "P%d %s" e.Number e.Name) |> List.distinct |> String.concat ", "
+              let props = entries |> List.map (fun (_, (n, name)) -> sprintf "P%d %s" n name) |> List.distinct |> String.concat ", "
               let findings =
                   entries
-                  |> List.collect (fun (_, e) -> Findings.all |> List.filter (fun f -> f.Property = e.Name))
+                  |> List.collect (fun (_, (_, name)) -> Findings.all |> List.filter (fun f -> f.Property = name))
                   |> List.map (fun f -> f.Id)
                   |> List.distinct
               let status =

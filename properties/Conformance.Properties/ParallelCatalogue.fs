@@ -121,7 +121,14 @@ let report (e: Entry) (profile: Profile) (variant: Variant) (o: Outcome) =
             line (sprintf "      replay token: %O (controlled schedules are derived from the case, so they replay exactly;" token)
             line "      a failure seen only in a free run may need several tries)"
             line "      reproduce with:"
-            line (sprintf "        %s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~ConcurrencyPropertyTests.%s\""
-                      ReplayVariable token (testName e profile))
+            if variant = Reference then
+                line (sprintf "        %s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~ConcurrencyPropertyTests.%s\""
+                          ReplayVariable token (testName e profile))
+            let variantOption =
+                match variant with
+                | ModelFault f when f = Fault.None -> ""
+                | ModelFault f -> sprintf " --variant %A" f
+                | VirtioFault f -> sprintf " --variant %A" f
+            line (sprintf "        dotnet run --project src/Conformance.Cli -- check --property %s --profile %A%s --replay %O" e.Name profile variantOption token)
         | None -> ()
     sb.ToString()

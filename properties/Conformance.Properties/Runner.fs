@@ -52,10 +52,20 @@ let replayFromEnvironment () =
 
 let testName (entry: Entry) (profile: Profile) = sprintf "%s_%A" (entry.Name.Replace('-', '_')) profile
 
-let replayCommands (entry: Entry) (profile: Profile) (token: ReplayToken) =
-    [ sprintf "%s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~PropertyTests.%s\"" ReplayVariable token (testName entry profile)
-      sprintf "dotnet run --project src/Conformance.Cli -- check --property %s --profile %A --replay %O" entry.Name profile token
-      sprintf "dotnet run --project src/Conformance.Cli -- replay --property %s --profile %A --seed %O" entry.Name profile token ]
+/// The `--variant NAME` that selects a broken variant on the command line ("" for the reference model).
+let variantOption (impl: Implementation) =
+    if impl.VirtioFault <> Conformance.Model.Virtio.VirtioFault.None then sprintf " --variant %A" impl.VirtioFault
+    elif impl.Fault <> Fault.None then sprintf " --variant %A" impl.Fault
+    else ""
+
+/// Commands that reproduce a failure exactly as it failed: the property, the profile, the variant and the
+/// token (the `dotnet test` line only for the reference model, whose failure is a test failure).
+let replayCommands (entry: Entry) (profile: Profile) (impl: Implementation) (token: ReplayToken) =
+    let variant = variantOption impl
+    [ if isReference impl then
+          sprintf "%s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~PropertyTests.%s\"" ReplayVariable token (testName entry profile)
+      sprintf "dotnet run --project src/Conformance.Cli -- check --property %s --profile %A%s --replay %O" entry.Name profile variant token
+      sprintf "dotnet run --project src/Conformance.Cli -- replay --property %s --profile %A%s --seed %O" entry.Name profile variant token ]
 
 /// Captures the result and the labels of every generated case (not the shrink attempts), so the case
 /// distribution can be counted exactly: FsCheck's own stamps are rounded percentages that drop rare
@@ -176,12 +186,12 @@ let report (o: Outcome) (impl: Implementation) =
         | Some token ->
             line (sprintf "      replay token: %O" token)
             line "      reproduce with:"
-            for c in replayCommands o.Entry o.Profile token do line ("        " + c)
+            for c in replayCommands o.Entry o.Profile impl token do line ("        " + c)
         | None -> ()
         match o.SavedAs with
         | Some path ->
             line (sprintf "      saved to the regression corpus: %s (replayed by every test run; commit it once fixed)" path)
-            line (sprintf "        dotnet run --project src/Conformance.Cli -- replay %s" path)
+            line (sprintf "        dotnet run --project src/Conformance.Cli -- replay %s%s" path (variantOption impl))
         | None -> ()
         match o.Counterexample with
         | Some s ->

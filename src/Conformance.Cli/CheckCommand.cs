@@ -32,7 +32,10 @@ public static class CheckCommand
             "modern" => ListModule.OfSeq(new[] { Conformance.Qemu.VirtioTransport.Modern }),
             var t => throw new UsageException($"--transport is legacy or modern, not '{t}'"),
         };
-        var fault = options.Get("variant") is { } v ? CommandLine.ParseFault(v) : Fault.None;
+        var variant = CommandLine.VariantOf(options);
+        if (variant.VirtioFault != Conformance.Model.Virtio.VirtioFault.None)
+            throw new UsageException("--target qemu compares the model's DMA layer: give a variant of it (a virtio-layer variant does not apply)");
+        var fault = variant.Fault;
         int cases = QemuDifferential.defaultCases();
         if (options.Get("max-test") is { } m && (!int.TryParse(m, out cases) || cases < 1))
             throw new UsageException($"--max-test takes a positive number, not '{m}'");
@@ -119,8 +122,8 @@ public static class CheckCommand
                 throw new UsageException($"--replay takes seed,gamma,size as printed by a failure, not '{token}'");
             }
         }
-        var fault = options.Get("variant") is { } v ? CommandLine.ParseFault(v) : Fault.None;
-        var impl = Implementation.ofFault(fault);
+        var impl = CommandLine.VariantOf(options);
+        var fault = impl.Fault;
 
         int failed = 0, ran = 0;
         foreach (var entry in entries)
@@ -136,12 +139,15 @@ public static class CheckCommand
             }
         }
         // The concurrency properties (P20-P24): cases and runs per case from CONFORMANCE_PARALLEL_CASES/_RUNS.
-        var variant = ParallelCatalogue.Variant.NewModelFault(fault);
+        var variant = impl.VirtioFault != Conformance.Model.Virtio.VirtioFault.None
+            ? ParallelCatalogue.Variant.NewVirtioFault(impl.VirtioFault)
+            : ParallelCatalogue.Variant.NewModelFault(fault);
         foreach (var entry in parallel)
         {
             foreach (var profile in profiles)
             {
                 if (entry.Name == "parallel-virtqueues" && fault != Fault.None) continue;   // a virtio-layer property
+                if (entry.Name != "parallel-virtqueues" && impl.VirtioFault != Conformance.Model.Virtio.VirtioFault.None) continue;
                 var outcome = entry.Check.Invoke(variant).Invoke(profile).Invoke(Settings.parallelCases()).Invoke(replay);
                 stdout.Write(ParallelCatalogue.report(entry, profile, variant, outcome));
                 stdout.WriteLine();

@@ -1,5 +1,6 @@
 using Conformance.Model;
 using Conformance.Model.Scenarios;
+using Conformance.Properties;
 
 namespace Conformance.Cli;
 
@@ -110,10 +111,20 @@ public static class CommandLine
         _ => throw new UsageException($"unknown profile '{text}' (expected Qemu72 or Qemu92)"),
     };
 
+    /// <summary>A broken variant by name: one of the model's faults or one of the virtio layer's.</summary>
+    public static Implementation.Implementation ParseVariant(string text) =>
+        Enum.TryParse<Conformance.Model.Virtio.VirtioFault>(text, ignoreCase: true, out var v) && v != Conformance.Model.Virtio.VirtioFault.None && Enum.IsDefined(v)
+            ? Implementation.ofVirtioFault(v)
+            : Implementation.ofFault(ParseFault(text));
+
+    /// <summary>The --variant of a command (the reference model without one).</summary>
+    public static Implementation.Implementation VariantOf(Options options) =>
+        options.Get("variant") is { } v ? ParseVariant(v) : Implementation.reference;
+
     public static Fault ParseFault(string text) =>
         Enum.TryParse<Fault>(text, ignoreCase: true, out var f) && Enum.IsDefined(f)
             ? f
-            : throw new UsageException($"unknown variant '{text}' (expected one of: {string.Join(", ", Enum.GetNames<Fault>())})");
+            : throw new UsageException($"unknown variant '{text}' (expected one of: {string.Join(", ", Enum.GetNames<Fault>().Concat(Enum.GetNames<Conformance.Model.Virtio.VirtioFault>()).Where(n => n != "None"))})");
 
     /// <summary>Reads a scenario file (errors name the file and the JSON path) and applies --profile.</summary>
     public static Scenario LoadScenario(string path, Options options)

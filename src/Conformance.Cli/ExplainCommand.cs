@@ -11,8 +11,8 @@ public static class ExplainCommand
         options.Allow("profile", "variant");
         if (options.Positional.Count != 1) throw new UsageException("explain takes one scenario file");
         var scenario = CommandLine.LoadScenario(options.Positional[0], options);
-        var fault = options.Get("variant") is { } v ? CommandLine.ParseFault(v) : Fault.None;
-        stdout.Write(ScenarioExplanation.Render(ScenarioRunner.Run(scenario, fault)));
+        var impl = CommandLine.VariantOf(options);
+        stdout.Write(ScenarioExplanation.Render(impl.Run.Invoke(scenario)));
         return 0;
     }
 }

@@ -21,19 +21,19 @@ public static class ReplayCommand
             case "qemu": return RunOnQemu(options, stdout);
             case var t: throw new UsageException($"--target is 'model' (the default) or 'qemu', not '{t}'");
         }
-        var fault = options.Get("variant") is { } v ? CommandLine.ParseFault(v) : Fault.None;
-        if (options.Get("seed") is { } seed) return RunSeed(options, seed, fault, stdout);
+        var impl = CommandLine.VariantOf(options);
+        if (options.Get("seed") is { } seed) return RunSeed(options, seed, impl, stdout);
 
         if (options.Positional.Count != 1) throw new UsageException("replay takes one scenario file, or --property P --seed S,G,SIZE");
         string path = options.Positional[0];
         var scenario = CommandLine.LoadScenario(path, options);
-        stdout.Write(ScenarioTrace.Render(ScenarioRunner.Run(scenario, fault)));
+        stdout.Write(ScenarioTrace.Render(impl.Run.Invoke(scenario)));
         var propertyName = options.Get("property") ?? scenario.Property;
         if (propertyName is null) return 0;
         if (options.Get("property") is null && FSharpOption<Catalogue.Entry>.get_IsNone(Catalogue.find(propertyName)))
             throw new UsageException($"{path}: $.property: unknown property '{propertyName}' (see: conformance list)");
         var entry = Find(propertyName);
-        var result = entry.Judge.Invoke(Implementation.ofFault(fault)).Invoke(scenario);
+        var result = entry.Judge.Invoke(impl).Invoke(scenario);
         var violations = Verdict.violations(result).ToList();
         foreach (var f in Verdict.findings(result)) stdout.WriteLine($"registered finding {f}");
         stdout.WriteLine(violations.Count == 0
@@ -72,7 +72,7 @@ public static class ReplayCommand
         return found.Value;
     }
 
-    private static int RunSeed(Options options, string seed, Fault fault, TextWriter stdout)
+    private static int RunSeed(Options options, string seed, Implementation.Implementation impl, TextWriter stdout)
     {
         var entry = Find(options.Get("property") ?? throw new UsageException("--seed needs --property"));
         var profile = CommandLine.ParseProfile(options.Get("profile") ?? throw new UsageException("--seed needs --profile (the failure report names it)"));
@@ -85,7 +85,6 @@ public static class ReplayCommand
         {
             throw new UsageException($"--seed takes seed,gamma,size as printed by a failure, not '{seed}'");
         }
-        var impl = Implementation.ofFault(fault);
         var outcome = Runner.check(entry, profile, impl, 1, token);
         if (outcome.Passed && outcome.FirstCase is { } first && FSharpOption<Scenario>.get_IsSome(first))
         {

@@ -135,6 +135,20 @@ public static class FlatViewComparison
                 q.RemoveAt(k);
                 m.Remove(mv);
             }
+            // then views of address spaces with the same root (repeated names come in different orders), then the rest in order
+            var pairedQ = new List<(string Name, List<string> Lines)>();
+            var pairedM = new List<(string Name, List<string> Lines)>();
+            foreach (var mv in m.ToList())
+            {
+                int k = q.FindIndex(qv => qv.Lines[0] == mv.Lines[0]);
+                if (k < 0) continue;
+                pairedQ.Add(q[k]);
+                pairedM.Add(mv);
+                q.RemoveAt(k);
+                m.Remove(mv);
+            }
+            q.InsertRange(0, pairedQ);
+            m.InsertRange(0, pairedM);
             for (int i = 0; i < Math.Max(q.Count, m.Count); i++)
             {
                 var ql = i < q.Count ? q[i].Lines : new List<string>();

@@ -59,7 +59,16 @@ public static partial class MtreeDump
     /// Pure containers that a dump without -D may print with no subregions, because every subregion they
     /// have at reset is disabled (docs/layouts.md, "Dumps without -D").
     /// </summary>
-    public static readonly IReadOnlyCollection<string> KnownContainers = new[] { "bus master container", "smram", "pci_bridge_io", "pci_bridge_pci" };
+    public static readonly IReadOnlyCollection<string> KnownContainers = new[]
+    {
+        "bus master container", "smram", "pci_bridge_io", "pci_bridge_pci", "e1000e-flash", "igb-flash",
+    };
+
+    /// <summary>
+    /// Aliases QEMU makes read-only (memory_region_set_readonly on the alias): the tree prints an alias with
+    /// its target's type word, so only the flat view shows it (docs/layouts.md, "Read-only aliases").
+    /// </summary>
+    public static readonly IReadOnlyCollection<string> KnownReadonlyAliases = new[] { "pam-rom" };
 
     /// <summary>intel-iommu's per-device DMA remapping regions (IOMMU regions terminate), disabled until the guest enables remapping.</summary>
     [GeneratedRegex(@"^vtd-[0-9a-f]{2}\.[0-7]-dmar$")]
@@ -119,7 +128,9 @@ public static partial class MtreeDump
                 throw new LayoutError($"{source}:{n.Children[0].Line}", $"a {n.Type} region ('{n.Name}') with subregions is not modelled");
         }
 
-        SettleTermination(all, blocks.Where(b => b.MemoryRegionName is null).Select(b => b.Root).ToHashSet(), options, warnings);
+        var spaceRoots = blocks.Where(b => b.MemoryRegionName is null).ToDictionary(b => b.Root, b => b.AddressSpaces.ToHashSet());
+        SettleTermination(all, spaceRoots, options, warnings);
+        var readonlyAliases = options.Flat is { } flatText ? ReadonlyAliasesFromFlat(blocks, flatText, options.Source) : new HashSet<Node>();
 
         // Every node printed inside an address-space tree, in print order: the canonical copies.
         var canonical = blocks.Where(b => b.MemoryRegionName is null).SelectMany(b => Walk(b.Root)).ToList();
@@ -185,6 +196,7 @@ public static partial class MtreeDump
                 Enabled = n.Enabled,
                 Nonvolatile = n.Nonvolatile,
                 Terminates = kind == RegionKind.Io && n.Children.Count > 0,
+                Readonly = n.AliasTarget is not null && (KnownReadonlyAliases.Contains(n.Name) || readonlyAliases.Contains(n)),
                 AliasTarget = target.Item1,
                 AliasTargetOccurrence = target.Item2,
                 AliasOffset = n.AliasOffset,
@@ -218,15 +230,23 @@ public static partial class MtreeDump
     /// (`io`, `rtc`), and in a dump without -D a region printed without subregions may be a pure container
     /// whose subregions are all disabled (`bus master container`).
     /// </summary>
-    private static void SettleTermination(List<Node> all, IReadOnlySet<Node> spaceRoots, MtreeImportOptions options, List<string> warnings)
+    private static void SettleTermination(List<Node> all, IReadOnlyDictionary<Node, HashSet<string>> spaceRoots, MtreeImportOptions options, List<string> warnings)
     {
         var io = all.Where(n => n.AliasTarget is null && !n.Placeholder && n.Type is "i/o" or "container").ToList();
         if (options.Flat is { } flat)
         {
             // A region that terminates shows in QEMU's flat view under its own name wherever nothing above it
             // covers it; a container never does. One that is covered everywhere renders the same either way.
-            var names = FlatViewDump.Parse(flat, options.Source + " (flat)").SelectMany(v => v.Ranges).Select(r => r.Name).ToHashSet();
-            foreach (var n in io) n.Terminates = names.Contains(n.Name);
+            // Names repeat (a legacy virtio-pci I/O BAR and an empty modern BAR container are both "virtio-pci"),
+            // so the root of an address space is judged by that address space's own view.
+            var views = FlatViewDump.Parse(flat, options.Source + " (flat)");
+            var names = views.SelectMany(v => v.Ranges).Select(r => r.Name).ToHashSet();
+            foreach (var n in io)
+            {
+                n.Terminates = spaceRoots.TryGetValue(n, out var spaces)
+                    ? views.Where(v => v.Spaces.Any(s => spaces.Contains(s.Name))).SelectMany(v => v.Ranges).Any(r => r.Name == n.Name)
+                    : names.Contains(n.Name);
+            }
             return;
         }
 
@@ -242,7 +262,7 @@ public static partial class MtreeDump
             }
             // A region with ops that is a whole address space by itself is unheard of; an empty container
             // there is common (a PCI function's BAR container with nothing mapped).
-            else if (KnownContainers.Contains(n.Name) || (spaceRoots.Contains(n) && !KnownTerminatingWithSubregions.Contains(n.Name)))
+            else if (KnownContainers.Contains(n.Name) || (spaceRoots.ContainsKey(n) && !KnownTerminatingWithSubregions.Contains(n.Name)))
             {
                 n.Terminates = false;
                 emptyContainers.Add(n.Name);
@@ -258,6 +278,35 @@ public static partial class MtreeDump
                 (emptyContainers.Count > 0 ? $" and {string.Join(", ", emptyContainers)} (printed without)" : "") +
                 " are pure containers; give --flat with `info mtree -f` of the same machine to settle it");
         }
+    }
+
+    /// <summary>
+    /// With QEMU's flat view: an enabled alias of a RAM region whose whole printed range QEMU renders as `rom`
+    /// ranges of that region (within the address spaces whose tree holds the alias) is read-only.
+    /// </summary>
+    private static HashSet<Node> ReadonlyAliasesFromFlat(List<Block> blocks, string flat, string source)
+    {
+        var views = FlatViewDump.Parse(flat, source + " (flat)");
+        var found = new HashSet<Node>();
+        foreach (var b in blocks.Where(b => b.MemoryRegionName is null))
+        {
+            var ranges = views.Where(v => v.Spaces.Any(s => b.AddressSpaces.Contains(s.Name))).SelectMany(v => v.Ranges)
+                .Select(r => (Range: RangeOf(r.Text), r.Name, Rom: r.Text.Contains(", rom): ", StringComparison.Ordinal) || r.Text.Contains("nv-rom): ", StringComparison.Ordinal)))
+                .ToList();
+            foreach (var alias in Walk(b.Root).Where(n => n.AliasTarget is not null && n.Enabled && n.Type == "ram"))
+            {
+                var inside = ranges.Where(r => r.Name == alias.AliasTarget && r.Range.Start >= alias.Start && r.Range.Last <= alias.Last).ToList();
+                if (inside.Count > 0 && inside.All(r => r.Rom)) found.Add(alias);
+            }
+        }
+        return found;
+    }
+
+    private static (ulong Start, ulong Last) RangeOf(string rangeText)
+    {
+        int dash = rangeText.IndexOf('-');
+        return (ulong.Parse(rangeText[..dash], NumberStyles.HexNumber, CultureInfo.InvariantCulture),
+                ulong.Parse(rangeText[(dash + 1)..rangeText.IndexOf(' ')], NumberStyles.HexNumber, CultureInfo.InvariantCulture));
     }
 
     /// <summary>An alias whose target contains the alias (directly or through further aliases) would make
