@@ -13,7 +13,7 @@ open Xunit
 open Xunit.Abstractions
 open Conformance.Properties
 open Conformance.Properties.Tests.LiveQemuTests
-open Conformance.Properties.QemuDifferential
+open Conformance.Qemu.Differential.QemuDifferential
 
 type DifferentialTests(output: ITestOutputHelper) =
     static member Releases: obj[] seq = Conformance.Properties.Tests.TestSupport.qemuReleaseRows

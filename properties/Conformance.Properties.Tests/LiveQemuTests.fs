@@ -10,7 +10,7 @@ open Conformance.Model.Scenarios
 open Conformance.Model.Virtio
 open Conformance.Qemu
 open Conformance.Properties
-open Conformance.Properties.QemuDifferential
+open Conformance.Qemu.Differential.QemuDifferential
 open Conformance.Properties.Tests.TestSupport
 
 /// The installed QEMU (process-handling tests that need any one QEMU).
@@ -113,7 +113,7 @@ let private deviationShows (binary: QemuBinary) (deviation: string) (modelLen: u
 [<MemberData("Rows", MemberType = typeof<QemuReleases>)>]
 let ``each known deviation shows on the versions it was seen on, and not on those checked`` (release: string) =
     let binary = qemuFor release
-    let deviations = Conformance.Properties.KnownDeviations.load ()
+    let deviations = Conformance.Qemu.Differential.KnownDeviations.load ()
     Assert.Equal<string list>([ "KD-1"; "KD-2"; "KD-3" ], deviations |> List.map (fun d -> d.Id))   // a new entry needs its proof here
     // the model's side of KD-1: the failing read is pushed with its full in-length and writes back zeros nobody produced
     let failing = single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Mmio + 0x4000UL, 520u, W ||| N, 2us; 2, Status, 1u, W, 0us ] [] [ Mmio + 0x4000UL, 520; Status, 1 ]
@@ -138,7 +138,7 @@ let ``each known deviation shows on the versions it was seen on, and not on thos
 [<MemberData("Rows", MemberType = typeof<QemuReleases>)>]
 let ``each QEMU finding shows on the versions it was seen on, and not on those checked`` (release: string) =
     let binary = qemuFor release
-    let findings = Conformance.Properties.KnownDeviations.loadQemuFindings ()
+    let findings = Conformance.Qemu.Differential.KnownDeviations.loadQemuFindings ()
     Assert.Equal<string list>([ "F-QEMU-1"; "F-QEMU-2"; "F-QEMU-3" ], findings |> List.map (fun f -> f.Id))   // a new entry needs its proof here
     let version = string binary.Version
     for f in findings do

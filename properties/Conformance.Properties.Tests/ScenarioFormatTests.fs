@@ -82,7 +82,7 @@ let ``a scenario over QEMU's q35 layout round-trips and can be driven on QEMU`` 
     let s = ScenarioJson.Parse text
     Assert.Equal(text.TrimEnd(), (ScenarioJson.Write s).TrimEnd())
     Assert.Contains(s.Layout.AddressSpaces, fun a -> a.RootIndex.HasValue)
-    match Conformance.Properties.QemuDifferential.requestOfScenario None s with
+    match Conformance.Qemu.Differential.QemuDifferential.requestOfScenario None s with
     | Ok r -> Assert.Equal<uint16 list>([ 0us; 3us ], r.Heads)
     | Error why -> failwith why
 

@@ -11,22 +11,11 @@ open Conformance.Properties.Catalogue
 /// Overrides where new regression files are written.
 let FolderVariable = "CONFORMANCE_REGRESSIONS_DIR"
 
-/// The repository root (holding Conformance.sln) above the current directory or this assembly, if any.
-let repoRoot () =
-    let rec up (dir: DirectoryInfo) =
-        if isNull dir then None
-        elif File.Exists(Path.Combine(dir.FullName, "Conformance.sln")) then Some dir.FullName
-        else up dir.Parent
-    match up (DirectoryInfo Environment.CurrentDirectory) with
-    | Some r -> Some r
-    | None -> up (DirectoryInfo AppContext.BaseDirectory)
-
-/// fixtures/regressions of the repository (or ./fixtures/regressions outside one).
+/// Where new regression files go: CONFORMANCE_REGRESSIONS_DIR, else fixtures/regressions under the root
+/// (Settings.root).
 let folder () =
     match Environment.GetEnvironmentVariable FolderVariable with
-    | null | "" ->
-        let root = repoRoot () |> Option.defaultValue Environment.CurrentDirectory
-        Path.Combine(root, "fixtures", "regressions")
+    | null | "" -> Path.Combine(Settings.root (), "fixtures", "regressions")
     | dir -> dir
 
 /// The scenario as it is stored: named after its property, described.

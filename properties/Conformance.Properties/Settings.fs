@@ -23,3 +23,34 @@ let ParallelRunsVariable = "CONFORMANCE_PARALLEL_RUNS"
 let maxTest () = intOr MaxTestVariable 1000
 let parallelCases () = intOr ParallelCasesVariable 200
 let parallelRuns () = intOr ParallelRunsVariable 20
+
+/// Where the suite's data lives (fixtures/: the regression corpus, QEMU layouts and registries; snapshots/).
+let RootVariable = "CONFORMANCE_ROOT"
+
+let mutable private rootOverride: string option = None
+
+/// Sets the root for this process (the CLI's --root DIR).
+let setRoot (dir: string) = rootOverride <- Some(IO.Path.GetFullPath dir)
+
+/// The repository this library was built from, recorded at build time (not searched for), if it is still there.
+let private builtFrom =
+    lazy (
+        Reflection.Assembly.GetExecutingAssembly().GetCustomAttributes(typeof<Reflection.AssemblyMetadataAttribute>, false)
+        |> Seq.cast<Reflection.AssemblyMetadataAttribute>
+        |> Seq.tryFind (fun a -> a.Key = "Conformance.RepositoryRoot")
+        |> Option.map (fun a -> IO.Path.GetFullPath a.Value)
+        |> Option.filter (fun d -> IO.Directory.Exists(IO.Path.Combine(d, "fixtures"))))
+
+/// The root, in this order: --root, CONFORMANCE_ROOT, the repository the library was built from, the
+/// current directory.
+let root () =
+    match rootOverride with
+    | Some r -> r
+    | None ->
+        match Environment.GetEnvironmentVariable RootVariable with
+        | null | "" -> builtFrom.Force() |> Option.defaultValue Environment.CurrentDirectory
+        | r -> IO.Path.GetFullPath r
+
+/// A path under the root.
+let underRoot (relative: string) = IO.Path.Combine(root (), relative)
+

@@ -13,8 +13,7 @@ public class FlatViewBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        string root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "Conformance.sln"))) root = Path.GetDirectoryName(root)!;
+        string root = Conformance.Properties.Settings.root();
         var dir = Path.Combine(root, "fixtures", "layouts", "qemu-7.2");
         var q35 = MtreeDump.Parse(File.ReadAllText(Path.Combine(dir, "q35.mtree-D.txt")), "q35");
         _q35 = new MemorySystem(q35, Profile.Qemu72).Space("memory").View;

@@ -16,9 +16,7 @@ public static class ApproveCommand
         var unknown = args.Where(a => a is not ("--list" or "--reject")).ToList();
         if (unknown.Count > 0) throw new UsageException($"approve takes --list or --reject, not '{unknown[0]}'");
         if (list && reject) throw new UsageException("give --list or --reject, not both");
-        var root = Regression.repoRoot();
-        if (FSharpOption<string>.get_IsNone(root)) throw new UsageException("run approve inside the repository (no Conformance.sln above the current folder)");
-        var pending = SnapshotStore.pending(root.Value).ToList();
+        var pending = SnapshotStore.pending(Settings.root()).ToList();
         if (pending.Count == 0)
         {
             stdout.WriteLine("nothing to approve: no pending snapshots under snapshots/ (run the tests first)");

@@ -1,5 +1,6 @@
 using Conformance.Model;
 using Conformance.Properties;
+using Conformance.Qemu.Differential;
 using Microsoft.FSharp.Collections;
 using Microsoft.FSharp.Core;
 

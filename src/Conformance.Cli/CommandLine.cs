@@ -51,9 +51,13 @@ public static class CommandLine
               Reads an `info mtree` dump (tree form; plain, -D or -o; QEMU 7.2 to 11.x) and prints
               the model's flat views in the format of `info mtree -f`. With FLAT, QEMU's own
               `info mtree -f` of the same machine, it instead compares the two per address space
-              (equal, or the differing lines) and exits 1 when anything differs. A dump of QEMU
-              before 11 cannot show which `i/o` regions with subregions are pure containers: FLAT
-              settles it; without FLAT one warning line on stderr names what was assumed.
+              (equal, or the differing lines) and exits 1 when anything differs. No dump shows
+              which `i/o` regions with subregions are pure containers: FLAT settles it; without
+              FLAT one warning line on stderr names what was assumed (docs/layouts.md).
+
+        FAULT names a broken variant of the model or of its virtio layer (conformance list shows them).
+        every verb takes --root DIR: where fixtures/ and snapshots/ are (default: $CONFORMANCE_ROOT, else
+        the repository the tool was built from, else the current folder).
 
         exit codes: 0 all passed, 1 a property failed, 2 bad usage or bad input.
         """;
@@ -62,6 +66,16 @@ public static class CommandLine
     {
         try
         {
+            // --root DIR (any verb): where fixtures/ and snapshots/ are, instead of CONFORMANCE_ROOT or the
+            // repository the tool was built from
+            int rootAt = Array.IndexOf(args, "--root");
+            if (rootAt >= 0)
+            {
+                if (rootAt + 1 >= args.Length) throw new UsageException("option --root needs a value");
+                if (!Directory.Exists(args[rootAt + 1])) throw new UsageException($"--root {args[rootAt + 1]}: no such folder");
+                Settings.setRoot(args[rootAt + 1]);
+                args = args.Take(rootAt).Concat(args.Skip(rootAt + 2)).ToArray();
+            }
             if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
             {
                 stdout.WriteLine(Usage);

@@ -1,6 +1,7 @@
 using Conformance.Model;
 using Conformance.Model.Scenarios;
 using Conformance.Properties;
+using Conformance.Qemu.Differential;
 using Microsoft.FSharp.Core;
 
 namespace Conformance.Cli;

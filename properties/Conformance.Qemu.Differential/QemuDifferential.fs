@@ -3,7 +3,7 @@
 /// the layout that very process prints, with the queue size its device reports and the profile its version
 /// implies, and every difference between the two observations in words. Used by the `Qemu` test category
 /// and by `conformance check --target qemu`.
-module Conformance.Properties.QemuDifferential
+module Conformance.Qemu.Differential.QemuDifferential
 
 open System
 open FsCheck
@@ -12,6 +12,7 @@ open Conformance.Model
 open Conformance.Model.Scenarios
 open Conformance.Model.Virtio
 open Conformance.Qemu
+open Conformance.Properties
 
 let Mmio = 0xff000000UL      // pc-testdev-iomem, 64 KiB of plain storage behind MMIO callbacks
 let Rom = 0xfffe0000UL       // pc.bios, distinctive bytes from here on
@@ -21,7 +22,7 @@ let W, N = VirtioConstants.DescFlagWrite, VirtioConstants.DescFlagNext
 /// The committed q35 layout of QEMU 7.2 (fixtures/layouts), for model-only checks of QEMU's observations.
 let q35 =
     lazy (
-        let dir = IO.Path.Combine(Regression.repoRoot () |> Option.defaultValue Environment.CurrentDirectory, "fixtures", "layouts")
+        let dir = IO.Path.Combine(Settings.root (), "fixtures", "layouts")
         MtreeDump.Parse(IO.File.ReadAllText(IO.Path.Combine(dir, "qemu-7.2", "q35.mtree-D.txt")), "qemu-7.2/q35.mtree-D.txt"))
 
 /// The used ring of a model run: its index and the elements the run published.

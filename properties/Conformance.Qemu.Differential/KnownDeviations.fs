@@ -4,7 +4,7 @@
 /// a live test proves QEMU still shows each one, so the registry cannot hide a change. Each is
 /// version-scoped: the QEMU versions it was seen on, and those checked where it does not show; a
 /// differential run on a version of neither list treats the case as a disagreement.
-module Conformance.Properties.KnownDeviations
+module Conformance.Qemu.Differential.KnownDeviations
 
 open System.IO
 open System.Text.Json
@@ -23,7 +23,7 @@ type Deviation =
       /// QEMU versions where it cannot arise (e.g. no per-device bounce budget before 9.2).
       NotApplicableOn: string list }
 
-let path () = Path.Combine(Regression.repoRoot () |> Option.defaultValue System.Environment.CurrentDirectory, "fixtures", "qemu", "known-deviations.json")
+let path () = Path.Combine(Conformance.Properties.Settings.root (), "fixtures", "qemu", "known-deviations.json")
 
 /// The entries of a registry file, each read through its string fields and its arrays of versions.
 let private entries (file: string) (read: (string -> string) -> (string -> string list) -> 'T) : 'T list =
