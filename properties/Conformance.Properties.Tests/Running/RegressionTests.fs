@@ -1,6 +1,6 @@
 /// Replays every scenario of the regression corpus (fixtures/regressions) against the property it names.
 /// A new file lands there whenever a property fails on the reference model; to add one by hand, write a
-/// scenario file with a "property" field (see the README).
+/// scenario file with a "property" field (docs/failures.md).
 module Conformance.Properties.Tests.RegressionTests
 
 open System.IO
