@@ -10,11 +10,9 @@ namespace Conformance.Cli;
 /// </summary>
 public static class ApproveCommand
 {
-    public static int Run(string[] args, TextWriter stdout)
+    public static int Run(Options options, TextWriter stdout)
     {
-        bool list = args.Contains("--list"), reject = args.Contains("--reject");
-        var unknown = args.Where(a => a is not ("--list" or "--reject")).ToList();
-        if (unknown.Count > 0) throw new UsageException($"approve takes --list or --reject, not '{unknown[0]}'");
+        bool list = options.Get("list") is not null, reject = options.Get("reject") is not null;
         if (list && reject) throw new UsageException("give --list or --reject, not both");
         var pending = SnapshotStore.pending(Settings.root()).ToList();
         if (pending.Count == 0)

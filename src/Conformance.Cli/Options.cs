@@ -1,29 +1,20 @@
 namespace Conformance.Cli;
 
-/// <summary>Positional arguments and --name value options of one verb.</summary>
+/// <summary>Positional arguments and --name value options of one verb, as <see cref="CommandTree"/> parsed them.</summary>
 public sealed class Options
 {
     private readonly Dictionary<string, List<string>> _named = new();
     private readonly List<string> _positional = new();
 
-    public static Options Parse(string[] args)
+    /// <summary>Adds a value of a named option (as the command-line parser found it).</summary>
+    public void Add(string name, string value)
     {
-        var o = new Options();
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (args[i].StartsWith("--", StringComparison.Ordinal))
-            {
-                if (i + 1 >= args.Length) throw new UsageException($"option {args[i]} needs a value");
-                string key = args[i][2..];
-                if (!o._named.TryGetValue(key, out var values)) o._named[key] = values = new List<string>();
-                values.Add(args[++i]);
-            }
-            else o._positional.Add(args[i]);
-        }
-        return o;
+        if (!_named.TryGetValue(name, out var values)) _named[name] = values = new List<string>();
+        values.Add(value);
     }
 
-    /// <summary>The option's value; an option given twice is an error unless the verb takes several (<see cref="GetAll"/>).</summary>
+    public void AddPositional(string value) => _positional.Add(value);
+
     public string? Get(string name) => _named.TryGetValue(name, out var values)
         ? values.Count == 1 ? values[0] : throw new UsageException($"option --{name} is given {values.Count} times")
         : null;

@@ -61,6 +61,24 @@ type CliTests() =
         Assert.Contains("never marked dirty", out)
         Assert.Contains("every later bounce map in the whole machine fails", out)
 
+    /// Help per verb, a version, and a suggestion for a misspelt verb or option (System.CommandLine).
+    [<Fact>]
+    member _.help_per_verb_version_and_suggestions() =
+        let code, out, _ = run [ "layout"; "--help" ]
+        Assert.Equal(0, code)
+        Assert.Contains("--flat", out)
+        Assert.Contains("Usage:", out)
+        let code2, out2, _ = run [ "--version" ]
+        Assert.Equal(0, code2)
+        Assert.Matches(@"^\d+\.\d+", out2)
+        let code3, _, err3 = run [ "chek" ]
+        Assert.Equal(2, code3)
+        Assert.Contains("did you mean check?", err3)
+        let code4, _, err4 = run [ "check"; "--profle"; "Qemu72" ]
+        Assert.Equal(2, code4)
+        Assert.Contains("did you mean --profile?", err4)
+        Assert.Single(err4.Trim().Split('\n')) |> ignore
+
     /// `layout TREE --flat FLAT`: "does the model see my machine as QEMU does", per address space.
     [<Fact>]
     member _.layout_with_qemus_flat_dump_reports_equal_or_the_differing_lines() =
