@@ -49,6 +49,7 @@ public static class CheckCommand
         string? matrixFile = options.Get("matrix");
         bool matrix = binaries.Count > 1 || matrixFile is not null;
         var columns = new List<QemuDifferential.VersionColumn>();
+        var results = new List<CiResult>();
         bool passed = true;
         foreach (var binary in binaries)
         {
@@ -69,6 +70,8 @@ public static class CheckCommand
                 var outcome = QemuDifferential.checkAgainstOn(run, fault, binary, profile, cases, replay);
                 stdout.Write(outcome.Report);
                 stdout.WriteLine();
+                results.Add(new CiResult($"QEMU {binary.Version}", "differential virtio-blk", string.Join("+", run.Select(t => t.ToString().ToLowerInvariant())),
+                    outcome.Passed, outcome.Tests, outcome.Report, CiReport.ReproduceLines(outcome.Report)));
                 passed &= outcome.Passed;
                 outcomes.Add(Tuple.Create(run.Head, outcome));
             }
@@ -80,12 +83,13 @@ public static class CheckCommand
             stdout.Write(table);
             if (matrixFile is not null) File.WriteAllText(matrixFile, table);
         }
+        CiReport.Write(options, results);
         return passed ? 0 : 1;
     }
 
     public static int Run(Options options, TextWriter stdout)
     {
-        options.Allow("property", "profile", "max-test", "replay", "variant", "save", "target", "qemu", "transport", "matrix");
+        options.Allow("property", "profile", "max-test", "replay", "variant", "save", "target", "qemu", "transport", "matrix", "junit", "json");
         switch (options.Get("target"))
         {
             case null or "model": break;
@@ -127,14 +131,17 @@ public static class CheckCommand
         var fault = impl.Fault;
 
         int failed = 0, ran = 0;
+        var results = new List<CiResult>();
         foreach (var entry in entries)
         {
             foreach (var profile in profiles)
             {
                 var checkedOutcome = Runner.check(entry, profile, impl, maxTest, replay);
                 var outcome = options.Get("save") is { } dir ? Runner.recordTo(dir, checkedOutcome) : Runner.record(checkedOutcome);
-                stdout.Write(Runner.report(outcome, impl));
+                string report = Runner.report(outcome, impl);
+                stdout.Write(report);
                 stdout.WriteLine();
+                results.Add(new CiResult(impl.Name, $"P{entry.Number} {entry.Name}", profile.ToString(), outcome.Passed, outcome.Tests, report, CiReport.ReproduceLines(report)));
                 ran++;
                 if (!outcome.Passed) failed++;
             }
@@ -150,13 +157,16 @@ public static class CheckCommand
                 if (entry.Name == "parallel-virtqueues" && fault != Fault.None) continue;   // a virtio-layer property
                 if (entry.Name != "parallel-virtqueues" && impl.VirtioFault != Conformance.Model.Virtio.VirtioFault.None) continue;
                 var outcome = entry.Check.Invoke(variant).Invoke(profile).Invoke(Settings.parallelCases()).Invoke(replay);
-                stdout.Write(ParallelCatalogue.report(entry, profile, variant, outcome));
+                string report = ParallelCatalogue.report(entry, profile, variant, outcome);
+                stdout.Write(report);
                 stdout.WriteLine();
+                results.Add(new CiResult(impl.Name, $"P{entry.Number} {entry.Name}", profile.ToString(), outcome.Passed, outcome.Tests, report, CiReport.ReproduceLines(report)));
                 ran++;
                 if (!outcome.Passed) failed++;
             }
         }
         stdout.WriteLine($"{ran - failed} passed, {failed} failed");
+        CiReport.Write(options, results);
         return failed == 0 ? 0 : 1;
     }
 }

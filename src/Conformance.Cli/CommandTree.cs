@@ -28,6 +28,8 @@ public static class CommandTree
             new OptionSpec("property", "only this property"), Profile, MaxTest, new("replay", "a replay token (seed,gamma,size) as a failure printed"),
             Variant, new("save", "save every failure's counterexample to this folder"), Target, Qemu, Transport,
             new("matrix", "with --target qemu: also write the version matrix to this file"),
+            new("junit", "also write the results as JUnit XML to this file (for CI systems)"),
+            new("json", "also write the results as JSON to this file"),
         }),
         new("list", "Lists the properties with the rules they check, and the model's broken variants.", null, Array.Empty<OptionSpec>()),
         new("matrix", "Prints the conformance matrix (rule -> properties -> status) as Markdown.", null, Array.Empty<OptionSpec>()),

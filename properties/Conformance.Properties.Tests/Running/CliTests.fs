@@ -61,6 +61,30 @@ type CliTests() =
         Assert.Contains("never marked dirty", out)
         Assert.Contains("every later bounce map in the whole machine fails", out)
 
+    /// `--junit FILE` and `--json FILE` give CI systems the results: a failing testcase carries the report
+    /// and the reproduce commands; a passing one only its size.
+    [<Fact>]
+    member _.check_writes_junit_and_json_reports() =
+        let junit, json = temp "r.xml" "", temp "r.json" ""
+        let dir = Path.Combine(Path.GetTempPath(), "conformance-saved-" + Guid.NewGuid().ToString("N"))
+        try
+            let code, _, _ = run [ "check"; "--property"; "map-clients"; "--profile"; "Qemu72"; "--variant"; "UnregisterIgnored"; "--save"; dir; "--junit"; junit; "--json"; json ]
+            Assert.Equal(1, code)
+            let x = System.Xml.Linq.XDocument.Load junit
+            let case = x.Descendants(System.Xml.Linq.XName.Get "testcase") |> Seq.exactlyOne
+            Assert.Equal("P7 map-clients", case.Attribute(System.Xml.Linq.XName.Get "classname").Value)
+            Assert.NotNull(case.Element(System.Xml.Linq.XName.Get "failure"))
+            use j = System.Text.Json.JsonDocument.Parse(File.ReadAllText json)
+            Assert.Equal(1, j.RootElement.GetProperty("failed").GetInt32())
+            let reproduce = j.RootElement.GetProperty("results").[0].GetProperty("reproduce")
+            Assert.True(reproduce.GetArrayLength() >= 2)
+            Assert.Contains("--variant UnregisterIgnored", reproduce.[0].GetString())
+            let code2, _, _ = run [ "check"; "--property"; "map-clients"; "--profile"; "Qemu72"; "--max-test"; "50"; "--junit"; junit ]
+            Assert.Equal(0, code2)
+            Assert.Empty((System.Xml.Linq.XDocument.Load junit).Descendants(System.Xml.Linq.XName.Get "failure"))
+        finally
+            if Directory.Exists dir then Directory.Delete(dir, true)
+
     /// Help per verb, a version, and a suggestion for a misspelt verb or option (System.CommandLine).
     [<Fact>]
     member _.help_per_verb_version_and_suggestions() =
