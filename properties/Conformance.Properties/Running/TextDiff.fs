@@ -1,24 +1,22 @@
-/// Unified diffs of two texts, line by line (longest common subsequence), for snapshot mismatches.
+/// Unified diffs of two texts, line by line, for snapshot mismatches: DiffPlex finds the changed lines,
+/// this module groups them into hunks with context.
 module Conformance.Properties.TextDiff
 
 open System
+open DiffPlex.DiffBuilder
+open DiffPlex.DiffBuilder.Model
 
 /// A unified diff with `context` lines around each change; empty when the texts are equal.
 let unified (oldName: string) (newName: string) (oldText: string) (newText: string) (context: int) =
-    let a = oldText.Replace("\r\n", "\n").Split('\n')
-    let b = newText.Replace("\r\n", "\n").Split('\n')
-    let n, m = a.Length, b.Length
-    let lcs = Array2D.zeroCreate (n + 1) (m + 1)
-    for i in n - 1 .. -1 .. 0 do
-        for j in m - 1 .. -1 .. 0 do
-            lcs.[i, j] <- if a.[i] = b.[j] then lcs.[i + 1, j + 1] + 1 else max lcs.[i + 1, j] lcs.[i, j + 1]
+    let model = InlineDiffBuilder.Diff(oldText.Replace("\r\n", "\n"), newText.Replace("\r\n", "\n"), ignoreWhiteSpace = false)
     // edit script: (' ' | '-' | '+', line, old index, new index)
     let ops = ResizeArray<char * string * int * int>()
     let mutable i, j = 0, 0
-    while i < n || j < m do
-        if i < n && j < m && a.[i] = b.[j] then ops.Add(' ', a.[i], i, j); i <- i + 1; j <- j + 1
-        elif i < n && (j = m || lcs.[i + 1, j] >= lcs.[i, j + 1]) then ops.Add('-', a.[i], i, j); i <- i + 1
-        else ops.Add('+', b.[j], i, j); j <- j + 1
+    for line in model.Lines do
+        match line.Type with
+        | ChangeType.Deleted -> ops.Add('-', line.Text, i, j); i <- i + 1
+        | ChangeType.Inserted -> ops.Add('+', line.Text, i, j); j <- j + 1
+        | _ -> ops.Add(' ', line.Text, i, j); i <- i + 1; j <- j + 1
     let changed = ops |> Seq.indexed |> Seq.filter (fun (_, (k, _, _, _)) -> k <> ' ') |> Seq.map fst |> Array.ofSeq
     if changed.Length = 0 then ""
     else
