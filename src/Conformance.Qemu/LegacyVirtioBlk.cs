@@ -1,7 +1,7 @@
 namespace Conformance.Qemu;
 
 /// <summary>
-/// The legacy virtio-pci transport of virtio-blk-pci at 00:04.0 (../shared/qemu-qtest-notes.md): BAR0 as
+/// The legacy virtio-pci transport of virtio-blk-pci at 00:04.0 (docs/qemu-rules.md, "Driving QEMU over qtest", QT-3): BAR0 as
 /// I/O at 0xc000, bus mastering on, the legacy register block, queue 0 of the size the device reports, no
 /// features negotiated.
 /// </summary>

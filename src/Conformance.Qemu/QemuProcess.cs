@@ -7,7 +7,7 @@ namespace Conformance.Qemu;
 /// <summary>
 /// One QEMU process driven over qtest (QEMU connects out to our listening socket) and QMP, with its stderr
 /// captured. q35, -S, 64 MiB, pc-testdev and a legacy virtio-blk-pci at 00:04.0 over a raw disk image
-/// (../shared/qemu-qtest-notes.md). Disposal quits or kills it; every process still alive at exit is killed.
+/// (docs/qemu-rules.md, "Driving QEMU over qtest", QT-1). Disposal quits or kills it; every process still alive at exit is killed.
 /// </summary>
 public sealed class QemuProcess : IDisposable
 {

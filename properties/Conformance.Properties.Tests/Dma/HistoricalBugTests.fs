@@ -1,4 +1,4 @@
-/// Regressions named after the historical QEMU bugs they re-enact (semantics.md §13): each drives the
+/// Regressions named after the historical QEMU bugs they re-enact (docs/qemu-rules.md, HIST): each drives the
 /// model into the situation of the bug and checks the invariant whose violation was the bug.
 module Conformance.Properties.Tests.HistoricalBugTests
 

@@ -50,7 +50,7 @@ let ``reading or writing past a mapping's end is refused and changes nothing`` (
     Assert.Equal(0x5auy, last.[0])
 
 [<Fact>]
-let ``an access_len above the mapped length is refused and the mapping stays live (semantics.md U1)`` () =
+let ``an access_len above the mapped length is refused and the mapping stays live (U1)`` () =
     let s = system ()
     let m = s.Map(s.Space "memory", 0x100000UL, 16UL, true).Mapping
     let held = refCounts s

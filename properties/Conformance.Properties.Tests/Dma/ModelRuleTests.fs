@@ -1,4 +1,5 @@
-/// Single QEMU rules pinned down by example, each with its source.
+/// Single QEMU rules pinned down by example, each with its source (ids such as M1 or C2 are headings in
+/// docs/qemu-rules.md).
 module Conformance.Properties.Tests.ModelRuleTests
 
 open System

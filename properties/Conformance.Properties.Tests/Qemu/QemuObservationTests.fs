@@ -1,6 +1,6 @@
-/// The model against what real QEMU 7.2 did on this machine kind (../shared/qemu-qtest-notes.md,
-/// "Observations to calibrate against": legacy virtio-blk on q35 with pc-testdev, driven over qtest).
-/// The layout is the committed q35 dump of that QEMU; each case is one request as the notes describe it.
+/// The model against what real QEMU 7.2 did on this machine kind (docs/qemu-rules.md, "Driving QEMU over
+/// qtest", QT-4 "observations to calibrate against": legacy virtio-blk on q35 with pc-testdev, driven over qtest).
+/// The layout is the committed q35 dump of that QEMU; each case is one request as QT-4 describes it.
 module Conformance.Properties.Tests.QemuObservationTests
 
 open System

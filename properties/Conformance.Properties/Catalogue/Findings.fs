@@ -20,7 +20,7 @@ let zeroLengthDirty =
       Evidence =
         [ "softmmu/physmem.c:address_space_unmap (7.2) and system/physmem.c:address_space_unmap (master) call invalidate_and_set_dirty(mr, addr1, access_len) for every direct write unmap, whatever access_len is"
           "include/exec/ram_addr.h:cpu_physical_memory_set_dirty_range computes end = TARGET_PAGE_ALIGN(start + length) >> TARGET_PAGE_BITS and page = start >> TARGET_PAGE_BITS, so length 0 at an unaligned start covers one page"
-          "semantics.md §7 (Page range edge case, code-derived)" ]
+          "docs/qemu-rules.md, DIRTY-2 (zero length at an unaligned start, code-derived)" ]
       Impact = "Harmless over-approximation: one page migrated again (and, under TCG, its translated code invalidated) although nothing was written."
       Scenario = "fixtures/findings/F-DMA-1.json" }
 
@@ -64,7 +64,7 @@ let romdMapPastSection =
         [ "softmmu/physmem.c:address_space_translate_internal clamps the length only when memory_region_is_ram(mr); a ROM device is not ram"
           "softmmu/physmem.c:flatview_extend_translation returns the whole request at once when the first piece already covers it"
           "softmmu/physmem.c:qemu_ram_ptr_length clamps to block->max_length only"
-          "semantics.md §2.4 M12 (code-derived)" ]
+          "docs/qemu-rules.md, M12 (code-derived)" ]
       Impact = "Where a higher-priority region overlays part of a romd device, a device reading through the mapping sees the ROM image instead of the overlaying region."
       Scenario = "fixtures/findings/F-DMA-5.json" }
 

@@ -71,6 +71,7 @@ let private parallelCheck judge = checkWith ParallelCases.arbCase ParallelComman
 let private wakeupCheck judge = checkWith WakeupWorkload.arbCase WakeupWorkload.render (modelFault >> judge)
 let private queuesCheck judge = checkWith ParallelVirtqueues.arbCase ParallelVirtqueues.render (virtioFault >> judge)
 
+/// Rule ids in parentheses (B72-1, BM-1, UM-2, C2, U72-3, UM-4) are headings in docs/qemu-rules.md.
 let all: Entry list =
     [ { Number = 20; Name = "linearizability"; Title = "Concurrent map/unmap/map-client histories are explained by one sequential order of the model (Wing-Gong)"
         Rules = [ "softmmu/physmem.c:address_space_map (qatomic_xchg bounce.in_use)"; "system/physmem.c:address_space_map (qatomic_cmpxchg bounce_buffer_size)"

@@ -72,9 +72,10 @@ public sealed class MemoryRegion
     public bool IsRomd => Kind == RegionKind.RomDevice && RomdMode;
 
     /// <summary>
-    /// include/exec/memory.h:memory_access_is_direct (7.2; identical to master for ordinary DMA attrs):
+    /// include/exec/memory.h:memory_access_is_direct (7.2; identical to master for ordinary DMA attrs;
+    /// docs/qemu-rules.md, DIRECT-1):
     /// writes are direct only to plain writable RAM, reads to RAM, ROM and ROM devices in romd mode.
-    /// The read-only flag of an alias path is not consulted (semantics.md §2.3 M8).
+    /// The read-only flag of an alias path is not consulted (docs/qemu-rules.md, M8).
     /// </summary>
     public bool IsDirect(bool isWrite) => isWrite
         ? Kind == RegionKind.Ram && !Readonly

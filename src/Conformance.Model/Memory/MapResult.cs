@@ -9,7 +9,7 @@ public readonly record struct MapResult(Mapping? Mapping, ulong Length, MapFailu
 public enum MapFailure
 {
     None,
-    /// <summary>*plen was 0: NULL without touching anything (semantics.md §2.1 M1).</summary>
+    /// <summary>*plen was 0: NULL without touching anything (docs/qemu-rules.md, M1).</summary>
     ZeroLength,
     /// <summary>No bounce space: Qemu72 buffer in use, or Qemu92 budget exhausted.</summary>
     NoBounceSpace,

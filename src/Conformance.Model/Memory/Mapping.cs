@@ -1,7 +1,7 @@
 namespace Conformance.Model;
 
 /// <summary>
-/// What address_space_map handed out (semantics.md §1.2): the handle the caller later passes to unmap.
+/// What address_space_map handed out (docs/qemu-rules.md, REC-1): the handle the caller later passes to unmap.
 /// </summary>
 public sealed class Mapping
 {

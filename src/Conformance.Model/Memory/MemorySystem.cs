@@ -6,6 +6,7 @@ namespace Conformance.Model;
 /// The reference model of QEMU's guest-memory DMA API for one machine: address_space_map/unmap, the
 /// one-at-a-time accessors address_space_read/write, bounce buffers, map clients, owner references and
 /// dirty tracking (softmmu/physmem.c in 7.2; system/physmem.c in master). Deterministic, no I/O.
+/// Rule ids in the comments (M1, B72-1, BM-1, U72-3, UM-4, C2, …) are headings in docs/qemu-rules.md.
 /// <para>
 /// Map, unmap, map-client registration and notification may be called from many threads, with QEMU's
 /// atomicity: the Qemu72 in-use flag is exchanged atomically and the Qemu92 budget reserved with a
@@ -159,7 +160,7 @@ public sealed class MemorySystem
         var mapping = new Mapping(Interlocked.Increment(ref _nextMappingId), space, addr, l, isWrite, MappingKind.Bounce, mr, 0, buffer);
         if (Profile == Profile.Qemu72) _globalBounce = mapping;
         if (!isWrite && !Has(Fault.ReadAtUnmap)) FillFromDevice(view, mapping);   // B72-4 / BM-4
-        // Stryker disable once all : broken-variant code (README: Mutation testing)
+        // Stryker disable once all : broken-variant code (docs/mutation-testing.md)
         if (isWrite && Has(Fault.WriteBackAtMap)) Write(space, addr, buffer.Data);
         AddLive(mapping);
         return new MapResult(mapping, l, MapFailure.None);
@@ -272,7 +273,7 @@ public sealed class MemorySystem
 
     /// <summary>
     /// address_space_unmap(as, buffer, len, is_write, access_len) with the mapping's own address space.
-    /// <paramref name="accessLen"/> above the mapped length is caller misuse (semantics.md §3 U1) and rejected.
+    /// <paramref name="accessLen"/> above the mapped length is caller misuse (docs/qemu-rules.md, U1) and rejected.
     /// </summary>
     public UnmapResult Unmap(Mapping m, ulong accessLen) => Unmap(m, accessLen, notify: true);
 
@@ -315,7 +316,7 @@ public sealed class MemorySystem
             Write(m.AddressSpace, m.Addr, buffer.Data.AsSpan(0, (int)written));
             Interlocked.Add(ref _unproducedBytesWrittenBack, never + zero);
         }
-        // Stryker disable once all : broken-variant code (README: Mutation testing)
+        // Stryker disable once all : broken-variant code (docs/mutation-testing.md)
         if (!m.IsWrite && Has(Fault.ReadAtUnmap)) FillFromDevice(m.AddressSpace.View, m);
 
         // U72-2 / UM-3: the buffer is freed and the region unreferenced before the space is released.
@@ -354,7 +355,7 @@ public sealed class MemorySystem
             return;
         }
         Interlocked.Add(ref m.AddressSpace.Reserved, 0UL - m.Length);
-        // Stryker disable once all : broken-variant code (README: Mutation testing)
+        // Stryker disable once all : broken-variant code (docs/mutation-testing.md)
         if (Has(Fault.DoubleBudgetRelease)) Interlocked.Add(ref m.AddressSpace.Reserved, 0UL - m.Length);
     }
 
@@ -402,7 +403,7 @@ public sealed class MemorySystem
     /// <summary>cpu_unregister_map_client: removes the record if it has not fired yet.</summary>
     public bool UnregisterMapClient(AddressSpace space, string client)
     {
-        // Stryker disable once all : broken-variant code (README: Mutation testing)
+        // Stryker disable once all : broken-variant code (docs/mutation-testing.md)
         if (Has(Fault.UnregisterIgnored)) return false;
         var il = Interleaver;
         var list = ClientsFor(space);

@@ -2,7 +2,7 @@ namespace Conformance.Model;
 
 /// <summary>
 /// The QOM object owning a MemoryRegion. memory_region_ref/unref (softmmu/memory.c) count on the
-/// owner, so a mapping keeps the device or memory backend alive across hot-unplug (semantics.md §8 R1-R3).
+/// owner, so a mapping keeps the device or memory backend alive across hot-unplug (docs/qemu-rules.md, R1, R2, R3).
 /// </summary>
 public sealed class Owner
 {

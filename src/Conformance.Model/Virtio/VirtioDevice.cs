@@ -7,6 +7,7 @@ namespace Conformance.Model.Virtio;
 /// queue setup with its region caches, virtqueue_pop mapping every descriptor through the DMA model,
 /// fill/flush/push/detach/unpop/rewind, the notification decision, and virtio_error.
 /// Ring memory is read and written through the device's DMA address space.
+/// The rules followed (POP-1 to POP-3, PUSH-1, RC-1, R5) are described in docs/qemu-rules.md.
 /// </summary>
 public sealed class VirtioDevice
 {
@@ -162,7 +163,7 @@ public sealed class VirtioDevice
         return AvailIdx(vq) == vq.LastAvailIdx;
     }
 
-    /// <summary>virtqueue_pop → virtqueue_split_pop, in QEMU's order of checks (semantics.md §10.3).</summary>
+    /// <summary>virtqueue_pop → virtqueue_split_pop, in QEMU's order of checks (docs/qemu-rules.md, POP-1).</summary>
     public PopResult Pop(VirtQueue vq)
     {
         if (Disabled) return PopResult.Empty;
@@ -281,7 +282,7 @@ public sealed class VirtioDevice
         UnmapSg(elem, len);
         if (Disabled || vq.Caches is null) return;
         int slot = (vq.UsedIdx + idx) % vq.Num;
-        // Stryker disable once all : broken-variant code (README: Mutation testing)
+        // Stryker disable once all : broken-variant code (docs/mutation-testing.md)
         if (Has(VirtioFault.IndexBeforeEntry)) StoreUsed16("idx", VirtioConstants.UsedIdxAddr(vq.UsedAddr), (ushort)(vq.UsedIdx + idx + 1));
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt32LittleEndian(b, elem.Head);
@@ -343,7 +344,7 @@ public sealed class VirtioDevice
     /// <summary>virtio_split_should_notify.</summary>
     public bool ShouldNotify(VirtQueue vq)
     {
-        // Stryker disable once all : broken-variant code (README: Mutation testing)
+        // Stryker disable once all : broken-variant code (docs/mutation-testing.md)
         if (Has(VirtioFault.AlwaysNotify)) return true;
         if (Has(VirtioConstants.FeatureNotifyOnEmpty) && vq.InUse == 0 && QueueEmpty(vq)) return true;
         if (!Has(VirtioConstants.FeatureEventIdx)) return (AvailFlags(vq) & VirtioConstants.AvailFlagNoInterrupt) == 0;
