@@ -106,7 +106,24 @@ let DeviceSpace = "virtio-blk-pci"
 
 /// What the model side of a comparison runs on: a layout, a profile, the device's address space and
 /// where the driver put a queue of which size.
-type ModelSide = { Layout: LayoutSpec; LayoutSource: string; Profile: Profile; Space: string; QueueSize: int; Rings: uint64 * uint64 * uint64 }
+type ModelSide =
+    { Layout: LayoutSpec; LayoutSource: string; Profile: Profile; Space: string; QueueSize: int; Rings: uint64 * uint64 * uint64
+      /// The files the layout was read from, for scenario files to name instead of inlining it.
+      LayoutFrom: LayoutReference option }
+
+/// Where the layouts QEMU processes printed are kept, so that a printed scenario can name them: the user's
+/// cache (beside scripts/fetch-qemu's), one pair of files per distinct dump.
+let layoutCache () = IO.Path.Combine(IO.Path.GetDirectoryName(QemuBinary.CacheDirectory), "layouts")
+
+/// Writes a QEMU process's dumps to the layout cache (named by version, transport and a hash of the text).
+let private keepDumps (binary: QemuBinary) (transport: VirtioTransport) (tree: string) (flat: string) =
+    let dir = layoutCache ()
+    IO.Directory.CreateDirectory dir |> ignore
+    let stem = sprintf "qemu-%O-%s-%08x" binary.Version ((string transport).ToLowerInvariant()) (MemoryTopology.StableHash(tree + flat))
+    let treeFile, flatFile = IO.Path.Combine(dir, stem + ".mtree-D.txt"), IO.Path.Combine(dir, stem + ".flat.txt")
+    if not (IO.File.Exists treeFile) then IO.File.WriteAllText(treeFile, tree)
+    if not (IO.File.Exists flatFile) then IO.File.WriteAllText(flatFile, flat)
+    treeFile, flatFile
 
 /// One QEMU process configuration under test (binary, transport, bounce budget) and the model's picture
 /// of it, taken from that process: its `info mtree -D` once the driver has set the device up, settled by
@@ -130,6 +147,13 @@ let targetOf (binary: QemuBinary) (profile: Profile) (session: VirtioBlkSession)
     if not (spaces |> Array.exists (fun a -> a.Name = space)) then
         raise (QemuException(sprintf "%s prints no address space \"%s\": the device's DMA cannot be modelled" source space))
     let struct (desc, avail, usedRing) = session.Rings
+    let layoutFrom =
+        try
+            let treeFile, flatFile = keepDumps binary session.Transport tree flat
+            let budgets = Collections.Generic.Dictionary<string, uint64>()
+            if session.MaxBounceBufferSize.HasValue then budgets.[space] <- budget
+            Some(LayoutReference(treeFile, flatFile, budgets))
+        with :? IO.IOException | :? UnauthorizedAccessException -> None   // then printed scenarios inline the layout
     { Session = session
       Binary = binary
       Model =
@@ -138,7 +162,8 @@ let targetOf (binary: QemuBinary) (profile: Profile) (session: VirtioBlkSession)
           Profile = profile
           Space = space
           QueueSize = session.QueueSize
-          Rings = desc, avail, usedRing } }
+          Rings = desc, avail, usedRing
+          LayoutFrom = layoutFrom } }
 
 /// The model side, on `side`; `rom` is QEMU's BIOS image, where the request reads ROM.
 let requestOnModelWith (fault: Fault) (side: ModelSide) (rom: byte[] option) (r: Request) =
@@ -558,7 +583,8 @@ let checkAgainstOn (transports: VirtioTransport list) (modelFault: Fault) (binar
         let verdicts =
             if problems.IsEmpty then []
             else
-                let scenario = ScenarioJson.Write(Scenario(profile, run.Scenario.Layout, run.Scenario.Ops, Description = label))
+                let scenario =
+                    ScenarioJson.Write(Scenario(profile, run.Scenario.Layout, run.Scenario.Ops, Description = label, LayoutFrom = Option.toObj target.Model.LayoutFrom))
                 let table = sideBySide request (sprintf "QEMU %O (%A)" binary.Version transport) real (sprintf "model (%A)" profile) model
                 [ Verdict.Violated(String.concat "\n" ([ sprintf "case: %s" label ] @ problems @ table @ [ "scenario (model side; conformance replay FILE --target qemu runs it):"; scenario ])) ]
         Verdict.judged labels verdicts
@@ -710,7 +736,7 @@ let replayOnQemu (binary: QemuBinary) (transport: VirtioTransport) (s: Scenario)
     | Error why -> Error why
     | Ok request ->
         let v = s.Ops |> Seq.head :?> VirtioSetupOp
-        let side = { target.Model with Layout = s.Layout; LayoutSource = "the scenario"; Space = v.Space }
+        let side = { target.Model with Layout = s.Layout; LayoutSource = "the scenario"; Space = v.Space; LayoutFrom = Option.ofObj s.LayoutFrom }
         let real = requestOnSession session request
         let model, run = requestOnModel side (Some romImage) request
         let problems = differences binary.Version request real model run

@@ -95,7 +95,7 @@ public static class CommandLine
         Scenario scenario;
         try
         {
-            scenario = ScenarioJson.Parse(ReadFile(path));
+            scenario = LayoutFiles.parseScenarioFile(path, ReadFile(path));
         }
         catch (ScenarioFormatException e)
         {

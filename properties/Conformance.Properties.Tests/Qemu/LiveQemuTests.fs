@@ -200,7 +200,8 @@ let ``legacy transport: broken is observed on every version, with or without the
 [<InlineData("Modern")>]
 let ``a scenario file replays on QEMU and agrees`` (transport: string) =
     let binary = qemu ()
-    let scenario = ScenarioJson.Parse(IO.File.ReadAllText(TestSupport.fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json"))
+    let path = TestSupport.fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json"
+    let scenario = Conformance.Properties.LayoutFiles.parseScenarioFile path (IO.File.ReadAllText path)
     match replayOnQemu binary (Enum.Parse<VirtioTransport> transport) scenario with
     | Ok(agree, report) -> Assert.True(agree, report)
     | Error why -> failwith why

@@ -23,7 +23,8 @@ type RegressionTests() =
     [<Theory>]
     [<MemberData(nameof RegressionTests.Files)>]
     member _.regression_still_holds(file: string) =
-        let scenario = ScenarioJson.Parse(File.ReadAllText(fromRoot ("fixtures/regressions/" + file)))
+        let path = fromRoot ("fixtures/regressions/" + file)
+        let scenario = Conformance.Properties.LayoutFiles.parseScenarioFile path (File.ReadAllText path)
         let entry, result = Regression.judge scenario
         Assert.True(List.isEmpty (Verdict.violations result),
                     sprintf "%s fails %s again:\n%s\n%s" file entry.Name (String.concat "\n" (Verdict.violations result))

@@ -69,26 +69,39 @@ type ScenarioFormatTests() =
     [<Theory>]
     [<MemberData(nameof ScenarioFormatTests.Fixtures)>]
     member _.fixture_scenarios_parse_and_run(path: string) =
-        let s = ScenarioJson.Parse(File.ReadAllText(fromRoot path))
+        let s = Conformance.Properties.LayoutFiles.parseScenarioFile (fromRoot path) (File.ReadAllText(fromRoot path))
         let trace = ScenarioTrace.Render(ScenarioRunner.Run s)
         Assert.Contains("final:", trace)
         Assert.DoesNotContain("skipped", trace)
 
-/// Imported layouts name address-space roots that repeat ("bus master container"): the scenario format
-/// carries the root's index, so a differential failure's scenario (QEMU's whole q35 machine) parses back.
+/// A scenario names its layout by file (QEMU's q35 dump here) instead of inlining thousands of lines; it
+/// round-trips as such, and without anything to read the file it is an error naming the file.
 [<Fact>]
-let ``a scenario over QEMU's q35 layout round-trips and can be driven on QEMU`` () =
-    let text = File.ReadAllText(fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json")
-    let s = ScenarioJson.Parse text
+let ``a scenario over QEMU's q35 layout names the dump, round-trips and can be driven on QEMU`` () =
+    let path = fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json"
+    let text = File.ReadAllText path
+    let s = Conformance.Properties.LayoutFiles.parseScenarioFile path text
     Assert.Equal(text.TrimEnd(), (ScenarioJson.Write s).TrimEnd())
+    Assert.Contains("\"layout\": \"fixtures/layouts/qemu-7.2/q35.mtree-D.txt\"", text)
     Assert.Contains(s.Layout.AddressSpaces, fun a -> a.RootIndex.HasValue)
     match Conformance.Qemu.Differential.QemuDifferential.requestOfScenario None s with
     | Ok r -> Assert.Equal<uint16 list>([ 0us; 3us ], r.Heads)
     | Error why -> failwith why
+    let e = Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse text |> ignore)
+    Assert.Contains("q35.mtree-D.txt", e.Message)
+    let missing = text.Replace("q35.mtree-D.txt", "no-such.mtree.txt")
+    let e2 = Assert.Throws<ScenarioFormatException>(fun () -> Conformance.Properties.LayoutFiles.parseScenarioFile path missing |> ignore)
+    Assert.StartsWith("$.layout:", e2.Message)
 
+/// Imported layouts name address-space roots that repeat ("bus master container"): inlined, the scenario
+/// format carries the root's index, and an index that names another region is an error with its path.
 [<Fact>]
 let ``a rootIndex that names another region is an error with its path`` () =
-    let text = File.ReadAllText(fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json")
-    let broken = System.Text.RegularExpressions.Regex.Replace(text, "\"rootIndex\": \\d+", "\"rootIndex\": 0")
+    let path = fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json"
+    let s = Conformance.Properties.LayoutFiles.parseScenarioFile path (File.ReadAllText path)
+    let inline' = ScenarioJson.Write(Scenario(s.Profile, s.Layout, s.Ops))
+    Assert.Contains("\"rootIndex\"", inline')
+    Assert.Equal(inline'.TrimEnd(), (ScenarioJson.Write(ScenarioJson.Parse inline')).TrimEnd())
+    let broken = System.Text.RegularExpressions.Regex.Replace(inline', "\"rootIndex\": \\d+", "\"rootIndex\": 0")
     let e = Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse broken |> ignore)
     Assert.Contains("rootIndex", e.Message)

@@ -9,6 +9,16 @@ public sealed record Scenario(Profile Profile, LayoutSpec Layout, IReadOnlyList<
     /// <summary>Free text: what the scenario shows.</summary>
     public string? Description { get; init; }
 
+    /// <summary>Where the layout came from, when it is a file (a scenario file then names the file instead of
+    /// inlining the layout).</summary>
+    public LayoutReference? LayoutFrom { get; init; }
+
     /// <summary>Number of regions in the layout (a size measure for shrinking bounds).</summary>
     public int RegionCount => Layout.AllRegions().Count();
 }
+
+/// <summary>
+/// A layout given by reference in a scenario file: an `info mtree` dump, QEMU's `info mtree -f` of the same
+/// machine to settle what the tree cannot say, and bounce budgets for some address spaces.
+/// </summary>
+public sealed record LayoutReference(string Mtree, string? Flat, IReadOnlyDictionary<string, ulong> MaxBounceBufferSizes);

@@ -13,7 +13,12 @@ public static class ScenarioJson
 {
     // ------------------------------------------------------------------ reading
 
-    public static Scenario Parse(string json)
+    /// <summary>
+    /// Parses a scenario. A layout given by reference (`"layout": "dump.mtree.txt"` or
+    /// `{"mtree": …, "flat": …, "maxBounceBufferSize": {"space": bytes}}`) is read by <paramref name="resolve"/>;
+    /// without one such a scenario is an error (the model does no I/O).
+    /// </summary>
+    public static Scenario Parse(string json, Func<LayoutReference, LayoutSpec>? resolve = null)
     {
         JsonDocument doc;
         try
@@ -28,7 +33,23 @@ public static class ScenarioJson
         {
             var root = Object(doc.RootElement, "$", "profile", "layout", "ops", "description", "property");
             var profile = root.TryGetProperty("profile", out var p) ? ParseProfile(p, "$.profile") : Profile.Qemu72;
-            var layout = ParseLayout(Required(root, "layout", "$"), "$.layout");
+            var layoutElement = Required(root, "layout", "$");
+            var reference = ParseLayoutReference(layoutElement, "$.layout");
+            LayoutSpec layout;
+            if (reference is null) layout = ParseLayout(layoutElement, "$.layout");
+            else if (resolve is null)
+                throw new ScenarioFormatException("$.layout", $"the layout is the file '{reference.Mtree}', and nothing here reads files");
+            else
+            {
+                try
+                {
+                    layout = resolve(reference);
+                }
+                catch (LayoutError e)
+                {
+                    throw new ScenarioFormatException("$.layout", $"{reference.Mtree}: {e.Message}");
+                }
+            }
             var ops = Required(root, "ops", "$");
             if (ops.ValueKind != JsonValueKind.Array) throw new ScenarioFormatException("$.ops", "expected an array of operations");
             var list = new List<ScenarioOp>();
@@ -43,6 +64,7 @@ public static class ScenarioJson
             }
             var scenario = new Scenario(profile, layout, list)
             {
+                LayoutFrom = reference,
                 Property = root.TryGetProperty("property", out var prop) ? String(prop, "$.property") : null,
                 Description = root.TryGetProperty("description", out var desc) ? String(desc, "$.description") : null,
             };
@@ -96,6 +118,23 @@ public static class ScenarioJson
             "Qemu92" or "qemu92" => Profile.Qemu92,
             _ => throw new ScenarioFormatException(path, $"unknown profile '{s}' (expected Qemu72 or Qemu92)"),
         };
+    }
+
+    /// <summary>A layout by reference, or null for an inline layout.</summary>
+    private static LayoutReference? ParseLayoutReference(JsonElement e, string path)
+    {
+        if (e.ValueKind == JsonValueKind.String) return new LayoutReference(String(e, path), null, new Dictionary<string, ulong>());
+        if (e.ValueKind != JsonValueKind.Object || !e.TryGetProperty("mtree", out _)) return null;
+        var o = Object(e, path, "mtree", "flat", "maxBounceBufferSize");
+        var budgets = new Dictionary<string, ulong>();
+        if (o.TryGetProperty("maxBounceBufferSize", out var b))
+        {
+            if (b.ValueKind != JsonValueKind.Object)
+                throw new ScenarioFormatException(path + ".maxBounceBufferSize", $"expected an object of address space -> bytes, found {Describe(b)}");
+            foreach (var kv in b.EnumerateObject()) budgets[kv.Name] = U64(kv.Value, $"{path}.maxBounceBufferSize.{kv.Name}");
+        }
+        return new LayoutReference(String(o.GetProperty("mtree"), path + ".mtree"),
+            o.TryGetProperty("flat", out var f) ? String(f, path + ".flat") : null, budgets);
     }
 
     public static LayoutSpec ParseLayout(JsonElement e, string path)
@@ -394,7 +433,8 @@ public static class ScenarioJson
             if (scenario.Property is not null) w.WriteString("property", scenario.Property);
             w.WriteString("profile", scenario.Profile.ToString());
             w.WritePropertyName("layout");
-            WriteLayout(w, scenario.Layout);
+            if (scenario.LayoutFrom is { } from) WriteLayoutReference(w, from);
+            else WriteLayout(w, scenario.Layout);
             w.WriteStartArray("ops");
             foreach (var op in scenario.Ops) WriteOp(w, op);
             w.WriteEndArray();
@@ -404,6 +444,25 @@ public static class ScenarioJson
     }
 
     private static string Hex(UInt128 v) => "0x" + v.ToString("x", CultureInfo.InvariantCulture);
+
+    private static void WriteLayoutReference(Utf8JsonWriter w, LayoutReference r)
+    {
+        if (r.Flat is null && r.MaxBounceBufferSizes.Count == 0)
+        {
+            w.WriteStringValue(r.Mtree);
+            return;
+        }
+        w.WriteStartObject();
+        w.WriteString("mtree", r.Mtree);
+        if (r.Flat is not null) w.WriteString("flat", r.Flat);
+        if (r.MaxBounceBufferSizes.Count > 0)
+        {
+            w.WriteStartObject("maxBounceBufferSize");
+            foreach (var (space, bytes) in r.MaxBounceBufferSizes) w.WriteNumber(space, bytes);
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
+    }
 
     private static void WriteLayout(Utf8JsonWriter w, LayoutSpec layout)
     {
