@@ -261,7 +261,16 @@ type Malformation =
 /// and whether its chain is malformed.
 /// With `Indirect`, the whole chain lives in an indirect table in RAM and the ring holds one descriptor
 /// pointing at it (QEMU and the model accept VRING_DESC_F_INDIRECT on the head whatever was negotiated).
-type RequestSpec = { Type: uint32; Sector: uint64; Pieces: (int * uint32) list; StatusInMmio: bool; Malformed: Malformation; Indirect: bool }
+/// `TableInMmio`: the table is in pc-testdev's MMIO, `TableAcrossMmioEnd`: it runs past MMIO's end into
+/// unassigned space (its region cache is cut there: "Cannot map indirect buffer").
+type RequestSpec =
+    { Type: uint32; Sector: uint64; Pieces: (int * uint32) list; StatusInMmio: bool; Malformed: Malformation; Indirect: bool
+      TableAt: TablePlace }
+
+and TablePlace =
+    | TableInRam
+    | TableInMmio
+    | TableAcrossMmioEnd
 
 /// Where a case puts a ring: in RAM, in pc-testdev's MMIO (QEMU reaches it through a region cache without a
 /// host pointer: the slow path), in ROM (the device's writes are dropped, the guest reads BIOS bytes) or in
@@ -333,7 +342,11 @@ let build (queueSize: int) (c: CaseSpec) : string * VirtioTransport * Request =
               yield statusAt, 1u, W, 0 ]
         heads.Add(uint16 next)
         if r.Indirect then
-            let table = Data + 0x80000UL + uint64 (0x400 * k)
+            let table =
+                match r.TableAt with
+                | TableInRam -> Data + 0x80000UL + uint64 (0x400 * k)
+                | TableInMmio -> Mmio + 0x6000UL + uint64 (0x200 * k)
+                | TableAcrossMmioEnd -> Mmio + 0x10000UL - 0x20UL - uint64 (0x1000 * k)
             let bytes = Array.zeroCreate<byte> (16 * chain.Length)
             chain |> List.iteri (fun i (a, l, f, n) -> VringDesc(a, l, f, (if n = -1 then uint16 (queueSize + 44) else uint16 n)).Encode(Span(bytes, 16 * i, 16)))
             before.Add((table, bytes))
@@ -351,7 +364,7 @@ let build (queueSize: int) (c: CaseSpec) : string * VirtioTransport * Request =
             (String.Join(", ", r.Pieces |> List.map (fun (p, l) -> sprintf "%s %d" (snd places.[p]) l)))
             (if r.StatusInMmio then " status in MMIO" else "")
             (if r.Malformed = WellFormed then "" else sprintf " malformed: %A" r.Malformed)
-            (if r.Indirect then " indirect" else "")
+            (if r.Indirect then sprintf " indirect%s" (match r.TableAt with TableInRam -> "" | TableInMmio -> " (table in MMIO)" | TableAcrossMmioEnd -> " (table across MMIO's end)") else "")
     let budget = match c.Budget with Some b -> sprintf ", bounce budget %d" b | None -> ""
     let rings =
         if c.Rings = RingsInRam then ""
@@ -378,7 +391,9 @@ let private genRequest =
         let! statusInMmio = Gen.elements [ false; true ]
         let! malformed = Gen.frequency [ 12, Gen.constant WellFormed; 1, Gen.elements [ Loop; ReadableAfterWritable; NextOutOfRange; ZeroLength ] ]
         let! indirect = Gen.frequency [ 4, Gen.constant false; 1, Gen.constant true ]
-        return { Type = typ; Sector = sector; Pieces = pieces; StatusInMmio = statusInMmio; Malformed = malformed; Indirect = indirect }
+        let! tableAt = Gen.frequency [ 4, Gen.constant TableInRam; 1, Gen.constant TableInMmio; 1, Gen.constant TableAcrossMmioEnd ]
+        return { Type = typ; Sector = sector; Pieces = pieces; StatusInMmio = statusInMmio; Malformed = malformed; Indirect = indirect
+                 TableAt = if indirect then tableAt else TableInRam }
     }
 
 /// Bounce budgets a case may give the device (x-max-bounce-buffer-size): one byte under and over the
@@ -407,6 +422,8 @@ let genSpecWith (transports: VirtioTransport list) (budgets: uint64 list) (rings
                           return { DescIn = d; AvailIn = a; UsedIn = u } } ]
         let! count = Gen.frequency [ 3, Gen.constant 1; 2, Gen.choose (2, 4) ]
         let! requests = Gen.listOfLength count genRequest
+        // KD-3: where region caches outside RAM are read at the wrong address, tables stay in RAM too
+        let requests = if ringsOutsideRam then requests else requests |> List.map (fun r -> { r with TableAt = TableInRam })
         // several kicks: the requests split into groups, each kicked once the previous group completed
         let! kicks =
             if count < 2 then Gen.constant []
@@ -437,7 +454,8 @@ let shrinkSpec (c: CaseSpec) : CaseSpec seq =
             if r.Sector <> 1UL then yield { r with Sector = 1UL }
             if r.StatusInMmio then yield { r with StatusInMmio = false }
             if r.Malformed <> WellFormed then yield { r with Malformed = WellFormed }
-            if r.Indirect then yield { r with Indirect = false }
+            if r.TableAt <> TableInRam then yield { r with TableAt = TableInRam }
+            if r.Indirect then yield { r with Indirect = false; TableAt = TableInRam }
         }
     seq {
         if not c.Kicks.IsEmpty then yield { c with Kicks = [] }
@@ -578,6 +596,8 @@ let checkAgainstOn (transports: VirtioTransport list) (modelFault: Fault) (binar
               for r in spec.Requests do
                   if r.Malformed <> WellFormed then sprintf "malformed chain: %A" r.Malformed
               if spec.Requests |> List.exists (fun r -> r.Indirect) then "an indirect table"
+              if spec.Requests |> List.exists (fun r -> r.TableAt = TableInMmio) then "an indirect table in MMIO"
+              if spec.Requests |> List.exists (fun r -> r.TableAt = TableAcrossMmioEnd) then "an indirect table across the end of MMIO"
               for (name, place) in [ "descriptor table", spec.Rings.DescIn; "available ring", spec.Rings.AvailIn; "used ring", spec.Rings.UsedIn ] do
                   if place <> RingInRam then sprintf "%s in %s" name (match place with RingInMmio -> "MMIO" | RingInRom -> "ROM" | RingInUnassigned -> "unassigned space" | RingInRam -> "RAM") ]
         let verdicts =

@@ -140,3 +140,22 @@ let ``virtqueue_rewind gives back up to inuse elements without unmapping them (h
     Assert.Equal((0, 0us), (vq.InUse, vq.LastAvailIdx))
     Assert.Equal(2, s.LiveMappings.Count)   // the caller still owns the elements' mappings
     Assert.Equal(0u, (device.Pop vq).Element.Head)
+
+/// RC-1: a region cache stops at the end of its section whatever the region is (address_space_cache_init
+/// cuts the length for MMIO too, where address_space_map does not): an indirect table or a ring that runs
+/// out of an MMIO region is short, and virtio fails the device ("Cannot map indirect buffer").
+[<Fact>]
+let ``a region cache in MMIO that runs past the region's end is cut there (physmem.c:address_space_cache_init, RC-1)`` () =
+    let s = system Profile.Qemu72
+    let mem = s.Space "memory"
+    let cache = s.OpenCache(mem, 0x10ff00UL, 0x200UL, false)
+    Assert.Equal("dev", cache.Region.Name)
+    Assert.Equal(0x100UL, cache.Length)
+    s.CloseCache cache
+    // inside the region the whole request is covered, and RAM is cut at its end as before
+    let inside = s.OpenCache(mem, 0x100000UL, 0x200UL, false)
+    Assert.Equal(0x200UL, inside.Length)
+    s.CloseCache inside
+    let ram = s.OpenCache(mem, 0xff00UL, 0x200UL, false)
+    Assert.Equal(0x100UL, ram.Length)
+    s.CloseCache ram

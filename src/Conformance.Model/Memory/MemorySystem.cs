@@ -222,13 +222,16 @@ public sealed class MemorySystem
     /// <summary>
     /// softmmu/physmem.c:address_space_cache_init: references the region at <paramref name="addr"/> and
     /// returns how many bytes the cache covers — for direct memory the host-contiguous run (clamped to the
-    /// RAMBlock), otherwise the whole request (the slow path dispatches each access).
+    /// RAMBlock), otherwise the rest of the section (the slow path dispatches each access): a ring or an
+    /// indirect table that runs past the end of an MMIO region is cut there.
     /// </summary>
     public RegionCache OpenCache(AddressSpace space, ulong addr, ulong len, bool isWrite)
     {
         var view = space.View;
         var section = view.Translate(addr);
-        ulong l = ClampToRamSection(section, len);
+        // address_space_cache_init cuts the length at the end of the section whatever the region is (RC-1),
+        // unlike address_space_map, where only RAM is cut (M4)
+        ulong l = (ulong)UInt128.Min(len, section.RemainingInRange);
         var mr = section.Region;
         Ref(mr);
         // Stryker disable once Equality : equivalent, the direct run of a 0-byte request is 0 bytes either way
