@@ -89,7 +89,32 @@ public static class CheckCommand
 
     public static int Run(Options options, TextWriter stdout)
     {
-        options.Allow("property", "profile", "max-test", "replay", "variant", "save", "target", "qemu", "transport", "matrix", "junit", "json");
+        try
+        {
+            return RunSharded(options, stdout);
+        }
+        finally
+        {
+            Settings.clearShard();   // the shard is this command's, not the process's
+        }
+    }
+
+    private static int RunSharded(Options options, TextWriter stdout)
+    {
+        options.Allow("property", "profile", "max-test", "replay", "variant", "save", "target", "qemu", "transport", "matrix", "junit", "json", "shard");
+        if (options.Get("shard") is { } shard)
+        {
+            if (options.Get("replay") is not null) throw new UsageException("--shard and --replay do not go together (a replay token names one case)");
+            try
+            {
+                var (k, n) = Settings.parseShard(shard);
+                Settings.setShard(k, n);
+            }
+            catch (Exception e) when (e is not UsageException)
+            {
+                throw new UsageException(e.Message);
+            }
+        }
         switch (options.Get("target"))
         {
             case null or "model": break;

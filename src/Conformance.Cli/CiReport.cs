@@ -53,6 +53,7 @@ public static class CiReport
         {
             tool = "conformance",
             version = CommandTree.Version,
+            shard = Conformance.Properties.Settings.shard() is { } sh ? $"{sh.Value.Item1}/{sh.Value.Item2}" : null,
             passed = results.Count(r => r.Passed),
             failed = results.Count(r => !r.Passed),
             results = results.Select(r => new
@@ -66,6 +67,41 @@ public static class CiReport
                 report = r.Report,
             }),
         }, new JsonSerializerOptions { WriteIndented = true }) + "\n";
+
+    /// <summary>
+    /// `conformance merge FILE...`: the JSON reports of several shards as one: an item passed when it passed
+    /// in every shard, its cases summed, the failing shards' reports and reproduce commands kept.
+    /// </summary>
+    public static int Merge(Options options, TextWriter stdout)
+    {
+        if (options.Positional.Count == 0) throw new UsageException("merge takes the JSON reports to merge");
+        var all = new List<(string File, CiResult Result)>();
+        foreach (var file in options.Positional)
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(CommandLine.ReadFile(file));
+                foreach (var r in doc.RootElement.GetProperty("results").EnumerateArray())
+                    all.Add((file, new CiResult(r.GetProperty("suite").GetString()!, r.GetProperty("name").GetString()!, r.GetProperty("case").GetString()!,
+                        r.GetProperty("passed").GetBoolean(), r.GetProperty("cases").GetInt32(), r.GetProperty("report").GetString()!,
+                        r.GetProperty("reproduce").EnumerateArray().Select(x => x.GetString()!).ToList())));
+            }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+            {
+                throw new UsageException($"{file}: not a report of conformance check --json ({e.Message})");
+            }
+        }
+        var merged = all.GroupBy(x => (x.Result.Suite, x.Result.Name, x.Result.Case))
+            .Select(g => new CiResult(g.Key.Suite, g.Key.Name, g.Key.Case, g.All(x => x.Result.Passed), g.Sum(x => x.Result.Cases),
+                string.Join("\n", g.Where(x => !x.Result.Passed).Select(x => $"({x.File})\n{x.Result.Report}")),
+                g.SelectMany(x => x.Result.Reproduce).Distinct().ToList()))
+            .ToList();
+        foreach (var r in merged)
+            stdout.WriteLine($"{(r.Passed ? "PASS" : "FAIL")}  {r.Name} [{r.Case}] on the {r.Suite}: {r.Cases} cases");
+        stdout.WriteLine($"{merged.Count(r => r.Passed)} passed, {merged.Count(r => !r.Passed)} failed (from {options.Positional.Count} reports)");
+        Write(options, merged);
+        return merged.All(r => r.Passed) ? 0 : 1;
+    }
 
     /// <summary>The first line under "why:" of a report, else its first line.</summary>
     private static string FirstReason(string report)

@@ -32,6 +32,7 @@ public static class CommandLine
                 "explain" => ExplainCommand.Run(options, stdout),
                 "matrix" => MatrixCommand(options, stdout),
                 "approve" => ApproveCommand.Run(options, stdout),
+                "merge" => CiReport.Merge(options, stdout),
                 _ => throw new UsageException($"unknown verb '{verb}'"),
             });
             var invocation = new System.CommandLine.InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };

@@ -30,6 +30,11 @@ public static class CommandTree
             new("matrix", "with --target qemu: also write the version matrix to this file"),
             new("junit", "also write the results as JUnit XML to this file (for CI systems)"),
             new("json", "also write the results as JSON to this file"),
+            new("shard", "K/N: run shard K of N (disjoint, repeatable seeds); merge the shards' JSON reports with `conformance merge`"),
+        }),
+        new("merge", "Merges the JSON reports of several shards (check --shard K/N --json FILE) into one result; exit 1 if any shard failed.", "FILE", new[]
+        {
+            new OptionSpec("junit", "also write the merged results as JUnit XML to this file"), new("json", "also write the merged results as JSON to this file"),
         }),
         new("list", "Lists the properties with the rules they check, and the model's broken variants.", null, Array.Empty<OptionSpec>()),
         new("matrix", "Prints the conformance matrix (rule -> properties -> status) as Markdown.", null, Array.Empty<OptionSpec>()),

@@ -85,6 +85,30 @@ type CliTests() =
         finally
             if Directory.Exists dir then Directory.Delete(dir, true)
 
+    /// `--shard K/N`: a shard's cases are its own and the same every time; `merge` sums the shards' reports.
+    [<Fact>]
+    member _.shards_are_repeatable_and_disjoint_and_their_reports_merge() =
+        let report k = temp (sprintf "s%d.json" k) ""
+        let r1, r1again, r2 = report 1, report 11, report 2
+        let distribution (file: string) =
+            use j = System.Text.Json.JsonDocument.Parse(File.ReadAllText file)
+            [ for r in j.RootElement.GetProperty("results").EnumerateArray() -> r.GetProperty("report").GetString() ]
+            |> List.map (fun t -> t.Split('\n') |> Array.filter (fun l -> l.Contains "%") |> String.concat "\n")
+        try
+            for (k, file) in [ 1, r1; 1, r1again; 2, r2 ] do
+                let code, _, _ = run [ "check"; "--property"; "map-clients"; "--shard"; sprintf "%d/2" k; "--max-test"; "200"; "--json"; file ]
+                Assert.Equal(0, code)
+            Assert.Equal<string list>(distribution r1, distribution r1again)
+            Assert.NotEqual<string list>(distribution r1, distribution r2)
+            let code, out, _ = run [ "merge"; r1; r2 ]
+            Assert.Equal(0, code)
+            Assert.Contains("PASS  P7 map-clients [Qemu72] on the reference model: 400 cases", out)
+            let code2, _, err2 = run [ "check"; "--shard"; "3/2" ]
+            Assert.Equal(2, code2)
+            Assert.Contains("K/N", err2)
+        finally
+            Conformance.Properties.Settings.clearShard ()
+
     /// Help per verb, a version, and a suggestion for a misspelt verb or option (System.CommandLine).
     [<Fact>]
     member _.help_per_verb_version_and_suggestions() =

@@ -112,7 +112,12 @@ let runProperty (arb: Arbitrary<'c>) (judge: 'c -> Verdict.CaseResult) (maxTest:
             .WithMaxTest(maxTest)
             .WithQuietOnSuccess(true)
             .WithRunner(capture)
-            .WithReplay(replay |> Option.map (fun r -> { Rnd = Rnd(r.Seed, r.Gamma); Size = Some r.Size }))
+            .WithReplay(
+                match replay, Settings.shard () with
+                | Some r, _ -> Some { Rnd = Rnd(r.Seed, r.Gamma); Size = Some r.Size }
+                // a shard starts from a seed of its own (splitmix-style spread of K and N) with the usual sizes
+                | None, Some(k, n) -> Some { Rnd = Rnd(0x9E3779B97F4A7C15UL * uint64 k + uint64 n * 0xBF58476D1CE4E5B9UL, 0x94D049BB133111EBUL); Size = None }
+                | None, None -> None)
     let property =
         FsCheck.FSharp.Prop.forAll arb (fun (c: 'c) ->
             let r = judge c

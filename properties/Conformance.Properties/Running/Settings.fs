@@ -54,3 +54,30 @@ let root () =
 /// A path under the root.
 let underRoot (relative: string) = IO.Path.Combine(root (), relative)
 
+/// One shard of a run split across machines: "K/N" (1 <= K <= N). Every property then runs its cases from a
+/// seed of its own shard, so shards draw disjoint cases and a shard's run is repeatable; no shard: random.
+let ShardVariable = "CONFORMANCE_SHARD"
+
+let mutable private shardOverride: (int * int) option = None
+
+let parseShard (text: string) =
+    match text.Split('/') with
+    | [| k; n |] ->
+        match Int32.TryParse k, Int32.TryParse n with
+        | (true, k), (true, n) when n >= 1 && k >= 1 && k <= n -> k, n
+        | _ -> failwithf "a shard is K/N with 1 <= K <= N (got '%s')" text
+    | _ -> failwithf "a shard is K/N with 1 <= K <= N (got '%s')" text
+
+/// Sets the shard for this process (the CLI's --shard K/N); clearShard goes back to CONFORMANCE_SHARD or none.
+let setShard (k: int, n: int) = shardOverride <- Some(k, n)
+
+let clearShard () = shardOverride <- None
+
+let shard () =
+    match shardOverride with
+    | Some s -> Some s
+    | None ->
+        match Environment.GetEnvironmentVariable ShardVariable with
+        | null | "" -> None
+        | s -> Some(parseShard s)
+
