@@ -9,7 +9,9 @@ open Conformance.Properties.Tests.TestSupport
 
 let private projectFiles () =
     Directory.GetFiles(repoRoot.Value, "*.*proj", SearchOption.AllDirectories)
-    |> Array.filter (fun f -> (f.EndsWith ".csproj" || f.EndsWith ".fsproj") && not (f.Contains "/bin/" || f.Contains "/obj/"))
+    |> Array.filter (fun f ->
+        (f.EndsWith ".csproj" || f.EndsWith ".fsproj")
+        && not (f.Contains "/bin/" || f.Contains "/obj/"))
 
 let private references (project: string) =
     Regex.Matches(File.ReadAllText project, "ProjectReference Include=\"([^\"]+)\"")
@@ -20,25 +22,38 @@ let private references (project: string) =
 let private picture () =
     let readme = File.ReadAllText(fromRoot "README.md").Replace("\r\n", "\n")
     let section = readme.Substring(readme.IndexOf "## Architecture")
-    let block = Regex.Match(section, "```text\n(.*?)```", RegexOptions.Singleline).Groups.[1].Value
+
+    let block =
+        Regex.Match(section, "```text\n(.*?)```", RegexOptions.Singleline).Groups.[1].Value
+
     [ for line in block.Split('\n', System.StringSplitOptions.RemoveEmptyEntries) ->
-        match line.Split("->") with
-        | [| name |] -> name.Trim(), Set.empty
-        | [| name; uses |] -> name.Trim(), uses.Split(',') |> Array.map (fun u -> u.Trim()) |> Set.ofArray
-        | _ -> failwithf "not an architecture line: %s" line ]
+          match line.Split("->") with
+          | [| name |] -> name.Trim(), Set.empty
+          | [| name; uses |] -> name.Trim(), uses.Split(',') |> Array.map (fun u -> u.Trim()) |> Set.ofArray
+          | _ -> failwithf "not an architecture line: %s" line ]
     |> Map.ofList
 
 [<Fact>]
 let ``the README's architecture picture matches the project references`` () =
     let drawn = picture ()
-    let actual = projectFiles () |> Array.map (fun f -> Path.GetFileNameWithoutExtension f, references f) |> Map.ofArray
+
+    let actual =
+        projectFiles ()
+        |> Array.map (fun f -> Path.GetFileNameWithoutExtension f, references f)
+        |> Map.ofArray
+
     Assert.Equal<Set<string>>(Set.ofSeq actual.Keys, Set.ofSeq drawn.Keys)
+
     for KeyValue(name, refs) in actual do
         Assert.True((drawn.[name] = refs), sprintf "README says %s uses %A; its project file says %A" name drawn.[name] refs)
 
 [<Fact>]
 let ``the properties and the model use no QEMU`` () =
-    let actual = projectFiles () |> Array.map (fun f -> Path.GetFileNameWithoutExtension f, references f) |> Map.ofArray
+    let actual =
+        projectFiles ()
+        |> Array.map (fun f -> Path.GetFileNameWithoutExtension f, references f)
+        |> Map.ofArray
+
     Assert.DoesNotContain("Conformance.Qemu", actual.["Conformance.Properties"])
     Assert.DoesNotContain("Conformance.Qemu.Differential", actual.["Conformance.Properties"])
     Assert.Empty(actual.["Conformance.Model"])

@@ -5,12 +5,16 @@ open System.IO
 
 /// The repository root (the folder holding Conformance.sln), found from the test assembly's location.
 let repoRoot =
-    lazy (
-        let rec up (dir: DirectoryInfo) =
-            if isNull dir then failwith "Conformance.sln not found above the test assembly"
-            elif File.Exists(Path.Combine(dir.FullName, "Conformance.sln")) then dir.FullName
-            else up dir.Parent
-        up (DirectoryInfo AppContext.BaseDirectory))
+    lazy
+        (let rec up (dir: DirectoryInfo) =
+            if isNull dir then
+                failwith "Conformance.sln not found above the test assembly"
+            elif File.Exists(Path.Combine(dir.FullName, "Conformance.sln")) then
+                dir.FullName
+            else
+                up dir.Parent
+
+         up (DirectoryInfo AppContext.BaseDirectory))
 
 let fromRoot (relative: string) = Path.Combine(repoRoot.Value, relative)
 
@@ -28,10 +32,14 @@ let qemuFor (release: string) : Conformance.Qemu.QemuBinary =
     let found =
         availableQemus.Force()
         |> Seq.tryFind (fun q -> q.Release = release || (release.EndsWith "." && q.Release.StartsWith release))
+
     match found with
     | Some q -> q
     | None when Environment.GetEnvironmentVariable "CI" = "true" ->
-        failwithf "CI needs QEMU %sx: .ci/run installs 7.2 (apt-get install qemu-system-x86) and fetches 10.0 and 11.x (%s)" release Conformance.Qemu.QemuBinary.FetchHint
+        failwithf
+            "CI needs QEMU %sx: .ci/run installs 7.2 (apt-get install qemu-system-x86) and fetches 10.0 and 11.x (%s)"
+            release
+            Conformance.Qemu.QemuBinary.FetchHint
     | None ->
         Xunit.Skip.If(true, sprintf "no QEMU %sx here: %s" release Conformance.Qemu.QemuBinary.FetchHint)
         failwith "unreachable"

@@ -14,38 +14,59 @@ open Conformance.Model.Virtio
 open Conformance.Qemu
 open Conformance.Properties
 
-let Mmio = 0xff000000UL      // pc-testdev-iomem, 64 KiB of plain storage behind MMIO callbacks
-let Rom = 0xfffe0000UL       // pc.bios, distinctive bytes from here on
+let Mmio = 0xff000000UL // pc-testdev-iomem, 64 KiB of plain storage behind MMIO callbacks
+let Rom = 0xfffe0000UL // pc.bios, distinctive bytes from here on
 let Header, Data, Status = 0x200000UL, 0x300000UL, 0x280000UL
 let W, N = VirtioConstants.DescFlagWrite, VirtioConstants.DescFlagNext
 
 /// The committed q35 layout of QEMU 7.2 (fixtures/layouts), for model-only checks of QEMU's observations.
 let q35 =
-    lazy (
-        let dir = IO.Path.Combine(Settings.root (), "fixtures", "layouts")
-        MtreeDump.Parse(IO.File.ReadAllText(IO.Path.Combine(dir, "qemu-7.2", "q35.mtree-D.txt")), "qemu-7.2/q35.mtree-D.txt"))
+    lazy
+        (let dir = IO.Path.Combine(Settings.root (), "fixtures", "layouts")
+         MtreeDump.Parse(IO.File.ReadAllText(IO.Path.Combine(dir, "qemu-7.2", "q35.mtree-D.txt")), "qemu-7.2/q35.mtree-D.txt"))
 
 /// The used ring of a model run: its index and the elements the run published.
-let used (run: ScenarioRun) = run.Virtio.Driver.UsedIdx(), (run.Steps |> Seq.choose (fun s -> Option.ofObj s.Virtio) |> Seq.collect (fun v -> v.NewUsed) |> List.ofSeq)
-let read (run: ScenarioRun) (addr: uint64) (n: int) = let b = Array.zeroCreate<byte> n in run.System.Read(run.System.Space "memory", addr, Span b); b
+let used (run: ScenarioRun) =
+    run.Virtio.Driver.UsedIdx(),
+    (run.Steps
+     |> Seq.choose (fun s -> Option.ofObj s.Virtio)
+     |> Seq.collect (fun v -> v.NewUsed)
+     |> List.ofSeq)
+
+let read (run: ScenarioRun) (addr: uint64) (n: int) =
+    let b = Array.zeroCreate<byte> n in
+    run.System.Read(run.System.Space "memory", addr, Span b)
+    b
 
 /// What the guest does on both sides: the 16-byte header written at Header, other guest writes, the given
 /// descriptor table (index, addr, len, flags, next), the heads published (one kick for all), completion;
 /// then the used ring, the broken flag and the bytes at each of `Look`.
 type Request =
-    { Header: byte[]; Descriptors: (int * uint64 * uint32 * uint16 * uint16) list; Before: (uint64 * byte[]) list; Look: (uint64 * int) list
-      Heads: uint16 list
-      /// How many heads each kick publishes, each kick once the previous one's requests completed ([]: one kick for all).
-      Kicks: int list
-      /// Where queue 0's rings are (descriptor table, available ring, used ring); None: where the driver puts them by default.
-      Rings: (uint64 * uint64 * uint64) option }
+    {
+        Header: byte[]
+        Descriptors: (int * uint64 * uint32 * uint16 * uint16) list
+        Before: (uint64 * byte[]) list
+        Look: (uint64 * int) list
+        Heads: uint16 list
+        /// How many heads each kick publishes, each kick once the previous one's requests completed ([]: one kick for all).
+        Kicks: int list
+        /// Where queue 0's rings are (descriptor table, available ring, used ring); None: where the driver puts them by default.
+        Rings: (uint64 * uint64 * uint64) option
+    }
 
 /// One request with head 0.
 let single (header: byte[]) descriptors before look =
-    { Header = header; Descriptors = descriptors; Before = before; Look = look; Heads = [ 0us ]; Kicks = []; Rings = None }
+    { Header = header
+      Descriptors = descriptors
+      Before = before
+      Look = look
+      Heads = [ 0us ]
+      Kicks = []
+      Rings = None }
 
 /// Whether the guest can read back what the device writes at an address: RAM (64 MiB) or pc-testdev's MMIO.
-let guestReadable (addr: uint64) = addr < 0x4000000UL || (addr >= Mmio && addr < Mmio + 0x10000UL)
+let guestReadable (addr: uint64) =
+    addr < 0x4000000UL || (addr >= Mmio && addr < Mmio + 0x10000UL)
 
 /// A virtio-blk request header: type, sector.
 let header (typ: uint32) (sector: uint64) =
@@ -59,34 +80,55 @@ let header (typ: uint32) (sector: uint64) =
 /// NeedsReset: on the modern transport, whether device_status carries DEVICE_NEEDS_RESET (None elsewhere).
 /// Queue: last_avail_idx, used_idx and inuse of queue 0 (QMP x-query-virtio-queue-status / the model's VirtQueue).
 type Outcome =
-    { UsedList: (uint32 * uint32) list; IsBroken: bool; Bytes: byte[] list; Errors: string; Unspecified: bool; NeedsReset: bool option
-      Queue: uint16 * uint16 * int
-      /// The disk afterwards, where the case may have written it (None: not looked at).
-      Disk: byte[] option }
+    {
+        UsedList: (uint32 * uint32) list
+        IsBroken: bool
+        Bytes: byte[] list
+        Errors: string
+        Unspecified: bool
+        NeedsReset: bool option
+        Queue: uint16 * uint16 * int
+        /// The disk afterwards, where the case may have written it (None: not looked at).
+        Disk: byte[] option
+    }
 
 /// The same request as a case for a reused QEMU (VirtioBlkSession).
 let toCase (r: Request) =
     BlkRequestCase(
-        [| yield GuestWrite(Header, r.Header); for (a, b) in r.Before -> GuestWrite(a, b) |],
+        [| yield GuestWrite(Header, r.Header)
+           for (a, b) in r.Before -> GuestWrite(a, b) |],
         [| for (i, a, l, f, n) in r.Descriptors -> struct (i, VringDesc(a, l, f, n)) |],
         [| for (a, l) in r.Look -> GuestRange(a, l) |],
         // an OUT request, or guest writes that could hold another header, may change the disk
         BitConverter.ToUInt32(r.Header, 0) = 1u || not r.Before.IsEmpty,
         Array.ofList r.Heads,
-        (match r.Rings with Some(d, a, u) -> Nullable(RingAddresses(d, a, u)) | None -> Nullable()),
-        (match r.Rings with Some(_, _, u) -> guestReadable u | None -> true),
-        (if r.Kicks.IsEmpty then null else Array.ofList r.Kicks))
+        (match r.Rings with
+         | Some(d, a, u) -> Nullable(RingAddresses(d, a, u))
+         | None -> Nullable()),
+        (match r.Rings with
+         | Some(_, _, u) -> guestReadable u
+         | None -> true),
+        (if r.Kicks.IsEmpty then null else Array.ofList r.Kicks)
+    )
 
 /// The request on a reused QEMU; a QEMU that died or hung is reported as an outcome the model never has.
 /// (QEMU may complete several requests in any order: the used list is compared as a set.)
 let requestOnSession (session: VirtioBlkSession) (r: Request) =
     let o = session.Run(toCase r)
+
     { UsedList = o.Used |> Seq.map (fun struct (i, l) -> i, l) |> List.ofSeq
       IsBroken = o.Broken
       Bytes = List.ofSeq o.Bytes
-      Errors = (match o.QemuFailure with null -> o.Errors | f -> sprintf "QEMU FAILED (%s); stderr: %s" f o.Errors)
+      Errors =
+        (match o.QemuFailure with
+         | null -> o.Errors
+         | f -> sprintf "QEMU FAILED (%s); stderr: %s" f o.Errors)
       Unspecified = false
-      NeedsReset = if session.Transport = VirtioTransport.Modern then Some(o.DeviceStatus &&& 0x40uy <> 0uy) else None
+      NeedsReset =
+        if session.Transport = VirtioTransport.Modern then
+            Some(o.DeviceStatus &&& 0x40uy <> 0uy)
+        else
+            None
       Queue = (let struct (a, u, i) = o.Queue in (a, u, i))
       Disk = Option.ofObj o.Disk }
 
@@ -94,10 +136,14 @@ let requestOnSession (session: VirtioBlkSession) (r: Request) =
 /// hold the same bytes on both sides.
 let romImageOf =
     let images = Collections.Concurrent.ConcurrentDictionary<string, byte[]>()
+
     fun (binary: QemuBinary) ->
-        images.GetOrAdd(binary.Path, fun _ ->
-            use q = new QemuProcess(binary, VirtioContext.InitialDisk 16)
-            q.Qtest.Read(0xfffc0000UL, 0x40000))
+        images.GetOrAdd(
+            binary.Path,
+            fun _ ->
+                use q = new QemuProcess(binary, VirtioContext.InitialDisk 16)
+                q.Qtest.Read(0xfffc0000UL, 0x40000)
+        )
 
 /// The device's own DMA address space in QEMU's layout: its PCI bus-master space, named after the device.
 /// A virtio device uses it only with VIRTIO_F_ACCESS_PLATFORM (iommu_platform=on); otherwise it DMAs through
@@ -107,53 +153,89 @@ let DeviceSpace = "virtio-blk-pci"
 /// What the model side of a comparison runs on: a layout, a profile, the device's address space and
 /// where the driver put a queue of which size.
 type ModelSide =
-    { Layout: LayoutSpec; LayoutSource: string; Profile: Profile; Space: string; QueueSize: int; Rings: uint64 * uint64 * uint64
-      /// The files the layout was read from, for scenario files to name instead of inlining it.
-      LayoutFrom: LayoutReference option }
+    {
+        Layout: LayoutSpec
+        LayoutSource: string
+        Profile: Profile
+        Space: string
+        QueueSize: int
+        Rings: uint64 * uint64 * uint64
+        /// The files the layout was read from, for scenario files to name instead of inlining it.
+        LayoutFrom: LayoutReference option
+    }
 
 /// Where the layouts QEMU processes printed are kept, so that a printed scenario can name them: the user's
 /// cache (beside scripts/fetch-qemu's), one pair of files per distinct dump.
-let layoutCache () = IO.Path.Combine(IO.Path.GetDirectoryName(QemuBinary.CacheDirectory), "layouts")
+let layoutCache () =
+    IO.Path.Combine(IO.Path.GetDirectoryName(QemuBinary.CacheDirectory), "layouts")
 
 /// Writes a QEMU process's dumps to the layout cache (named by version, transport and a hash of the text).
 let private keepDumps (binary: QemuBinary) (transport: VirtioTransport) (tree: string) (flat: string) =
     let dir = layoutCache ()
     IO.Directory.CreateDirectory dir |> ignore
-    let stem = sprintf "qemu-%O-%s-%08x" binary.Version ((string transport).ToLowerInvariant()) (MemoryTopology.StableHash(tree + flat))
-    let treeFile, flatFile = IO.Path.Combine(dir, stem + ".mtree-D.txt"), IO.Path.Combine(dir, stem + ".flat.txt")
-    if not (IO.File.Exists treeFile) then IO.File.WriteAllText(treeFile, tree)
-    if not (IO.File.Exists flatFile) then IO.File.WriteAllText(flatFile, flat)
+
+    let stem =
+        sprintf "qemu-%O-%s-%08x" binary.Version ((string transport).ToLowerInvariant()) (MemoryTopology.StableHash(tree + flat))
+
+    let treeFile, flatFile =
+        IO.Path.Combine(dir, stem + ".mtree-D.txt"), IO.Path.Combine(dir, stem + ".flat.txt")
+
+    if not (IO.File.Exists treeFile) then
+        IO.File.WriteAllText(treeFile, tree)
+
+    if not (IO.File.Exists flatFile) then
+        IO.File.WriteAllText(flatFile, flat)
+
     treeFile, flatFile
 
 /// One QEMU process configuration under test (binary, transport, bounce budget) and the model's picture
 /// of it, taken from that process: its `info mtree -D` once the driver has set the device up, settled by
 /// its `info mtree -f`; the queue size its device reports; the profile its version implies; and the bounce
 /// budget of the device's address space as the process was given it.
-type Target = { Session: VirtioBlkSession; Binary: QemuBinary; Model: ModelSide }
+type Target =
+    { Session: VirtioBlkSession
+      Binary: QemuBinary
+      Model: ModelSide }
 
 let targetOf (binary: QemuBinary) (profile: Profile) (session: VirtioBlkSession) : Target =
     let struct (tree, flat) = session.LayoutDumps()
     let source = sprintf "QEMU %O, %A transport" binary.Version session.Transport
-    let imported = MtreeDump.Import(tree, MtreeImportOptions(Source = source, Flat = flat))
+
+    let imported =
+        MtreeDump.Import(tree, MtreeImportOptions(Source = source, Flat = flat))
     // a budget comes with iommu_platform=on, which moves the device's DMA into its own address space
     let space, budget =
         match Option.ofNullable session.MaxBounceBufferSize with
         | Some b -> DeviceSpace, b
         | None -> "memory", ProfileFacts.DefaultMaxBounceBufferSize
+
     let spaces =
         imported.Layout.AddressSpaces
-        |> Seq.map (fun a -> if a.Name = space then AddressSpaceSpec(a.Name, a.Root, budget, a.RootIndex) else a)
+        |> Seq.map (fun a ->
+            if a.Name = space then
+                AddressSpaceSpec(a.Name, a.Root, budget, a.RootIndex)
+            else
+                a)
         |> Array.ofSeq
+
     if not (spaces |> Array.exists (fun a -> a.Name = space)) then
         raise (QemuException(sprintf "%s prints no address space \"%s\": the device's DMA cannot be modelled" source space))
+
     let struct (desc, avail, usedRing) = session.Rings
+
     let layoutFrom =
         try
             let treeFile, flatFile = keepDumps binary session.Transport tree flat
             let budgets = Collections.Generic.Dictionary<string, uint64>()
-            if session.MaxBounceBufferSize.HasValue then budgets.[space] <- budget
+
+            if session.MaxBounceBufferSize.HasValue then
+                budgets.[space] <- budget
+
             Some(LayoutReference(treeFile, flatFile, budgets))
-        with :? IO.IOException | :? UnauthorizedAccessException -> None   // then printed scenarios inline the layout
+        with
+        | :? IO.IOException
+        | :? UnauthorizedAccessException -> None // then printed scenarios inline the layout
+
     { Session = session
       Binary = binary
       Model =
@@ -170,27 +252,40 @@ let requestOnModelWith (fault: Fault) (side: ModelSide) (rom: byte[] option) (r:
     let spec = side.Layout
     let profile = side.Profile
     let system = MemorySystem(spec, profile, fault)
-    rom |> Option.iter (fun image -> system.Region("pc.bios").RamBlock.Bytes.Write(0UL, ReadOnlySpan image))
+
+    rom
+    |> Option.iter (fun image -> system.Region("pc.bios").RamBlock.Bytes.Write(0UL, ReadOnlySpan image))
+
     let desc, avail, usedRing = r.Rings |> Option.defaultValue side.Rings
+
     let ops =
         [ VirtioSetupOp(side.Space, side.QueueSize, desc, avail, usedRing, false, false, false, 2048, "") :> ScenarioOp
           WriteOp("memory", Header, r.Header)
           yield! r.Before |> List.map (fun (a, b) -> WriteOp("memory", a, b) :> ScenarioOp)
-          DescriptorsOp(Nullable(), r.Descriptors |> List.map (fun (i, a, l, f, n) -> DescriptorEntry(i, a, l, f, n)) |> Array.ofList)
+          DescriptorsOp(
+              Nullable(),
+              r.Descriptors
+              |> List.map (fun (i, a, l, f, n) -> DescriptorEntry(i, a, l, f, n))
+              |> Array.ofList
+          )
           // each kick's heads, the kick, and its requests completed before the next
           let kicks = if r.Kicks.IsEmpty then [ r.Heads.Length ] else r.Kicks
           let starts = List.scan (+) 0 kicks
+
           for (start, count) in List.zip (List.take kicks.Length starts) kicks do
               PublishOp(r.Heads |> List.skip start |> List.take count |> Array.ofList)
               KickOp()
               CompleteIoOp() ]
+
     let run = ScenarioRunner.Run(Scenario(profile, spec, Array.ofList ops), system)
     // the used ring as the guest reads it back, as on the QEMU side (from ROM or unassigned space: whatever is there)
     let usedIdx = int (BitConverter.ToUInt16(read run (usedRing + 2UL) 2, 0))
+
     let usedList =
         [ for slot in 0 .. min usedIdx side.QueueSize - 1 ->
-            let e = read run (usedRing + 4UL + uint64 (8 * slot)) 8
-            BitConverter.ToUInt32(e, 0), BitConverter.ToUInt32(e, 4) ]
+              let e = read run (usedRing + 4UL + uint64 (8 * slot)) 8
+              BitConverter.ToUInt32(e, 0), BitConverter.ToUInt32(e, 4) ]
+
     { UsedList = usedList
       IsBroken = run.Virtio.Device.Broken
       Bytes = r.Look |> List.map (fun (a, l) -> read run a l)
@@ -198,13 +293,17 @@ let requestOnModelWith (fault: Fault) (side: ModelSide) (rom: byte[] option) (r:
       Unspecified = run.System.UnproducedBytesWrittenBack > 0L
       NeedsReset = None
       Queue = (let q = run.Virtio.Device.Queues.[0] in (q.LastAvailIdx, q.UsedIdx, q.InUse))
-      Disk = Some run.Virtio.Blk.Disk }, run
+      Disk = Some run.Virtio.Blk.Disk },
+    run
 
-let requestOnModel side rom r = requestOnModelWith Fault.None side rom r
+let requestOnModel side rom r =
+    requestOnModelWith Fault.None side rom r
 
 /// One request on a fresh QEMU (a session of one case) and on the model's picture of that QEMU.
 let bothOnFresh (binary: QemuBinary) (transport: VirtioTransport) (r: Request) =
-    use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = transport)
+    use session =
+        new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = transport)
+
     let target = targetOf binary binary.Profile session
     let real = requestOnSession session r
     let model, run = requestOnModel target.Model (Some(romImageOf binary)) r
@@ -214,10 +313,13 @@ let bothOnFresh (binary: QemuBinary) (transport: VirtioTransport) (r: Request) =
 /// model wrote back bounce bytes nobody produced, those buffers are compared only when KD-1 (F-BLK-2) is
 /// not registered for this QEMU's release (`kd1`).
 let differencesWith (kd1: bool) (r: Request) (real: Outcome) (model: Outcome) (run: ScenarioRun) =
-    let bounced (a: uint64) = not (run.System.Space("memory").View.Translate(a).Region.IsDirect true)
+    let bounced (a: uint64) =
+        not (run.System.Space("memory").View.Translate(a).Region.IsDirect true)
     // several requests of one kick complete in whatever order the block layer finishes them
-    [ if List.sort real.UsedList <> List.sort model.UsedList then sprintf "used ring: QEMU %A, model %A" real.UsedList model.UsedList
-      if real.IsBroken <> model.IsBroken then sprintf "broken: QEMU %b, model %b" real.IsBroken model.IsBroken
+    [ if List.sort real.UsedList <> List.sort model.UsedList then
+          sprintf "used ring: QEMU %A, model %A" real.UsedList model.UsedList
+      if real.IsBroken <> model.IsBroken then
+          sprintf "broken: QEMU %b, model %b" real.IsBroken model.IsBroken
       if real.Queue <> model.Queue then
           let (a1, u1, i1), (a2, u2, i2) = real.Queue, model.Queue
           sprintf "queue 0 (last_avail_idx, used_idx, inuse): QEMU (%d, %d, %d), model (%d, %d, %d)" a1 u1 i1 a2 u2 i2
@@ -230,19 +332,28 @@ let differencesWith (kd1: bool) (r: Request) (real: Outcome) (model: Outcome) (r
               sprintf "bytes at 0x%x differ: QEMU %s, model %s" a (ScenarioTrace.Hex q) (ScenarioTrace.Hex m)
       match real.Disk, model.Disk with
       | Some q, Some m when q <> m ->
-          let sectors = [ for s in 0 .. min q.Length m.Length / 512 - 1 do
-                            if not (ReadOnlySpan(q, s * 512, 512).SequenceEqual(ReadOnlySpan(m, s * 512, 512))) then yield s ]
+          let sectors =
+              [ for s in 0 .. min q.Length m.Length / 512 - 1 do
+                    if not (ReadOnlySpan(q, s * 512, 512).SequenceEqual(ReadOnlySpan(m, s * 512, 512))) then
+                        yield s ]
+
           sprintf "disk image differs (%d vs %d bytes) in sectors %A" q.Length m.Length (sectors |> List.truncate 8)
       | _ -> ()
       for e in model.Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries) do
-          if not (real.Errors.Contains e) then sprintf "the model reports \"%s\"; QEMU printed: %s" e (real.Errors.Trim()) ]
+          if not (real.Errors.Contains e) then
+              sprintf "the model reports \"%s\"; QEMU printed: %s" e (real.Errors.Trim()) ]
 
 /// The differences on a QEMU of the given version (KD-1 as registered for its release).
 let differences (version: Version) r real model run =
     differencesWith (KnownDeviations.appliesTo (KnownDeviations.load ()) "F-BLK-2" version) r real model run
 
 let private places =
-    [| 0x300000UL, "RAM"; 0x3ffff00UL, "RAM end"; Mmio + 0x100UL, "MMIO"; Mmio + 0xff00UL, "MMIO end"; Rom + 0x1000UL, "ROM"; 0x10000000UL, "unassigned"
+    [| 0x300000UL, "RAM"
+       0x3ffff00UL, "RAM end"
+       Mmio + 0x100UL, "MMIO"
+       Mmio + 0xff00UL, "MMIO end"
+       Rom + 0x1000UL, "ROM"
+       0x10000000UL, "unassigned"
        0xffffffffffffff00UL, "64-bit end" |]
 
 /// How a generated chain is malformed (the malformed chains of the virtqueue issue), if it is.
@@ -264,7 +375,12 @@ type Malformation =
 /// `TableInMmio`: the table is in pc-testdev's MMIO, `TableAcrossMmioEnd`: it runs past MMIO's end into
 /// unassigned space (its region cache is cut there: "Cannot map indirect buffer").
 type RequestSpec =
-    { Type: uint32; Sector: uint64; Pieces: (int * uint32) list; StatusInMmio: bool; Malformed: Malformation; Indirect: bool
+    { Type: uint32
+      Sector: uint64
+      Pieces: (int * uint32) list
+      StatusInMmio: bool
+      Malformed: Malformation
+      Indirect: bool
       TableAt: TablePlace }
 
 and TablePlace =
@@ -285,9 +401,15 @@ type RingPlace =
 /// MMIO); the modern transport places each: the available ring where the guest can write it (RAM, MMIO),
 /// the descriptor table also in unassigned space (the device reads zeros: a zero-length descriptor), the
 /// used ring anywhere. (Not in ROM: the device would follow BIOS bytes as descriptors anywhere in RAM.)
-and RingSpec = { DescIn: RingPlace; AvailIn: RingPlace; UsedIn: RingPlace }
+and RingSpec =
+    { DescIn: RingPlace
+      AvailIn: RingPlace
+      UsedIn: RingPlace }
 
-let RingsInRam = { DescIn = RingInRam; AvailIn = RingInRam; UsedIn = RingInRam }
+let RingsInRam =
+    { DescIn = RingInRam
+      AvailIn = RingInRam
+      UsedIn = RingInRam }
 
 /// Where rings in a place start: each ring at its legacy-layout offset from there.
 let ringBase =
@@ -299,16 +421,19 @@ let ringBase =
 
 /// The three ring addresses of a placement for a queue of `queueSize`.
 let ringAddresses (queueSize: int) (r: RingSpec) =
-    ringBase r.DescIn,
-    VirtioBlkDriver.LegacyAvail(ringBase r.AvailIn, queueSize),
-    VirtioBlkDriver.LegacyUsed(ringBase r.UsedIn, queueSize)
+    ringBase r.DescIn, VirtioBlkDriver.LegacyAvail(ringBase r.AvailIn, queueSize), VirtioBlkDriver.LegacyUsed(ringBase r.UsedIn, queueSize)
 
 /// A generated case: 1-4 requests published before one kick, on one transport, with the device's
 /// bounce budget (x-max-bounce-buffer-size with iommu_platform=on, modern transport only; None: the
 /// device DMAs through "memory" with QEMU's default budget, all there is before 9.1). Shrinking
 /// works on this description with QEMU in the loop: fewer requests and pieces, shorter pieces, RAM instead
 /// of other places, plain reads, the default budget, the legacy transport.
-type CaseSpec = { Transport: VirtioTransport; Budget: uint64 option; Rings: RingSpec; Kicks: int list; Requests: RequestSpec list }
+type CaseSpec =
+    { Transport: VirtioTransport
+      Budget: uint64 option
+      Rings: RingSpec
+      Kicks: int list
+      Requests: RequestSpec list }
 
 /// The guest's memory and descriptor table for a case: request k's header at Header + 0x40k, its status
 /// at Status + 0x10k (or in MMIO), its data at the next free offset of each place, its descriptors
@@ -320,18 +445,34 @@ let build (queueSize: int) (c: CaseSpec) : string * VirtioTransport * Request =
     let before = ResizeArray()
     let look = ResizeArray()
     let heads = ResizeArray()
+
     for k, r in List.indexed c.Requests do
         let headerAt = Header + uint64 (0x40 * k)
-        if k > 0 then before.Add((headerAt, header r.Type r.Sector))
-        let statusAt = (if r.StatusInMmio then Mmio + 0x7f00UL else Status) + uint64 (0x10 * k)
+
+        if k > 0 then
+            before.Add((headerAt, header r.Type r.Sector))
+
+        let statusAt =
+            (if r.StatusInMmio then Mmio + 0x7f00UL else Status) + uint64 (0x10 * k)
+
         let data =
             [ for (place, len) in r.Pieces ->
-                let off = match offsets.TryGetValue place with | true, o -> o | _ -> 0UL
-                offsets.[place] <- off + uint64 len + 0x10UL
-                fst places.[place] + off, len ]
+                  let off =
+                      match offsets.TryGetValue place with
+                      | true, o -> o
+                      | _ -> 0UL
+
+                  offsets.[place] <- off + uint64 len + 0x10UL
+                  fst places.[place] + off, len ]
+
         let flags = if r.Type = 1u then N else W ||| N
         // the chain with indices local to where it lives (the ring from `next` on, or an indirect table)
-        let data = if r.Malformed = ZeroLength then data @ [ fst places.[0] + 0x8000UL + uint64 (0x100 * k), 0u ] else data
+        let data =
+            if r.Malformed = ZeroLength then
+                data @ [ fst places.[0] + 0x8000UL + uint64 (0x100 * k), 0u ]
+            else
+                data
+
         let chain =
             [ yield headerAt, 16u, N, (if r.Malformed = NextOutOfRange then -1 else 1)
               for i, (addr, len) in List.indexed data do
@@ -340,60 +481,150 @@ let build (queueSize: int) (c: CaseSpec) : string * VirtioTransport * Request =
               if r.Malformed = ReadableAfterWritable then
                   yield Data + 0x9000UL + uint64 (0x100 * k), 16u, N, data.Length + 2
               yield statusAt, 1u, W, 0 ]
+
         heads.Add(uint16 next)
+
         if r.Indirect then
             let table =
                 match r.TableAt with
                 | TableInRam -> Data + 0x80000UL + uint64 (0x400 * k)
                 | TableInMmio -> Mmio + 0x6000UL + uint64 (0x200 * k)
                 | TableAcrossMmioEnd -> Mmio + 0x10000UL - 0x20UL - uint64 (0x1000 * k)
+
             let bytes = Array.zeroCreate<byte> (16 * chain.Length)
-            chain |> List.iteri (fun i (a, l, f, n) -> VringDesc(a, l, f, (if n = -1 then uint16 (queueSize + 44) else uint16 n)).Encode(Span(bytes, 16 * i, 16)))
+
+            chain
+            |> List.iteri (fun i (a, l, f, n) -> VringDesc(a, l, f, (if n = -1 then uint16 (queueSize + 44) else uint16 n)).Encode(Span(bytes, 16 * i, 16)))
+
             before.Add((table, bytes))
             descriptors.Add((next, table, uint32 bytes.Length, VirtioConstants.DescFlagIndirect, 0us))
             next <- next + 1
         else
             let start = next
+
             for (a, l, f, n) in chain do
-                descriptors.Add((next, a, l, f, (if n = -1 then uint16 (queueSize + 44) else uint16 (start + n))))
+                descriptors.Add(
+                    (next,
+                     a,
+                     l,
+                     f,
+                     (if n = -1 then
+                          uint16 (queueSize + 44)
+                      else
+                          uint16 (start + n)))
+                )
+
                 next <- next + 1
+
         look.Add((statusAt, 1))
-        for (addr, len) in data do if len > 0u then look.Add((addr, int (min len 16384u)))   // whole buffers: the session clears what a case reads back
+
+        for (addr, len) in data do
+            if len > 0u then
+                look.Add((addr, int (min len 16384u))) // whole buffers: the session clears what a case reads back
+
     let describe (r: RequestSpec) =
-        sprintf "type %d sector %d [%s]%s%s%s" r.Type r.Sector
+        sprintf
+            "type %d sector %d [%s]%s%s%s"
+            r.Type
+            r.Sector
             (String.Join(", ", r.Pieces |> List.map (fun (p, l) -> sprintf "%s %d" (snd places.[p]) l)))
             (if r.StatusInMmio then " status in MMIO" else "")
-            (if r.Malformed = WellFormed then "" else sprintf " malformed: %A" r.Malformed)
-            (if r.Indirect then sprintf " indirect%s" (match r.TableAt with TableInRam -> "" | TableInMmio -> " (table in MMIO)" | TableAcrossMmioEnd -> " (table across MMIO's end)") else "")
-    let budget = match c.Budget with Some b -> sprintf ", bounce budget %d" b | None -> ""
+            (if r.Malformed = WellFormed then
+                 ""
+             else
+                 sprintf " malformed: %A" r.Malformed)
+            (if r.Indirect then
+                 sprintf
+                     " indirect%s"
+                     (match r.TableAt with
+                      | TableInRam -> ""
+                      | TableInMmio -> " (table in MMIO)"
+                      | TableAcrossMmioEnd -> " (table across MMIO's end)")
+             else
+                 "")
+
+    let budget =
+        match c.Budget with
+        | Some b -> sprintf ", bounce budget %d" b
+        | None -> ""
+
     let rings =
-        if c.Rings = RingsInRam then ""
-        else sprintf ", rings: descriptors %A, available %A, used %A" c.Rings.DescIn c.Rings.AvailIn c.Rings.UsedIn
-    let kicks = if c.Kicks.IsEmpty then "" else sprintf ", kicks of %s requests" (String.Join("+", c.Kicks))
-    let label = sprintf "%A%s%s%s: %s" c.Transport budget rings kicks (String.Join("; ", c.Requests |> List.map describe))
+        if c.Rings = RingsInRam then
+            ""
+        else
+            sprintf ", rings: descriptors %A, available %A, used %A" c.Rings.DescIn c.Rings.AvailIn c.Rings.UsedIn
+
+    let kicks =
+        if c.Kicks.IsEmpty then
+            ""
+        else
+            sprintf ", kicks of %s requests" (String.Join("+", c.Kicks))
+
+    let label =
+        sprintf "%A%s%s%s: %s" c.Transport budget rings kicks (String.Join("; ", c.Requests |> List.map describe))
+
     let first = c.Requests.Head
-    label, c.Transport,
-    { Header = header first.Type first.Sector; Descriptors = List.ofSeq descriptors; Before = List.ofSeq before
-      Look = List.ofSeq look; Heads = List.ofSeq heads
-      Rings = if c.Rings = RingsInRam then None else Some(ringAddresses queueSize c.Rings)
+
+    label,
+    c.Transport,
+    { Header = header first.Type first.Sector
+      Descriptors = List.ofSeq descriptors
+      Before = List.ofSeq before
+      Look = List.ofSeq look
+      Heads = List.ofSeq heads
+      Rings =
+        if c.Rings = RingsInRam then
+            None
+        else
+            Some(ringAddresses queueSize c.Rings)
       Kicks = c.Kicks }
 
 let private genRequest =
     gen {
-        let! typ = Gen.frequency [ 4, Gen.constant 0u; 3, Gen.constant 1u; 1, Gen.constant 4u; 1, Gen.constant 8u; 1, Gen.constant 6u ]
+        let! typ =
+            Gen.frequency
+                [ 4, Gen.constant 0u
+                  3, Gen.constant 1u
+                  1, Gen.constant 4u
+                  1, Gen.constant 8u
+                  1, Gen.constant 6u ]
+
         let! n = Gen.choose (1, 3)
+
         let! pieces =
-            Gen.listOfLength n (
-                Gen.zip
+            Gen.listOfLength
+                n
+                (Gen.zip
                     (Gen.frequency [ 6, Gen.constant 0; 4, Gen.choose (0, places.Length - 1) ])
-                    (Gen.frequency [ 3, Gen.elements [ 1u; 16u; 511u; 512u; 513u ]; 2, Gen.elements [ 4095u; 4096u; 4097u; 8192u ]; 1, Gen.choose (1, 9000) |> Gen.map uint32 ]))
+                    (Gen.frequency
+                        [ 3, Gen.elements [ 1u; 16u; 511u; 512u; 513u ]
+                          2, Gen.elements [ 4095u; 4096u; 4097u; 8192u ]
+                          1, Gen.choose (1, 9000) |> Gen.map uint32 ]))
+
         let! sector = Gen.frequency [ 4, Gen.constant 1UL; 1, Gen.constant 2047UL; 1, Gen.constant 5000UL ]
         let! statusInMmio = Gen.elements [ false; true ]
-        let! malformed = Gen.frequency [ 12, Gen.constant WellFormed; 1, Gen.elements [ Loop; ReadableAfterWritable; NextOutOfRange; ZeroLength ] ]
+
+        let! malformed =
+            Gen.frequency
+                [ 12, Gen.constant WellFormed
+                  1, Gen.elements [ Loop; ReadableAfterWritable; NextOutOfRange; ZeroLength ] ]
+
         let! indirect = Gen.frequency [ 4, Gen.constant false; 1, Gen.constant true ]
-        let! tableAt = Gen.frequency [ 4, Gen.constant TableInRam; 1, Gen.constant TableInMmio; 1, Gen.constant TableAcrossMmioEnd ]
-        return { Type = typ; Sector = sector; Pieces = pieces; StatusInMmio = statusInMmio; Malformed = malformed; Indirect = indirect
-                 TableAt = if indirect then tableAt else TableInRam }
+
+        let! tableAt =
+            Gen.frequency
+                [ 4, Gen.constant TableInRam
+                  1, Gen.constant TableInMmio
+                  1, Gen.constant TableAcrossMmioEnd ]
+
+        return
+            { Type = typ
+              Sector = sector
+              Pieces = pieces
+              StatusInMmio = statusInMmio
+              Malformed = malformed
+              Indirect = indirect
+              TableAt = if indirect then tableAt else TableInRam }
     }
 
 /// Bounce budgets a case may give the device (x-max-bounce-buffer-size): one byte under and over the
@@ -405,36 +636,66 @@ let Budgets = [ 511UL; 513UL; 4095UL; 4097UL; 8192UL; 65536UL; 1048576UL ]
 let genSpecWith (transports: VirtioTransport list) (budgets: uint64 list) (ringsOutsideRam: bool) =
     gen {
         let! transport = Gen.elements transports
+
         let! budget =
-            if budgets.IsEmpty || transport = VirtioTransport.Legacy then Gen.constant None
-            else Gen.frequency [ 1, Gen.constant None; 3, Gen.elements budgets |> Gen.map Some ]
+            if budgets.IsEmpty || transport = VirtioTransport.Legacy then
+                Gen.constant None
+            else
+                Gen.frequency [ 1, Gen.constant None; 3, Gen.elements budgets |> Gen.map Some ]
+
         let! rings =
-            if not ringsOutsideRam then Gen.constant RingsInRam
+            if not ringsOutsideRam then
+                Gen.constant RingsInRam
             elif transport = VirtioTransport.Legacy then
-                Gen.frequency [ 6, Gen.constant RingsInRam; 1, Gen.constant { DescIn = RingInMmio; AvailIn = RingInMmio; UsedIn = RingInMmio } ]
+                Gen.frequency
+                    [ 6, Gen.constant RingsInRam
+                      1,
+                      Gen.constant
+                          { DescIn = RingInMmio
+                            AvailIn = RingInMmio
+                            UsedIn = RingInMmio } ]
             else
                 Gen.frequency
                     [ 6, Gen.constant RingsInRam
-                      3, gen {
+                      3,
+                      gen {
                           let! d = Gen.elements [ RingInRam; RingInUnassigned; RingInMmio ]
                           let! a = Gen.elements [ RingInRam; RingInMmio ]
                           let! u = Gen.elements [ RingInRam; RingInRom; RingInUnassigned; RingInMmio ]
-                          return { DescIn = d; AvailIn = a; UsedIn = u } } ]
+                          return { DescIn = d; AvailIn = a; UsedIn = u }
+                      } ]
+
         let! count = Gen.frequency [ 3, Gen.constant 1; 2, Gen.choose (2, 4) ]
         let! requests = Gen.listOfLength count genRequest
         // KD-3: where region caches outside RAM are read at the wrong address, tables stay in RAM too
-        let requests = if ringsOutsideRam then requests else requests |> List.map (fun r -> { r with TableAt = TableInRam })
+        let requests =
+            if ringsOutsideRam then
+                requests
+            else
+                requests |> List.map (fun r -> { r with TableAt = TableInRam })
         // several kicks: the requests split into groups, each kicked once the previous group completed
         let! kicks =
-            if count < 2 then Gen.constant []
+            if count < 2 then
+                Gen.constant []
             else
                 Gen.frequency
                     [ 2, Gen.constant []
-                      1, Gen.listOfLength (count - 1) (Gen.elements [ false; true ])
-                         |> Gen.map (fun cuts ->
-                             let sizes = (cuts @ [ true ]) |> List.fold (fun (acc, run) cut -> if cut then (acc @ [ run + 1 ], 0) else (acc, run + 1)) ([], 0) |> fst
-                             if sizes.Length = 1 then [] else sizes) ]
-        return { Transport = transport; Budget = budget; Rings = rings; Kicks = kicks; Requests = requests }
+                      1,
+                      Gen.listOfLength (count - 1) (Gen.elements [ false; true ])
+                      |> Gen.map (fun cuts ->
+                          let sizes =
+                              (cuts @ [ true ])
+                              |> List.fold (fun (acc, run) cut -> if cut then (acc @ [ run + 1 ], 0) else (acc, run + 1)) ([], 0)
+                              |> fst
+
+                          if sizes.Length = 1 then [] else sizes) ]
+
+        return
+            { Transport = transport
+              Budget = budget
+              Rings = rings
+              Kicks = kicks
+              Requests = requests }
     }
 
 let AllTransports = [ VirtioTransport.Legacy; VirtioTransport.Modern ]
@@ -445,38 +706,101 @@ let shrinkSpec (c: CaseSpec) : CaseSpec seq =
     let simpler (r: RequestSpec) =
         seq {
             for i in 0 .. r.Pieces.Length - 1 do
-                if r.Pieces.Length > 1 then yield { r with Pieces = List.removeAt i r.Pieces }
+                if r.Pieces.Length > 1 then
+                    yield
+                        { r with
+                            Pieces = List.removeAt i r.Pieces }
+
             for i, (p, l) in List.indexed r.Pieces do
-                if p <> 0 then yield { r with Pieces = List.updateAt i (0, l) r.Pieces }
-                if l > 512u then yield { r with Pieces = List.updateAt i (p, 512u) r.Pieces }
-                if l > 1u && l <> 512u then yield { r with Pieces = List.updateAt i (p, l / 2u) r.Pieces }
-            if r.Type <> 0u then yield { r with Type = 0u }
-            if r.Sector <> 1UL then yield { r with Sector = 1UL }
-            if r.StatusInMmio then yield { r with StatusInMmio = false }
-            if r.Malformed <> WellFormed then yield { r with Malformed = WellFormed }
-            if r.TableAt <> TableInRam then yield { r with TableAt = TableInRam }
-            if r.Indirect then yield { r with Indirect = false; TableAt = TableInRam }
+                if p <> 0 then
+                    yield
+                        { r with
+                            Pieces = List.updateAt i (0, l) r.Pieces }
+
+                if l > 512u then
+                    yield
+                        { r with
+                            Pieces = List.updateAt i (p, 512u) r.Pieces }
+
+                if l > 1u && l <> 512u then
+                    yield
+                        { r with
+                            Pieces = List.updateAt i (p, l / 2u) r.Pieces }
+
+            if r.Type <> 0u then
+                yield { r with Type = 0u }
+
+            if r.Sector <> 1UL then
+                yield { r with Sector = 1UL }
+
+            if r.StatusInMmio then
+                yield { r with StatusInMmio = false }
+
+            if r.Malformed <> WellFormed then
+                yield { r with Malformed = WellFormed }
+
+            if r.TableAt <> TableInRam then
+                yield { r with TableAt = TableInRam }
+
+            if r.Indirect then
+                yield
+                    { r with
+                        Indirect = false
+                        TableAt = TableInRam }
         }
+
     seq {
-        if not c.Kicks.IsEmpty then yield { c with Kicks = [] }
+        if not c.Kicks.IsEmpty then
+            yield { c with Kicks = [] }
+
         if c.Requests.Length > 1 && c.Kicks.IsEmpty then
-            for i in 0 .. c.Requests.Length - 1 do yield { c with Requests = List.removeAt i c.Requests }
+            for i in 0 .. c.Requests.Length - 1 do
+                yield
+                    { c with
+                        Requests = List.removeAt i c.Requests }
+
         for i, r in List.indexed c.Requests do
-            for r' in simpler r do yield { c with Requests = List.updateAt i r' c.Requests }
-        if c.Budget.IsSome then yield { c with Budget = None }
+            for r' in simpler r do
+                yield
+                    { c with
+                        Requests = List.updateAt i r' c.Requests }
+
+        if c.Budget.IsSome then
+            yield { c with Budget = None }
+
         if c.Transport = VirtioTransport.Modern then
-            if c.Rings.DescIn <> RingInRam then yield { c with Rings = { c.Rings with DescIn = RingInRam } }
-            if c.Rings.AvailIn <> RingInRam then yield { c with Rings = { c.Rings with AvailIn = RingInRam } }
-            if c.Rings.UsedIn <> RingInRam then yield { c with Rings = { c.Rings with UsedIn = RingInRam } }
-        elif c.Rings <> RingsInRam then yield { c with Rings = RingsInRam }
+            if c.Rings.DescIn <> RingInRam then
+                yield
+                    { c with
+                        Rings = { c.Rings with DescIn = RingInRam } }
+
+            if c.Rings.AvailIn <> RingInRam then
+                yield
+                    { c with
+                        Rings = { c.Rings with AvailIn = RingInRam } }
+
+            if c.Rings.UsedIn <> RingInRam then
+                yield
+                    { c with
+                        Rings = { c.Rings with UsedIn = RingInRam } }
+        elif c.Rings <> RingsInRam then
+            yield { c with Rings = RingsInRam }
     }
 
 /// Shrinking that may also move a case to the legacy transport (when both are under test).
 let shrinkSpecAcross (transports: VirtioTransport list) (c: CaseSpec) =
     seq {
         yield! shrinkSpec c
-        if List.contains VirtioTransport.Legacy transports && c.Transport <> VirtioTransport.Legacy && c.Budget.IsNone && c.Rings = RingsInRam then
-            yield { c with Transport = VirtioTransport.Legacy }
+
+        if
+            List.contains VirtioTransport.Legacy transports
+            && c.Transport <> VirtioTransport.Legacy
+            && c.Budget.IsNone
+            && c.Rings = RingsInRam
+        then
+            yield
+                { c with
+                    Transport = VirtioTransport.Legacy }
     }
 
 /// The generated cases as requests, for a queue of 256 (for tests that want them without the spec).
@@ -486,81 +810,159 @@ let genCase = genSpec |> Gen.map (build 256)
 let qtestRoundTrips (q: QemuProcess) =
     let sw = Diagnostics.Stopwatch.StartNew()
     let n = 2000
-    for i in 1 .. n do q.Qtest.Read(Data, 4) |> ignore
+
+    for i in 1..n do
+        q.Qtest.Read(Data, 4) |> ignore
+
     float n / sw.Elapsed.TotalSeconds
 
 
 /// Both observations of one request, side by side, rows that differ marked.
 let sideBySide (r: Request) (qemuName: string) (real: Outcome) (modelName: string) (model: Outcome) =
-    let row (what: string) (q: string) (m: string) = sprintf "%s %-28s %-40s %s" (if q = m then " " else "≠") what q m
-    let hex (b: byte[]) = if b.Length > 16 then ScenarioTrace.Hex b.[..15] + "..." else ScenarioTrace.Hex b
+    let row (what: string) (q: string) (m: string) =
+        sprintf "%s %-28s %-40s %s" (if q = m then " " else "≠") what q m
+
+    let hex (b: byte[]) =
+        if b.Length > 16 then
+            ScenarioTrace.Hex b.[..15] + "..."
+        else
+            ScenarioTrace.Hex b
+
     let (a1, u1, i1), (a2, u2, i2) = real.Queue, model.Queue
+
     [ sprintf "  %-28s %-40s %s" "" qemuName modelName
       row "used ring" (sprintf "%A" real.UsedList) (sprintf "%A" model.UsedList)
       row "broken" (string real.IsBroken) (string model.IsBroken)
-      row "DEVICE_NEEDS_RESET" (match real.NeedsReset with Some b -> string b | None -> "(legacy: not shown)") (if real.NeedsReset.IsSome then string model.IsBroken else "(legacy: not shown)")
+      row
+          "DEVICE_NEEDS_RESET"
+          (match real.NeedsReset with
+           | Some b -> string b
+           | None -> "(legacy: not shown)")
+          (if real.NeedsReset.IsSome then
+               string model.IsBroken
+           else
+               "(legacy: not shown)")
       row "last_avail/used_idx/inuse" (sprintf "%d/%d/%d" a1 u1 i1) (sprintf "%d/%d/%d" a2 u2 i2)
       for ((a, l), (q, m)) in List.zip r.Look (List.zip real.Bytes model.Bytes) do
           row (sprintf "bytes at 0x%x (+%d)" a l) (hex q) (hex m)
       // QEMU prefixes its program name; a model line counts as shown when QEMU's output contains it
       let modelLines = model.Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries)
-      let shown = modelLines |> Array.forall (fun l -> real.Errors.Contains l) && (modelLines.Length > 0 || real.Errors.Trim() = "")
-      sprintf "%s %-28s %-40s %s" (if shown then " " else "≠") "error lines" (real.Errors.Trim().Replace("\n", " | ")) (model.Errors.Trim().Replace("\n", " | ")) ]
+
+      let shown =
+          modelLines |> Array.forall (fun l -> real.Errors.Contains l)
+          && (modelLines.Length > 0 || real.Errors.Trim() = "")
+
+      sprintf
+          "%s %-28s %-40s %s"
+          (if shown then " " else "≠")
+          "error lines"
+          (real.Errors.Trim().Replace("\n", " | "))
+          (model.Errors.Trim().Replace("\n", " | ")) ]
 
 /// Environment variable: generated differential cases per run (default 300).
 let CasesVariable = "CONFORMANCE_QEMU_CASES"
 
 let defaultCases () =
     match Environment.GetEnvironmentVariable CasesVariable with
-    | null | "" -> 300
+    | null
+    | "" -> 300
     | s -> Int32.Parse s
 
 /// What a differential run found: the verdict, the report, the shrunk counterexample, and for the version
 /// matrix: which observations the last disagreeing case differed in, the case labels with their share,
 /// the queue sizes the devices reported and the rate.
 type DifferentialOutcome =
-    { Passed: bool; Tests: int; Report: string; Counterexample: CaseSpec option
-      Disagreements: string list; Distribution: (string * float) list; QueueSizes: string; CasesPerSecond: float }
+    { Passed: bool
+      Tests: int
+      Report: string
+      Counterexample: CaseSpec option
+      Disagreements: string list
+      Distribution: (string * float) list
+      QueueSizes: string
+      CasesPerSecond: float }
 
 /// The observation a difference (a line of `differences`) is about, as the version matrix names it.
 let observationOf (difference: string) =
-    if difference.StartsWith "used ring" then "used ring"
-    elif difference.StartsWith "broken" then "broken flag"
-    elif difference.StartsWith "queue 0" then "queue 0 state"
-    elif difference.StartsWith "DEVICE_NEEDS_RESET" then "DEVICE_NEEDS_RESET"
-    elif difference.StartsWith "bytes at" then "device-writable bytes"
-    elif difference.StartsWith "disk image" then "disk image"
-    else "error lines"
+    if difference.StartsWith "used ring" then
+        "used ring"
+    elif difference.StartsWith "broken" then
+        "broken flag"
+    elif difference.StartsWith "queue 0" then
+        "queue 0 state"
+    elif difference.StartsWith "DEVICE_NEEDS_RESET" then
+        "DEVICE_NEEDS_RESET"
+    elif difference.StartsWith "bytes at" then
+        "device-writable bytes"
+    elif difference.StartsWith "disk image" then
+        "disk image"
+    else
+        "error lines"
 
 /// Runs `cases` generated requests on the QEMU at `binary` (one reused process per transport) and on the
 /// model with `profile`, and reports: verdict, rate, where the time went, the case distribution, and for
 /// a disagreement both observations in words, the model-side scenario and the replay token.
 /// `modelFault` runs a broken variant of the model instead (to show the differential catches model bugs).
-let checkAgainstOn (transports: VirtioTransport list) (modelFault: Fault) (binary: QemuBinary) (profile: Profile) (cases: int) (replay: Runner.ReplayToken option) : DifferentialOutcome =
+let checkAgainstOn
+    (transports: VirtioTransport list)
+    (modelFault: Fault)
+    (binary: QemuBinary)
+    (profile: Profile)
+    (cases: int)
+    (replay: Runner.ReplayToken option)
+    : DifferentialOutcome =
     let romImage = romImageOf binary
     // one reused process per transport and bounce budget, each with the model's picture of it
-    let targets = Collections.Generic.Dictionary<VirtioTransport * uint64 option, Target>()
+    let targets =
+        Collections.Generic.Dictionary<VirtioTransport * uint64 option, Target>()
+
     let startTime = Diagnostics.Stopwatch()
+
     let targetFor transport budget =
         match targets.TryGetValue((transport, budget)) with
         | true, t -> t
         | _ ->
             startTime.Start()
-            let session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = transport, maxBounceBufferSize = Option.toNullable budget)
+
+            let session =
+                new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = transport, maxBounceBufferSize = Option.toNullable budget)
+
             let t =
-                try targetOf binary profile session
-                with _ -> session.Dispose(); reraise ()
+                try
+                    targetOf binary profile session
+                with _ ->
+                    session.Dispose()
+                    reraise ()
+
             targets.[(transport, budget)] <- t
             startTime.Stop()
             t
-    use _ = { new IDisposable with member _.Dispose() = for t in targets.Values do t.Session.Dispose() }
-    let budgets = if binary.DeviceHasProperty("virtio-blk-pci", "x-max-bounce-buffer-size") then Budgets else []
+
+    use _ =
+        { new IDisposable with
+            member _.Dispose() =
+                for t in targets.Values do
+                    t.Session.Dispose() }
+
+    let budgets =
+        if binary.DeviceHasProperty("virtio-blk-pci", "x-max-bounce-buffer-size") then
+            Budgets
+        else
+            []
+
     let deviation = KnownDeviations.idFor (KnownDeviations.load ()) "F-BLK-2"
-    let kd1 = KnownDeviations.appliesTo (KnownDeviations.load ()) "F-BLK-2" binary.Version
-    let kd2 = KnownDeviations.appliesTo (KnownDeviations.load ()) "F-QEMU-2" binary.Version
-    let kd3 = KnownDeviations.appliesTo (KnownDeviations.load ()) "F-QEMU-3" binary.Version
+
+    let kd1 =
+        KnownDeviations.appliesTo (KnownDeviations.load ()) "F-BLK-2" binary.Version
+
+    let kd2 =
+        KnownDeviations.appliesTo (KnownDeviations.load ()) "F-QEMU-2" binary.Version
+
+    let kd3 =
+        KnownDeviations.appliesTo (KnownDeviations.load ()) "F-QEMU-3" binary.Version
+
     let qemuTime, modelTime = Diagnostics.Stopwatch(), Diagnostics.Stopwatch()
     let mutable lastDisagreement = []
+
     let judge (spec: CaseSpec) =
         let target = targetFor spec.Transport spec.Budget
         let label, transport, request = build target.Model.QueueSize spec
@@ -571,113 +973,272 @@ let checkAgainstOn (transports: VirtioTransport list) (modelFault: Fault) (binar
         let model, run = requestOnModelWith modelFault target.Model (Some romImage) request
         modelTime.Stop()
         let problems = differencesWith kd1 request real model run
-        if not problems.IsEmpty then lastDisagreement <- problems |> List.map observationOf |> List.distinct
+
+        if not problems.IsEmpty then
+            lastDisagreement <- problems |> List.map observationOf |> List.distinct
         // KD-2: this QEMU keeps a failed pop's bounce bytes counted against the device for good
         // (only a buffer outside plain RAM can have been bounced)
-        let outsideRam = spec.Requests |> List.exists (fun r -> r.StatusInMmio || r.Pieces |> List.exists (fun (p, _) -> p <> 0))
+        let outsideRam =
+            spec.Requests
+            |> List.exists (fun r -> r.StatusInMmio || r.Pieces |> List.exists (fun (p, _) -> p <> 0))
+
         let restarted = kd2 && spec.Budget.IsSome && model.IsBroken && outsideRam
-        if restarted then target.Session.Restart()
+
+        if restarted then
+            target.Session.Restart()
+
         let labels =
             [ sprintf "%A transport" transport
               match spec.Budget with
               | Some b -> sprintf "bounce budget %d (device address space)" b
-              | None -> if not budgets.IsEmpty && transport = VirtioTransport.Modern then "default bounce budget (address_space_memory)"
-              if model.IsBroken then "device broke"
-              if restarted then "known deviation KD-2: a fresh process after a failed pop with a budget"
-              if real.NeedsReset = Some true then "DEVICE_NEEDS_RESET seen (modern)"
+              | None ->
+                  if not budgets.IsEmpty && transport = VirtioTransport.Modern then
+                      "default bounce budget (address_space_memory)"
+              if model.IsBroken then
+                  "device broke"
+              if restarted then
+                  "known deviation KD-2: a fresh process after a failed pop with a budget"
+              if real.NeedsReset = Some true then
+                  "DEVICE_NEEDS_RESET seen (modern)"
               if model.Unspecified then
-                  if kd1 then sprintf "known deviation %s: uninitialised bounce bytes written back" deviation
-                  else "bounce bytes nobody produced written back (compared: KD-1 is not registered for this version)"
-              if spec.Requests.Length > 1 && spec.Kicks.IsEmpty then sprintf "%d requests in one kick" spec.Requests.Length
-              if not spec.Kicks.IsEmpty then sprintf "%d kicks, each after the previous completed" spec.Kicks.Length
-              for p in spec.Requests |> List.collect (fun r -> r.Pieces |> List.map fst) |> List.distinct do
-                  if p <> 0 then sprintf "a buffer in %s" (snd places.[p])
-              if spec.Requests |> List.exists (fun r -> r.StatusInMmio) then "a status byte in MMIO"
+                  if kd1 then
+                      sprintf "known deviation %s: uninitialised bounce bytes written back" deviation
+                  else
+                      "bounce bytes nobody produced written back (compared: KD-1 is not registered for this version)"
+              if spec.Requests.Length > 1 && spec.Kicks.IsEmpty then
+                  sprintf "%d requests in one kick" spec.Requests.Length
+              if not spec.Kicks.IsEmpty then
+                  sprintf "%d kicks, each after the previous completed" spec.Kicks.Length
+              for p in
+                  spec.Requests
+                  |> List.collect (fun r -> r.Pieces |> List.map fst)
+                  |> List.distinct do
+                  if p <> 0 then
+                      sprintf "a buffer in %s" (snd places.[p])
+              if spec.Requests |> List.exists (fun r -> r.StatusInMmio) then
+                  "a status byte in MMIO"
               for r in spec.Requests do
-                  if r.Malformed <> WellFormed then sprintf "malformed chain: %A" r.Malformed
-              if spec.Requests |> List.exists (fun r -> r.Indirect) then "an indirect table"
-              if spec.Requests |> List.exists (fun r -> r.TableAt = TableInMmio) then "an indirect table in MMIO"
-              if spec.Requests |> List.exists (fun r -> r.TableAt = TableAcrossMmioEnd) then "an indirect table across the end of MMIO"
-              for (name, place) in [ "descriptor table", spec.Rings.DescIn; "available ring", spec.Rings.AvailIn; "used ring", spec.Rings.UsedIn ] do
-                  if place <> RingInRam then sprintf "%s in %s" name (match place with RingInMmio -> "MMIO" | RingInRom -> "ROM" | RingInUnassigned -> "unassigned space" | RingInRam -> "RAM") ]
+                  if r.Malformed <> WellFormed then
+                      sprintf "malformed chain: %A" r.Malformed
+              if spec.Requests |> List.exists (fun r -> r.Indirect) then
+                  "an indirect table"
+              if spec.Requests |> List.exists (fun r -> r.TableAt = TableInMmio) then
+                  "an indirect table in MMIO"
+              if spec.Requests |> List.exists (fun r -> r.TableAt = TableAcrossMmioEnd) then
+                  "an indirect table across the end of MMIO"
+              for (name, place) in
+                  [ "descriptor table", spec.Rings.DescIn
+                    "available ring", spec.Rings.AvailIn
+                    "used ring", spec.Rings.UsedIn ] do
+                  if place <> RingInRam then
+                      sprintf
+                          "%s in %s"
+                          name
+                          (match place with
+                           | RingInMmio -> "MMIO"
+                           | RingInRom -> "ROM"
+                           | RingInUnassigned -> "unassigned space"
+                           | RingInRam -> "RAM") ]
+
         let verdicts =
-            if problems.IsEmpty then []
+            if problems.IsEmpty then
+                []
             else
                 let scenario =
-                    ScenarioJson.Write(Scenario(profile, run.Scenario.Layout, run.Scenario.Ops, Description = label, LayoutFrom = Option.toObj target.Model.LayoutFrom))
-                let table = sideBySide request (sprintf "QEMU %O (%A)" binary.Version transport) real (sprintf "model (%A)" profile) model
-                [ Verdict.Violated(String.concat "\n" ([ sprintf "case: %s" label ] @ problems @ table @ [ "scenario (model side; conformance replay FILE --target qemu runs it):"; scenario ])) ]
+                    ScenarioJson.Write(
+                        Scenario(profile, run.Scenario.Layout, run.Scenario.Ops, Description = label, LayoutFrom = Option.toObj target.Model.LayoutFrom)
+                    )
+
+                let table =
+                    sideBySide request (sprintf "QEMU %O (%A)" binary.Version transport) real (sprintf "model (%A)" profile) model
+
+                [ Verdict.Violated(
+                      String.concat
+                          "\n"
+                          ([ sprintf "case: %s" label ]
+                           @ problems
+                           @ table
+                           @ [ "scenario (model side; conformance replay FILE --target qemu runs it):"
+                               scenario ])
+                  ) ]
+
         Verdict.judged labels verdicts
     // start the default processes outside the timed part
     for transport in transports do
-        (targetFor transport None).Session.Run(toCase (single (header 0u 1UL) [ 0, Header, 16u, N, 0us ] [] [])) |> ignore
+        (targetFor transport None).Session.Run(toCase (single (header 0u 1UL) [ 0, Header, 16u, N, 0us ] [] []))
+        |> ignore
+
     startTime.Reset()
     let sw = Diagnostics.Stopwatch.StartNew()
-    let capture = Runner.runProperty (Arb.fromGenShrink (genSpecWith transports budgets (not kd3), shrinkSpecAcross transports)) judge cases replay
+
+    let capture =
+        Runner.runProperty (Arb.fromGenShrink (genSpecWith transports budgets (not kd3), shrinkSpecAcross transports)) judge cases replay
+
     let elapsed = sw.Elapsed.TotalSeconds
     let first = (targetFor transports.Head None).Session
     let roundTrips = qtestRoundTrips first.Process
     let ran = capture.Count
     let perCase (t: TimeSpan) = t.TotalMilliseconds / float (max 1 ran)
-    let sum (f: VirtioBlkSession -> TimeSpan) = targets.Values |> Seq.sumBy (fun t -> (f t.Session).Ticks) |> TimeSpan.FromTicks
+
+    let sum (f: VirtioBlkSession -> TimeSpan) =
+        targets.Values |> Seq.sumBy (fun t -> (f t.Session).Ticks) |> TimeSpan.FromTicks
+
     let prepare, submit, wait, readBack =
-        sum (fun s -> let struct (p, _, _, _) = s.Time in p), sum (fun s -> let struct (_, x, _, _) = s.Time in x),
-        sum (fun s -> let struct (_, _, w, _) = s.Time in w), sum (fun s -> let struct (_, _, _, r) = s.Time in r)
+        sum (fun s -> let struct (p, _, _, _) = s.Time in p),
+        sum (fun s -> let struct (_, x, _, _) = s.Time in x),
+        sum (fun s -> let struct (_, _, w, _) = s.Time in w),
+        sum (fun s -> let struct (_, _, _, r) = s.Time in r)
+
     let processes = targets.Values |> Seq.sumBy (fun t -> t.Session.ProcessesStarted)
-    let queueSizes = targets.Values |> Seq.map (fun t -> sprintf "%A %d" t.Session.Transport t.Model.QueueSize) |> Seq.distinct |> String.concat ", "
+
+    let queueSizes =
+        targets.Values
+        |> Seq.map (fun t -> sprintf "%A %d" t.Session.Transport t.Model.QueueSize)
+        |> Seq.distinct
+        |> String.concat ", "
+
     let sb = Text.StringBuilder()
     let line (s: string) = sb.Append(s).Append('\n') |> ignore
+
     let passed, message, token, shrunk =
         match capture.Result with
         | Some(TestResult.Passed _) -> true, "", None, None
         | Some(TestResult.Failed(data, _, shrunkArgs, outcome, _, rnd, size)) ->
-            let shrunk = shrunkArgs |> List.tryPick (function :? CaseSpec as c -> Some c | _ -> None)
-            false, sprintf "%s\n(shrunk %d times with QEMU in the loop)" (Runner.failureMessage data outcome) data.NumberOfShrinks,
-            Some({ Seed = rnd.Seed; Gamma = rnd.Gamma; Size = size }: Runner.ReplayToken), shrunk
+            let shrunk =
+                shrunkArgs
+                |> List.tryPick (function
+                    | :? CaseSpec as c -> Some c
+                    | _ -> None)
+
+            false,
+            sprintf "%s\n(shrunk %d times with QEMU in the loop)" (Runner.failureMessage data outcome) data.NumberOfShrinks,
+            Some(
+                { Seed = rnd.Seed
+                  Gamma = rnd.Gamma
+                  Size = size }
+                : Runner.ReplayToken
+            ),
+            shrunk
         | _ -> false, "FsCheck reported no result", None, None
-    line (sprintf "%s  differential virtio-blk requests against %s (QEMU %O, %s transport, model profile %A%s): %d cases"
-              (if passed then "PASS" else "FAIL") binary.Path binary.Version
-              (if transports.Length > 1 then "legacy and modern" else (string transports.Head).ToLowerInvariant()) profile
-              (if modelFault = Fault.None then "" else sprintf ", broken variant %A" modelFault) ran)
-    line (sprintf "      %.1f cases/s (%d cases in %.1f s, %.1f s of it starting processes) on %d QEMU processes, one per transport and bounce budget; raw qtest round trips on one of them: %.0f/s"
-              (float ran / elapsed) ran elapsed startTime.Elapsed.TotalSeconds processes roundTrips)
-    line (sprintf "      per case: QEMU %.1f ms (reset and restore %.2f, request %.2f, device %.2f, read back %.2f), model %.1f ms"
-              (perCase qemuTime.Elapsed) (perCase prepare) (perCase submit) (perCase wait) (perCase readBack) (perCase modelTime.Elapsed))
-    line (sprintf "      the model ran on the layout each process printed (info mtree -D, settled by -f), queue sizes the devices report: %s%s"
-              queueSizes (if binary.StatusQueryAborts then "; this QEMU aborts on x-query-virtio-status (F-QEMU-1): broken read from DEVICE_NEEDS_RESET (modern) and a probe request (legacy)" else ""))
-    if kd3 then line "      every ring in RAM: known deviation KD-3 (this QEMU reads and writes rings outside RAM at the wrong address)"
+
+    line (
+        sprintf
+            "%s  differential virtio-blk requests against %s (QEMU %O, %s transport, model profile %A%s): %d cases"
+            (if passed then "PASS" else "FAIL")
+            binary.Path
+            binary.Version
+            (if transports.Length > 1 then
+                 "legacy and modern"
+             else
+                 (string transports.Head).ToLowerInvariant())
+            profile
+            (if modelFault = Fault.None then
+                 ""
+             else
+                 sprintf ", broken variant %A" modelFault)
+            ran
+    )
+
+    line (
+        sprintf
+            "      %.1f cases/s (%d cases in %.1f s, %.1f s of it starting processes) on %d QEMU processes, one per transport and bounce budget; raw qtest round trips on one of them: %.0f/s"
+            (float ran / elapsed)
+            ran
+            elapsed
+            startTime.Elapsed.TotalSeconds
+            processes
+            roundTrips
+    )
+
+    line (
+        sprintf
+            "      per case: QEMU %.1f ms (reset and restore %.2f, request %.2f, device %.2f, read back %.2f), model %.1f ms"
+            (perCase qemuTime.Elapsed)
+            (perCase prepare)
+            (perCase submit)
+            (perCase wait)
+            (perCase readBack)
+            (perCase modelTime.Elapsed)
+    )
+
+    line (
+        sprintf
+            "      the model ran on the layout each process printed (info mtree -D, settled by -f), queue sizes the devices report: %s%s"
+            queueSizes
+            (if binary.StatusQueryAborts then
+                 "; this QEMU aborts on x-query-virtio-status (F-QEMU-1): broken read from DEVICE_NEEDS_RESET (modern) and a probe request (legacy)"
+             else
+                 "")
+    )
+
+    if kd3 then
+        line "      every ring in RAM: known deviation KD-3 (this QEMU reads and writes rings outside RAM at the wrong address)"
+
     for (label, pct) in Runner.distribution capture |> List.truncate 40 do
         line (sprintf "      %5.1f%% %s" pct label)
+
     if not passed then
         line "      why:"
-        for l in message.Split('\n') do line ("        " + l)
+
+        for l in message.Split('\n') do
+            line ("        " + l)
+
         match token with
         | Some t ->
             line (sprintf "      replay token: %O (the first case it generates is the failing one, before shrinking)" t)
-            line (sprintf "      reproduce with: dotnet run --project src/Conformance.Cli -- check --target qemu --qemu %s --profile %A%s%s --replay %O"
-                      binary.Path profile
-                      (if transports.Length > 1 then "" else sprintf " --transport %s" ((string transports.Head).ToLowerInvariant()))
-                      (if modelFault = Fault.None then "" else sprintf " --variant %A" modelFault) t)
+
+            line (
+                sprintf
+                    "      reproduce with: dotnet run --project src/Conformance.Cli -- check --target qemu --qemu %s --profile %A%s%s --replay %O"
+                    binary.Path
+                    profile
+                    (if transports.Length > 1 then
+                         ""
+                     else
+                         sprintf " --transport %s" ((string transports.Head).ToLowerInvariant()))
+                    (if modelFault = Fault.None then
+                         ""
+                     else
+                         sprintf " --variant %A" modelFault)
+                    t
+            )
         | None -> ()
-    { Passed = passed; Tests = ran; Report = sb.ToString(); Counterexample = shrunk
-      Disagreements = (if passed then [] else lastDisagreement); Distribution = Runner.distribution capture
-      QueueSizes = queueSizes; CasesPerSecond = float ran / elapsed }
 
-let checkAgainstWith modelFault binary profile cases replay = checkAgainstOn AllTransports modelFault binary profile cases replay
+    { Passed = passed
+      Tests = ran
+      Report = sb.ToString()
+      Counterexample = shrunk
+      Disagreements = (if passed then [] else lastDisagreement)
+      Distribution = Runner.distribution capture
+      QueueSizes = queueSizes
+      CasesPerSecond = float ran / elapsed }
 
-let checkAgainst binary profile cases replay = checkAgainstWith Fault.None binary profile cases replay
+let checkAgainstWith modelFault binary profile cases replay =
+    checkAgainstOn AllTransports modelFault binary profile cases replay
+
+let checkAgainst binary profile cases replay =
+    checkAgainstWith Fault.None binary profile cases replay
 
 /// Where a scenario's layout and the QEMU's disagree at an address the scenario uses (the "memory" views:
 /// region name and offset there), if anywhere.
 let layoutDisagreement (scenario: LayoutSpec) (qemu: LayoutSpec) (addresses: uint64 list) =
-    let view (l: LayoutSpec) = MemorySystem(l, Profile.Qemu72).Space("memory").View
+    let view (l: LayoutSpec) =
+        MemorySystem(l, Profile.Qemu72).Space("memory").View
+
     let mine, theirs = view scenario, view qemu
+
     addresses
     |> List.tryPick (fun a ->
         let m, q = mine.Translate a, theirs.Translate a
-        if m.Region.Name <> q.Region.Name || m.Xlat <> q.Xlat || m.Region.Kind <> q.Region.Kind then
+
+        if
+            m.Region.Name <> q.Region.Name
+            || m.Xlat <> q.Xlat
+            || m.Region.Kind <> q.Region.Kind
+        then
             Some(sprintf "at 0x%x the scenario's layout has %s+0x%x, this QEMU %s+0x%x" a m.Region.Name m.Xlat q.Region.Name q.Xlat)
-        else None)
+        else
+            None)
 
 /// The heads of each publish-kick-complete group, if the operations are only such groups.
 let private kickGroups (ops: ScenarioOp list) : uint16 list list option =
@@ -686,6 +1247,7 @@ let private kickGroups (ops: ScenarioOp list) : uint16 list list option =
         | [] -> if List.isEmpty acc then None else Some(List.rev acc)
         | (:? PublishOp as p) :: (:? KickOp) :: (:? CompleteIoOp) :: rest -> groups (List.ofSeq p.Heads :: acc) rest
         | _ -> None
+
     groups [] ops
 
 /// A scenario file as one kick of virtio-blk requests that QEMU can be driven through (the shape the
@@ -695,33 +1257,56 @@ let private kickGroups (ops: ScenarioOp list) : uint16 list list option =
 let requestOfScenario (target: ModelSide option) (s: Scenario) : Result<Request, string> =
     let ops = List.ofSeq s.Ops
     let describe (o: ScenarioOp) = o.GetType().Name.Replace("Op", "")
+
     match ops with
     | (:? VirtioSetupOp as v) :: rest ->
         let queueDiffers =
             match target with
             | Some t -> v.QueueSize <> t.QueueSize
             | None -> false
-        if (v.Space <> "memory" && v.Space <> DeviceSpace) || v.EventIdx || v.Indirect || v.DiskSectors <> 2048 then
-            Error(sprintf "its virtio setup differs from the QEMU driver's (the device in \"memory\" or \"%s\", no EVENT_IDX or indirect descriptors, 2048 sectors)" DeviceSpace)
+
+        if
+            (v.Space <> "memory" && v.Space <> DeviceSpace)
+            || v.EventIdx
+            || v.Indirect
+            || v.DiskSectors <> 2048
+        then
+            Error(
+                sprintf
+                    "its virtio setup differs from the QEMU driver's (the device in \"memory\" or \"%s\", no EVENT_IDX or indirect descriptors, 2048 sectors)"
+                    DeviceSpace
+            )
         elif queueDiffers then
             let t = target.Value
             let d, a, u = t.Rings
             Error(sprintf "its queue has %d entries; this QEMU's device reports %d (the driver's rings: 0x%x/0x%x/0x%x)" v.QueueSize t.QueueSize d a u)
         else
-            let writes = rest |> List.takeWhile (fun o -> o :? WriteOp) |> List.map (fun o -> o :?> WriteOp)
+            let writes =
+                rest
+                |> List.takeWhile (fun o -> o :? WriteOp)
+                |> List.map (fun o -> o :?> WriteOp)
+
             match rest |> List.skip writes.Length with
             | (:? DescriptorsOp as d) :: kickOps when not d.Table.HasValue && kickGroups kickOps |> Option.isSome ->
                 let groups = (kickGroups kickOps).Value
-                if writes |> List.exists (fun w -> w.Space <> "memory") then Error "a guest write goes to another address space than \"memory\""
+
+                if writes |> List.exists (fun w -> w.Space <> "memory") then
+                    Error "a guest write goes to another address space than \"memory\""
                 else
                     let entries = List.ofSeq d.Entries
+
                     let used =
                         [ for w in writes do
-                            yield w.Addr
-                            if w.Data.Length > 0 then yield w.Addr + uint64 w.Data.Length - 1UL
+                              yield w.Addr
+
+                              if w.Data.Length > 0 then
+                                  yield w.Addr + uint64 w.Data.Length - 1UL
                           for e in entries do
-                            yield e.Addr
-                            if e.Len > 0u then yield e.Addr + uint64 e.Len - 1UL ]
+                              yield e.Addr
+
+                              if e.Len > 0u then
+                                  yield e.Addr + uint64 e.Len - 1UL ]
+
                     match target |> Option.bind (fun t -> layoutDisagreement s.Layout t.Layout used) with
                     | Some where -> Error(sprintf "its layout is not this QEMU's: %s" where)
                     | None ->
@@ -729,19 +1314,31 @@ let requestOfScenario (target: ModelSide option) (s: Scenario) : Result<Request,
                             match writes with
                             | w :: others when w.Addr = Header && w.Data.Length = 16 -> w.Data, others
                             | _ -> Array.zeroCreate 16, writes
-                        Ok { Header = header
-                             Before = before |> List.map (fun w -> w.Addr, w.Data)
-                             Descriptors = entries |> List.map (fun e -> e.Index, e.Addr, e.Len, e.Flags, e.Next)
-                             Look = entries |> List.filter (fun e -> e.Flags &&& W <> 0us && e.Len > 0u) |> List.map (fun e -> e.Addr, int (min e.Len 4096u))
-                             Heads = groups |> List.concat
-                             Kicks = if groups.Length = 1 then [] else groups |> List.map List.length
-                             Rings =
-                                 match target with
-                                 | Some t when (v.Desc, v.Avail, v.Used) = t.Rings -> None
-                                 | _ -> Some(v.Desc, v.Avail, v.Used) }
+
+                        Ok
+                            { Header = header
+                              Before = before |> List.map (fun w -> w.Addr, w.Data)
+                              Descriptors = entries |> List.map (fun e -> e.Index, e.Addr, e.Len, e.Flags, e.Next)
+                              Look =
+                                entries
+                                |> List.filter (fun e -> e.Flags &&& W <> 0us && e.Len > 0u)
+                                |> List.map (fun e -> e.Addr, int (min e.Len 4096u))
+                              Heads = groups |> List.concat
+                              Kicks =
+                                if groups.Length = 1 then
+                                    []
+                                else
+                                    groups |> List.map List.length
+                              Rings =
+                                match target with
+                                | Some t when (v.Desc, v.Avail, v.Used) = t.Rings -> None
+                                | _ -> Some(v.Desc, v.Avail, v.Used) }
             | others ->
-                Error(sprintf "QEMU can run virtio-setup, writes, descriptors, then publish, kick, complete-io (once or more) in that order; this scenario has %s after its writes"
-                          (String.Join(", ", others |> List.map describe)))
+                Error(
+                    sprintf
+                        "QEMU can run virtio-setup, writes, descriptors, then publish, kick, complete-io (once or more) in that order; this scenario has %s after its writes"
+                        (String.Join(", ", others |> List.map describe))
+                )
     | first :: _ -> Error(sprintf "it starts with %s, not a virtio setup" (describe first))
     | [] -> Error "it has no operations"
 
@@ -750,31 +1347,58 @@ let requestOfScenario (target: ModelSide option) (s: Scenario) : Result<Request,
 /// words, and the model's trace. Error: not realisable on this QEMU.
 let replayOnQemu (binary: QemuBinary) (transport: VirtioTransport) (s: Scenario) : Result<bool * string, string> =
     let romImage = romImageOf binary
-    use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = transport)
+
+    use session =
+        new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = transport)
+
     let target = targetOf binary s.Profile session
+
     match requestOfScenario (Some target.Model) s with
     | Error why -> Error why
     | Ok request ->
         let v = s.Ops |> Seq.head :?> VirtioSetupOp
-        let side = { target.Model with Layout = s.Layout; LayoutSource = "the scenario"; Space = v.Space; LayoutFrom = Option.ofObj s.LayoutFrom }
+
+        let side =
+            { target.Model with
+                Layout = s.Layout
+                LayoutSource = "the scenario"
+                Space = v.Space
+                LayoutFrom = Option.ofObj s.LayoutFrom }
+
         let real = requestOnSession session request
         let model, run = requestOnModel side (Some romImage) request
         let problems = differences binary.Version request real model run
+
         let lines =
             [ yield! sideBySide request (sprintf "QEMU %O (%A)" binary.Version transport) real (sprintf "model (%A)" s.Profile) model
               yield ""
-              if problems.IsEmpty then yield "QEMU and the model agree."
+              if problems.IsEmpty then
+                  yield "QEMU and the model agree."
               else
                   yield "differences:"
-                  for p in problems do yield "  " + p
-                  if model.Unspecified && KnownDeviations.appliesTo (KnownDeviations.load ()) "F-BLK-2" binary.Version then yield sprintf "  (known deviation %s applies: bytes the model marks never-produced are not compared)" (KnownDeviations.idFor (KnownDeviations.load ()) "F-BLK-2")
+
+                  for p in problems do
+                      yield "  " + p
+
+                  if
+                      model.Unspecified
+                      && KnownDeviations.appliesTo (KnownDeviations.load ()) "F-BLK-2" binary.Version
+                  then
+                      yield
+                          sprintf
+                              "  (known deviation %s applies: bytes the model marks never-produced are not compared)"
+                              (KnownDeviations.idFor (KnownDeviations.load ()) "F-BLK-2")
               yield ""
               yield "the model's trace:"
               yield ScenarioTrace.Render run ]
+
         Ok(problems.IsEmpty, String.Join("\n", lines) + "\n")
 
 /// One column of the version matrix: a QEMU and its differential runs, one per transport.
-type VersionColumn = { Binary: QemuBinary; Profile: Profile; Runs: (VirtioTransport * DifferentialOutcome) list }
+type VersionColumn =
+    { Binary: QemuBinary
+      Profile: Profile
+      Runs: (VirtioTransport * DifferentialOutcome) list }
 
 /// The version matrix as a Markdown table: rows are the compared observations, the generated cases per
 /// transport, the bounce budgets, and the registered deviations and QEMU findings; columns are QEMU
@@ -782,30 +1406,54 @@ type VersionColumn = { Binary: QemuBinary; Profile: Profile; Runs: (VirtioTransp
 let versionMatrix (columns: VersionColumn list) =
     let deviations = KnownDeviations.load ()
     let findings = KnownDeviations.loadQemuFindings ()
+
     let share (o: DifferentialOutcome) (label: string) =
-        o.Distribution |> List.filter (fun (l, _) -> l.StartsWith label) |> List.sumBy snd |> fun pct -> int (Math.Round(pct * float o.Tests / 100.0))
+        o.Distribution
+        |> List.filter (fun (l, _) -> l.StartsWith label)
+        |> List.sumBy snd
+        |> fun pct -> int (Math.Round(pct * float o.Tests / 100.0))
+
     let cell (c: VersionColumn) (f: VirtioTransport * DifferentialOutcome -> string option) =
         match c.Runs |> List.choose f |> List.distinct with
         | [] -> "-"
         | xs -> String.Join("; ", xs)
+
     let observation (name: string) (c: VersionColumn) =
-        let failing = c.Runs |> List.filter (fun (_, o) -> List.contains name o.Disagreements)
+        let failing =
+            c.Runs |> List.filter (fun (_, o) -> List.contains name o.Disagreements)
+
         if not failing.IsEmpty then
             sprintf "**disagree** (%s)" (String.Join(", ", failing |> List.map (fun (t, _) -> sprintf "%A: 1 shrunk case" t)))
-        elif name = "device-writable bytes" && KnownDeviations.appliesTo deviations "F-BLK-2" c.Binary.Version then
+        elif
+            name = "device-writable bytes"
+            && KnownDeviations.appliesTo deviations "F-BLK-2" c.Binary.Version
+        then
             sprintf "agree; KD-1 in %d cases" (c.Runs |> List.sumBy (fun (_, o) -> share o "known deviation KD-1"))
-        elif name = "DEVICE_NEEDS_RESET" && not (c.Runs |> List.exists (fun (t, _) -> t = VirtioTransport.Modern)) then "-"
-        else "agree"
+        elif
+            name = "DEVICE_NEEDS_RESET"
+            && not (c.Runs |> List.exists (fun (t, _) -> t = VirtioTransport.Modern))
+        then
+            "-"
+        else
+            "agree"
+
     let registry (id: string) (seen: string list) (absent: string list) (notApplicable: string list) (c: VersionColumn) =
         let v = string c.Binary.Version
+
         if List.contains v seen then sprintf "seen (%s)" id
         elif List.contains v absent then "checked absent"
         elif List.contains v notApplicable then "cannot arise"
         else "not checked"
+
     let rows =
         [ "model profile", (fun (c: VersionColumn) -> string c.Profile)
           "queue size the device reports", (fun c -> cell c (fun (_, o) -> Some o.QueueSizes))
-          "x-query-virtio-status", (fun c -> if c.Binary.StatusQueryAborts then "aborts QEMU (F-QEMU-1)" else "answers")
+          "x-query-virtio-status",
+          (fun c ->
+              if c.Binary.StatusQueryAborts then
+                  "aborts QEMU (F-QEMU-1)"
+              else
+                  "answers")
           for t in AllTransports do
               sprintf "generated cases, %s transport" ((string t).ToLowerInvariant()),
               (fun c ->
@@ -813,24 +1461,56 @@ let versionMatrix (columns: VersionColumn list) =
                   | None -> "not run"
                   | Some(_, o) when o.Passed -> sprintf "agree (%d cases, %.0f/s)" o.Tests o.CasesPerSecond
                   | Some(_, o) -> sprintf "**disagree** (1 shrunk case after %d)" o.Tests)
-          for name in [ "used ring"; "broken flag"; "DEVICE_NEEDS_RESET"; "queue 0 state"; "device-writable bytes"; "disk image"; "error lines" ] do
+          for name in
+              [ "used ring"
+                "broken flag"
+                "DEVICE_NEEDS_RESET"
+                "queue 0 state"
+                "device-writable bytes"
+                "disk image"
+                "error lines" ] do
               "compared: " + name, observation name
           "rings outside RAM (MMIO, ROM, unassigned)",
           (fun c ->
-              let n = c.Runs |> List.sumBy (fun (_, o) -> o.Distribution |> List.filter (fun (l, _) -> l.Contains " ring in " || l.StartsWith "descriptor table in") |> List.sumBy snd |> fun pct -> int (Math.Round(pct * float o.Tests / 100.0)))
-              if KnownDeviations.appliesTo deviations "F-QEMU-3" c.Binary.Version then "not generated (KD-3)"
-              else sprintf "%d placements" n)
+              let n =
+                  c.Runs
+                  |> List.sumBy (fun (_, o) ->
+                      o.Distribution
+                      |> List.filter (fun (l, _) -> l.Contains " ring in " || l.StartsWith "descriptor table in")
+                      |> List.sumBy snd
+                      |> fun pct -> int (Math.Round(pct * float o.Tests / 100.0)))
+
+              if KnownDeviations.appliesTo deviations "F-QEMU-3" c.Binary.Version then
+                  "not generated (KD-3)"
+              else
+                  sprintf "%d placements" n)
           "bounce budgets (iommu_platform=on, modern)",
           (fun c ->
-              if not (c.Binary.DeviceHasProperty("virtio-blk-pci", "x-max-bounce-buffer-size")) then "n/a (no x-max-bounce-buffer-size)"
+              if not (c.Binary.DeviceHasProperty("virtio-blk-pci", "x-max-bounce-buffer-size")) then
+                  "n/a (no x-max-bounce-buffer-size)"
               else
                   let n = c.Runs |> List.sumBy (fun (_, o) -> share o "bounce budget ")
                   let kd2 = c.Runs |> List.sumBy (fun (_, o) -> share o "known deviation KD-2")
-                  if kd2 > 0 then sprintf "%d cases; KD-2 in %d" n kd2 else sprintf "%d cases" n)
+
+                  if kd2 > 0 then
+                      sprintf "%d cases; KD-2 in %d" n kd2
+                  else
+                      sprintf "%d cases" n)
           for d in deviations do
               sprintf "%s (%s)" d.Id d.Finding, registry d.Id d.SeenOn d.AbsentOn d.NotApplicableOn
           for f in findings do
               sprintf "%s: %s" f.Id f.Title, registry f.Id f.SeenOn f.AbsentOn f.NotApplicableOn ]
-    let header = "| | " + String.Join(" | ", columns |> List.map (fun c -> sprintf "QEMU %O" c.Binary.Version)) + " |"
+
+    let header =
+        "| | "
+        + String.Join(" | ", columns |> List.map (fun c -> sprintf "QEMU %O" c.Binary.Version))
+        + " |"
+
     let rule = "|---|" + String.replicate columns.Length "---|"
-    String.Join("\n", [ header; rule ] @ [ for (name, f) in rows -> sprintf "| %s | %s |" name (String.Join(" | ", columns |> List.map f)) ]) + "\n"
+
+    String.Join(
+        "\n",
+        [ header; rule ]
+        @ [ for (name, f) in rows -> sprintf "| %s | %s |" name (String.Join(" | ", columns |> List.map f)) ]
+    )
+    + "\n"

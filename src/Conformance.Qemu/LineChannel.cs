@@ -36,7 +36,7 @@ public sealed class LineChannel : IDisposable
     public string ReadLine()
     {
         var deadline = DateTime.UtcNow + Timeout;
-        for (;;)
+        for (; ; )
         {
             var text = _pending.ToString();
             int nl = text.IndexOf('\n');

@@ -200,7 +200,7 @@ public sealed class QemuProcess : IDisposable
         var deadline = DateTime.UtcNow + timeout;
         lock (_stderr)
         {
-            for (;;)
+            for (; ; )
             {
                 if (_stderr.Length > from && _stderr.ToString(from, _stderr.Length - from).Contains(text, StringComparison.Ordinal)) return true;
                 var left = deadline - DateTime.UtcNow;

@@ -20,7 +20,7 @@ public sealed class QmpClient
         var request = new JsonObject { ["execute"] = command };
         if (arguments is not null) request["arguments"] = arguments;
         _channel.Send(request.ToJsonString());
-        for (;;)
+        for (; ; )
         {
             var reply = JsonNode.Parse(_channel.ReadLine())!.AsObject();
             if (reply.ContainsKey("event")) continue;

@@ -11,7 +11,7 @@ public sealed class QtestClient(LineChannel channel)
     private string Command(string line)
     {
         channel.Send(line);
-        for (;;)
+        for (; ; )
         {
             var reply = channel.ReadLine();
             if (reply.StartsWith("IRQ", StringComparison.Ordinal)) continue;

@@ -12,30 +12,31 @@ open Conformance.Properties
 /// everything in the layout, including the "system" root and the "backing" RAM every generated layout has
 /// (and "dev-root"/"dev-window" when the case needs a second address space).
 let shrinkBounds =
-    dict [ "refcount-balance", (3, 6)
-           "write-back-on-unmap", (3, 6)
-           "read-at-map", (3, 6)
-           "dirty-exactness", (3, 8)
-           "map-length", (3, 8)
-           "bounce-exclusivity", (3, 6)
-           "map-clients", (6, 6)
-           "approaches-agree", (3, 8)
-           "no-invented-bytes", (4, 6)
-           "flattening", (1, 8)
-           // virtqueue cases: the layout is fixed (system, ram, testdev, bios); random and malformed rings
-           // are small by construction and not shrunk
-           "element-conservation", (12, 4)
-           "mapping-balance", (12, 4)
-           "written-length", (12, 4)
-           "used-ring", (12, 4)
-           "malformed-rings", (20, 4)
-           "malformed-verdicts", (20, 4)
-           "notification", (0, 4)
-           // virtio-blk cases are a guest's request sequence (up to 5 requests of ~8 operations), not shrunk
-           "blk-requests", (45, 4)
-           "used-length-honesty", (45, 4)
-           // shrunk by leaving out requests: down to the setup and one request
-           "kick-suppression", (10, 4) ]
+    dict
+        [ "refcount-balance", (3, 6)
+          "write-back-on-unmap", (3, 6)
+          "read-at-map", (3, 6)
+          "dirty-exactness", (3, 8)
+          "map-length", (3, 8)
+          "bounce-exclusivity", (3, 6)
+          "map-clients", (6, 6)
+          "approaches-agree", (3, 8)
+          "no-invented-bytes", (4, 6)
+          "flattening", (1, 8)
+          // virtqueue cases: the layout is fixed (system, ram, testdev, bios); random and malformed rings
+          // are small by construction and not shrunk
+          "element-conservation", (12, 4)
+          "mapping-balance", (12, 4)
+          "written-length", (12, 4)
+          "used-ring", (12, 4)
+          "malformed-rings", (20, 4)
+          "malformed-verdicts", (20, 4)
+          "notification", (0, 4)
+          // virtio-blk cases are a guest's request sequence (up to 5 requests of ~8 operations), not shrunk
+          "blk-requests", (45, 4)
+          "used-length-honesty", (45, 4)
+          // shrunk by leaving out requests: down to the setup and one request
+          "kick-suppression", (10, 4) ]
 
 type BrokenVariantTests(output: ITestOutputHelper) =
     static member Cases: obj[] seq =

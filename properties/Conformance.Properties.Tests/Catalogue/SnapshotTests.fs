@@ -20,18 +20,30 @@ open Conformance.Properties.Tests.TestSupport
 let matchSnapshot (group: string) (name: string) (text: string) =
     let folder = fromRoot (Path.Combine("snapshots", group))
     let lines = text.Replace("\r\n", "\n").TrimEnd('\n').Split('\n')
+
     try
         Snapshot.Match(lines, SnapshotFullName(name + ".snap", folder))
     with e ->
         let pending =
             SnapshotStore.pending repoRoot.Value
             |> List.tryFind (fun p -> p.Name = Path.Combine(group, "__snapshots__", name + ".snap"))
-        let diff = pending |> Option.map SnapshotStore.diff |> Option.defaultValue "(no pending version was written)"
-        failwithf "snapshot %s/%s does not match (%s)\n%s\nIf the change is intended: dotnet run --project src/Conformance.Cli -- approve"
-            group name (e.GetType().Name) diff
+
+        let diff =
+            pending
+            |> Option.map SnapshotStore.diff
+            |> Option.defaultValue "(no pending version was written)"
+
+        failwithf
+            "snapshot %s/%s does not match (%s)\n%s\nIf the change is intended: dotnet run --project src/Conformance.Cli -- approve"
+            group
+            name
+            (e.GetType().Name)
+            diff
 
 let private files (dir: string) =
-    Directory.GetFiles(fromRoot dir, "*.json") |> Array.sort |> Seq.map (fun f -> [| box (Path.GetFileNameWithoutExtension f) |])
+    Directory.GetFiles(fromRoot dir, "*.json")
+    |> Array.sort
+    |> Seq.map (fun f -> [| box (Path.GetFileNameWithoutExtension f) |])
 
 type SnapshotTests() =
     static member Scenarios: obj[] seq = files "fixtures/scenarios"
@@ -40,13 +52,17 @@ type SnapshotTests() =
     [<Theory>]
     [<MemberData(nameof SnapshotTests.Scenarios)>]
     member _.scenario_trace(name: string) =
-        let s = ScenarioJson.Parse(File.ReadAllText(fromRoot ("fixtures/scenarios/" + name + ".json")))
+        let s =
+            ScenarioJson.Parse(File.ReadAllText(fromRoot ("fixtures/scenarios/" + name + ".json")))
+
         matchSnapshot "scenarios" (name + ".trace") (ScenarioTrace.Render(ScenarioRunner.Run s))
 
     [<Theory>]
     [<MemberData(nameof SnapshotTests.Scenarios)>]
     member _.scenario_explanation(name: string) =
-        let s = ScenarioJson.Parse(File.ReadAllText(fromRoot ("fixtures/scenarios/" + name + ".json")))
+        let s =
+            ScenarioJson.Parse(File.ReadAllText(fromRoot ("fixtures/scenarios/" + name + ".json")))
+
         matchSnapshot "scenarios" (name + ".explain") (ScenarioExplanation.Render(ScenarioRunner.Run s))
 
     [<Theory>]
@@ -59,24 +75,36 @@ type SnapshotTests() =
     member _.property_catalogue() =
         let text =
             [ for e in Catalogue.all do
-                yield sprintf "P%d %s: %s" e.Number e.Name e.Title
-                for r in e.Rules do yield "    rule: " + r
-                yield sprintf "    rejects: %s" e.Broken.Name
+                  yield sprintf "P%d %s: %s" e.Number e.Name e.Title
+
+                  for r in e.Rules do
+                      yield "    rule: " + r
+
+                  yield sprintf "    rejects: %s" e.Broken.Name
               for f in Findings.all do
-                yield sprintf "%s [%s] %s" f.Id f.Property f.Title ]
+                  yield sprintf "%s [%s] %s" f.Id f.Property f.Title ]
             |> String.concat "\n"
+
         matchSnapshot "catalogue" "properties" text
 
 /// docs/conformance-matrix.md is the conformance matrix as generated (regenerate: conformance matrix).
 [<Fact>]
 let ``docs/conformance-matrix.md is what the generator prints`` () =
-    let committed = File.ReadAllText(fromRoot "docs/conformance-matrix.md").Replace("\r\n", "\n")
+    let committed =
+        File.ReadAllText(fromRoot "docs/conformance-matrix.md").Replace("\r\n", "\n")
+
     let matrix = ConformanceMatrix.render ()
     matchSnapshot "catalogue" "conformance-matrix" matrix
-    Assert.True((committed = matrix), "docs/conformance-matrix.md is not the current matrix; regenerate it: dotnet run --project src/Conformance.Cli -- matrix > docs/conformance-matrix.md")
+
+    Assert.True(
+        (committed = matrix),
+        "docs/conformance-matrix.md is not the current matrix; regenerate it: dotnet run --project src/Conformance.Cli -- matrix > docs/conformance-matrix.md"
+    )
 
 [<Fact>]
 let ``a unified diff shows changed lines with context`` () =
-    let d = TextDiff.unified "a" "b" "1\n2\n3\n4\n5\n6\n7\n8" "1\n2\n3\nfour\n5\n6\n7\n8" 1
+    let d =
+        TextDiff.unified "a" "b" "1\n2\n3\n4\n5\n6\n7\n8" "1\n2\n3\nfour\n5\n6\n7\n8" 1
+
     Assert.Equal("--- a\n+++ b\n@@ -3,3 +3,3 @@\n 3\n-4\n+four\n 5\n", d)
     Assert.Equal("", TextDiff.unified "a" "b" "same" "same" 3)

@@ -14,24 +14,53 @@ let runParallel (output: ITestOutputHelper) (name: string) (profile: Profile) =
     let replay = Runner.replayFromEnvironment ()
     let cases = ParallelCatalogue.defaultCases ()
     let outcome = entry.Check ParallelCatalogue.Reference profile cases replay
-    let report = ParallelCatalogue.report entry profile ParallelCatalogue.Reference outcome
+
+    let report =
+        ParallelCatalogue.report entry profile ParallelCatalogue.Reference outcome
+
     output.WriteLine report
-    if not outcome.Passed then failwith ("\n" + report)
+
+    if not outcome.Passed then
+        failwith ("\n" + report)
+
     Assert.True(outcome.Tests >= (if replay.IsSome then 1 else cases), "fewer cases than configured ran")
 
 type ConcurrencyPropertyTests(output: ITestOutputHelper) =
     let run = runParallel output
 
-    [<Fact>] member _.linearizability_Qemu72() = run "linearizability" Profile.Qemu72
-    [<Fact>] member _.linearizability_Qemu92() = run "linearizability" Profile.Qemu92
-    [<Fact>] member _.bounce_budget_Qemu72() = run "bounce-budget" Profile.Qemu72
-    [<Fact>] member _.bounce_budget_Qemu92() = run "bounce-budget" Profile.Qemu92
-    [<Fact>] member _.no_lost_wakeup_Qemu72() = run "no-lost-wakeup" Profile.Qemu72
-    [<Fact>] member _.no_lost_wakeup_Qemu92() = run "no-lost-wakeup" Profile.Qemu92
-    [<Fact>] member _.balance_under_contention_Qemu72() = run "balance-under-contention" Profile.Qemu72
-    [<Fact>] member _.balance_under_contention_Qemu92() = run "balance-under-contention" Profile.Qemu92
-    [<Fact>] member _.parallel_virtqueues_Qemu72() = run "parallel-virtqueues" Profile.Qemu72
-    [<Fact>] member _.parallel_virtqueues_Qemu92() = run "parallel-virtqueues" Profile.Qemu92
+    [<Fact>]
+    member _.linearizability_Qemu72() = run "linearizability" Profile.Qemu72
+
+    [<Fact>]
+    member _.linearizability_Qemu92() = run "linearizability" Profile.Qemu92
+
+    [<Fact>]
+    member _.bounce_budget_Qemu72() = run "bounce-budget" Profile.Qemu72
+
+    [<Fact>]
+    member _.bounce_budget_Qemu92() = run "bounce-budget" Profile.Qemu92
+
+    [<Fact>]
+    member _.no_lost_wakeup_Qemu72() = run "no-lost-wakeup" Profile.Qemu72
+
+    [<Fact>]
+    member _.no_lost_wakeup_Qemu92() = run "no-lost-wakeup" Profile.Qemu92
+
+    [<Fact>]
+    member _.balance_under_contention_Qemu72() =
+        run "balance-under-contention" Profile.Qemu72
+
+    [<Fact>]
+    member _.balance_under_contention_Qemu92() =
+        run "balance-under-contention" Profile.Qemu92
+
+    [<Fact>]
+    member _.parallel_virtqueues_Qemu72() =
+        run "parallel-virtqueues" Profile.Qemu72
+
+    [<Fact>]
+    member _.parallel_virtqueues_Qemu92() =
+        run "parallel-virtqueues" Profile.Qemu92
 
 /// Each concurrency property must reject each of its broken variants within the default run, with a
 /// violation (not an exception), shrunk to a few commands.

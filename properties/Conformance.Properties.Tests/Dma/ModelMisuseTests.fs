@@ -11,12 +11,17 @@ open Conformance.Properties.Oracle
 
 let private system () =
     let root =
-        Spec.Copy(Spec.Region("system", RegionKind.Container, two64),
-                  subregions = [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
-                                 Spec.Region("dev", RegionKind.Io, u128 0x1000UL, 0x100000UL) ])
+        Spec.Copy(
+            Spec.Region("system", RegionKind.Container, two64),
+            subregions =
+                [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
+                  Spec.Region("dev", RegionKind.Io, u128 0x1000UL, 0x100000UL) ]
+        )
+
     MemorySystem(LayoutSpec([| root |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu72)
 
-let private refCounts (s: MemorySystem) = s.Owners |> Seq.map (fun o -> o.Name, o.RefCount) |> List.ofSeq
+let private refCounts (s: MemorySystem) =
+    s.Owners |> Seq.map (fun o -> o.Name, o.RefCount) |> List.ofSeq
 
 [<Fact>]
 let ``an unknown address space or region is named in the error`` () =
@@ -27,8 +32,8 @@ let ``an unknown address space or region is named in the error`` () =
     Assert.Contains("'nothing'", Assert.Throws<ArgumentException>(fun () -> s.Region "nothing" |> ignore).Message)
 
 [<Theory>]
-[<InlineData(0x0UL, true)>]        // direct (RAM)
-[<InlineData(0x100000UL, true)>]   // bounce (MMIO)
+[<InlineData(0x0UL, true)>] // direct (RAM)
+[<InlineData(0x100000UL, true)>] // bounce (MMIO)
 [<InlineData(0x0UL, false)>]
 [<InlineData(0x100000UL, false)>]
 let ``reading or writing past a mapping's end is refused and changes nothing`` (addr: uint64, write: bool) =
@@ -36,10 +41,18 @@ let ``reading or writing past a mapping's end is refused and changes nothing`` (
     let m = s.Map(s.Space "memory", addr, 16UL, write).Mapping
     let before = Array.zeroCreate<byte> 16
     s.ReadMapped(m, 0UL, Span before)
-    let e = Assert.Throws<ArgumentOutOfRangeException>(fun () -> s.WriteMapped(m, 8UL, ReadOnlySpan(Array.create 9 0xabuy)))
+
+    let e =
+        Assert.Throws<ArgumentOutOfRangeException>(fun () -> s.WriteMapped(m, 8UL, ReadOnlySpan(Array.create 9 0xabuy)))
+
     Assert.Contains("outside mapping", e.Message)
-    Assert.Throws<ArgumentOutOfRangeException>(fun () -> s.ReadMapped(m, 17UL, Span(Array.zeroCreate<byte> 0))) |> ignore
-    Assert.Throws<ArgumentOutOfRangeException>(fun () -> s.ReadMapped(m, 1UL, Span(Array.zeroCreate<byte> 16))) |> ignore
+
+    Assert.Throws<ArgumentOutOfRangeException>(fun () -> s.ReadMapped(m, 17UL, Span(Array.zeroCreate<byte> 0)))
+    |> ignore
+
+    Assert.Throws<ArgumentOutOfRangeException>(fun () -> s.ReadMapped(m, 1UL, Span(Array.zeroCreate<byte> 16)))
+    |> ignore
+
     let after = Array.zeroCreate<byte> 16
     s.ReadMapped(m, 0UL, Span after)
     Assert.Equal<byte[]>(before, after)
@@ -54,7 +67,10 @@ let ``an access_len above the mapped length is refused and the mapping stays liv
     let s = system ()
     let m = s.Map(s.Space "memory", 0x100000UL, 16UL, true).Mapping
     let held = refCounts s
-    let e = Assert.Throws<ArgumentOutOfRangeException>(fun () -> s.Unmap(m, 17UL) |> ignore)
+
+    let e =
+        Assert.Throws<ArgumentOutOfRangeException>(fun () -> s.Unmap(m, 17UL) |> ignore)
+
     Assert.Contains("exceeds mapped length 16", e.Message)
     Assert.True m.Live
     Assert.Equal<(string * int) list>(held, refCounts s)
@@ -69,7 +85,10 @@ let ``a mapping used after its unmap is refused; a second unmap does nothing`` (
     s.Unmap(m, 8UL) |> ignore
     let counts = refCounts s
     Assert.Contains("no longer live", Assert.Throws<InvalidOperationException>(fun () -> s.ReadMapped(m, 0UL, Span(Array.zeroCreate<byte> 1))).Message)
-    Assert.Throws<InvalidOperationException>(fun () -> s.WriteMapped(m, 0UL, ReadOnlySpan [| 1uy |])) |> ignore
+
+    Assert.Throws<InvalidOperationException>(fun () -> s.WriteMapped(m, 0UL, ReadOnlySpan [| 1uy |]))
+    |> ignore
+
     Assert.False(s.Unmap(m, 8UL).Performed)
     Assert.Equal<(string * int) list>(counts, refCounts s)
 
@@ -80,7 +99,10 @@ let ``a mapping used after its unmap is refused; a second unmap does nothing`` (
 let ``a split queue size that is not a power of two up to 1024 is refused`` (num: int) =
     let s = system ()
     let device = Virtio.VirtioDevice(s, s.Space "memory", 1, 0UL)
-    let e = Assert.Throws<ArgumentOutOfRangeException>(fun () -> device.SetupQueue(0, num, 0x1000UL, 0x2000UL, 0x3000UL))
+
+    let e =
+        Assert.Throws<ArgumentOutOfRangeException>(fun () -> device.SetupQueue(0, num, 0x1000UL, 0x2000UL, 0x3000UL))
+
     Assert.Contains("powers of two", e.Message)
     Assert.False device.Queues.[0].Ready
 

@@ -10,10 +10,14 @@ open Conformance.Properties.Oracle
 
 let private layout budget =
     let system =
-        Spec.Copy(Spec.Region("system", RegionKind.Container, two64),
-                  subregions = [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
-                                 Spec.Region("dev", RegionKind.Io, u128 0x10000UL, 0x100000UL)
-                                 Spec.Region("rom", RegionKind.Rom, u128 0x2000UL, 0x200000UL) ])
+        Spec.Copy(
+            Spec.Region("system", RegionKind.Container, two64),
+            subregions =
+                [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
+                  Spec.Region("dev", RegionKind.Io, u128 0x10000UL, 0x100000UL)
+                  Spec.Region("rom", RegionKind.Rom, u128 0x2000UL, 0x200000UL) ]
+        )
+
     LayoutSpec([| system |], [| AddressSpaceSpec("memory", "system", budget) |], DirtyLogging.Default)
 
 let private system profile = MemorySystem(layout 4096UL, profile)
@@ -96,7 +100,9 @@ let ``map clients: woken at once when space is free, else at the bounce unmap; t
 
 [<Fact>]
 let ``write bounce buffers: never produced in Qemu72, zero-filled in Qemu92`` () =
-    for profile, origin in [ Profile.Qemu72, ByteOrigin.NeverProduced; Profile.Qemu92, ByteOrigin.ZeroFill ] do
+    for profile, origin in
+        [ Profile.Qemu72, ByteOrigin.NeverProduced
+          Profile.Qemu92, ByteOrigin.ZeroFill ] do
         let s = system profile
         let r = s.Map(s.Space "memory", 0x100000UL, 8UL, true)
         Assert.All(r.Mapping.Bounce.Produced, fun o -> Assert.Equal(origin, o))
@@ -138,7 +144,7 @@ let ``virtqueue_rewind gives back up to inuse elements without unmapping them (h
     Assert.Equal((2, 2us), (vq.InUse, vq.LastAvailIdx))
     Assert.True(device.Rewind(vq, 2))
     Assert.Equal((0, 0us), (vq.InUse, vq.LastAvailIdx))
-    Assert.Equal(2, s.LiveMappings.Count)   // the caller still owns the elements' mappings
+    Assert.Equal(2, s.LiveMappings.Count) // the caller still owns the elements' mappings
     Assert.Equal(0u, (device.Pop vq).Element.Head)
 
 /// RC-1: a region cache stops at the end of its section whatever the region is (address_space_cache_init

@@ -8,13 +8,21 @@ open Conformance.Model
 open Conformance.Properties.LayoutBuilding
 open Conformance.Properties.Oracle
 
-let private system (children: RegionSpec list) = Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = children)
-let private ram name size = Spec.Region(name, RegionKind.Ram, u128 size)
-let private layout (roots: RegionSpec list) (spaces: AddressSpaceSpec list) = LayoutSpec(Array.ofList roots, Array.ofList spaces, DirtyLogging.Default)
+let private system (children: RegionSpec list) =
+    Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = children)
+
+let private ram name size =
+    Spec.Region(name, RegionKind.Ram, u128 size)
+
+let private layout (roots: RegionSpec list) (spaces: AddressSpaceSpec list) =
+    LayoutSpec(Array.ofList roots, Array.ofList spaces, DirtyLogging.Default)
+
 let private memory = AddressSpaceSpec("memory", "system")
 
 let private refused (spec: LayoutSpec) (path: string) (reason: string) =
-    let e = Assert.Throws<LayoutError>(fun () -> MemorySystem(spec, Profile.Qemu72) |> ignore)
+    let e =
+        Assert.Throws<LayoutError>(fun () -> MemorySystem(spec, Profile.Qemu72) |> ignore)
+
     Assert.Equal(path, e.Path)
     Assert.Contains(reason, e.Message)
 
@@ -28,44 +36,83 @@ let ``a root that names no region`` () =
 
 [<Fact>]
 let ``a root name carried by two regions`` () =
-    let twice = [ Spec.Copy(Spec.Region("box", RegionKind.Container, u128 0x10000UL), subregions = [ ram "dup" 0x1000UL ])
-                  Spec.Copy(Spec.Region("box2", RegionKind.Container, u128 0x10000UL, 0x10000UL), subregions = [ ram "dup" 0x1000UL ]) ]
-    refused (layout [ system twice ] [ memory; AddressSpaceSpec("dev", "dup") ]) "$.layout.addressSpaces[1].root" "region name 'dup' is ambiguous (2 regions carry it)"
+    let twice =
+        [ Spec.Copy(Spec.Region("box", RegionKind.Container, u128 0x10000UL), subregions = [ ram "dup" 0x1000UL ])
+          Spec.Copy(Spec.Region("box2", RegionKind.Container, u128 0x10000UL, 0x10000UL), subregions = [ ram "dup" 0x1000UL ]) ]
+
+    refused
+        (layout [ system twice ] [ memory; AddressSpaceSpec("dev", "dup") ])
+        "$.layout.addressSpaces[1].root"
+        "region name 'dup' is ambiguous (2 regions carry it)"
 
 [<Fact>]
 let ``an alias cycle`` () =
     let a = Spec.Copy(Spec.Region("a", RegionKind.Alias, u128 0x1000UL), target = "b")
     let b = Spec.Copy(Spec.Region("b", RegionKind.Alias, u128 0x1000UL), target = "a")
-    let e = Assert.Throws<LayoutError>(fun () -> MemorySystem(layout [ system [ a ]; b ] [ memory ], Profile.Qemu72) |> ignore)
+
+    let e =
+        Assert.Throws<LayoutError>(fun () -> MemorySystem(layout [ system [ a ]; b ] [ memory ], Profile.Qemu72) |> ignore)
+
     Assert.Contains("alias cycle through", e.Message)
 
 [<Fact>]
 let ``an empty region, one over 2^64 bytes, and RAM over 2^48 bytes`` () =
-    let e = Assert.Throws<LayoutError>(fun () -> MemorySystem(layout [ system [ Spec.Region("nothing", RegionKind.Io, UInt128.Zero) ] ] [ memory ], Profile.Qemu72) |> ignore)
+    let e =
+        Assert.Throws<LayoutError>(fun () ->
+            MemorySystem(layout [ system [ Spec.Region("nothing", RegionKind.Io, UInt128.Zero) ] ] [ memory ], Profile.Qemu72)
+            |> ignore)
+
     Assert.EndsWith(".size", e.Path)
     Assert.Contains("a region cannot be empty", e.Message)
-    let e = Assert.Throws<LayoutError>(fun () -> MemorySystem(layout [ system [ Spec.Region("huge", RegionKind.Io, two64 + UInt128.One) ] ] [ memory ], Profile.Qemu72) |> ignore)
+
+    let e =
+        Assert.Throws<LayoutError>(fun () ->
+            MemorySystem(layout [ system [ Spec.Region("huge", RegionKind.Io, two64 + UInt128.One) ] ] [ memory ], Profile.Qemu72)
+            |> ignore)
+
     Assert.Contains("a region cannot exceed 2^64 bytes", e.Message)
-    let e = Assert.Throws<LayoutError>(fun () -> MemorySystem(layout [ system [ Spec.Region("big", RegionKind.Ram, UInt128(0UL, 1UL <<< 49)) ] ] [ memory ], Profile.Qemu72) |> ignore)
+
+    let e =
+        Assert.Throws<LayoutError>(fun () ->
+            MemorySystem(layout [ system [ Spec.Region("big", RegionKind.Ram, UInt128(0UL, 1UL <<< 49)) ] ] [ memory ], Profile.Qemu72)
+            |> ignore)
+
     Assert.EndsWith(".size", e.Path)
     Assert.Contains("RAM larger than 2^48 bytes is not modelled", e.Message)
     // 2^48 bytes exactly is a layout the model builds (sparse storage)
-    MemorySystem(layout [ system [ Spec.Region("edge", RegionKind.Ram, UInt128(0UL, 1UL <<< 48)) ] ] [ memory ], Profile.Qemu72) |> ignore
+    MemorySystem(layout [ system [ Spec.Region("edge", RegionKind.Ram, UInt128(0UL, 1UL <<< 48)) ] ] [ memory ], Profile.Qemu72)
+    |> ignore
 
 [<Fact>]
 let ``an alias without a target, a target on a non-alias, subregions under RAM`` () =
-    let e = Assert.Throws<LayoutError>(fun () -> MemorySystem(layout [ system [ Spec.Region("alias", RegionKind.Alias, u128 0x1000UL) ] ] [ memory ], Profile.Qemu72) |> ignore)
+    let e =
+        Assert.Throws<LayoutError>(fun () ->
+            MemorySystem(layout [ system [ Spec.Region("alias", RegionKind.Alias, u128 0x1000UL) ] ] [ memory ], Profile.Qemu72)
+            |> ignore)
+
     Assert.EndsWith(".target", e.Path)
     Assert.Contains("an alias needs a target", e.Message)
-    let e = Assert.Throws<LayoutError>(fun () -> MemorySystem(layout [ system [ Spec.Copy(ram "ram" 0x1000UL, target = "system") ] ] [ memory ], Profile.Qemu72) |> ignore)
+
+    let e =
+        Assert.Throws<LayoutError>(fun () ->
+            MemorySystem(layout [ system [ Spec.Copy(ram "ram" 0x1000UL, target = "system") ] ] [ memory ], Profile.Qemu72)
+            |> ignore)
+
     Assert.EndsWith(".target", e.Path)
     Assert.Contains("only aliases have a target", e.Message)
-    let e = Assert.Throws<LayoutError>(fun () -> MemorySystem(layout [ system [ Spec.Copy(ram "ram" 0x1000UL, subregions = [ ram "inner" 0x10UL ]) ] ] [ memory ], Profile.Qemu72) |> ignore)
+
+    let e =
+        Assert.Throws<LayoutError>(fun () ->
+            MemorySystem(layout [ system [ Spec.Copy(ram "ram" 0x1000UL, subregions = [ ram "inner" 0x10UL ]) ] ] [ memory ], Profile.Qemu72)
+            |> ignore)
+
     Assert.EndsWith(".subregions", e.Path)
     Assert.Contains("a Ram region cannot have subregions in this model", e.Message)
 
 [<Fact>]
 let ``a root index past the regions falls back to the root's name`` () =
-    let spec = layout [ system [ ram "ram" 0x1000UL ] ] [ AddressSpaceSpec("memory", "system", RootIndex = Nullable 1) ]
+    let spec =
+        layout [ system [ ram "ram" 0x1000UL ] ] [ AddressSpaceSpec("memory", "system", RootIndex = Nullable 1) ]
+
     let s = MemorySystem(spec, Profile.Qemu72)
     Assert.Equal("system", s.Space("memory").Root.Name)

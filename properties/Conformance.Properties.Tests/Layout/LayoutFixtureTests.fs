@@ -22,12 +22,17 @@ let normalise (text: string) =
             block.Split('\n')
             |> Array.map (fun l -> Regex.Replace(Regex.Replace(l.Trim(), @"\s+", " "), "^AS \"(.*?)#\\d+\"", "AS \"$1\""))
             |> Array.filter (fun l -> l <> "" && not (l.StartsWith "FlatView #"))
+
         let spaces = lines |> Array.filter (fun l -> l.StartsWith "AS ") |> Array.sort
         String.Join("\n", Array.append spaces (lines |> Array.filter (fun l -> not (l.StartsWith "AS ")))))
     |> Array.sort
 
 let layoutsDir = fromRoot "fixtures/layouts"
-let versions () = Directory.GetDirectories(layoutsDir, "qemu-*") |> Array.map Path.GetFileName |> Array.sort
+
+let versions () =
+    Directory.GetDirectories(layoutsDir, "qemu-*")
+    |> Array.map Path.GetFileName
+    |> Array.sort
 
 /// The tree forms dump-layouts.sh writes: plain `info mtree`, `-D` and `-o -D`.
 let forms = [ "mtree"; "mtree-D"; "mtree-o" ]
@@ -37,7 +42,8 @@ let configs version =
     |> Array.map (fun f -> Path.GetFileName(f).Replace(".flat.txt", ""))
     |> Array.sort
 
-let file version config (kind: string) = Path.Combine(layoutsDir, version, $"{config}.{kind}.txt")
+let file version config (kind: string) =
+    Path.Combine(layoutsDir, version, $"{config}.{kind}.txt")
 
 /// A dump imported with no options, as a user pastes it.
 let import version config form =
@@ -48,7 +54,8 @@ let render (imported: MtreeImport) =
     FlatViewText.Print(MemorySystem(imported.Layout, Profile.Qemu72).AddressSpaces, imported.Dialect)
 
 /// The machine of the differential and of most tests: q35 with pc-testdev, QEMU 7.2, `-D`.
-let q35 () = (import "qemu-7.2" "q35" "mtree-D").Layout
+let q35 () =
+    (import "qemu-7.2" "q35" "mtree-D").Layout
 
 type LayoutFixtureTests() =
     static member Dumps: obj[] seq =
@@ -56,18 +63,39 @@ type LayoutFixtureTests() =
             for v in versions () do
                 for c in configs v do
                     for f in forms do
-                        if File.Exists(file v c f) then yield [| box v; box c; box f |]
+                        if File.Exists(file v c f) then
+                            yield [| box v; box c; box f |]
         }
 
     /// The configurations the layouts issue names, in every QEMU version committed, in every form.
     [<Fact>]
     member _.every_version_has_every_configuration_in_every_form() =
         let required =
-            [ "q35"; "pc"; "microvm"; "q35-two-ahci"; "q35-two-virtio-blk"; "q35-two-virtio-net"; "q35-vga"; "pc-vga"; "q35-nvme"
-              "q35-virtio-scsi"; "q35-4g"; "pc-4g"; "pc-3584m"; "q35-smm-off"; "pc-smm-off"; "q35-virtio-blk"; "q35-virtio-blk-modern" ]
+            [ "q35"
+              "pc"
+              "microvm"
+              "q35-two-ahci"
+              "q35-two-virtio-blk"
+              "q35-two-virtio-net"
+              "q35-vga"
+              "pc-vga"
+              "q35-nvme"
+              "q35-virtio-scsi"
+              "q35-4g"
+              "pc-4g"
+              "pc-3584m"
+              "q35-smm-off"
+              "pc-smm-off"
+              "q35-virtio-blk"
+              "q35-virtio-blk-modern" ]
+
         let vs = versions ()
-        for major in [ "qemu-7.2"; "qemu-10.0" ] do Assert.Contains(major, vs)
+
+        for major in [ "qemu-7.2"; "qemu-10.0" ] do
+            Assert.Contains(major, vs)
+
         Assert.Contains(vs, fun v -> v.StartsWith "qemu-11.")
+
         for v in vs do
             for c in required do
                 for kind in "flat" :: forms do
@@ -85,9 +113,15 @@ type LayoutFixtureTests() =
     [<MemberData(nameof LayoutFixtureTests.Dumps)>]
     member _.with_qemus_flat_dump_every_address_space_compares_equal(version: string, config: string, form: string) =
         let flat = File.ReadAllText(file version config "flat")
-        let imported = MtreeDump.Import(File.ReadAllText(file version config form), MtreeImportOptions(Source = config, Flat = flat))
+
+        let imported =
+            MtreeDump.Import(File.ReadAllText(file version config form), MtreeImportOptions(Source = config, Flat = flat))
+
         Assert.Empty imported.Warnings
-        let differences = FlatViewComparison.Compare(FlatViewDump.Parse(flat, "qemu"), FlatViewDump.Parse(render imported, "model"))
+
+        let differences =
+            FlatViewComparison.Compare(FlatViewDump.Parse(flat, "qemu"), FlatViewDump.Parse(render imported, "model"))
+
         Assert.True(differences |> Seq.forall (fun d -> d.Equal), FlatViewComparison.Report differences)
         // every address space QEMU lists is compared, once per repetition of its name
         let spaces = FlatViewDump.Parse(flat, "qemu") |> Seq.sumBy (fun v -> v.Spaces.Count)
@@ -117,7 +151,11 @@ type LayoutFixtureTests() =
     [<Fact>]
     member _.repeated_address_space_names_get_stable_unique_names() =
         for v in versions () do
-            let names = (import v "q35-two-ahci" "mtree-D").Layout.AddressSpaces |> Seq.map (fun a -> a.Name) |> List.ofSeq
+            let names =
+                (import v "q35-two-ahci" "mtree-D").Layout.AddressSpaces
+                |> Seq.map (fun a -> a.Name)
+                |> List.ofSeq
+
             Assert.Contains("ich9-ahci", names)
             Assert.Contains("ich9-ahci#2", names)
             Assert.Equal(names.Length, (Set.ofList names).Count)
@@ -129,7 +167,16 @@ type LayoutFixtureTests() =
         let all = q35().AllRegions() |> List.ofSeq
         Assert.Contains(all, fun r -> not r.Enabled && r.Name = "smbase-blackhole")
         Assert.Contains(all, fun r -> r.Name = "pci" && r.Priority = -1)
-        Assert.Contains(all, fun r -> r.Kind = RegionKind.Alias && r.Name = "isa-bios" && r.AliasTarget = "pc.bios" && r.AliasOffset = 0x20000UL)
+
+        Assert.Contains(
+            all,
+            fun r ->
+                r.Kind = RegionKind.Alias
+                && r.Name = "isa-bios"
+                && r.AliasTarget = "pc.bios"
+                && r.AliasOffset = 0x20000UL
+        )
+
         Assert.Contains(all, fun r -> r.Kind = RegionKind.Io && r.Name = "io" && r.Terminates)
 
     /// A translation through the imported q35 layout: pc-testdev's MMIO at 0xff000000, RAM below 0xa0000,
@@ -138,7 +185,10 @@ type LayoutFixtureTests() =
     member _.q35_translations() =
         let system = MemorySystem(q35 (), Profile.Qemu72)
         let view = system.Space("memory").View
-        let at (a: uint64) = let s = view.Translate a in s.Region.Name, s.Xlat
+
+        let at (a: uint64) =
+            let s = view.Translate a in s.Region.Name, s.Xlat
+
         Assert.Equal(("pc-testdev-iomem", 0x10UL), at 0xff000010UL)
         Assert.Equal(("pc.ram", 0x1234UL), at 0x1234UL)
         Assert.Equal(("pc.bios", 0x20010UL), at 0xe0010UL)
@@ -148,5 +198,7 @@ type LayoutFixtureTests() =
 
     [<Fact>]
     member _.malformed_dump_reports_the_line() =
-        let e = Assert.Throws<LayoutError>(fun () -> MtreeDump.Parse("address-space: memory\n  garbage here\n", "bad.txt") |> ignore)
+        let e =
+            Assert.Throws<LayoutError>(fun () -> MtreeDump.Parse("address-space: memory\n  garbage here\n", "bad.txt") |> ignore)
+
         Assert.StartsWith("bad.txt:2", e.Message)

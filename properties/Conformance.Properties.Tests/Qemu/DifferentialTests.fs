@@ -19,7 +19,10 @@ type DifferentialTests(output: ITestOutputHelper) =
     static member Releases: obj[] seq = Conformance.Properties.Tests.TestSupport.qemuReleaseRows
 
     static member ReleasesAndTransports: obj[] seq =
-        seq { for r in Conformance.Properties.Tests.TestSupport.qemuReleases do for t in [ "Legacy"; "Modern" ] -> [| box r; box t |] }
+        seq {
+            for r in Conformance.Properties.Tests.TestSupport.qemuReleases do
+                for t in [ "Legacy"; "Modern" ] -> [| box r; box t |]
+        }
 
     /// CONFORMANCE_QEMU_CASES (default 300) generated cases per QEMU release and transport.
     [<SkippableTheory; Trait("Category", "Qemu")>]
@@ -27,10 +30,22 @@ type DifferentialTests(output: ITestOutputHelper) =
     member _.generated_virtio_blk_requests_agree_with_qemu(release: string, transport: string) =
         let binary = Conformance.Properties.Tests.TestSupport.qemuFor release
         let transports = [ Enum.Parse<Conformance.Qemu.VirtioTransport> transport ]
-        let outcome = checkAgainstOn transports Conformance.Model.Fault.None binary binary.Profile (defaultCases ()) (Runner.replayFromEnvironment ())
+
+        let outcome =
+            checkAgainstOn transports Conformance.Model.Fault.None binary binary.Profile (defaultCases ()) (Runner.replayFromEnvironment ())
+
         output.WriteLine outcome.Report
-        if not outcome.Passed then failwith ("\n" + outcome.Report)
-        Assert.True(outcome.Tests >= (if Runner.replayFromEnvironment().IsSome then 1 else defaultCases ()))
+
+        if not outcome.Passed then
+            failwith ("\n" + outcome.Report)
+
+        Assert.True(
+            outcome.Tests
+            >= (if Runner.replayFromEnvironment().IsSome then
+                    1
+                else
+                    defaultCases ())
+        )
 
     /// The differential has teeth and shrinks with QEMU in the loop: a model whose bounce write mappings
     /// are written back at map time (before the disk data arrives) disagrees with QEMU on reads into MMIO,
@@ -39,7 +54,10 @@ type DifferentialTests(output: ITestOutputHelper) =
     [<MemberData(nameof DifferentialTests.Releases)>]
     member _.a_model_bug_is_caught_and_shrunk_with_qemu_in_the_loop(release: string) =
         let binary = Conformance.Properties.Tests.TestSupport.qemuFor release
-        let outcome = checkAgainstWith Conformance.Model.Fault.WriteBackAtMap binary binary.Profile (defaultCases ()) None
+
+        let outcome =
+            checkAgainstWith Conformance.Model.Fault.WriteBackAtMap binary binary.Profile (defaultCases ()) None
+
         output.WriteLine outcome.Report
         Assert.False(outcome.Passed, "the differential did not notice a model that writes bounce buffers back at map time")
         Assert.Contains("--variant WriteBackAtMap", outcome.Report)

@@ -16,30 +16,108 @@ open Conformance.Properties.Tests.TestSupport
 /// The installed QEMU (process-handling tests that need any one QEMU).
 let qemu () = qemuFor "7.2"
 
-let cases : (string * Request) list =
+let cases: (string * Request) list =
     let payload = Array.init 512 (fun i -> byte (i * 7 + 3))
+
     let readInto (addr: uint64) (len: uint32) =
-        { Heads = [ 0us ]; Kicks = []; Rings = None; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, addr, len, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ addr, int (min len 4096u) ] }
+        { Heads = [ 0us ]
+          Kicks = []
+          Rings = None
+          Header = header 0u 1UL
+          Descriptors = [ 0, Header, 16u, N, 1us; 1, addr, len, W ||| N, 2us; 2, Status, 1u, W, 0us ]
+          Before = []
+          Look = [ addr, int (min len 4096u) ] }
+
     [ "read 512 B into RAM", readInto Data 512u
       "read 512 B into MMIO", readInto Mmio 512u
       "read 4096 B into MMIO across a page", readInto (Mmio + 0x800UL) 4096u
       "read 8192 B into MMIO", readInto Mmio 8192u
-      "write 512 B from MMIO", { Heads = [ 0us ]; Kicks = []; Rings = None; Header = header 1u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Mmio + 0x2000UL, 512u, N, 2us; 2, Status, 1u, W, 0us ]; Before = [ Mmio + 0x2000UL, payload ]; Look = [ Status, 1 ] }
-      "read 512 B into ROM", { Heads = [ 0us ]; Kicks = []; Rings = None; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ Status, 1 ] }
-      "write 8192 B from ROM", { Heads = [ 0us ]; Kicks = []; Rings = None; Header = header 1u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 8192u, N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ Status, 1 ] }
-      "header and data in MMIO", { Heads = [ 0us ]; Kicks = []; Rings = None; Header = header 0u 1UL; Descriptors = [ 0, Mmio, 16u, N, 1us; 1, Mmio + 0x1000UL, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = [ Mmio, header 0u 1UL ]; Look = [ Mmio + 0x1000UL, 512 ] }
-      "chain loop", { Heads = [ 0us ]; Kicks = []; Rings = None; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 1us ]; Before = []; Look = [ Data, 16 ] }
-      "readable after writable", { Heads = [ 0us ]; Kicks = []; Rings = None; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 2us; 2, Data + 0x1000UL, 16u, N, 3us; 3, Status, 1u, W, 0us ]; Before = []; Look = [ Data, 16 ] }
-      "next 2000 (past any queue's end)", { Heads = [ 0us ]; Kicks = []; Rings = None; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 2000us ]; Before = []; Look = [ Data, 16 ] }
-      "zero-length data descriptor", { Heads = [ 0us ]; Kicks = []; Rings = None; Header = header 0u 1UL; Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 0u, W ||| N, 2us; 2, Status, 1u, W, 0us ]; Before = []; Look = [ Data, 16 ] } ]
+      "write 512 B from MMIO",
+      { Heads = [ 0us ]
+        Kicks = []
+        Rings = None
+        Header = header 1u 1UL
+        Descriptors =
+          [ 0, Header, 16u, N, 1us
+            1, Mmio + 0x2000UL, 512u, N, 2us
+            2, Status, 1u, W, 0us ]
+        Before = [ Mmio + 0x2000UL, payload ]
+        Look = [ Status, 1 ] }
+      "read 512 B into ROM",
+      { Heads = [ 0us ]
+        Kicks = []
+        Rings = None
+        Header = header 0u 1UL
+        Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ]
+        Before = []
+        Look = [ Status, 1 ] }
+      "write 8192 B from ROM",
+      { Heads = [ 0us ]
+        Kicks = []
+        Rings = None
+        Header = header 1u 1UL
+        Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 8192u, N, 2us; 2, Status, 1u, W, 0us ]
+        Before = []
+        Look = [ Status, 1 ] }
+      "header and data in MMIO",
+      { Heads = [ 0us ]
+        Kicks = []
+        Rings = None
+        Header = header 0u 1UL
+        Descriptors =
+          [ 0, Mmio, 16u, N, 1us
+            1, Mmio + 0x1000UL, 512u, W ||| N, 2us
+            2, Status, 1u, W, 0us ]
+        Before = [ Mmio, header 0u 1UL ]
+        Look = [ Mmio + 0x1000UL, 512 ] }
+      "chain loop",
+      { Heads = [ 0us ]
+        Kicks = []
+        Rings = None
+        Header = header 0u 1UL
+        Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 1us ]
+        Before = []
+        Look = [ Data, 16 ] }
+      "readable after writable",
+      { Heads = [ 0us ]
+        Kicks = []
+        Rings = None
+        Header = header 0u 1UL
+        Descriptors =
+          [ 0, Header, 16u, N, 1us
+            1, Data, 512u, W ||| N, 2us
+            2, Data + 0x1000UL, 16u, N, 3us
+            3, Status, 1u, W, 0us ]
+        Before = []
+        Look = [ Data, 16 ] }
+      "next 2000 (past any queue's end)",
+      { Heads = [ 0us ]
+        Kicks = []
+        Rings = None
+        Header = header 0u 1UL
+        Descriptors = [ 0, Header, 16u, N, 2000us ]
+        Before = []
+        Look = [ Data, 16 ] }
+      "zero-length data descriptor",
+      { Heads = [ 0us ]
+        Kicks = []
+        Rings = None
+        Header = header 0u 1UL
+        Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 0u, W ||| N, 2us; 2, Status, 1u, W, 0us ]
+        Before = []
+        Look = [ Data, 16 ] } ]
 
 type LiveCases() =
     static member Rows: obj[] seq =
-        seq { for r in qemuReleases do for (n, _) in cases do for t in [ "Legacy"; "Modern" ] -> [| box r; box n; box t |] }
+        seq {
+            for r in qemuReleases do
+                for (n, _) in cases do
+                    for t in [ "Legacy"; "Modern" ] -> [| box r; box n; box t |]
+        }
 
     [<SkippableTheory; Trait("Category", "Qemu")>]
     [<MemberData(nameof LiveCases.Rows)>]
-    member _.``QEMU and the model agree on a request`` (release: string, name: string, transport: string) =
+    member _.``QEMU and the model agree on a request``(release: string, name: string, transport: string) =
         let binary = qemuFor release
         let r = cases |> List.find (fun (n, _) -> n = name) |> snd
         let real, model, run = bothOnFresh binary (Enum.Parse<VirtioTransport> transport) r
@@ -55,10 +133,15 @@ let private kd1Shows (binary: QemuBinary) (modelLen: uint32) =
     use q = new QemuProcess(binary, VirtioContext.InitialDisk 2048)
     let blk = LegacyVirtioBlk(q, VirtioBlkSession.RingBase)
     blk.Initialise()
+
     let waitFor (n: uint16) =
         let sw = Diagnostics.Stopwatch.StartNew()
-        while blk.UsedIdx() <> n && sw.ElapsedMilliseconds < 3000L do ()
-    let desc (i: int) (a, l, f, n) = blk.WriteDescriptor(i, VringDesc(a, l, f, n))
+
+        while blk.UsedIdx() <> n && sw.ElapsedMilliseconds < 3000L do
+            ()
+
+    let desc (i: int) (a, l, f, n) =
+        blk.WriteDescriptor(i, VringDesc(a, l, f, n))
     // request 1: OUT of 520 bytes from MMIO holding the pattern (IOERR, but the buffer was bounced at pop)
     q.Qtest.Write(Mmio + 0x2000UL, ReadOnlySpan pattern)
     q.Qtest.Write(Header, ReadOnlySpan(header 1u 1UL))
@@ -68,20 +151,46 @@ let private kd1Shows (binary: QemuBinary) (modelLen: uint32) =
     waitFor 1us
     // request 2: the failing IN of 520 bytes into MMIO
     q.Qtest.Write(Header + 0x40UL, ReadOnlySpan(header 0u 1UL))
-    for (i, d) in List.indexed [ Header + 0x40UL, 16u, N, 4us; Mmio + 0x4000UL, 520u, W ||| N, 5us; Status + 0x10UL, 1u, W, 0us ] do desc (i + 3) d
+
+    for (i, d) in
+        List.indexed
+            [ Header + 0x40UL, 16u, N, 4us
+              Mmio + 0x4000UL, 520u, W ||| N, 5us
+              Status + 0x10UL, 1u, W, 0us ] do
+        desc (i + 3) d
+
     blk.Publish 3us
     blk.Kick()
     waitFor 2us
     let struct (_, len) = blk.UsedElement 1
-    Assert.Equal(modelLen, len)   // both push the full in-length
+    Assert.Equal(modelLen, len) // both push the full in-length
     q.Qtest.Read(Mmio + 0x4000UL, 520) |> Array.exists ((<>) 0uy)
 
 /// KD-2 (F-QEMU-2): a pop that fails after mapping bounce buffers, on a device with its own budget; after a
 /// reset, a read that fits the budget. True when QEMU refuses it (the failed pop's bytes stayed counted).
 let private kd2Shows (binary: QemuBinary) =
-    use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = VirtioTransport.Modern, maxBounceBufferSize = Nullable 511UL)
-    let failing = single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Mmio + 0x100UL, 256u, W ||| N, 2us; 2, Mmio + 0x400UL, 512u, W ||| N, 3us; 3, Status, 1u, W, 0us ] [] [ Status, 1 ]
-    let after = single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Mmio + 0x1000UL, 300u, W ||| N, 2us; 2, Status, 1u, W, 0us ] [] [ Status, 1 ]
+    use session =
+        new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = VirtioTransport.Modern, maxBounceBufferSize = Nullable 511UL)
+
+    let failing =
+        single
+            (header 0u 1UL)
+            [ 0, Header, 16u, N, 1us
+              1, Mmio + 0x100UL, 256u, W ||| N, 2us
+              2, Mmio + 0x400UL, 512u, W ||| N, 3us
+              3, Status, 1u, W, 0us ]
+            []
+            [ Status, 1 ]
+
+    let after =
+        single
+            (header 0u 1UL)
+            [ 0, Header, 16u, N, 1us
+              1, Mmio + 0x1000UL, 300u, W ||| N, 2us
+              2, Status, 1u, W, 0us ]
+            []
+            [ Status, 1 ]
+
     Assert.True((requestOnSession session failing).IsBroken, "the failing pop did not fail")
     let second = requestOnSession session after
     Assert.Equal(1, session.ProcessesStarted)
@@ -90,8 +199,10 @@ let private kd2Shows (binary: QemuBinary) =
 /// KD-3 (F-QEMU-3): the modern transport's descriptor table in pc-testdev's MMIO, one read into RAM. True
 /// when QEMU fails it (the descriptor was read partly from the wrong address).
 let private kd3Shows (binary: QemuBinary) =
-    let read = { single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ] [] [ Data, 512 ] with
-                   Rings = Some(Mmio + 0x8000UL, VirtioBlkDriver.LegacyAvail(0x100000UL, 1024), VirtioBlkDriver.LegacyUsed(0x100000UL, 1024)) }
+    let read =
+        { single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ] [] [ Data, 512 ] with
+            Rings = Some(Mmio + 0x8000UL, VirtioBlkDriver.LegacyAvail(0x100000UL, 1024), VirtioBlkDriver.LegacyUsed(0x100000UL, 1024)) }
+
     let real, model, _ = bothOnFresh binary VirtioTransport.Modern read
     Assert.False(model.IsBroken, "the model fails a descriptor table in MMIO")
     real.IsBroken
@@ -101,7 +212,7 @@ let private deviationShows (binary: QemuBinary) (deviation: string) (modelLen: u
     match deviation with
     | "KD-1" -> Some(Seq.init 5 id |> Seq.exists (fun _ -> kd1Shows binary modelLen))
     | "KD-2" when binary.DeviceHasProperty("virtio-blk-pci", "x-max-bounce-buffer-size") -> Some(kd2Shows binary)
-    | "KD-2" -> None   // no per-device bounce budget before 9.2
+    | "KD-2" -> None // no per-device bounce budget before 9.2
     | "KD-3" -> Some(kd3Shows binary)
     | other -> failwithf "known deviation %s has no proof in LiveQemuTests" other
 
@@ -114,23 +225,39 @@ let private deviationShows (binary: QemuBinary) (deviation: string) (modelLen: u
 let ``each known deviation shows on the versions it was seen on, and not on those checked`` (release: string) =
     let binary = qemuFor release
     let deviations = Conformance.Qemu.Differential.KnownDeviations.load ()
-    Assert.Equal<string list>([ "KD-1"; "KD-2"; "KD-3" ], deviations |> List.map (fun d -> d.Id))   // a new entry needs its proof here
+    Assert.Equal<string list>([ "KD-1"; "KD-2"; "KD-3" ], deviations |> List.map (fun d -> d.Id)) // a new entry needs its proof here
     // the model's side of KD-1: the failing read is pushed with its full in-length and writes back zeros nobody produced
-    let failing = single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Mmio + 0x4000UL, 520u, W ||| N, 2us; 2, Status, 1u, W, 0us ] [] [ Mmio + 0x4000UL, 520; Status, 1 ]
+    let failing =
+        single
+            (header 0u 1UL)
+            [ 0, Header, 16u, N, 1us
+              1, Mmio + 0x4000UL, 520u, W ||| N, 2us
+              2, Status, 1u, W, 0us ]
+            []
+            [ Mmio + 0x4000UL, 520; Status, 1 ]
+
     use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048)
     let target = targetOf binary binary.Profile session
     let model, run = requestOnModel target.Model (Some(romImageOf binary)) failing
     Assert.True(run.System.UnproducedBytesWrittenBack > 0L, "the model no longer writes back never-produced bytes here")
     Assert.True(model.Bytes.[0] |> Array.forall ((=) 0uy))
     let version = string binary.Version
+
     for d in deviations do
         match deviationShows binary d.Id (snd model.UsedList.Head) with
         | None -> Assert.True(List.contains version d.NotApplicableOn, sprintf "%s cannot arise on QEMU %s: list it in notApplicableOn" d.Id version)
         | Some shows ->
             let seen, absent = List.contains version d.SeenOn, List.contains version d.AbsentOn
-            Assert.True(seen || absent, sprintf "QEMU %s is in neither seenOn nor absentOn of %s: this proof says it %s" version d.Id (if shows then "shows" else "does not show"))
-            if seen then Assert.True(shows, sprintf "%s no longer shows on QEMU %s; review fixtures/qemu/known-deviations.json" d.Id version)
-            else Assert.False(shows, sprintf "%s shows on QEMU %s, which fixtures/qemu/known-deviations.json lists as checked absent" d.Id version)
+
+            Assert.True(
+                seen || absent,
+                sprintf "QEMU %s is in neither seenOn nor absentOn of %s: this proof says it %s" version d.Id (if shows then "shows" else "does not show")
+            )
+
+            if seen then
+                Assert.True(shows, sprintf "%s no longer shows on QEMU %s; review fixtures/qemu/known-deviations.json" d.Id version)
+            else
+                Assert.False(shows, sprintf "%s shows on QEMU %s, which fixtures/qemu/known-deviations.json lists as checked absent" d.Id version)
 
 /// Every bug registered in fixtures/qemu/findings.json shows on the versions it was seen on and not on the
 /// versions checked where it is absent.
@@ -139,8 +266,9 @@ let ``each known deviation shows on the versions it was seen on, and not on thos
 let ``each QEMU finding shows on the versions it was seen on, and not on those checked`` (release: string) =
     let binary = qemuFor release
     let findings = Conformance.Qemu.Differential.KnownDeviations.loadQemuFindings ()
-    Assert.Equal<string list>([ "F-QEMU-1"; "F-QEMU-2"; "F-QEMU-3" ], findings |> List.map (fun f -> f.Id))   // a new entry needs its proof here
+    Assert.Equal<string list>([ "F-QEMU-1"; "F-QEMU-2"; "F-QEMU-3" ], findings |> List.map (fun f -> f.Id)) // a new entry needs its proof here
     let version = string binary.Version
+
     for f in findings do
         let shows =
             match f.Id with
@@ -148,11 +276,17 @@ let ``each QEMU finding shows on the versions it was seen on, and not on those c
             | "F-QEMU-2" -> deviationShows binary "KD-2" 0u
             | "F-QEMU-3" -> deviationShows binary "KD-3" 0u
             | other -> failwithf "QEMU finding %s has no proof here" other
+
         match shows with
         | None -> Assert.True(List.contains version f.NotApplicableOn, sprintf "%s cannot arise on QEMU %s: list it in notApplicableOn" f.Id version)
         | Some s ->
             let seen, absent = List.contains version f.SeenOn, List.contains version f.AbsentOn
-            Assert.True(seen || absent, sprintf "QEMU %s is in neither seenOn nor absentOn of %s: this proof says it %s" version f.Id (if s then "shows" else "does not show"))
+
+            Assert.True(
+                seen || absent,
+                sprintf "QEMU %s is in neither seenOn nor absentOn of %s: this proof says it %s" version f.Id (if s then "shows" else "does not show")
+            )
+
             Assert.True((s = seen), sprintf "%s %s on QEMU %s, against fixtures/qemu/findings.json" f.Id (if s then "shows" else "does not show") version)
 
 /// The modern transport is the only one where the guest sees a virtio_error: DEVICE_NEEDS_RESET (0x40) in
@@ -161,7 +295,10 @@ let ``each QEMU finding shows on the versions it was seen on, and not on those c
 [<MemberData("Rows", MemberType = typeof<QemuReleases>)>]
 let ``modern transport: a broken device shows DEVICE_NEEDS_RESET and a reset clears it`` (release: string) =
     let binary = qemuFor release
-    use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = VirtioTransport.Modern)
+
+    use session =
+        new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = VirtioTransport.Modern)
+
     let target = targetOf binary binary.Profile session
     let loop = cases |> List.find (fun (n, _) -> n = "chain loop") |> snd
     let ok = cases |> List.find (fun (n, _) -> n = "read 512 B into RAM") |> snd
@@ -200,8 +337,13 @@ let ``legacy transport: broken is observed on every version, with or without the
 [<InlineData("Modern")>]
 let ``a scenario file replays on QEMU and agrees`` (transport: string) =
     let binary = qemu ()
-    let path = TestSupport.fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json"
-    let scenario = Conformance.Properties.LayoutFiles.parseScenarioFile path (IO.File.ReadAllText path)
+
+    let path =
+        TestSupport.fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json"
+
+    let scenario =
+        Conformance.Properties.LayoutFiles.parseScenarioFile path (IO.File.ReadAllText path)
+
     match replayOnQemu binary (Enum.Parse<VirtioTransport> transport) scenario with
     | Ok(agree, report) -> Assert.True(agree, report)
     | Error why -> failwith why
@@ -211,7 +353,10 @@ let ``a scenario file replays on QEMU and agrees`` (transport: string) =
 [<SkippableFact; Trait("Category", "Qemu")>]
 let ``a hung QEMU in a session is killed and replaced`` () =
     let binary = qemu ()
-    use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, TimeSpan.FromSeconds 2.0)
+
+    use session =
+        new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, TimeSpan.FromSeconds 2.0)
+
     let target = targetOf binary binary.Profile session
     let ok = cases |> List.find (fun (n, _) -> n = "read 512 B into RAM") |> snd
     Assert.Empty((requestOnSession session ok).Errors)

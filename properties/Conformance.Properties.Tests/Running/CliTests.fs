@@ -16,7 +16,9 @@ let run (args: string list) =
     code, out.ToString(), err.ToString()
 
 let private temp (name: string) (text: string) =
-    let path = Path.Combine(Path.GetTempPath(), sprintf "conformance-%s-%s" (Guid.NewGuid().ToString("N")) name)
+    let path =
+        Path.Combine(Path.GetTempPath(), sprintf "conformance-%s-%s" (Guid.NewGuid().ToString("N")) name)
+
     File.WriteAllText(path, text)
     path
 
@@ -24,17 +26,23 @@ type CliTests() =
     static member BadFiles: obj[] seq =
         [ "not-json.json", "{ \"profile\": ", "$ (line"
           "unknown-profile.json", File.ReadAllText(fromRoot "fixtures/findings/F-DMA-1.json").Replace("\"Qemu72\"", "\"Qemu99\""), "$.profile"
-          "bad-layout.json", File.ReadAllText(fromRoot "fixtures/findings/F-DMA-1.json").Replace("\"kind\": \"ram\"", "\"kind\": \"alias\", \"target\": \"nowhere\""), "$.layout.regions[0].subregions[0].target"
-          "unknown-property.json", File.ReadAllText(fromRoot "fixtures/findings/F-DMA-1.json").Replace("\"profile\"", "\"property\": \"no-such-property\", \"profile\""), "$.property: unknown property" ]
+          "bad-layout.json",
+          File.ReadAllText(fromRoot "fixtures/findings/F-DMA-1.json").Replace("\"kind\": \"ram\"", "\"kind\": \"alias\", \"target\": \"nowhere\""),
+          "$.layout.regions[0].subregions[0].target"
+          "unknown-property.json",
+          File.ReadAllText(fromRoot "fixtures/findings/F-DMA-1.json").Replace("\"profile\"", "\"property\": \"no-such-property\", \"profile\""),
+          "$.property: unknown property" ]
         |> Seq.map (fun (n, t, e) -> [| box n; box t; box e |])
 
     [<Theory>]
     [<MemberData(nameof CliTests.BadFiles)>]
     member _.bad_scenario_file_gets_one_clear_line_and_exit_2(name: string, text: string, expected: string) =
         let path = temp name text
+
         try
             for verb in [ "replay"; "explain" ] do
                 let code, _, err = run [ verb; path ]
+
                 if not (verb = "explain" && expected.Contains "unknown property") then
                     Assert.Equal(2, code)
                     let lines = err.Trim().Split('\n')
@@ -47,15 +55,23 @@ type CliTests() =
 
     [<Fact>]
     member _.missing_file_unknown_verb_and_bad_options_exit_2() =
-        for args in [ [ "replay"; "/nonexistent/x.json" ]; [ "frobnicate" ]; [ "check"; "--profile"; "Qemu80" ]; [ "check"; "--bogus"; "1" ]
-                      [ "check"; "--property"; "nope" ]; [ "check"; "--variant"; "NoSuchFault" ]; [ "layout" ] ] do
+        for args in
+            [ [ "replay"; "/nonexistent/x.json" ]
+              [ "frobnicate" ]
+              [ "check"; "--profile"; "Qemu80" ]
+              [ "check"; "--bogus"; "1" ]
+              [ "check"; "--property"; "nope" ]
+              [ "check"; "--variant"; "NoSuchFault" ]
+              [ "layout" ] ] do
             let code, _, err = run args
             Assert.Equal(2, code)
             Assert.StartsWith("conformance: ", err)
 
     [<Fact>]
     member _.explain_tells_what_a_skipped_unmap_leaves_behind() =
-        let code, out, _ = run [ "explain"; fromRoot "fixtures/scenarios/what-if-unmap-never-happens.json" ]
+        let code, out, _ =
+            run [ "explain"; fromRoot "fixtures/scenarios/what-if-unmap-never-happens.json" ]
+
         Assert.Equal(0, code)
         Assert.Contains("never reached nic", out)
         Assert.Contains("never marked dirty", out)
@@ -66,9 +82,27 @@ type CliTests() =
     [<Fact>]
     member _.check_writes_junit_and_json_reports() =
         let junit, json = temp "r.xml" "", temp "r.json" ""
-        let dir = Path.Combine(Path.GetTempPath(), "conformance-saved-" + Guid.NewGuid().ToString("N"))
+
+        let dir =
+            Path.Combine(Path.GetTempPath(), "conformance-saved-" + Guid.NewGuid().ToString("N"))
+
         try
-            let code, _, _ = run [ "check"; "--property"; "map-clients"; "--profile"; "Qemu72"; "--variant"; "UnregisterIgnored"; "--save"; dir; "--junit"; junit; "--json"; json ]
+            let code, _, _ =
+                run
+                    [ "check"
+                      "--property"
+                      "map-clients"
+                      "--profile"
+                      "Qemu72"
+                      "--variant"
+                      "UnregisterIgnored"
+                      "--save"
+                      dir
+                      "--junit"
+                      junit
+                      "--json"
+                      json ]
+
             Assert.Equal(1, code)
             let x = System.Xml.Linq.XDocument.Load junit
             let case = x.Descendants(System.Xml.Linq.XName.Get "testcase") |> Seq.exactlyOne
@@ -79,25 +113,53 @@ type CliTests() =
             let reproduce = j.RootElement.GetProperty("results").[0].GetProperty("reproduce")
             Assert.True(reproduce.GetArrayLength() >= 2)
             Assert.Contains("--variant UnregisterIgnored", reproduce.[0].GetString())
-            let code2, _, _ = run [ "check"; "--property"; "map-clients"; "--profile"; "Qemu72"; "--max-test"; "50"; "--junit"; junit ]
+
+            let code2, _, _ =
+                run
+                    [ "check"
+                      "--property"
+                      "map-clients"
+                      "--profile"
+                      "Qemu72"
+                      "--max-test"
+                      "50"
+                      "--junit"
+                      junit ]
+
             Assert.Equal(0, code2)
             Assert.Empty((System.Xml.Linq.XDocument.Load junit).Descendants(System.Xml.Linq.XName.Get "failure"))
         finally
-            if Directory.Exists dir then Directory.Delete(dir, true)
+            if Directory.Exists dir then
+                Directory.Delete(dir, true)
 
     /// `--shard K/N`: a shard's cases are its own and the same every time; `merge` sums the shards' reports.
     [<Fact>]
     member _.shards_are_repeatable_and_disjoint_and_their_reports_merge() =
         let report k = temp (sprintf "s%d.json" k) ""
         let r1, r1again, r2 = report 1, report 11, report 2
+
         let distribution (file: string) =
             use j = System.Text.Json.JsonDocument.Parse(File.ReadAllText file)
+
             [ for r in j.RootElement.GetProperty("results").EnumerateArray() -> r.GetProperty("report").GetString() ]
             |> List.map (fun t -> t.Split('\n') |> Array.filter (fun l -> l.Contains "%") |> String.concat "\n")
+
         try
             for (k, file) in [ 1, r1; 1, r1again; 2, r2 ] do
-                let code, _, _ = run [ "check"; "--property"; "map-clients"; "--shard"; sprintf "%d/2" k; "--max-test"; "200"; "--json"; file ]
+                let code, _, _ =
+                    run
+                        [ "check"
+                          "--property"
+                          "map-clients"
+                          "--shard"
+                          sprintf "%d/2" k
+                          "--max-test"
+                          "200"
+                          "--json"
+                          file ]
+
                 Assert.Equal(0, code)
+
             Assert.Equal<string list>(distribution r1, distribution r1again)
             Assert.NotEqual<string list>(distribution r1, distribution r2)
             let code, out, _ = run [ "merge"; r1; r2 ]
@@ -131,13 +193,26 @@ type CliTests() =
     [<Fact>]
     member _.layout_with_qemus_flat_dump_reports_equal_or_the_differing_lines() =
         let dir = fromRoot "fixtures/layouts/qemu-10.0"
-        let code, out, err = run [ "layout"; Path.Combine(dir, "q35-two-ahci.mtree.txt"); "--flat"; Path.Combine(dir, "q35-two-ahci.flat.txt") ]
+
+        let code, out, err =
+            run
+                [ "layout"
+                  Path.Combine(dir, "q35-two-ahci.mtree.txt")
+                  "--flat"
+                  Path.Combine(dir, "q35-two-ahci.flat.txt") ]
+
         Assert.Equal(0, code)
         Assert.Equal("", err)
         Assert.Contains("AS \"ich9-ahci#2\": equal", out)
         Assert.Contains("address spaces render as QEMU renders them", out)
         // QEMU's flat view of another machine: differences, exit 1
-        let code2, out2, _ = run [ "layout"; Path.Combine(dir, "q35.mtree.txt"); "--flat"; Path.Combine(dir, "q35-4g.flat.txt") ]
+        let code2, out2, _ =
+            run
+                [ "layout"
+                  Path.Combine(dir, "q35.mtree.txt")
+                  "--flat"
+                  Path.Combine(dir, "q35-4g.flat.txt") ]
+
         Assert.Equal(1, code2)
         Assert.Contains("AS \"memory\": differs", out2)
         Assert.Contains("  - QEMU:  ", out2)
@@ -146,7 +221,9 @@ type CliTests() =
     /// Without --flat a dump of QEMU before 11... or 11 says in one line on stderr what it assumed.
     [<Fact>]
     member _.layout_without_the_flat_dump_warns_once_and_renders() =
-        let code, out, err = run [ "layout"; fromRoot "fixtures/layouts/qemu-11.1/pc.mtree.txt" ]
+        let code, out, err =
+            run [ "layout"; fromRoot "fixtures/layouts/qemu-11.1/pc.mtree.txt" ]
+
         Assert.Equal(0, code)
         Assert.Single(err.Trim().Split('\n')) |> ignore
         Assert.StartsWith("warning: ", err)
@@ -154,19 +231,30 @@ type CliTests() =
 
     [<Fact>]
     member _.layout_bad_input_is_one_line_and_exit_2() =
-        let cut = temp "cut.mtree.txt" (File.ReadAllText(fromRoot "fixtures/layouts/qemu-7.2/q35.mtree-D.txt").Substring(0, 700))
+        let cut =
+            temp "cut.mtree.txt" (File.ReadAllText(fromRoot "fixtures/layouts/qemu-7.2/q35.mtree-D.txt").Substring(0, 700))
+
         let code, out, err = run [ "layout"; cut ]
         Assert.Equal(2, code)
         Assert.Equal("", out)
         Assert.Single(err.Trim().Split('\n')) |> ignore
         Assert.Matches(@"^conformance: .*cut\.mtree\.txt:\d+: ", err)
-        let code2, _, err2 = run [ "layout"; fromRoot "fixtures/layouts/qemu-7.2/q35.mtree-D.txt"; "--flat"; fromRoot "fixtures/layouts/qemu-7.2/q35.mtree-D.txt" ]
+
+        let code2, _, err2 =
+            run
+                [ "layout"
+                  fromRoot "fixtures/layouts/qemu-7.2/q35.mtree-D.txt"
+                  "--flat"
+                  fromRoot "fixtures/layouts/qemu-7.2/q35.mtree-D.txt" ]
+
         Assert.Equal(2, code2)
         Assert.Contains("q35.mtree-D.txt", err2)
 
     [<Fact>]
     member _.layout_verb_prints_qemus_flat_format() =
-        let code, out, _ = run [ "layout"; fromRoot "fixtures/layouts/qemu-7.2/q35.mtree-D.txt" ]
+        let code, out, _ =
+            run [ "layout"; fromRoot "fixtures/layouts/qemu-7.2/q35.mtree-D.txt" ]
+
         Assert.Equal(0, code)
         Assert.Contains("  00000000ff000000-00000000ff00ffff (prio 0, i/o): pc-testdev-iomem", out)
 
@@ -174,22 +262,58 @@ type CliTests() =
     /// saved scenario replays it.
     [<Fact>]
     member _.a_seeded_bug_is_reproduced_by_its_printed_command_and_its_saved_scenario() =
-        let dir = Path.Combine(Path.GetTempPath(), "conformance-saved-" + Guid.NewGuid().ToString("N"))
+        let dir =
+            Path.Combine(Path.GetTempPath(), "conformance-saved-" + Guid.NewGuid().ToString("N"))
+
         try
-            let code, out, _ = run [ "check"; "--property"; "map-clients"; "--profile"; "Qemu72"; "--variant"; "UnregisterIgnored"; "--save"; dir ]
+            let code, out, _ =
+                run
+                    [ "check"
+                      "--property"
+                      "map-clients"
+                      "--profile"
+                      "Qemu72"
+                      "--variant"
+                      "UnregisterIgnored"
+                      "--save"
+                      dir ]
+
             Assert.Equal(1, code)
             let token = Regex.Match(out, @"replay token: (\S+)").Groups.[1].Value
             // a broken variant's failure is no test failure: no `dotnet test` line; every printed command
             // names the variant and, run as printed, fails again the same way
             Assert.DoesNotContain(sprintf "CONFORMANCE_REPLAY=%s dotnet test" token, out)
             let why = Regex.Match(out, @"why:\n\s+(.*)\n").Groups.[1].Value
-            let printed = Regex.Matches(out, @"dotnet run --project src/Conformance.Cli -- (.*)") |> Seq.map (fun m -> m.Groups.[1].Value.Trim()) |> List.ofSeq
+
+            let printed =
+                Regex.Matches(out, @"dotnet run --project src/Conformance.Cli -- (.*)")
+                |> Seq.map (fun m -> m.Groups.[1].Value.Trim())
+                |> List.ofSeq
+
             Assert.Equal(3, printed.Length)
+
             for command in printed do
                 Assert.Contains("--variant UnregisterIgnored", command)
-                let c, o, _ = run (List.ofArray (command.Split(' ', StringSplitOptions.RemoveEmptyEntries)))
+
+                let c, o, _ =
+                    run (List.ofArray (command.Split(' ', StringSplitOptions.RemoveEmptyEntries)))
+
                 Assert.True((c = 1), sprintf "`%s` as printed did not fail: %s" command o)
-            let code2, out2, _ = run [ "check"; "--property"; "map-clients"; "--profile"; "Qemu72"; "--variant"; "UnregisterIgnored"; "--replay"; token; "--save"; dir ]
+
+            let code2, out2, _ =
+                run
+                    [ "check"
+                      "--property"
+                      "map-clients"
+                      "--profile"
+                      "Qemu72"
+                      "--variant"
+                      "UnregisterIgnored"
+                      "--replay"
+                      token
+                      "--save"
+                      dir ]
+
             Assert.Equal(1, code2)
             Assert.Contains(why, out2)
             let saved = Directory.GetFiles(dir, "map-clients-*.json") |> Array.exactlyOne
@@ -200,4 +324,5 @@ type CliTests() =
             Assert.Equal(0, code4)
             Assert.Contains("P7 map-clients holds", out4)
         finally
-            if Directory.Exists dir then Directory.Delete(dir, true)
+            if Directory.Exists dir then
+                Directory.Delete(dir, true)

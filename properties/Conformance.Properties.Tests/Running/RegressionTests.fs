@@ -12,31 +12,49 @@ open Conformance.Properties.Tests.TestSupport
 type RegressionTests() =
     static member Files: obj[] seq =
         let dir = fromRoot "fixtures/regressions"
-        (if Directory.Exists dir then Directory.GetFiles(dir, "*.json") else [||])
+
+        (if Directory.Exists dir then
+             Directory.GetFiles(dir, "*.json")
+         else
+             [||])
         |> Array.sort
         |> Seq.map (fun f -> [| box (Path.GetFileName f) |])
 
     [<Fact>]
-    member _.the_corpus_is_not_empty() =
-        Assert.NotEmpty(RegressionTests.Files)
+    member _.the_corpus_is_not_empty() = Assert.NotEmpty(RegressionTests.Files)
 
     [<Theory>]
     [<MemberData(nameof RegressionTests.Files)>]
     member _.regression_still_holds(file: string) =
         let path = fromRoot ("fixtures/regressions/" + file)
-        let scenario = Conformance.Properties.LayoutFiles.parseScenarioFile path (File.ReadAllText path)
+
+        let scenario =
+            Conformance.Properties.LayoutFiles.parseScenarioFile path (File.ReadAllText path)
+
         let entry, result = Regression.judge scenario
-        Assert.True(List.isEmpty (Verdict.violations result),
-                    sprintf "%s fails %s again:\n%s\n%s" file entry.Name (String.concat "\n" (Verdict.violations result))
-                        (ScenarioTrace.Render(ScenarioRunner.Run scenario)))
+
+        Assert.True(
+            List.isEmpty (Verdict.violations result),
+            sprintf
+                "%s fails %s again:\n%s\n%s"
+                file
+                entry.Name
+                (String.concat "\n" (Verdict.violations result))
+                (ScenarioTrace.Render(ScenarioRunner.Run scenario))
+        )
 
     /// A counterexample written to the corpus reads back as the same scenario, naming its property.
     [<Fact>]
     member _.saved_counterexamples_round_trip() =
-        let dir = Path.Combine(Path.GetTempPath(), "conformance-regressions-" + string (System.Guid.NewGuid()))
+        let dir =
+            Path.Combine(Path.GetTempPath(), "conformance-regressions-" + string (System.Guid.NewGuid()))
+
         try
             let entry = (Catalogue.find "map-length").Value
-            let scenario = ScenarioJson.Parse(File.ReadAllText(fromRoot "fixtures/findings/F-DMA-2.json"))
+
+            let scenario =
+                ScenarioJson.Parse(File.ReadAllText(fromRoot "fixtures/findings/F-DMA-2.json"))
+
             let path = Regression.saveTo dir entry scenario
             let back = ScenarioJson.Parse(File.ReadAllText path)
             Assert.Equal("map-length", back.Property)
@@ -44,4 +62,5 @@ type RegressionTests() =
             Assert.Equal(ScenarioJson.Write(Regression.asRegression entry scenario), ScenarioJson.Write back)
             Assert.Contains("Regression.judge", Regression.fsharpTest entry scenario)
         finally
-            if Directory.Exists dir then Directory.Delete(dir, true)
+            if Directory.Exists dir then
+                Directory.Delete(dir, true)

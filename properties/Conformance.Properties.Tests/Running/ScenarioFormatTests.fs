@@ -9,44 +9,61 @@ open Conformance.Model.Scenarios
 open Conformance.Properties
 open Conformance.Properties.Tests.TestSupport
 
-let private layout = """{ "regions": [ { "name": "system", "kind": "container", "size": "0x10000000000000000",
+let private layout =
+    """{ "regions": [ { "name": "system", "kind": "container", "size": "0x10000000000000000",
       "subregions": [ { "name": "ram", "kind": "ram", "size": "0x1000" } ] } ],
     "addressSpaces": [ { "name": "memory", "root": "system" } ] }"""
 
-let private withOps (ops: string) = sprintf """{ "profile": "Qemu72", "layout": %s, "ops": [ %s ] }""" layout ops
+let private withOps (ops: string) =
+    sprintf """{ "profile": "Qemu72", "layout": %s, "ops": [ %s ] }""" layout ops
 
 type ScenarioFormatTests() =
     static member BadInputs: obj[] seq =
         [ "{ not json", "$ (line 1"
           """{ "layout": {}, "ops": [] }""", "$.layout"
           withOps "" |> fun s -> s.Replace("\"ops\"", "\"extra\": 1, \"ops\""), "$.extra"
-          withOps "" |> fun s -> s.Replace("\"kind\": \"ram\"", "\"kind\": \"dram\""), "$.layout.regions[0].subregions[0].kind"
-          withOps "" |> fun s -> s.Replace("\"size\": \"0x1000\"", "\"size\": 0"), "$.layout.regions[0].subregions[0].size"
-          withOps "" |> fun s -> s.Replace("\"size\": \"0x1000\"", "\"size\": \"0x1ffffffffffffffffff\""), "$.layout.regions[0].subregions[0].size"
-          withOps "" |> fun s -> s.Replace("\"root\": \"system\"", "\"root\": \"nowhere\""), "$.layout.addressSpaces[0].root"
+          withOps ""
+          |> fun s -> s.Replace("\"kind\": \"ram\"", "\"kind\": \"dram\""), "$.layout.regions[0].subregions[0].kind"
+          withOps ""
+          |> fun s -> s.Replace("\"size\": \"0x1000\"", "\"size\": 0"), "$.layout.regions[0].subregions[0].size"
+          withOps ""
+          |> fun s -> s.Replace("\"size\": \"0x1000\"", "\"size\": \"0x1ffffffffffffffffff\""), "$.layout.regions[0].subregions[0].size"
+          withOps ""
+          |> fun s -> s.Replace("\"root\": \"system\"", "\"root\": \"nowhere\""), "$.layout.addressSpaces[0].root"
           withOps "" |> fun s -> s.Replace("\"Qemu72\"", "\"Qemu80\""), "$.profile"
           withOps """{ "op": "map", "id": "m1", "as": "memory", "addr": 0 }""", "$.ops[0]"
           withOps """{ "op": "frobnicate" }""", "$.ops[0].op"
           withOps """{ "op": "map", "id": "m1", "as": "elsewhere", "addr": 0, "len": 4, "write": true }""", "$.ops[0].as"
-          withOps """{ "op": "map", "id": "m1", "as": "memory", "addr": 0, "len": 4, "write": true }, { "op": "map", "id": "m1", "as": "memory", "addr": 0, "len": 4, "write": true }""", "$.ops[1].id"
+          withOps
+              """{ "op": "map", "id": "m1", "as": "memory", "addr": 0, "len": 4, "write": true }, { "op": "map", "id": "m1", "as": "memory", "addr": 0, "len": 4, "write": true }""",
+          "$.ops[1].id"
           withOps """{ "op": "write", "as": "memory", "addr": 0, "data": "abc" }""", "$.ops[0].data"
           withOps """{ "op": "map", "id": "m1", "as": "memory", "addr": -1, "len": 4, "write": true }""", "$.ops[0].addr"
           withOps """{ "op": "map", "id": "m1", "as": "memory", "addr": 0, "len": 4, "write": "yes" }""", "$.ops[0].write"
           withOps """{ "op": "descriptors", "entries": [ { "index": 0, "addr": 0, "len": 1, "flags": 70000 } ] }""", "$.ops[0].entries[0].flags"
-          withOps """{ "op": "virtioSetup", "as": "memory", "queueSize": 8, "desc": 0, "avail": 256, "used": 512, "diskSectors": 100000 }""", "$.ops[0].diskSectors"
+          withOps """{ "op": "virtioSetup", "as": "memory", "queueSize": 8, "desc": 0, "avail": 256, "used": 512, "diskSectors": 100000 }""",
+          "$.ops[0].diskSectors"
           withOps """{ "op": "push", "element": "e", "len": 5000000000 }""", "$.ops[0].len" ]
         |> Seq.map (fun (json, path) -> [| box json; box path |])
 
     [<Theory>]
     [<MemberData(nameof ScenarioFormatTests.BadInputs)>]
     member _.bad_input_names_its_json_path(json: string, path: string) =
-        let e = Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse json |> ignore)
+        let e =
+            Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse json |> ignore)
+
         Assert.StartsWith(path, e.Message)
 
     [<Fact>]
     member _.alias_to_a_missing_region_is_a_layout_error_with_its_path() =
-        let json = withOps "" |> fun s -> s.Replace("""{ "name": "ram", "kind": "ram", "size": "0x1000" }""", """{ "name": "a", "kind": "alias", "size": "0x1000", "target": "ghost" }""")
-        let e = Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse json |> ignore)
+        let json =
+            withOps ""
+            |> fun s ->
+                s.Replace("""{ "name": "ram", "kind": "ram", "size": "0x1000" }""", """{ "name": "a", "kind": "alias", "size": "0x1000", "target": "ghost" }""")
+
+        let e =
+            Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse json |> ignore)
+
         Assert.StartsWith("$.layout.regions[0].subregions[0].target", e.Message)
 
     /// Writing then reading a generated scenario gives it back: same canonical text.
@@ -69,7 +86,9 @@ type ScenarioFormatTests() =
     [<Theory>]
     [<MemberData(nameof ScenarioFormatTests.Fixtures)>]
     member _.fixture_scenarios_parse_and_run(path: string) =
-        let s = Conformance.Properties.LayoutFiles.parseScenarioFile (fromRoot path) (File.ReadAllText(fromRoot path))
+        let s =
+            Conformance.Properties.LayoutFiles.parseScenarioFile (fromRoot path) (File.ReadAllText(fromRoot path))
+
         let trace = ScenarioTrace.Render(ScenarioRunner.Run s)
         Assert.Contains("final:", trace)
         Assert.DoesNotContain("skipped", trace)
@@ -84,13 +103,20 @@ let ``a scenario over QEMU's q35 layout names the dump, round-trips and can be d
     Assert.Equal(text.TrimEnd(), (ScenarioJson.Write s).TrimEnd())
     Assert.Contains("\"layout\": \"fixtures/layouts/qemu-7.2/q35.mtree-D.txt\"", text)
     Assert.Contains(s.Layout.AddressSpaces, fun a -> a.RootIndex.HasValue)
+
     match Conformance.Qemu.Differential.QemuDifferential.requestOfScenario None s with
     | Ok r -> Assert.Equal<uint16 list>([ 0us; 3us ], r.Heads)
     | Error why -> failwith why
-    let e = Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse text |> ignore)
+
+    let e =
+        Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse text |> ignore)
+
     Assert.Contains("q35.mtree-D.txt", e.Message)
     let missing = text.Replace("q35.mtree-D.txt", "no-such.mtree.txt")
-    let e2 = Assert.Throws<ScenarioFormatException>(fun () -> Conformance.Properties.LayoutFiles.parseScenarioFile path missing |> ignore)
+
+    let e2 =
+        Assert.Throws<ScenarioFormatException>(fun () -> Conformance.Properties.LayoutFiles.parseScenarioFile path missing |> ignore)
+
     Assert.StartsWith("$.layout:", e2.Message)
 
 /// Imported layouts name address-space roots that repeat ("bus master container"): inlined, the scenario
@@ -98,10 +124,18 @@ let ``a scenario over QEMU's q35 layout names the dump, round-trips and can be d
 [<Fact>]
 let ``a rootIndex that names another region is an error with its path`` () =
     let path = fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json"
-    let s = Conformance.Properties.LayoutFiles.parseScenarioFile path (File.ReadAllText path)
+
+    let s =
+        Conformance.Properties.LayoutFiles.parseScenarioFile path (File.ReadAllText path)
+
     let inline' = ScenarioJson.Write(Scenario(s.Profile, s.Layout, s.Ops))
     Assert.Contains("\"rootIndex\"", inline')
     Assert.Equal(inline'.TrimEnd(), (ScenarioJson.Write(ScenarioJson.Parse inline')).TrimEnd())
-    let broken = System.Text.RegularExpressions.Regex.Replace(inline', "\"rootIndex\": \\d+", "\"rootIndex\": 0")
-    let e = Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse broken |> ignore)
+
+    let broken =
+        System.Text.RegularExpressions.Regex.Replace(inline', "\"rootIndex\": \\d+", "\"rootIndex\": 0")
+
+    let e =
+        Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse broken |> ignore)
+
     Assert.Contains("rootIndex", e.Message)

@@ -9,98 +9,244 @@ open Conformance.Model.Scenarios
 open Conformance.Properties.Implementation
 
 type Entry =
-    { Number: int
-      Name: string
-      Title: string
-      /// The QEMU rules (file:function) or spec sections the property holds the implementation to.
-      Rules: string list
-      /// The broken variant of the model this property must reject.
-      Broken: Implementation
-      /// Judges one case; the FsCheck property is Verdict.toProperty of it.
-      Judge: Implementation -> Scenario -> Verdict.CaseResult
-      Arbitrary: Profile -> Arbitrary<Scenario> }
+    {
+        Number: int
+        Name: string
+        Title: string
+        /// The QEMU rules (file:function) or spec sections the property holds the implementation to.
+        Rules: string list
+        /// The broken variant of the model this property must reject.
+        Broken: Implementation
+        /// Judges one case; the FsCheck property is Verdict.toProperty of it.
+        Judge: Implementation -> Scenario -> Verdict.CaseResult
+        Arbitrary: Profile -> Arbitrary<Scenario>
+    }
 
 /// Scenarios whose operations are plain transfers (address_space_read/write), for comparing approaches.
 let transferScenarios (profile: Profile) =
     let gen =
         Generators.genScenario profile
         |> Gen.map (fun s ->
-            let transfers = s.Ops |> Array.ofSeq |> Array.filter (fun o -> o :? ReadOp || o :? WriteOp)
+            let transfers =
+                s.Ops |> Array.ofSeq |> Array.filter (fun o -> o :? ReadOp || o :? WriteOp)
+
             Scenario(s.Profile, s.Layout, transfers))
-    Arb.fromGenShrink (gen, Generators.shrinkScenario >> Seq.filter (fun s -> s.Ops |> Seq.forall (fun o -> o :? ReadOp || o :? WriteOp)))
+
+    Arb.fromGenShrink (
+        gen,
+        Generators.shrinkScenario
+        >> Seq.filter (fun s -> s.Ops |> Seq.forall (fun o -> o :? ReadOp || o :? WriteOp))
+    )
 
 let private dmaEntries: Entry list =
-    [ { Number = 1; Name = "refcount-balance"; Title = "Owner references: baseline + live mappings, back to baseline after all unmaps"
-        Rules = [ "softmmu/physmem.c:address_space_map (memory_region_ref)"; "softmmu/physmem.c:address_space_unmap (memory_region_unref)"; "softmmu/memory.c:memory_region_ref" ]
-        Broken = Implementation.ofFault Fault.SkipUnref; Judge = DmaProperties.refcountBalance; Arbitrary = Generators.arbScenario }
-      { Number = 2; Name = "write-back-on-unmap"; Title = "Bounce write mappings reach the device only at unmap, exactly access_len bytes, in address order"
-        Rules = [ "softmmu/physmem.c:address_space_unmap (address_space_write of access_len bytes)"; "softmmu/physmem.c:flatview_write_continue" ]
-        Broken = Implementation.ofFault Fault.WriteBackAtMap; Judge = DmaProperties.writeBackOnUnmap; Arbitrary = Generators.arbScenario }
-      { Number = 3; Name = "read-at-map"; Title = "Bounce read mappings read the device at map time; their unmap writes nothing"
-        Rules = [ "softmmu/physmem.c:address_space_map (flatview_read into the bounce buffer)"; "softmmu/physmem.c:flatview_read_continue" ]
-        Broken = Implementation.ofFault Fault.ReadAtUnmap; Judge = DmaProperties.readAtMap; Arbitrary = Generators.arbScenario }
-      { Number = 4; Name = "dirty-exactness"; Title = "Write unmaps dirty exactly the pages of [addr, addr+access_len) in every active client; reads dirty nothing"
-        Rules = [ "softmmu/physmem.c:invalidate_and_set_dirty"; "include/exec/ram_addr.h:cpu_physical_memory_set_dirty_range"; "softmmu/memory.c:memory_region_get_dirty_log_mask" ]
-        Broken = Implementation.ofFault Fault.DirtyOnRead; Judge = DmaProperties.dirtyExactness; Arbitrary = Generators.arbScenario }
-      { Number = 5; Name = "map-length"; Title = "Map lengths: contiguous for direct, page/budget-capped for bounce, > 0 unless failed, never over the request"
-        Rules = [ "softmmu/physmem.c:address_space_translate_internal"; "softmmu/physmem.c:flatview_extend_translation"; "softmmu/physmem.c:qemu_ram_ptr_length"; "softmmu/physmem.c:address_space_map" ]
-        Broken = Implementation.ofFault Fault.NoSectionClamp; Judge = DmaProperties.mapLength; Arbitrary = Generators.arbScenario }
-      { Number = 6; Name = "bounce-exclusivity"; Title = "Qemu72: one bounce mapping system-wide; Qemu92: per-AS bytes within budget; failed maps succeed after release"
-        Rules = [ "softmmu/physmem.c:address_space_map (bounce.in_use)"; "system/physmem.c:address_space_map (bounce_buffer_size)"; "system/memory.c:address_space_init" ]
-        Broken = Implementation.ofFault Fault.LeakBounceSpace; Judge = DmaProperties.bounceExclusivity; Arbitrary = Generators.arbScenario }
-      { Number = 7; Name = "map-clients"; Title = "Map clients are woken once when bounce space frees (or at once), never after unregistering"
-        Rules = [ "softmmu/physmem.c:cpu_register_map_client"; "softmmu/physmem.c:cpu_unregister_map_client"; "softmmu/physmem.c:cpu_notify_map_clients_locked" ]
-        Broken = Implementation.ofFault Fault.UnregisterIgnored; Judge = DmaProperties.mapClients; Arbitrary = Generators.arbScenario }
-      { Number = 8; Name = "approaches-agree"; Title = "map/write/unmap and address_space_read/write leave identical memory, devices and dirty bits"
-        Rules = [ "softmmu/physmem.c:address_space_map/unmap"; "softmmu/physmem.c:address_space_read/address_space_write" ]
-        Broken = Implementation.ofFault Fault.WriteSkipsDirty; Judge = DmaProperties.approachesAgree; Arbitrary = transferScenarios }
-      { Number = 9; Name = "no-invented-bytes"; Title = "Bytes written back were produced by the caller, or are marked as never produced / zero-fill"
-        Rules = [ "softmmu/physmem.c:address_space_map (qemu_memalign, uninitialised)"; "system/physmem.c:address_space_map (g_malloc0)"; "include/exec/memory.h:address_space_map (reads OR writes)" ]
-        Broken = Implementation.ofFault Fault.WriteBackWholeBuffer; Judge = DmaProperties.noInventedBytes; Arbitrary = Generators.arbScenario }
-      { Number = 10; Name = "flattening"; Title = "FlatView translation agrees with a naive topmost-region-by-priority search"
-        Rules = [ "softmmu/memory.c:render_memory_region"; "softmmu/memory.c:memory_region_update_container_subregions"; "softmmu/memory.c:flatview_simplify" ]
-        Broken = Implementation.ofFault Fault.IgnorePriority; Judge = DmaProperties.flattening; Arbitrary = Generators.arbScenario } ]
+    [ { Number = 1
+        Name = "refcount-balance"
+        Title = "Owner references: baseline + live mappings, back to baseline after all unmaps"
+        Rules =
+          [ "softmmu/physmem.c:address_space_map (memory_region_ref)"
+            "softmmu/physmem.c:address_space_unmap (memory_region_unref)"
+            "softmmu/memory.c:memory_region_ref" ]
+        Broken = Implementation.ofFault Fault.SkipUnref
+        Judge = DmaProperties.refcountBalance
+        Arbitrary = Generators.arbScenario }
+      { Number = 2
+        Name = "write-back-on-unmap"
+        Title = "Bounce write mappings reach the device only at unmap, exactly access_len bytes, in address order"
+        Rules =
+          [ "softmmu/physmem.c:address_space_unmap (address_space_write of access_len bytes)"
+            "softmmu/physmem.c:flatview_write_continue" ]
+        Broken = Implementation.ofFault Fault.WriteBackAtMap
+        Judge = DmaProperties.writeBackOnUnmap
+        Arbitrary = Generators.arbScenario }
+      { Number = 3
+        Name = "read-at-map"
+        Title = "Bounce read mappings read the device at map time; their unmap writes nothing"
+        Rules =
+          [ "softmmu/physmem.c:address_space_map (flatview_read into the bounce buffer)"
+            "softmmu/physmem.c:flatview_read_continue" ]
+        Broken = Implementation.ofFault Fault.ReadAtUnmap
+        Judge = DmaProperties.readAtMap
+        Arbitrary = Generators.arbScenario }
+      { Number = 4
+        Name = "dirty-exactness"
+        Title = "Write unmaps dirty exactly the pages of [addr, addr+access_len) in every active client; reads dirty nothing"
+        Rules =
+          [ "softmmu/physmem.c:invalidate_and_set_dirty"
+            "include/exec/ram_addr.h:cpu_physical_memory_set_dirty_range"
+            "softmmu/memory.c:memory_region_get_dirty_log_mask" ]
+        Broken = Implementation.ofFault Fault.DirtyOnRead
+        Judge = DmaProperties.dirtyExactness
+        Arbitrary = Generators.arbScenario }
+      { Number = 5
+        Name = "map-length"
+        Title = "Map lengths: contiguous for direct, page/budget-capped for bounce, > 0 unless failed, never over the request"
+        Rules =
+          [ "softmmu/physmem.c:address_space_translate_internal"
+            "softmmu/physmem.c:flatview_extend_translation"
+            "softmmu/physmem.c:qemu_ram_ptr_length"
+            "softmmu/physmem.c:address_space_map" ]
+        Broken = Implementation.ofFault Fault.NoSectionClamp
+        Judge = DmaProperties.mapLength
+        Arbitrary = Generators.arbScenario }
+      { Number = 6
+        Name = "bounce-exclusivity"
+        Title = "Qemu72: one bounce mapping system-wide; Qemu92: per-AS bytes within budget; failed maps succeed after release"
+        Rules =
+          [ "softmmu/physmem.c:address_space_map (bounce.in_use)"
+            "system/physmem.c:address_space_map (bounce_buffer_size)"
+            "system/memory.c:address_space_init" ]
+        Broken = Implementation.ofFault Fault.LeakBounceSpace
+        Judge = DmaProperties.bounceExclusivity
+        Arbitrary = Generators.arbScenario }
+      { Number = 7
+        Name = "map-clients"
+        Title = "Map clients are woken once when bounce space frees (or at once), never after unregistering"
+        Rules =
+          [ "softmmu/physmem.c:cpu_register_map_client"
+            "softmmu/physmem.c:cpu_unregister_map_client"
+            "softmmu/physmem.c:cpu_notify_map_clients_locked" ]
+        Broken = Implementation.ofFault Fault.UnregisterIgnored
+        Judge = DmaProperties.mapClients
+        Arbitrary = Generators.arbScenario }
+      { Number = 8
+        Name = "approaches-agree"
+        Title = "map/write/unmap and address_space_read/write leave identical memory, devices and dirty bits"
+        Rules =
+          [ "softmmu/physmem.c:address_space_map/unmap"
+            "softmmu/physmem.c:address_space_read/address_space_write" ]
+        Broken = Implementation.ofFault Fault.WriteSkipsDirty
+        Judge = DmaProperties.approachesAgree
+        Arbitrary = transferScenarios }
+      { Number = 9
+        Name = "no-invented-bytes"
+        Title = "Bytes written back were produced by the caller, or are marked as never produced / zero-fill"
+        Rules =
+          [ "softmmu/physmem.c:address_space_map (qemu_memalign, uninitialised)"
+            "system/physmem.c:address_space_map (g_malloc0)"
+            "include/exec/memory.h:address_space_map (reads OR writes)" ]
+        Broken = Implementation.ofFault Fault.WriteBackWholeBuffer
+        Judge = DmaProperties.noInventedBytes
+        Arbitrary = Generators.arbScenario }
+      { Number = 10
+        Name = "flattening"
+        Title = "FlatView translation agrees with a naive topmost-region-by-priority search"
+        Rules =
+          [ "softmmu/memory.c:render_memory_region"
+            "softmmu/memory.c:memory_region_update_container_subregions"
+            "softmmu/memory.c:flatview_simplify" ]
+        Broken = Implementation.ofFault Fault.IgnorePriority
+        Judge = DmaProperties.flattening
+        Arbitrary = Generators.arbScenario } ]
 
 let private virtioEntries: Entry list =
-    let arbGeneric p = Arb.fromGenShrink (VirtioCases.genGenericCase p, Generators.shrinkScenario)
+    let arbGeneric p =
+        Arb.fromGenShrink (VirtioCases.genGenericCase p, Generators.shrinkScenario)
+
     let arbErrorPaths p =
         Arb.fromGenShrink (Gen.frequency [ 2, VirtioCases.genGenericCase p; 1, VirtioCases.genMalformedCase p ], Generators.shrinkScenario)
-    [ { Number = 11; Name = "element-conservation"; Title = "Every popped element is released once; inuse = popped - released; used.idx advances by the pushes"
-        Rules = [ "VIRTIO 1.2 §2.7.8"; "hw/virtio/virtio.c:virtqueue_split_pop"; "hw/virtio/virtio.c:virtqueue_flush" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.FlushKeepsInUse; Judge = VirtioProperties.elementConservation; Arbitrary = arbGeneric }
-      { Number = 12; Name = "mapping-balance"; Title = "After every element is released (or the device broke), no mapping, bounce byte or extra reference remains"
-        Rules = [ "hw/virtio/virtio.c:virtqueue_undo_map_desc"; "hw/virtio/virtio.c:virtqueue_unmap_sg"; "CVE-2022-26353"; "CVE-2022-26354" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.NoUndoOnError; Judge = VirtioProperties.mappingBalance; Arbitrary = arbErrorPaths }
-      { Number = 13; Name = "written-length"; Title = "A push with length L writes exactly the first L bytes of the in-buffers, nothing of the out-buffers"
+
+    [ { Number = 11
+        Name = "element-conservation"
+        Title = "Every popped element is released once; inuse = popped - released; used.idx advances by the pushes"
+        Rules =
+          [ "VIRTIO 1.2 §2.7.8"
+            "hw/virtio/virtio.c:virtqueue_split_pop"
+            "hw/virtio/virtio.c:virtqueue_flush" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.FlushKeepsInUse
+        Judge = VirtioProperties.elementConservation
+        Arbitrary = arbGeneric }
+      { Number = 12
+        Name = "mapping-balance"
+        Title = "After every element is released (or the device broke), no mapping, bounce byte or extra reference remains"
+        Rules =
+          [ "hw/virtio/virtio.c:virtqueue_undo_map_desc"
+            "hw/virtio/virtio.c:virtqueue_unmap_sg"
+            "CVE-2022-26353"
+            "CVE-2022-26354" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.NoUndoOnError
+        Judge = VirtioProperties.mappingBalance
+        Arbitrary = arbErrorPaths }
+      { Number = 13
+        Name = "written-length"
+        Title = "A push with length L writes exactly the first L bytes of the in-buffers, nothing of the out-buffers"
         Rules = [ "VIRTIO 1.2 §2.7.8.2"; "hw/virtio/virtio.c:virtqueue_unmap_sg" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers; Judge = VirtioProperties.writtenLength; Arbitrary = arbGeneric }
-      { Number = 14; Name = "used-ring"; Title = "Used elements carry head and length in push order, written before the index that publishes them"
-        Rules = [ "VIRTIO 1.2 §2.7.8"; "VIRTIO 1.2 §2.7.13.3.1"; "hw/virtio/virtio.c:virtqueue_split_fill"; "hw/virtio/virtio.c:virtqueue_split_flush" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.IndexBeforeEntry; Judge = VirtioProperties.usedRing; Arbitrary = arbGeneric }
-      { Number = 15; Name = "malformed-rings"; Title = "Random rings end in an element, an empty queue or a broken device; never an exception; chain walks are bounded"
-        Rules = [ "VIRTIO 1.2 §2.7.5.3.1"; "hw/virtio/virtio.c:virtqueue_split_pop"; "CVE-2016-6490"; "CVE-2016-7422" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.NoLoopDetection; Judge = VirtioProperties.malformedRings
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers
+        Judge = VirtioProperties.writtenLength
+        Arbitrary = arbGeneric }
+      { Number = 14
+        Name = "used-ring"
+        Title = "Used elements carry head and length in push order, written before the index that publishes them"
+        Rules =
+          [ "VIRTIO 1.2 §2.7.8"
+            "VIRTIO 1.2 §2.7.13.3.1"
+            "hw/virtio/virtio.c:virtqueue_split_fill"
+            "hw/virtio/virtio.c:virtqueue_split_flush" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.IndexBeforeEntry
+        Judge = VirtioProperties.usedRing
+        Arbitrary = arbGeneric }
+      { Number = 15
+        Name = "malformed-rings"
+        Title = "Random rings end in an element, an empty queue or a broken device; never an exception; chain walks are bounded"
+        Rules =
+          [ "VIRTIO 1.2 §2.7.5.3.1"
+            "hw/virtio/virtio.c:virtqueue_split_pop"
+            "CVE-2016-6490"
+            "CVE-2016-7422" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.NoLoopDetection
+        Judge = VirtioProperties.malformedRings
         Arbitrary = fun p -> Arb.fromGen (VirtioProperties.genRandomRing p) }
-      { Number = 16; Name = "malformed-verdicts"; Title = "Chains built malformed end as QEMU ends them: the expected virtio_error, broken, everything unmapped"
-        Rules = [ "VIRTIO 1.2 §2.7.5.3"; "VIRTIO 1.2 §2.1.2"; "hw/virtio/virtio.c:virtqueue_split_pop"; "CVE-2016-5403" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.NoInUseCheck; Judge = VirtioProperties.malformedVerdicts
+      { Number = 16
+        Name = "malformed-verdicts"
+        Title = "Chains built malformed end as QEMU ends them: the expected virtio_error, broken, everything unmapped"
+        Rules =
+          [ "VIRTIO 1.2 §2.7.5.3"
+            "VIRTIO 1.2 §2.1.2"
+            "hw/virtio/virtio.c:virtqueue_split_pop"
+            "CVE-2016-5403" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.NoInUseCheck
+        Judge = VirtioProperties.malformedVerdicts
         Arbitrary = fun p -> Arb.fromGen (VirtioCases.genMalformedCase p) }
-      { Number = 17; Name = "notification"; Title = "The device notifies iff vring_need_event (EVENT_IDX) or VRING_AVAIL_F_NO_INTERRUPT is clear"
-        Rules = [ "VIRTIO 1.2 §2.7.7.2"; "VIRTIO 1.2 §2.7.10"; "hw/virtio/virtio.c:virtio_split_should_notify" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.AlwaysNotify; Judge = VirtioProperties.notification; Arbitrary = VirtioProperties.arbNotify }
-      { Number = 18; Name = "blk-requests"; Title = "virtio-blk: reads return the disk, writes change exactly their sectors, status and used length right, MMIO buffers bounce or fail as QEMU does"
-        Rules = [ "VIRTIO 1.2 §5.2.6"; "hw/block/virtio-blk.c:virtio_blk_handle_request"; "hw/block/virtio-blk.c:virtio_blk_req_complete"; "softmmu/physmem.c:address_space_map (bounce limit)" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers; Judge = BlkProperties.blkRequests
+      { Number = 17
+        Name = "notification"
+        Title = "The device notifies iff vring_need_event (EVENT_IDX) or VRING_AVAIL_F_NO_INTERRUPT is clear"
+        Rules =
+          [ "VIRTIO 1.2 §2.7.7.2"
+            "VIRTIO 1.2 §2.7.10"
+            "hw/virtio/virtio.c:virtio_split_should_notify" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.AlwaysNotify
+        Judge = VirtioProperties.notification
+        Arbitrary = VirtioProperties.arbNotify }
+      { Number = 18
+        Name = "blk-requests"
+        Title = "virtio-blk: reads return the disk, writes change exactly their sectors, status and used length right, MMIO buffers bounce or fail as QEMU does"
+        Rules =
+          [ "VIRTIO 1.2 §5.2.6"
+            "hw/block/virtio-blk.c:virtio_blk_handle_request"
+            "hw/block/virtio-blk.c:virtio_blk_req_complete"
+            "softmmu/physmem.c:address_space_map (bounce limit)" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers
+        Judge = BlkProperties.blkRequests
         Arbitrary = fun p -> Arb.fromGen (BlkProperties.genRequests p) }
-      { Number = 19; Name = "used-length-honesty"; Title = "A device never reports more used bytes than it produced (VIRTIO 1.2 §2.7.8.2)"
+      { Number = 19
+        Name = "used-length-honesty"
+        Title = "A device never reports more used bytes than it produced (VIRTIO 1.2 §2.7.8.2)"
         Rules = [ "VIRTIO 1.2 §2.7.8.2"; "hw/block/virtio-blk.c:virtio_blk_req_complete" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.ReportedLenPlusOne; Judge = BlkProperties.usedLengthHonesty
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.ReportedLenPlusOne
+        Judge = BlkProperties.usedLengthHonesty
         Arbitrary = fun p -> Arb.fromGen (BlkProperties.genRequests p) }
-      { Number = 25; Name = "kick-suppression"; Title = "virtio-blk suppresses guest kicks while it drains the queue and allows them again when done (used->flags or avail_event)"
-        Rules = [ "VIRTIO 1.2 §2.7.10"; "hw/block/virtio-blk.c:virtio_blk_handle_vq"; "hw/virtio/virtio.c:virtio_queue_set_notification"; "hw/virtio/virtio.c:vring_set_avail_event" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.KicksLeftSuppressed; Judge = BlkProperties.kickSuppression
+      { Number = 25
+        Name = "kick-suppression"
+        Title = "virtio-blk suppresses guest kicks while it drains the queue and allows them again when done (used->flags or avail_event)"
+        Rules =
+          [ "VIRTIO 1.2 §2.7.10"
+            "hw/block/virtio-blk.c:virtio_blk_handle_vq"
+            "hw/virtio/virtio.c:virtio_queue_set_notification"
+            "hw/virtio/virtio.c:vring_set_avail_event" ]
+        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.KicksLeftSuppressed
+        Judge = BlkProperties.kickSuppression
         Arbitrary = fun p -> Arb.fromGenShrink (BlkProperties.genKickCases p, BlkProperties.shrinkKickCase) } ]
 
 let all: Entry list = dmaEntries @ virtioEntries
 
-let find (name: string) = all |> List.tryFind (fun e -> e.Name = name || string e.Number = name)
+let find (name: string) =
+    all |> List.tryFind (fun e -> e.Name = name || string e.Number = name)

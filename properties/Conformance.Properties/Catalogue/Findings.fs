@@ -3,15 +3,17 @@
 module Conformance.Properties.Findings
 
 type Finding =
-    { Id: string
-      Title: string
-      /// The property whose statement QEMU breaks.
-      Property: string
-      /// Where in QEMU the behaviour comes from.
-      Evidence: string list
-      Impact: string
-      /// A minimal scenario that shows it (fixtures/findings/<id>.json).
-      Scenario: string }
+    {
+        Id: string
+        Title: string
+        /// The property whose statement QEMU breaks.
+        Property: string
+        /// Where in QEMU the behaviour comes from.
+        Evidence: string list
+        Impact: string
+        /// A minimal scenario that shows it (fixtures/findings/<id>.json).
+        Scenario: string
+    }
 
 let zeroLengthDirty =
     { Id = "F-DMA-1"
@@ -32,18 +34,21 @@ let bounceSpansSections =
         [ "softmmu/physmem.c:address_space_translate_internal clamps the length only for RAM (comment: MMIO callers must clamp themselves)"
           "softmmu/physmem.c:address_space_map bounce path caps the length at TARGET_PAGE_SIZE (7.2) or the address space's remaining budget (master), never at the section end"
           "the pre-read (flatview_read) and the write-back (address_space_write) re-translate every piece, so each region still sees its own accesses" ]
-      Impact = "By design: a device mapping MMIO gets up to a page that may run into the next region or a hole; reads of holes give zeros, writes to them are dropped."
+      Impact =
+        "By design: a device mapping MMIO gets up to a page that may run into the next region or a hole; reads of holes give zeros, writes to them are dropped."
       Scenario = "fixtures/findings/F-DMA-2.json" }
 
 let mmioAccessPastRegionEnd =
     { Id = "F-DMA-3"
-      Title = "An I/O access (to MMIO or a hole) can run past the end of its section: the next region's bytes go to the first one, past its end, and the next region never sees them"
+      Title =
+        "An I/O access (to MMIO or a hole) can run past the end of its section: the next region's bytes go to the first one, past its end, and the next region never sees them"
       Property = "write-back-on-unmap"
       Evidence =
         [ "softmmu/physmem.c:flatview_read_continue / flatview_write_continue size each I/O access with memory_access_size (alignment and valid.max_access_size), not with the section length"
           "softmmu/memory.c:memory_region_access_valid checks size and alignment, not the region bounds"
           "the address_space_translate_internal comment: MMIO registers are expected to take full-width accesses based only on their address" ]
-      Impact = "A region whose size is not a multiple of the access size receives the neighbouring region's bytes at offsets past its end, and the neighbour (even RAM) never gets them: a DMA write that starts in a hole just below RAM can lose the first RAM bytes."
+      Impact =
+        "A region whose size is not a multiple of the access size receives the neighbouring region's bytes at offsets past its end, and the neighbour (even RAM) never gets them: a DMA write that starts in a hole just below RAM can lose the first RAM bytes."
       Scenario = "fixtures/findings/F-DMA-3.json" }
 
 let accessWidened =
@@ -58,14 +63,16 @@ let accessWidened =
 
 let romdMapPastSection =
     { Id = "F-DMA-5"
-      Title = "A direct read mapping of a ROM device in romd mode is clamped at the end of its RAMBlock, not of its section: it can cover bytes the guest sees as another region"
+      Title =
+        "A direct read mapping of a ROM device in romd mode is clamped at the end of its RAMBlock, not of its section: it can cover bytes the guest sees as another region"
       Property = "map-length"
       Evidence =
         [ "softmmu/physmem.c:address_space_translate_internal clamps the length only when memory_region_is_ram(mr); a ROM device is not ram"
           "softmmu/physmem.c:flatview_extend_translation returns the whole request at once when the first piece already covers it"
           "softmmu/physmem.c:qemu_ram_ptr_length clamps to block->max_length only"
           "docs/qemu-rules.md, M12 (code-derived)" ]
-      Impact = "Where a higher-priority region overlays part of a romd device, a device reading through the mapping sees the ROM image instead of the overlaying region."
+      Impact =
+        "Where a higher-priority region overlays part of a romd device, a device reading through the mapping sees the ROM image instead of the overlaying region."
       Scenario = "fixtures/findings/F-DMA-5.json" }
 
 let loopReadsOneMore =
@@ -86,7 +93,8 @@ let blkUsedLenOverReport =
         [ "hw/block/virtio-blk.c:virtio_blk_handle_request sets req->in_len = iov_size(in_iov, in_num) before parsing (comment: we always touch the last byte)"
           "hw/block/virtio-blk.c:virtio_blk_req_complete pushes with req->in_len regardless of status"
           "VIRTIO 1.2 §2.7.8.2: the device MUST NOT report more bytes than it wrote (under-reporting is allowed)" ]
-      Impact = "On an I/O error the driver is told the whole read buffer was written although only the status byte was; guests rely on the status, so in practice it is harmless, but it breaks the spec's used-length rule."
+      Impact =
+        "On an I/O error the driver is told the whole read buffer was written although only the status byte was; guests rely on the status, so in practice it is harmless, but it breaks the spec's used-length rule."
       Scenario = "fixtures/findings/F-BLK-1.json" }
 
 let blkUninitialisedWriteBack =
@@ -98,9 +106,18 @@ let blkUninitialisedWriteBack =
           "hw/block/virtio-blk.c:virtio_blk_req_complete pushes with in_len although no data was read; virtqueue_unmap_sg then unmaps each in-buffer with its full length"
           "softmmu/physmem.c:address_space_map allocates the 7.2 bounce buffer with qemu_memalign and never initialises it for writes; address_space_unmap writes access_len bytes of it back"
           "QEMU 9.2's g_malloc0 turns the garbage into zeros (still bytes the device never produced)" ]
-      Impact = "Host heap contents reach a guest-visible device register or memory: an information leak from QEMU to the guest, on a guest-triggerable path (needs a DMA buffer in MMIO or ROM-device space)."
+      Impact =
+        "Host heap contents reach a guest-visible device register or memory: an information leak from QEMU to the guest, on a guest-triggerable path (needs a DMA buffer in MMIO or ROM-device space)."
       Scenario = "fixtures/findings/F-BLK-2.json" }
 
-let all = [ zeroLengthDirty; bounceSpansSections; mmioAccessPastRegionEnd; accessWidened; romdMapPastSection; loopReadsOneMore; blkUsedLenOverReport; blkUninitialisedWriteBack ]
+let all =
+    [ zeroLengthDirty
+      bounceSpansSections
+      mmioAccessPastRegionEnd
+      accessWidened
+      romdMapPastSection
+      loopReadsOneMore
+      blkUsedLenOverReport
+      blkUninitialisedWriteBack ]
 
 let byId id = all |> List.find (fun f -> f.Id = id)

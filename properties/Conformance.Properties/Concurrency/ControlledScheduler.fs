@@ -18,10 +18,12 @@ type Ending =
     | Threw of thread: int * exn
 
 type Run =
-    { Ending: Ending
-      Steps: int
-      /// (thread, what it was about to do), in the order the scheduler let them run.
-      Trace: (int * string) list }
+    {
+        Ending: Ending
+        Steps: int
+        /// (thread, what it was about to do), in the order the scheduler let them run.
+        Trace: (int * string) list
+    }
 
 exception private Aborted
 
@@ -43,42 +45,68 @@ type Scheduler(seed: int, switchPercent: int, maxSteps: int, onStep: unit -> uni
     let mutable aborted = false
     let finishing = obj ()
 
-    let unfinished () = [ for i in 0 .. finished.Length - 1 do if not finished.[i] then yield i ]
+    let unfinished () =
+        [ for i in 0 .. finished.Length - 1 do
+              if not finished.[i] then
+                  yield i ]
 
     /// Hands the processor to `next` and parks the caller until it is chosen again.
     let switchTo (me: int) (next: int) =
         current <- next
         gates.[next].Release() |> ignore
         gates.[me].Wait()
-        if aborted then raise Aborted
+
+        if aborted then
+            raise Aborted
 
     let abort (why: Ending) =
         if not aborted then
             ending <- why
             aborted <- true
-            for g in gates do g.Release() |> ignore
+
+            for g in gates do
+                g.Release() |> ignore
 
     let yieldFrom (isBlocked: bool) (what: string) =
         let me = current
-        if aborted then raise Aborted
+
+        if aborted then
+            raise Aborted
+
         trace.Add((me, what))
         steps <- steps + 1
         // A blocked thread re-checking its condition makes no progress; anything else might have.
-        if not (isBlocked && lastWasBlocked.[me]) then progress <- progress + 1
+        if not (isBlocked && lastWasBlocked.[me]) then
+            progress <- progress + 1
+
         lastWasBlocked.[me] <- isBlocked
         blocked.[me] <- isBlocked
+
         if isBlocked then
             blockedAtProgress.[me] <- progress
             waitingFor.[me] <- what
-        (try onStep () with e -> abort (Threw(me, e)); raise Aborted)
+
+        (try
+            onStep ()
+         with e ->
+             abort (Threw(me, e))
+             raise Aborted)
+
         if steps >= maxSteps then
             abort (StepBound steps)
             raise Aborted
+
         let live = unfinished ()
-        if isBlocked && live |> List.forall (fun i -> blocked.[i] && blockedAtProgress.[i] = progress) then
+
+        if
+            isBlocked
+            && live |> List.forall (fun i -> blocked.[i] && blockedAtProgress.[i] = progress)
+        then
             abort (Deadlock [ for i in live -> sprintf "thread %d: %s" i waitingFor.[i] ])
             raise Aborted
+
         let others = live |> List.filter (fun i -> i <> me)
+
         if not others.IsEmpty && (isBlocked || rng.Next 100 < switchPercent) then
             switchTo me (others.[rng.Next others.Length])
 
@@ -95,14 +123,17 @@ type Scheduler(seed: int, switchPercent: int, maxSteps: int, onStep: unit -> uni
         blockedAtProgress <- Array.zeroCreate n
         lastWasBlocked <- Array.zeroCreate n
         waitingFor <- Array.create n ""
+
         let wrapped =
             bodies
             |> List.mapi (fun i body ->
                 fun () ->
                     gates.[i].Wait()
+
                     try
                         try
-                            if not aborted then body ()
+                            if not aborted then
+                                body ()
                         with
                         | Aborted -> ()
                         | e -> abort (Threw(i, e))
@@ -110,21 +141,30 @@ type Scheduler(seed: int, switchPercent: int, maxSteps: int, onStep: unit -> uni
                         lock finishing (fun () ->
                             finished.[i] <- true
                             progress <- progress + 1
+
                             match unfinished () with
                             | live when not aborted && not live.IsEmpty ->
                                 let next = live.[rng.Next live.Length]
                                 current <- next
                                 gates.[next].Release() |> ignore
                             | _ -> ()))
+
         if n > 0 then
             current <- rng.Next n
             gates.[current].Release() |> ignore
         // Every step hands over synchronously; a run that stops moving for this long is a harness bug.
-        if not (ThreadGang.run wrapped (TimeSpan.FromSeconds 30.0)) then abort (StepBound steps)
-        { Ending = ending; Steps = steps; Trace = List.ofSeq trace }
+        if not (ThreadGang.run wrapped (TimeSpan.FromSeconds 30.0)) then
+            abort (StepBound steps)
+
+        { Ending = ending
+          Steps = steps
+          Trace = List.ofSeq trace }
 
 /// The last `n` steps of a trace, one line each, for a failure report; `name` names logical thread i.
 let renderTrace (name: int -> string) (n: int) (trace: (int * string) list) =
     let skipped = max 0 (trace.Length - n)
-    [ if skipped > 0 then yield sprintf "... %d earlier steps" skipped
-      for (t, what) in trace |> List.skip skipped do yield sprintf "%s: %s" (name t) what ]
+
+    [ if skipped > 0 then
+          yield sprintf "... %d earlier steps" skipped
+      for (t, what) in trace |> List.skip skipped do
+          yield sprintf "%s: %s" (name t) what ]

@@ -10,14 +10,16 @@ open System.Collections.Generic
 /// One operation of a history: who did it, its place in that actor's program, what it returned, and
 /// the logical clock when it was invoked and when it returned.
 type Op<'c> =
-    { Actor: int
-      Seq: int
-      Command: 'c
-      /// Which part of the command this is (an unmap is two operations: release, then notify).
-      Half: int
-      Result: string
-      Invoked: int64
-      Returned: int64 }
+    {
+        Actor: int
+        Seq: int
+        Command: 'c
+        /// Which part of the command this is (an unmap is two operations: release, then notify).
+        Half: int
+        Result: string
+        Invoked: int64
+        Returned: int64
+    }
 
 /// The sequential specification, driven by the search: reset to the initial state, apply one operation
 /// (returning its result), and summarise the state for memoisation.
@@ -40,53 +42,79 @@ let checkWith (spec: Spec<'c>) (maxSteps: int) (accepts: unit -> bool) (history:
     // Candidates are tried in invocation order: usually the first one fits, and every misfit costs a replay.
     let ops = history |> Array.sortBy (fun o -> o.Invoked, o.Actor, o.Seq)
     let n = ops.Length
-    if n > 63 then invalidArg "ops" "histories of more than 63 operations are not supported"
+
+    if n > 63 then
+        invalidArg "ops" "histories of more than 63 operations are not supported"
+
     let all = if n = 0 then 0UL else (1UL <<< n) - 1UL
     // predecessors.[i]: operations that must come before i
     let predecessors =
         Array.init n (fun i ->
             let mutable m = 0UL
+
             for j in 0 .. n - 1 do
                 if j <> i then
                     let a, b = ops.[j], ops.[i]
-                    if a.Returned < b.Invoked || (a.Actor = b.Actor && a.Seq < b.Seq) then m <- m ||| (1UL <<< j)
+
+                    if a.Returned < b.Invoked || (a.Actor = b.Actor && a.Seq < b.Seq) then
+                        m <- m ||| (1UL <<< j)
+
             m)
+
     let seen = HashSet<struct (uint64 * string)>()
     let mutable steps = 0
     let mutable longest: Op<'c> list = []
     let mutable blockedAtLongest: (Op<'c> * string) list = []
+
     let replay (path: Op<'c> list) =
         spec.Reset()
-        for op in List.rev path do spec.Apply op |> ignore
+
+        for op in List.rev path do
+            spec.Apply op |> ignore
+
     let rec search (path: Op<'c> list) (depth: int) (doneMask: uint64) (stateMatchesPath: bool) : Op<'c> list option =
-        if doneMask = all then (if accepts () then Some(List.rev path) else None)
-        elif steps > maxSteps then None
+        if doneMask = all then
+            (if accepts () then Some(List.rev path) else None)
+        elif steps > maxSteps then
+            None
         else
             let mutable inSync = stateMatchesPath
             let mutable found = None
             let mismatches = List<Op<'c> * string>()
             let mutable i = 0
+
             while found.IsNone && i < n do
                 let bit = 1UL <<< i
+
                 if doneMask &&& bit = 0UL && predecessors.[i] &&& doneMask = predecessors.[i] then
-                    if not inSync then replay path
+                    if not inSync then
+                        replay path
+
                     steps <- steps + 1
                     let op = ops.[i]
                     let got = spec.Apply op
                     inSync <- false
+
                     if got = op.Result then
                         if seen.Add(struct (doneMask ||| bit, spec.Fingerprint())) then
                             found <- search (op :: path) (depth + 1) (doneMask ||| bit) true
-                    else mismatches.Add((op, got))
+                    else
+                        mismatches.Add((op, got))
+
                 i <- i + 1
+
             if found.IsNone && depth >= longest.Length && mismatches.Count > 0 then
                 longest <- List.rev path
                 blockedAtLongest <- List.ofSeq mismatches
+
             found
+
     spec.Reset()
+
     match search [] 0 0UL true with
     | Some order -> Linearizable order
     | None when steps > maxSteps -> Undecided steps
     | None -> NotLinearizable(longest, blockedAtLongest)
 
-let check (spec: Spec<'c>) (maxSteps: int) (history: Op<'c>[]) = checkWith spec maxSteps (fun () -> true) history
+let check (spec: Spec<'c>) (maxSteps: int) (history: Op<'c>[]) =
+    checkWith spec maxSteps (fun () -> true) history

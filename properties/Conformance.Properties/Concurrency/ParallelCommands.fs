@@ -44,13 +44,22 @@ let SpaceNames = [| "memory"; "dev" |]
 /// Qemu92 budgets (Qemu72 shares one buffer between them); migration dirty logging on.
 let layout: LayoutSpec =
     let size = uint64 (SliceSize * MaxActors)
-    let ram = RegionSpec(Name = "ram", Kind = RegionKind.Ram, Size = UInt128.op_Implicit size, Addr = RamBase, Seed = Nullable 0u)
-    let mmio = RegionSpec(Name = "testdev", Kind = RegionKind.Io, Size = UInt128.op_Implicit size, Addr = MmioBase, Seed = Nullable 0u)
-    let root = Spec.Copy(Spec.Region("system", RegionKind.Container, UInt128.op_Implicit (1UL <<< 32)), subregions = [ ram; mmio ])
+
+    let ram =
+        RegionSpec(Name = "ram", Kind = RegionKind.Ram, Size = UInt128.op_Implicit size, Addr = RamBase, Seed = Nullable 0u)
+
+    let mmio =
+        RegionSpec(Name = "testdev", Kind = RegionKind.Io, Size = UInt128.op_Implicit size, Addr = MmioBase, Seed = Nullable 0u)
+
+    let root =
+        Spec.Copy(Spec.Region("system", RegionKind.Container, UInt128.op_Implicit (1UL <<< 32)), subregions = [ ram; mmio ])
+
     LayoutSpec(
         [| root |],
-        [| AddressSpaceSpec("memory", "system"); AddressSpaceSpec("dev", "system", DevBudget) |],
-        DirtyLogging(Migration = true))
+        [| AddressSpaceSpec("memory", "system")
+           AddressSpaceSpec("dev", "system", DevBudget) |],
+        DirtyLogging(Migration = true)
+    )
 
 let clientName (actor: int) = sprintf "dev%d" actor
 
@@ -65,10 +74,13 @@ let describe (c: Command) =
 let render (c: ParallelCase) =
     [ yield sprintf "profile %A" c.Profile
       yield "prefix (actor 0):"
-      for cmd in c.Prefix do yield "  " + describe cmd
+      for cmd in c.Prefix do
+          yield "  " + describe cmd
       for i, t in List.indexed c.Threads do
           yield sprintf "thread %d:" (i + 1)
-          for cmd in t do yield "  " + describe cmd ]
+
+          for cmd in t do
+              yield "  " + describe cmd ]
 
 /// What one actor holds: its mappings by Map command index (None: the map failed).
 type Actor(index: int) =
@@ -77,16 +89,19 @@ type Actor(index: int) =
     member _.Index = index
     /// Between the two halves of an unmap: the address space whose clients the second half notifies.
     member val PendingNotify: AddressSpace option = None with get, set
+
     member _.Add(m: Mapping option) =
         mappings.[maps] <- m
         maps <- maps + 1
+
     member _.Mapping(i: int) =
         match mappings.TryGetValue i with
         | true, Some m when m.Live -> Some m
         | _ -> None
 
 let private bytesTouched (target: Target) (actor: int) (offset: int) =
-    (if target = Ram then RamBase else MmioBase) + uint64 (actor * SliceSize + offset)
+    (if target = Ram then RamBase else MmioBase)
+    + uint64 (actor * SliceSize + offset)
 
 /// One step of a command. `split` unmaps in QEMU's two halves (release, then notify) and returns both
 /// results; a concurrent history is compared against the two halves as separate operations.
@@ -95,7 +110,11 @@ let step (sys: MemorySystem) (actor: Actor) (c: Command) : string list =
     | Map(s, t, o, l, w) ->
         let r = sys.Map(sys.AddressSpaces.[s], bytesTouched t actor.Index o, uint64 l, w)
         actor.Add(Option.ofObj r.Mapping)
-        [ if r.Succeeded then sprintf "%A %d" r.Mapping.Kind r.Length else sprintf "failed: %A" r.Failure ]
+
+        [ if r.Succeeded then
+              sprintf "%A %d" r.Mapping.Kind r.Length
+          else
+              sprintf "failed: %A" r.Failure ]
     | WriteThrough(m, f) ->
         match actor.Mapping m with
         | Some mapping ->
@@ -106,8 +125,12 @@ let step (sys: MemorySystem) (actor: Actor) (c: Command) : string list =
         match actor.Mapping m with
         | Some mapping ->
             let r = sys.Unmap(mapping, mapping.Length * uint64 p / 100UL)
+
             [ sprintf "unmapped, wrote back %d" r.BytesWrittenBack
-              (if mapping.Kind = MappingKind.Bounce then sprintf "woke [%s]" (String.Join(",", r.ClientsScheduled)) else "no notification") ]
+              (if mapping.Kind = MappingKind.Bounce then
+                   sprintf "woke [%s]" (String.Join(",", r.ClientsScheduled))
+               else
+                   "no notification") ]
         | None -> [ "no mapping"; "no notification" ]
     | Register s -> [ sprintf "woke [%s]" (String.Join(",", sys.RegisterMapClient(sys.AddressSpaces.[s], clientName actor.Index))) ]
     | Unregister s -> [ sprintf "removed %b" (sys.UnregisterMapClient(sys.AddressSpaces.[s], clientName actor.Index)) ]
@@ -121,7 +144,12 @@ let stepHalf (sys: MemorySystem) (actor: Actor) (c: Command) (half: int) : strin
         | Some mapping ->
             let r = sys.UnmapBeforeNotifying(mapping, mapping.Length * uint64 p / 100UL)
             // Remember what the second half must notify (the mapping is gone by then).
-            actor.PendingNotify <- if mapping.Kind = MappingKind.Bounce then Some mapping.AddressSpace else None
+            actor.PendingNotify <-
+                if mapping.Kind = MappingKind.Bounce then
+                    Some mapping.AddressSpace
+                else
+                    None
+
             sprintf "unmapped, wrote back %d" r.BytesWrittenBack
         | None ->
             actor.PendingNotify <- None

@@ -12,6 +12,7 @@ type Gang() =
     let work: (unit -> unit)[] = Array.create Size ignore
     let starts = Array.init Size (fun _ -> new SemaphoreSlim(0))
     let mutable pending: CountdownEvent = null
+
     let threads =
         Array.init Size (fun i ->
             let t =
@@ -19,22 +20,36 @@ type Gang() =
                     (fun () ->
                         while true do
                             starts.[i].Wait()
-                            try work.[i] () with _ -> ()   // bodies report their own failures
+
+                            try
+                                work.[i] ()
+                            with _ ->
+                                () // bodies report their own failures
+
                             pending.Signal() |> ignore),
                     IsBackground = true,
-                    Name = sprintf "gang-%d" i)
+                    Name = sprintf "gang-%d" i
+                )
+
             t.Start()
             t)
 
     /// Runs the bodies on threads 0..n-1 at once; false if they did not all finish within `timeout`
     /// (the gang is then unusable and must not go back to the pool).
     member _.Run(bodies: (unit -> unit) list, timeout: TimeSpan) : bool =
-        if bodies.Length > Size then invalidArg "bodies" (sprintf "a gang has %d threads" Size)
+        if bodies.Length > Size then
+            invalidArg "bodies" (sprintf "a gang has %d threads" Size)
+
         pending <- new CountdownEvent(max 1 bodies.Length)
-        if bodies.IsEmpty then pending.Signal() |> ignore
-        bodies |> List.iteri (fun i b ->
+
+        if bodies.IsEmpty then
+            pending.Signal() |> ignore
+
+        bodies
+        |> List.iteri (fun i b ->
             work.[i] <- b
             starts.[i].Release() |> ignore)
+
         pending.Wait timeout
 
 let private pool = Collections.Concurrent.ConcurrentBag<Gang>()
@@ -42,7 +57,14 @@ let private pool = Collections.Concurrent.ConcurrentBag<Gang>()
 /// Runs the bodies on a pooled gang; false if they timed out (that gang is abandoned to its stuck threads,
 /// which are background threads and end with the process).
 let run (bodies: (unit -> unit) list) (timeout: TimeSpan) : bool =
-    let gang = match pool.TryTake() with | true, g -> g | _ -> Gang()
+    let gang =
+        match pool.TryTake() with
+        | true, g -> g
+        | _ -> Gang()
+
     let finished = gang.Run(bodies, timeout)
-    if finished then pool.Add gang
+
+    if finished then
+        pool.Add gang
+
     finished

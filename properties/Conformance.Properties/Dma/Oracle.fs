@@ -15,6 +15,7 @@ type Hit = { Region: RegionSpec; Offset: uint64 }
 
 let private byName (spec: LayoutSpec) (name: string) =
     let roots = spec.Regions |> Seq.filter (fun r -> r.Name = name) |> List.ofSeq
+
     match roots with
     | [ r ] -> r
     | _ -> spec.AllRegions() |> Seq.find (fun r -> r.Name = name)
@@ -25,7 +26,8 @@ let terminates (r: RegionSpec) =
 /// The topmost enabled terminal region at `rel` bytes into `r`: children by descending priority, the
 /// most recently added first among equals, an alias looks into its target at `rel + offset`.
 let rec private find (spec: LayoutSpec) (r: RegionSpec) (rel: UInt128) : Hit option =
-    if not r.Enabled || rel >= r.Size then None
+    if not r.Enabled || rel >= r.Size then
+        None
     elif r.Kind = RegionKind.Alias then
         find spec (byName spec r.AliasTarget) (rel + u128 r.AliasOffset)
     else
@@ -33,7 +35,12 @@ let rec private find (spec: LayoutSpec) (r: RegionSpec) (rel: UInt128) : Hit opt
             r.Subregions
             |> Seq.indexed
             |> Seq.sortBy (fun (i, c) -> -c.Priority, -i)
-            |> Seq.tryPick (fun (_, c) -> if rel >= u128 c.Addr then find spec c (rel - u128 c.Addr) else None)
+            |> Seq.tryPick (fun (_, c) ->
+                if rel >= u128 c.Addr then
+                    find spec c (rel - u128 c.Addr)
+                else
+                    None)
+
         match hit with
         | Some _ -> hit
         | None when terminates r -> Some { Region = r; Offset = low64 rel }
@@ -41,6 +48,7 @@ let rec private find (spec: LayoutSpec) (r: RegionSpec) (rel: UInt128) : Hit opt
 
 let rootOf (spec: LayoutSpec) (space: string) =
     let a = spec.AddressSpaces |> Seq.find (fun a -> a.Name = space)
+
     match Option.ofNullable a.RootIndex with
     | Some i -> spec.Regions.[i]
     | None -> byName spec a.Root
@@ -49,7 +57,11 @@ let rootOf (spec: LayoutSpec) (space: string) =
 let resolve (spec: LayoutSpec) (space: string) (addr: uint64) : Hit option =
     let root = rootOf spec space
     let a = u128 addr
-    if a < u128 root.Addr then None else find spec root (a - u128 root.Addr)
+
+    if a < u128 root.Addr then
+        None
+    else
+        find spec root (a - u128 root.Addr)
 
 /// include/exec/memory.h:memory_access_is_direct, restated.
 let isDirect (hit: Hit option) (isWrite: bool) =
@@ -65,7 +77,10 @@ let isDirect (hit: Hit option) (isWrite: bool) =
 /// memory_region_is_ram: the regions translation clamps to their section.
 let isRam (hit: Hit option) =
     match hit with
-    | Some h -> h.Region.Kind = RegionKind.Ram || h.Region.Kind = RegionKind.Rom || h.Region.Kind = RegionKind.RamDevice
+    | Some h ->
+        h.Region.Kind = RegionKind.Ram
+        || h.Region.Kind = RegionKind.Rom
+        || h.Region.Kind = RegionKind.RamDevice
     | None -> false
 
 /// Whether an access of this direction reaches a device callback (and so the device's access log).
@@ -74,7 +89,8 @@ let reachesDevice (hit: Hit option) (isWrite: bool) =
     | None -> false
     | Some h ->
         match h.Region.Kind with
-        | RegionKind.Io | RegionKind.RamDevice -> true
+        | RegionKind.Io
+        | RegionKind.RamDevice -> true
         | RegionKind.RomDevice -> isWrite || not h.Region.RomdMode
         | _ -> false
 
@@ -82,39 +98,57 @@ let reachesDevice (hit: Hit option) (isWrite: bool) =
 let writesRam (hit: Hit option) = isDirect hit true
 
 let ownerOf (hit: Hit option) =
-    hit |> Option.map (fun h -> if isNull h.Region.Owner then h.Region.Name else h.Region.Owner)
+    hit
+    |> Option.map (fun h ->
+        if isNull h.Region.Owner then
+            h.Region.Name
+        else
+            h.Region.Owner)
 
 /// Every absolute address where the resolution of `space` may change: starts and ends of all regions
 /// as placed (through aliases too). Between two consecutive points the hit is one region, contiguous.
 let private computeBoundaries (spec: LayoutSpec) (space: string) : uint64[] =
     let points = Collections.Generic.HashSet<uint64>()
-    let add (x: UInt128) = if x < two64 then points.Add(low64 x) |> ignore
+
+    let add (x: UInt128) =
+        if x < two64 then
+            points.Add(low64 x) |> ignore
+
     let rec walk (r: RegionSpec) (start: UInt128) depth =
         if depth < 8 then
             add start
             add (start + r.Size)
+
             if r.Kind = RegionKind.Alias then
                 let t = byName spec r.AliasTarget
                 let off = u128 r.AliasOffset
-                if start >= off then walk t (start - off) (depth + 1)
+
+                if start >= off then
+                    walk t (start - off) (depth + 1)
                 else
                     // the target starts before address 0: only its pieces at or after 0 matter
                     for c in t.Subregions do
                         let cs = u128 c.Addr
-                        if cs >= off then walk c (start + cs - off) (depth + 1)
+
+                        if cs >= off then
+                            walk c (start + cs - off) (depth + 1)
             else
                 for c in r.Subregions do
                     walk c (start + u128 c.Addr) depth
+
     let root = rootOf spec space
     walk root (u128 root.Addr) 0
     points.Add 0UL |> ignore
     points |> Seq.sort |> Array.ofSeq
 
-let private boundaryCache = System.Runtime.CompilerServices.ConditionalWeakTable<LayoutSpec, Collections.Concurrent.ConcurrentDictionary<string, uint64[]>>()
+let private boundaryCache =
+    System.Runtime.CompilerServices.ConditionalWeakTable<LayoutSpec, Collections.Concurrent.ConcurrentDictionary<string, uint64[]>>()
 
 /// Sorted boundary points of an address space (cached per layout).
 let boundaries (spec: LayoutSpec) (space: string) : uint64[] =
-    let perSpace = boundaryCache.GetValue(spec, fun _ -> Collections.Concurrent.ConcurrentDictionary<string, uint64[]>())
+    let perSpace =
+        boundaryCache.GetValue(spec, fun _ -> Collections.Concurrent.ConcurrentDictionary<string, uint64[]>())
+
     perSpace.GetOrAdd(space, fun s -> computeBoundaries spec s)
 
 /// The transfer [addr, addr+len) cut where the resolution may change: (first byte, end byte, hit at the
@@ -122,15 +156,25 @@ let boundaries (spec: LayoutSpec) (space: string) : uint64[] =
 /// Addresses wrap at 2^64 as hwaddr arithmetic does.
 let segments (spec: LayoutSpec) (space: string) (addr: uint64) (len: uint64) : (uint64 * uint64 * Hit option) list =
     let points = boundaries spec space
+
     let piece (start: uint64) (count: uint64) (kBase: uint64) =
         let endA = u128 start + u128 count
-        let cuts = points |> Array.filter (fun p -> p > start && u128 p < endA) |> Array.map (fun p -> p - start) |> List.ofArray
+
+        let cuts =
+            points
+            |> Array.filter (fun p -> p > start && u128 p < endA)
+            |> Array.map (fun p -> p - start)
+            |> List.ofArray
+
         let starts = 0UL :: cuts
         let ends = cuts @ [ count ]
         List.map2 (fun k0 k1 -> kBase + k0, kBase + k1, resolve spec space (start + k0)) starts ends
+
     let raw =
-        if len = 0UL then []
-        elif u128 addr + u128 len <= two64 then piece addr len 0UL
+        if len = 0UL then
+            []
+        elif u128 addr + u128 len <= two64 then
+            piece addr len 0UL
         else
             let first = 0UL - addr
             piece addr first 0UL @ piece 0UL (len - first) first
@@ -141,11 +185,14 @@ let segments (spec: LayoutSpec) (space: string) (addr: uint64) (len: uint64) : (
         | Some x, Some y -> Object.ReferenceEquals(x.Region, y.Region) && y.Offset = x.Offset + (a1 - a0)
         | None, None -> true
         | _ -> false
+
     raw
-    |> List.fold (fun acc seg ->
-        match acc with
-        | (p0, _, ph) as prev :: rest when contiguous prev seg -> let (_, s1, _) = seg in (p0, s1, ph) :: rest
-        | _ -> seg :: acc) []
+    |> List.fold
+        (fun acc seg ->
+            match acc with
+            | (p0, _, ph) as prev :: rest when contiguous prev seg -> let (_, s1, _) = seg in (p0, s1, ph) :: rest
+            | _ -> seg :: acc)
+        []
     |> List.rev
 
 /// Oracle for a direct mapping's length: how far from `addr` the bytes stay in the same region at
@@ -162,24 +209,44 @@ let contiguousRun (spec: LayoutSpec) (space: string) (addr: uint64) (request: ui
 /// unassigned_mem_ops (defaults) for holes and for ROM/RAM written through dispatch.
 let rulesOf (hit: Hit option) =
     match hit with
-    | Some h when not (isNull h.Region.Access) && (h.Region.Kind = RegionKind.Io || h.Region.Kind = RegionKind.RomDevice || h.Region.Kind = RegionKind.RamDevice) -> h.Region.Access
+    | Some h when
+        not (isNull h.Region.Access)
+        && (h.Region.Kind = RegionKind.Io
+            || h.Region.Kind = RegionKind.RomDevice
+            || h.Region.Kind = RegionKind.RamDevice)
+        ->
+        h.Region.Access
     | Some h when h.Region.Kind = RegionKind.RamDevice -> AccessRules.RamDevice
     | _ -> AccessRules.Default
 
-let pow2floor (x: uint64) = if x = 0UL then 0UL else 1UL <<< (63 - Numerics.BitOperations.LeadingZeroCount x)
+let pow2floor (x: uint64) =
+    if x = 0UL then
+        0UL
+    else
+        1UL <<< (63 - Numerics.BitOperations.LeadingZeroCount x)
 
 /// softmmu/physmem.c:memory_access_size, restated.
 let accessSize (rules: AccessRules) (l: uint64) (offset: uint64) =
     let mutable max = uint64 rules.EffectiveValidMax
+
     if not rules.ImplUnaligned then
         let align = offset &&& (~~~offset + 1UL)
-        if align <> 0UL && align < max then max <- align
+
+        if align <> 0UL && align < max then
+            max <- align
+
     pow2floor (min l max)
 
 /// One step of QEMU's walk over a transfer: bytes [Start, Start+Length) of the transfer go to Hit at
 /// Offset in one go (a memcpy for direct RAM, one dispatch for I/O). SegmentEnd is where the hit stops.
 type Chunk =
-    { Start: uint64; Length: uint64; Hit: Hit option; Offset: uint64; Direct: bool; SegmentEnd: uint64 }
+    { Start: uint64
+      Length: uint64
+      Hit: Hit option
+      Offset: uint64
+      Direct: bool
+      SegmentEnd: uint64 }
+
     member c.Straddles = c.Start + c.Length > c.SegmentEnd
 
 /// softmmu/physmem.c:flatview_read_continue / flatview_write_continue, restated over the naive
@@ -189,33 +256,71 @@ let chunks (spec: LayoutSpec) (space: string) (addr: uint64) (len: uint64) (isWr
     let result = ResizeArray<Chunk>()
     let mutable pos = 0UL
     let mutable si = 0
+
     while pos < len do
-        while (let (_, s1, _) = segs.[si] in s1 <= pos) do si <- si + 1
+        while (let (_, s1, _) = segs.[si] in s1 <= pos) do
+            si <- si + 1
+
         let (s0, s1, hit) = segs.[si]
-        let offset = match hit with Some h -> h.Offset + (pos - s0) | None -> addr + pos
+
+        let offset =
+            match hit with
+            | Some h -> h.Offset + (pos - s0)
+            | None -> addr + pos
+
         let direct = isDirect hit isWrite
         let mutable l = len - pos
-        if isRam hit then l <- min l (s1 - pos)
-        if not direct then l <- accessSize (rulesOf hit) l offset
+
+        if isRam hit then
+            l <- min l (s1 - pos)
+
+        if not direct then
+            l <- accessSize (rulesOf hit) l offset
         // qemu_ram_ptr_length: a direct copy ends at the end of the RAMBlock (for a romd device this is
         // the only clamp, so the copy can run past the section: F-DMA-5)
-        else l <- min l (low64 (hit.Value.Region.Size - u128 offset))
-        result.Add { Start = pos; Length = l; Hit = hit; Offset = offset; Direct = direct; SegmentEnd = s1 }
+        else
+            l <- min l (low64 (hit.Value.Region.Size - u128 offset))
+
+        result.Add
+            { Start = pos
+              Length = l
+              Hit = hit
+              Offset = offset
+              Direct = direct
+              SegmentEnd = s1 }
+
         pos <- pos + l
+
     List.ofSeq result
 
 /// A device callback QEMU makes for a chunk (softmmu/memory.c:access_with_adjusted_size): region,
 /// offset, size, and the transfer byte its first byte carries.
 /// Carries is how many of its bytes are transfer bytes (fewer than Size when widened).
-type ExpectedAccess = { Region: string; Offset: uint64; Size: uint32; FirstByte: uint64; Carries: uint32; Widened: bool }
+type ExpectedAccess =
+    { Region: string
+      Offset: uint64
+      Size: uint32
+      FirstByte: uint64
+      Carries: uint32
+      Widened: bool }
 
 let deviceAccesses (cs: Chunk list) (isWrite: bool) =
     [ for c in cs do
-        if reachesDevice c.Hit isWrite then
-            let rules = rulesOf c.Hit
-            let size = max (min c.Length (uint64 rules.EffectiveImplMax)) (uint64 rules.EffectiveImplMin)
-            let mutable i = 0UL
-            while i < c.Length do
-                yield { Region = c.Hit.Value.Region.Name; Offset = c.Offset + i; Size = uint32 size; FirstByte = c.Start + i
-                        Carries = uint32 (min size (c.Length - i)); Widened = size > c.Length }
-                i <- i + size ]
+          if reachesDevice c.Hit isWrite then
+              let rules = rulesOf c.Hit
+
+              let size =
+                  max (min c.Length (uint64 rules.EffectiveImplMax)) (uint64 rules.EffectiveImplMin)
+
+              let mutable i = 0UL
+
+              while i < c.Length do
+                  yield
+                      { Region = c.Hit.Value.Region.Name
+                        Offset = c.Offset + i
+                        Size = uint32 size
+                        FirstByte = c.Start + i
+                        Carries = uint32 (min size (c.Length - i))
+                        Widened = size > c.Length }
+
+                  i <- i + size ]

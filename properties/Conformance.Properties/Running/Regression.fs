@@ -15,18 +15,25 @@ let FolderVariable = "CONFORMANCE_REGRESSIONS_DIR"
 /// (Settings.root).
 let folder () =
     match Environment.GetEnvironmentVariable FolderVariable with
-    | null | "" -> Path.Combine(Settings.root (), "fixtures", "regressions")
+    | null
+    | "" -> Path.Combine(Settings.root (), "fixtures", "regressions")
     | dir -> dir
 
 /// The scenario as it is stored: named after its property, described.
 let asRegression (entry: Entry) (scenario: Scenario) =
-    Scenario(scenario.Profile, scenario.Layout, scenario.Ops,
-             Property = entry.Name,
-             Description = sprintf "Shrunk counterexample of P%d %s (%s) on %A" entry.Number entry.Name entry.Title scenario.Profile)
+    Scenario(
+        scenario.Profile,
+        scenario.Layout,
+        scenario.Ops,
+        Property = entry.Name,
+        Description = sprintf "Shrunk counterexample of P%d %s (%s) on %A" entry.Number entry.Name entry.Title scenario.Profile
+    )
 
 /// <property>-<8 hex digits of a hash of the scenario>.json
 let fileName (entry: Entry) (scenario: Scenario) =
-    let text = ScenarioJson.Write(Scenario(scenario.Profile, scenario.Layout, scenario.Ops))
+    let text =
+        ScenarioJson.Write(Scenario(scenario.Profile, scenario.Layout, scenario.Ops))
+
     sprintf "%s-%08x.json" entry.Name (MemoryTopology.StableHash text)
 
 /// Writes the counterexample into the corpus folder `dir` (creating it); returns its path.
@@ -51,7 +58,9 @@ let judge (scenario: Scenario) =
 /// A ready-to-paste F# xunit test that pins the case as a regression.
 let fsharpTest (entry: Entry) (scenario: Scenario) =
     let json = ScenarioJson.Write(asRegression entry scenario).TrimEnd()
-    String.concat "\n"
+
+    String.concat
+        "\n"
         [ "[<Fact>]"
           sprintf "let ``regression %s`` () =" (Path.GetFileNameWithoutExtension(fileName entry scenario))
           "    let scenario = Conformance.Model.Scenarios.ScenarioJson.Parse \"\"\""

@@ -12,32 +12,42 @@ open Conformance.Properties.Catalogue
 
 /// FsCheck's random state and size of the failing case: replaying it regenerates the same case first.
 type ReplayToken =
-    { Seed: uint64; Gamma: uint64; Size: int }
-    override t.ToString() = sprintf "%d,%d,%d" t.Seed t.Gamma t.Size
+    { Seed: uint64
+      Gamma: uint64
+      Size: int }
+
+    override t.ToString() =
+        sprintf "%d,%d,%d" t.Seed t.Gamma t.Size
+
     static member Parse(s: string) =
         match s.Split(',') with
-        | [| a; b; c |] -> { Seed = UInt64.Parse a; Gamma = UInt64.Parse b; Size = Int32.Parse c }
+        | [| a; b; c |] ->
+            { Seed = UInt64.Parse a
+              Gamma = UInt64.Parse b
+              Size = Int32.Parse c }
         | _ -> failwithf "a replay token is seed,gamma,size (got '%s')" s
 
 type Outcome =
-    { Entry: Entry
-      Profile: Profile
-      Implementation: string
-      /// Whether the reference model was checked (only its failures go to the regression corpus).
-      OfReference: bool
-      Passed: bool
-      Exhausted: bool
-      Tests: int
-      Shrinks: int
-      /// Labels with the percentage of cases that carried them.
-      Distribution: (string * float) list
-      Message: string
-      Counterexample: Scenario option
-      Replay: ReplayToken option
-      /// Where the counterexample was saved in the regression corpus, if it was.
-      SavedAs: string option
-      /// The first generated case (what a replay token regenerates).
-      FirstCase: Scenario option }
+    {
+        Entry: Entry
+        Profile: Profile
+        Implementation: string
+        /// Whether the reference model was checked (only its failures go to the regression corpus).
+        OfReference: bool
+        Passed: bool
+        Exhausted: bool
+        Tests: int
+        Shrinks: int
+        /// Labels with the percentage of cases that carried them.
+        Distribution: (string * float) list
+        Message: string
+        Counterexample: Scenario option
+        Replay: ReplayToken option
+        /// Where the counterexample was saved in the regression corpus, if it was.
+        SavedAs: string option
+        /// The first generated case (what a replay token regenerates).
+        FirstCase: Scenario option
+    }
 
 /// Environment variable carrying a replay token into `dotnet test`.
 let ReplayVariable = Settings.ReplayVariable
@@ -47,23 +57,33 @@ let defaultMaxTest () = Settings.maxTest ()
 /// The replay token in CONFORMANCE_REPLAY, if any.
 let replayFromEnvironment () =
     match Environment.GetEnvironmentVariable ReplayVariable with
-    | null | "" -> None
+    | null
+    | "" -> None
     | token -> Some(ReplayToken.Parse token)
 
-let testName (entry: Entry) (profile: Profile) = sprintf "%s_%A" (entry.Name.Replace('-', '_')) profile
+let testName (entry: Entry) (profile: Profile) =
+    sprintf "%s_%A" (entry.Name.Replace('-', '_')) profile
 
 /// The `--variant NAME` that selects a broken variant on the command line ("" for the reference model).
 let variantOption (impl: Implementation) =
-    if impl.VirtioFault <> Conformance.Model.Virtio.VirtioFault.None then sprintf " --variant %A" impl.VirtioFault
-    elif impl.Fault <> Fault.None then sprintf " --variant %A" impl.Fault
-    else ""
+    if impl.VirtioFault <> Conformance.Model.Virtio.VirtioFault.None then
+        sprintf " --variant %A" impl.VirtioFault
+    elif impl.Fault <> Fault.None then
+        sprintf " --variant %A" impl.Fault
+    else
+        ""
 
 /// Commands that reproduce a failure exactly as it failed: the property, the profile, the variant and the
 /// token (the `dotnet test` line only for the reference model, whose failure is a test failure).
 let replayCommands (entry: Entry) (profile: Profile) (impl: Implementation) (token: ReplayToken) =
     let variant = variantOption impl
+
     [ if isReference impl then
-          sprintf "%s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~PropertyTests.%s\"" ReplayVariable token (testName entry profile)
+          sprintf
+              "%s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~PropertyTests.%s\""
+              ReplayVariable
+              token
+              (testName entry profile)
       sprintf "dotnet run --project src/Conformance.Cli -- check --property %s --profile %A%s --replay %O" entry.Name profile variant token
       sprintf "dotnet run --project src/Conformance.Cli -- replay --property %s --profile %A%s --seed %O" entry.Name profile variant token ]
 
@@ -77,24 +97,31 @@ type Capture(labelsOf: Collections.Generic.Dictionary<obj, string list>) =
     member val First: obj option = None with get, set
     member val Count = 0 with get, set
     member val Labels = ResizeArray<string list>()
+
     interface IRunner with
         member _.OnStartFixture _ = ()
+
         member this.OnArguments(_, args, _) =
             for a in args do
-                if this.First.IsNone then this.First <- Some a
+                if this.First.IsNone then
+                    this.First <- Some a
+
                 this.Count <- this.Count + 1
+
                 lock labelsOf (fun () ->
                     match labelsOf.TryGetValue a with
                     | true, l ->
                         this.Labels.Add l
                         labelsOf.Remove a |> ignore
                     | _ -> ())
+
         member _.OnShrink(_, _) = ()
         member this.OnFinished(_, result) = this.Result <- Some result
 
 /// Labels with the percentage of generated cases that carried them.
 let distribution (capture: Capture) =
     let total = float (max 1 capture.Labels.Count)
+
     capture.Labels
     |> Seq.collect id
     |> Seq.countBy id
@@ -105,8 +132,11 @@ let distribution (capture: Capture) =
 /// Runs FsCheck over `arb` with `judge` (every case's labels recorded for the distribution); the
 /// capture holds the result, the first case and the labels.
 let runProperty (arb: Arbitrary<'c>) (judge: 'c -> Verdict.CaseResult) (maxTest: int) (replay: ReplayToken option) =
-    let labelsOf = Collections.Generic.Dictionary<obj, string list>(HashIdentity.Reference)
+    let labelsOf =
+        Collections.Generic.Dictionary<obj, string list>(HashIdentity.Reference)
+
     let capture = Capture(labelsOf)
+
     let config =
         Config.Quick
             .WithMaxTest(maxTest)
@@ -114,15 +144,24 @@ let runProperty (arb: Arbitrary<'c>) (judge: 'c -> Verdict.CaseResult) (maxTest:
             .WithRunner(capture)
             .WithReplay(
                 match replay, Settings.shard () with
-                | Some r, _ -> Some { Rnd = Rnd(r.Seed, r.Gamma); Size = Some r.Size }
+                | Some r, _ ->
+                    Some
+                        { Rnd = Rnd(r.Seed, r.Gamma)
+                          Size = Some r.Size }
                 // a shard starts from a seed of its own (splitmix-style spread of K and N) with the usual sizes
-                | None, Some(k, n) -> Some { Rnd = Rnd(0x9E3779B97F4A7C15UL * uint64 k + uint64 n * 0xBF58476D1CE4E5B9UL, 0x94D049BB133111EBUL); Size = None }
-                | None, None -> None)
+                | None, Some(k, n) ->
+                    Some
+                        { Rnd = Rnd(0x9E3779B97F4A7C15UL * uint64 k + uint64 n * 0xBF58476D1CE4E5B9UL, 0x94D049BB133111EBUL)
+                          Size = None }
+                | None, None -> None
+            )
+
     let property =
         FsCheck.FSharp.Prop.forAll arb (fun (c: 'c) ->
             let r = judge c
             lock labelsOf (fun () -> labelsOf.[box c] <- Verdict.distributionLabels r)
             Verdict.toProperty r)
+
     Check.One(config, property)
     capture
 
@@ -135,72 +174,157 @@ let failureMessage (data: TestData) (outcome: FsCheck.Outcome) =
 
 /// Checks one catalogue entry against an implementation for one profile.
 let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int) (replay: ReplayToken option) : Outcome =
-    let capture = runProperty (entry.Arbitrary profile) (entry.Judge impl) maxTest replay
-    let blank = { Entry = entry; Profile = profile; Implementation = impl.Name; OfReference = Implementation.isReference impl; Passed = false; Exhausted = false; Tests = 0; Shrinks = 0
-                  Distribution = []; Message = ""; Counterexample = None; Replay = None; SavedAs = None
-                  FirstCase = capture.First |> Option.bind (function :? Scenario as s -> Some s | _ -> None) }
+    let capture =
+        runProperty (entry.Arbitrary profile) (entry.Judge impl) maxTest replay
+
+    let blank =
+        { Entry = entry
+          Profile = profile
+          Implementation = impl.Name
+          OfReference = Implementation.isReference impl
+          Passed = false
+          Exhausted = false
+          Tests = 0
+          Shrinks = 0
+          Distribution = []
+          Message = ""
+          Counterexample = None
+          Replay = None
+          SavedAs = None
+          FirstCase =
+            capture.First
+            |> Option.bind (function
+                | :? Scenario as s -> Some s
+                | _ -> None) }
+
     match capture.Result with
     | Some(TestResult.Passed(data, _)) ->
-        { blank with Passed = true; Tests = data.NumberOfTests; Distribution = distribution capture }
+        { blank with
+            Passed = true
+            Tests = data.NumberOfTests
+            Distribution = distribution capture }
     | Some(TestResult.Exhausted data) ->
-        { blank with Exhausted = true; Tests = data.NumberOfTests; Distribution = distribution capture; Message = "gave up: too many discarded cases" }
+        { blank with
+            Exhausted = true
+            Tests = data.NumberOfTests
+            Distribution = distribution capture
+            Message = "gave up: too many discarded cases" }
     | Some(TestResult.Failed(data, _, shrunk, outcome, _, failingRnd, size)) ->
-        let scenario = shrunk |> List.tryPick (function :? Scenario as s -> Some s | _ -> None)
+        let scenario =
+            shrunk
+            |> List.tryPick (function
+                | :? Scenario as s -> Some s
+                | _ -> None)
+
         let message = failureMessage data outcome
-        { blank with Tests = data.NumberOfTests; Shrinks = data.NumberOfShrinks
-                     Message = message; Counterexample = scenario
-                     Replay = Some { Seed = failingRnd.Seed; Gamma = failingRnd.Gamma; Size = size } }
-    | None -> { blank with Message = "FsCheck reported no result" }
+
+        { blank with
+            Tests = data.NumberOfTests
+            Shrinks = data.NumberOfShrinks
+            Message = message
+            Counterexample = scenario
+            Replay =
+                Some
+                    { Seed = failingRnd.Seed
+                      Gamma = failingRnd.Gamma
+                      Size = size } }
+    | None ->
+        { blank with
+            Message = "FsCheck reported no result" }
 
 /// Saves a reference-model failure's counterexample into the regression corpus (broken variants are
 /// expected to fail and are never saved there).
 let record (o: Outcome) =
     match o.Counterexample with
     | Some s when not o.Passed && o.OfReference ->
-        { o with SavedAs = Some(Regression.save o.Entry s) }
+        { o with
+            SavedAs = Some(Regression.save o.Entry s) }
     | _ -> o
 
 /// Saves any failure's counterexample into `dir`.
 let recordTo (dir: string) (o: Outcome) =
     match o.Counterexample with
-    | Some s when not o.Passed -> { o with SavedAs = Some(Regression.saveTo dir o.Entry s) }
+    | Some s when not o.Passed ->
+        { o with
+            SavedAs = Some(Regression.saveTo dir o.Entry s) }
     | _ -> o
 
 /// The report a user reads: verdict, distribution, and for a failure everything needed to act on it.
 let report (o: Outcome) (impl: Implementation) =
     let sb = Text.StringBuilder()
     let line (s: string) = sb.Append(s).Append('\n') |> ignore
-    let verdict = if o.Passed then "PASS" elif o.Exhausted then "GAVE UP" else "FAIL"
-    line (sprintf "%s  P%d %s [%A] on the %s: %d cases%s" verdict o.Entry.Number o.Entry.Name o.Profile o.Implementation o.Tests
-              (if o.Shrinks > 0 then sprintf ", %d shrinks" o.Shrinks else ""))
+
+    let verdict =
+        if o.Passed then "PASS"
+        elif o.Exhausted then "GAVE UP"
+        else "FAIL"
+
+    line (
+        sprintf
+            "%s  P%d %s [%A] on the %s: %d cases%s"
+            verdict
+            o.Entry.Number
+            o.Entry.Name
+            o.Profile
+            o.Implementation
+            o.Tests
+            (if o.Shrinks > 0 then
+                 sprintf ", %d shrinks" o.Shrinks
+             else
+                 "")
+    )
+
     line (sprintf "      %s" o.Entry.Title)
+
     for (label, pct) in o.Distribution |> List.truncate 12 do
         line (sprintf "      %5.1f%% %s" pct label)
+
     if not o.Passed then
         line "      why:"
-        for l in o.Message.Split('\n') do line ("        " + l)
+
+        for l in o.Message.Split('\n') do
+            line ("        " + l)
+
         match o.Counterexample with
         | Some s ->
             line "      shrunk counterexample (scenario JSON):"
-            for l in (ScenarioJson.Write s).TrimEnd().Split('\n') do line ("        " + l)
+
+            for l in (ScenarioJson.Write s).TrimEnd().Split('\n') do
+                line ("        " + l)
+
             line "      its trace:"
-            let trace = try ScenarioTrace.Render(impl.Run s) with e -> sprintf "(the trace could not be rendered: %s)" e.Message
-            for l in trace.TrimEnd().Split('\n') do line ("        " + l)
+
+            let trace =
+                try
+                    ScenarioTrace.Render(impl.Run s)
+                with e ->
+                    sprintf "(the trace could not be rendered: %s)" e.Message
+
+            for l in trace.TrimEnd().Split('\n') do
+                line ("        " + l)
         | None -> ()
+
         match o.Replay with
         | Some token ->
             line (sprintf "      replay token: %O" token)
             line "      reproduce with:"
-            for c in replayCommands o.Entry o.Profile impl token do line ("        " + c)
+
+            for c in replayCommands o.Entry o.Profile impl token do
+                line ("        " + c)
         | None -> ()
+
         match o.SavedAs with
         | Some path ->
             line (sprintf "      saved to the regression corpus: %s (replayed by every test run; commit it once fixed)" path)
             line (sprintf "        dotnet run --project src/Conformance.Cli -- replay %s%s" path (variantOption impl))
         | None -> ()
+
         match o.Counterexample with
         | Some s ->
             line "      as an F# regression test, ready to paste:"
-            for l in (Regression.fsharpTest o.Entry s).Split('\n') do line ("        " + l)
+
+            for l in (Regression.fsharpTest o.Entry s).Split('\n') do
+                line ("        " + l)
         | None -> ()
+
     sb.ToString()

@@ -5,7 +5,8 @@ open System
 
 let private intOr (name: string) (fallback: int) =
     match Environment.GetEnvironmentVariable name with
-    | null | "" -> fallback
+    | null
+    | "" -> fallback
     | s ->
         match Int32.TryParse s with
         | true, v when v > 0 -> v
@@ -30,16 +31,17 @@ let RootVariable = "CONFORMANCE_ROOT"
 let mutable private rootOverride: string option = None
 
 /// Sets the root for this process (the CLI's --root DIR).
-let setRoot (dir: string) = rootOverride <- Some(IO.Path.GetFullPath dir)
+let setRoot (dir: string) =
+    rootOverride <- Some(IO.Path.GetFullPath dir)
 
 /// The repository this library was built from, recorded at build time (not searched for), if it is still there.
 let private builtFrom =
-    lazy (
-        Reflection.Assembly.GetExecutingAssembly().GetCustomAttributes(typeof<Reflection.AssemblyMetadataAttribute>, false)
-        |> Seq.cast<Reflection.AssemblyMetadataAttribute>
-        |> Seq.tryFind (fun a -> a.Key = "Conformance.RepositoryRoot")
-        |> Option.map (fun a -> IO.Path.GetFullPath a.Value)
-        |> Option.filter (fun d -> IO.Directory.Exists(IO.Path.Combine(d, "fixtures"))))
+    lazy
+        (Reflection.Assembly.GetExecutingAssembly().GetCustomAttributes(typeof<Reflection.AssemblyMetadataAttribute>, false)
+         |> Seq.cast<Reflection.AssemblyMetadataAttribute>
+         |> Seq.tryFind (fun a -> a.Key = "Conformance.RepositoryRoot")
+         |> Option.map (fun a -> IO.Path.GetFullPath a.Value)
+         |> Option.filter (fun d -> IO.Directory.Exists(IO.Path.Combine(d, "fixtures"))))
 
 /// The root, in this order: --root, CONFORMANCE_ROOT, the repository the library was built from, the
 /// current directory.
@@ -48,7 +50,8 @@ let root () =
     | Some r -> r
     | None ->
         match Environment.GetEnvironmentVariable RootVariable with
-        | null | "" -> builtFrom.Force() |> Option.defaultValue Environment.CurrentDirectory
+        | null
+        | "" -> builtFrom.Force() |> Option.defaultValue Environment.CurrentDirectory
         | r -> IO.Path.GetFullPath r
 
 /// A path under the root.
@@ -78,6 +81,6 @@ let shard () =
     | Some s -> Some s
     | None ->
         match Environment.GetEnvironmentVariable ShardVariable with
-        | null | "" -> None
+        | null
+        | "" -> None
         | s -> Some(parseShard s)
-

@@ -10,13 +10,25 @@ type Verdict =
     | KnownFinding of id: string * detail: string
 
 /// A property's judgement of one case: labels for the case distribution, and its verdicts (none: holds).
-type CaseResult = { Labels: string list; Verdicts: Verdict list }
+type CaseResult =
+    { Labels: string list
+      Verdicts: Verdict list }
 
-let judged labels verdicts = { Labels = labels; Verdicts = verdicts }
+let judged labels verdicts =
+    { Labels = labels; Verdicts = verdicts }
 
-let violations (r: CaseResult) = r.Verdicts |> List.choose (function Violated m -> Some m | _ -> None)
+let violations (r: CaseResult) =
+    r.Verdicts
+    |> List.choose (function
+        | Violated m -> Some m
+        | _ -> None)
 
-let findings (r: CaseResult) = r.Verdicts |> List.choose (function KnownFinding(id, _) -> Some id | _ -> None) |> List.distinct
+let findings (r: CaseResult) =
+    r.Verdicts
+    |> List.choose (function
+        | KnownFinding(id, _) -> Some id
+        | _ -> None)
+    |> List.distinct
 
 /// The labels a case counts under in the distribution: its own, and each registered finding it showed.
 let distributionLabels (r: CaseResult) =

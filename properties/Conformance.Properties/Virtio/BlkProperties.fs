@@ -18,64 +18,134 @@ let DiskSectors = 64
 let Serial = "conformance"
 
 type Request =
-    { Type: uint32; Sector: uint64; Data: (uint64 * uint32) list; Status: uint64; Payload: byte[] }
+    { Type: uint32
+      Sector: uint64
+      Data: (uint64 * uint32) list
+      Status: uint64
+      Payload: byte[] }
 
 /// Where piece k of request i's data goes: RAM or MMIO, never overlapping another request's buffers
 /// (the property reads them back after the run).
 let private genPlace (i: int) (k: int) =
-    Gen.frequency [ 5, Gen.choose (0, 7) |> Gen.map (fun o -> 0x40000UL + uint64 i * 0x20000UL + uint64 k * 0x8000UL + uint64 o * 0x21UL)
-                    2, Gen.choose (0, 7) |> Gen.map (fun o -> 0xff000000UL + uint64 i * 0x3000UL + uint64 k * 0x1000UL + uint64 o * 0x10UL) ]
+    Gen.frequency
+        [ 5,
+          Gen.choose (0, 7)
+          |> Gen.map (fun o -> 0x40000UL + uint64 i * 0x20000UL + uint64 k * 0x8000UL + uint64 o * 0x21UL)
+          2,
+          Gen.choose (0, 7)
+          |> Gen.map (fun o -> 0xff000000UL + uint64 i * 0x3000UL + uint64 k * 0x1000UL + uint64 o * 0x10UL) ]
 
 let genRequest (i: int) =
     gen {
-        let! t = Gen.frequency [ 4, Gen.constant VirtioBlk.TypeIn; 4, Gen.constant VirtioBlk.TypeOut; 1, Gen.constant VirtioBlk.TypeFlush
-                                 1, Gen.constant VirtioBlk.TypeGetId; 1, Gen.elements [ 6u; 7u; 0x10u; 0x20u ] ]
-        let! sector = Gen.frequency [ 5, Gen.choose (0, DiskSectors - 1) |> Gen.map uint64; 1, Gen.elements [ uint64 DiskSectors; uint64 DiskSectors - 1UL; 1UL <<< 40 ] ]
+        let! t =
+            Gen.frequency
+                [ 4, Gen.constant VirtioBlk.TypeIn
+                  4, Gen.constant VirtioBlk.TypeOut
+                  1, Gen.constant VirtioBlk.TypeFlush
+                  1, Gen.constant VirtioBlk.TypeGetId
+                  1, Gen.elements [ 6u; 7u; 0x10u; 0x20u ] ]
+
+        let! sector =
+            Gen.frequency
+                [ 5, Gen.choose (0, DiskSectors - 1) |> Gen.map uint64
+                  1, Gen.elements [ uint64 DiskSectors; uint64 DiskSectors - 1UL; 1UL <<< 40 ] ]
         // GET_ID buffers around the serial's length (11 bytes + NUL) and VIRTIO_BLK_ID_BYTES (20)
         let! total =
-            if t = VirtioBlk.TypeGetId then Gen.elements [ 0; 1; 5; 11; 12; 13; 19; 20; 21; 512 ]
-            else Gen.frequency [ 4, Gen.elements [ 512; 1024; 4096 ]; 1, Gen.elements [ 0; 513; 100 ] ]
+            if t = VirtioBlk.TypeGetId then
+                Gen.elements [ 0; 1; 5; 11; 12; 13; 19; 20; 21; 512 ]
+            else
+                Gen.frequency [ 4, Gen.elements [ 512; 1024; 4096 ]; 1, Gen.elements [ 0; 513; 100 ] ]
+
         let! pieces = Gen.choose (1, 3)
         let! places = Gen.sequenceToList [ for k in 0 .. pieces - 1 -> genPlace i k ]
+
         let sizes =
-            if total = 0 then []
+            if total = 0 then
+                []
             else
                 let baseSize = max 1 (total / pieces)
-                [ for k in 0 .. pieces - 1 -> if k = pieces - 1 then total - baseSize * (pieces - 1) else baseSize ] |> List.filter (fun s -> s > 0)
-        let data = List.zip (List.truncate sizes.Length places) sizes |> List.map (fun (a, s) -> a, uint32 s)
-        let! status = Gen.frequency [ 4, Gen.constant (0x22000UL + uint64 i * 0x10UL); 1, Gen.constant (0xff00f800UL + uint64 i * 0x10UL) ]
+
+                [ for k in 0 .. pieces - 1 ->
+                      if k = pieces - 1 then
+                          total - baseSize * (pieces - 1)
+                      else
+                          baseSize ]
+                |> List.filter (fun s -> s > 0)
+
+        let data =
+            List.zip (List.truncate sizes.Length places) sizes
+            |> List.map (fun (a, s) -> a, uint32 s)
+
+        let! status =
+            Gen.frequency
+                [ 4, Gen.constant (0x22000UL + uint64 i * 0x10UL)
+                  1, Gen.constant (0xff00f800UL + uint64 i * 0x10UL) ]
+
         let! payload = Gen.arrayOfLength total (Gen.choose (0, 255) |> Gen.map byte)
-        return { Type = t; Sector = sector; Data = data; Status = status; Payload = payload }
+
+        return
+            { Type = t
+              Sector = sector
+              Data = data
+              Status = status
+              Payload = payload }
     }
 
 /// The scenario a guest would run: per request write the header (and, for writes, the data), lay the
 /// chain header → data → status, publish, kick, let the block layer complete.
 let toScenario (profile: Profile) (requests: Request list) =
-    let ops = ResizeArray<ScenarioOp>([ VirtioSetupOp("memory", 256, DescRing, AvailRing, UsedRing, true, true, true, DiskSectors, Serial) :> ScenarioOp ])
+    let ops =
+        ResizeArray<ScenarioOp>([ VirtioSetupOp("memory", 256, DescRing, AvailRing, UsedRing, true, true, true, DiskSectors, Serial) :> ScenarioOp ])
+
     let mutable next = 0
-    requests |> List.iteri (fun i r ->
+
+    requests
+    |> List.iteri (fun i r ->
         let header = Array.zeroCreate<byte> 16
         BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(), r.Type)
         BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(8), r.Sector)
         let headerAddr = 0x20000UL + uint64 i * 0x10UL
         ops.Add(WriteOp("memory", headerAddr, header))
         let isWrite = r.Type = VirtioBlk.TypeOut
+
         if isWrite then
             let mutable off = 0
+
             for (a, l) in r.Data do
                 ops.Add(WriteOp("memory", a, Array.sub r.Payload off (int l)))
                 off <- off + int l
+
         let dataFlags = if isWrite then 0us else VirtioConstants.DescFlagWrite
-        let bufs = [ yield headerAddr, 16u, 0us
-                     for (a, l) in r.Data -> a, l, dataFlags
-                     yield r.Status, 1u, VirtioConstants.DescFlagWrite ]
+
+        let bufs =
+            [ yield headerAddr, 16u, 0us
+              for (a, l) in r.Data -> a, l, dataFlags
+              yield r.Status, 1u, VirtioConstants.DescFlagWrite ]
+
         let idx = [ for k in 0 .. bufs.Length - 1 -> (next + k) % 256 ]
         next <- next + bufs.Length
-        let entries = List.mapi2 (fun k (a, l, f) d -> DescriptorEntry(d, a, l, (if k < bufs.Length - 1 then f ||| VirtioConstants.DescFlagNext else f), (if k < bufs.Length - 1 then uint16 idx.[k + 1] else 0us))) bufs idx
+
+        let entries =
+            List.mapi2
+                (fun k (a, l, f) d ->
+                    DescriptorEntry(
+                        d,
+                        a,
+                        l,
+                        (if k < bufs.Length - 1 then
+                             f ||| VirtioConstants.DescFlagNext
+                         else
+                             f),
+                        (if k < bufs.Length - 1 then uint16 idx.[k + 1] else 0us)
+                    ))
+                bufs
+                idx
+
         ops.Add(DescriptorsOp(Nullable(), Array.ofList entries))
         ops.Add(PublishOp [| uint16 idx.Head |])
         ops.Add(KickOp())
         ops.Add(CompleteIoOp()))
+
     Scenario(profile, layout, ops.ToArray(), Description = "virtio-blk requests")
 
 let genRequests (profile: Profile) =
@@ -88,24 +158,53 @@ let genRequests (profile: Profile) =
 /// Recovers the requests from a scenario built by toScenario (so saved cases replay on their own).
 let fromScenario (s: Scenario) =
     let ops = List.ofSeq s.Ops
-    let writes = ops |> List.choose (function :? WriteOp as w -> Some w | _ -> None)
-    ops |> List.choose (function :? DescriptorsOp as d -> Some d | _ -> None)
+
+    let writes =
+        ops
+        |> List.choose (function
+            | :? WriteOp as w -> Some w
+            | _ -> None)
+
+    ops
+    |> List.choose (function
+        | :? DescriptorsOp as d -> Some d
+        | _ -> None)
     |> List.map (fun d ->
         let e = List.ofSeq d.Entries
-        let header = writes |> List.findBack (fun w -> w.Addr = e.Head.Addr && w.Data.Length = 16)
+
+        let header =
+            writes |> List.findBack (fun w -> w.Addr = e.Head.Addr && w.Data.Length = 16)
+
         let typ = BinaryPrimitives.ReadUInt32LittleEndian(ReadOnlySpan(header.Data))
-        let data = e |> List.skip 1 |> List.take (e.Length - 2) |> List.map (fun x -> x.Addr, x.Len)
+
+        let data =
+            e
+            |> List.skip 1
+            |> List.take (e.Length - 2)
+            |> List.map (fun x -> x.Addr, x.Len)
+
         let payload =
-            if typ = VirtioBlk.TypeOut then data |> List.collect (fun (a, _) -> (writes |> List.findBack (fun w -> w.Addr = a)).Data |> List.ofArray) |> Array.ofList
-            else Array.zeroCreate (data |> List.sumBy (fun (_, l) -> int l))
-        { Type = typ; Sector = BinaryPrimitives.ReadUInt64LittleEndian(ReadOnlySpan(header.Data, 8, 8)); Data = data; Status = (List.last e).Addr; Payload = payload })
+            if typ = VirtioBlk.TypeOut then
+                data
+                |> List.collect (fun (a, _) -> (writes |> List.findBack (fun w -> w.Addr = a)).Data |> List.ofArray)
+                |> Array.ofList
+            else
+                Array.zeroCreate (data |> List.sumBy (fun (_, l) -> int l))
+
+        { Type = typ
+          Sector = BinaryPrimitives.ReadUInt64LittleEndian(ReadOnlySpan(header.Data, 8, 8))
+          Data = data
+          Status = (List.last e).Addr
+          Payload = payload })
 
 /// Whether QEMU runs out of bounce space mapping this chain (the one page of 7.2, or 4096 bytes of budget in 9.2).
 let outOfBounce (profile: Profile) (r: Request) =
     let bounced =
         [ for (a, l) in r.Data @ [ r.Status, 1u ] do
-            for (k0, k1, hit) in segments layout "memory" a (uint64 l) do
-                if not (isDirect hit (r.Type <> VirtioBlk.TypeOut || a = r.Status)) then yield k1 - k0 ]
+              for (k0, k1, hit) in segments layout "memory" a (uint64 l) do
+                  if not (isDirect hit (r.Type <> VirtioBlk.TypeOut || a = r.Status)) then
+                      yield k1 - k0 ]
+
     match profile with
     | Profile.Qemu72 -> (bounced |> List.sumBy (fun b -> (b + 4095UL) / 4096UL)) > 1UL
     | _ -> List.sum bounced > 4096UL
@@ -122,55 +221,139 @@ let blkRequests (impl: Implementation) (scenario: Scenario) =
     let disk = VirtioContext.InitialDisk DiskSectors
     let sys = run.System
     let space = sys.Space "memory"
-    let read (a: uint64) (n: int) = let b = Array.zeroCreate<byte> n in sys.Read(space, a, Span b); b
-    let used = run.Steps |> Seq.choose (fun s -> Option.ofObj s.Virtio) |> Seq.collect (fun v -> v.NewUsed) |> List.ofSeq
+
+    let read (a: uint64) (n: int) =
+        let b = Array.zeroCreate<byte> n in
+        sys.Read(space, a, Span b)
+        b
+
+    let used =
+        run.Steps
+        |> Seq.choose (fun s -> Option.ofObj s.Virtio)
+        |> Seq.collect (fun v -> v.NewUsed)
+        |> List.ofSeq
+
     let mutable usedIndex = 0
     let mutable broken = false
-    requests |> List.iteri (fun i r ->
+
+    requests
+    |> List.iteri (fun i r ->
         if not broken then
             let n = r.Data |> List.sumBy (fun (_, l) -> int l)
             let inLen = uint32 (if r.Type = VirtioBlk.TypeOut then 1 else n + 1)
+
             if outOfBounce scenario.Profile r then
                 labels.Add "QEMU runs out of bounce space"
                 broken <- true
-                if not run.Virtio.Device.Broken then verdicts.Add(Violated(sprintf "request %d needs more bounce space than QEMU has; the device should break" i))
-                elif not (run.Virtio.Device.Errors |> Seq.exists (fun e -> e = "virtio: bogus descriptor or out of resources")) then
-                    verdicts.Add(Violated(sprintf "request %d: expected \"virtio: bogus descriptor or out of resources\", got %A" i (List.ofSeq run.Virtio.Device.Errors)))
+
+                if not run.Virtio.Device.Broken then
+                    verdicts.Add(Violated(sprintf "request %d needs more bounce space than QEMU has; the device should break" i))
+                elif
+                    not (
+                        run.Virtio.Device.Errors
+                        |> Seq.exists (fun e -> e = "virtio: bogus descriptor or out of resources")
+                    )
+                then
+                    verdicts.Add(
+                        Violated(
+                            sprintf "request %d: expected \"virtio: bogus descriptor or out of resources\", got %A" i (List.ofSeq run.Virtio.Device.Errors)
+                        )
+                    )
             else
                 let baseType = r.Type &&& ~~~(VirtioBlk.TypeOut ||| VirtioBlk.TypeBarrier)
-                let rangeOk = n % 512 = 0 && r.Sector <= uint64 DiskSectors && uint64 (n / 512) <= uint64 DiskSectors - r.Sector
+
+                let rangeOk =
+                    n % 512 = 0
+                    && r.Sector <= uint64 DiskSectors
+                    && uint64 (n / 512) <= uint64 DiskSectors - r.Sector
+
                 let expectedStatus =
                     match baseType with
-                    | 0u -> if rangeOk then VirtioBlk.StatusOk else VirtioBlk.StatusIoErr
-                    | 4u | 8u -> VirtioBlk.StatusOk
+                    | 0u ->
+                        if rangeOk then
+                            VirtioBlk.StatusOk
+                        else
+                            VirtioBlk.StatusIoErr
+                    | 4u
+                    | 8u -> VirtioBlk.StatusOk
                     | _ -> VirtioBlk.StatusUnsupp
-                labels.Add(sprintf "%s%s" (match r.Type with 0u -> "read" | 1u -> "write" | 4u -> "flush" | 8u -> "get-id" | _ -> "unsupported")
-                               (if baseType = 0u && not rangeOk then " out of range" else ""))
-                if r.Data |> List.exists (fun (a, _) -> a >= 0xff000000UL) || r.Status >= 0xff000000UL then labels.Add "MMIO buffer"
+
+                labels.Add(
+                    sprintf
+                        "%s%s"
+                        (match r.Type with
+                         | 0u -> "read"
+                         | 1u -> "write"
+                         | 4u -> "flush"
+                         | 8u -> "get-id"
+                         | _ -> "unsupported")
+                        (if baseType = 0u && not rangeOk then " out of range" else "")
+                )
+
+                if
+                    r.Data |> List.exists (fun (a, _) -> a >= 0xff000000UL)
+                    || r.Status >= 0xff000000UL
+                then
+                    labels.Add "MMIO buffer"
+
                 let status = (read r.Status 1).[0]
-                if status <> expectedStatus then verdicts.Add(Violated(sprintf "request %d: status %d, expected %d" i status expectedStatus))
-                if usedIndex >= used.Length then verdicts.Add(Violated(sprintf "request %d was never completed" i))
+
+                if status <> expectedStatus then
+                    verdicts.Add(Violated(sprintf "request %d: status %d, expected %d" i status expectedStatus))
+
+                if usedIndex >= used.Length then
+                    verdicts.Add(Violated(sprintf "request %d was never completed" i))
                 else
                     let struct (_, len) = used.[usedIndex]
                     usedIndex <- usedIndex + 1
-                    if len <> inLen then verdicts.Add(Violated(sprintf "request %d: used len %d, expected the total in length %d" i len inLen))
+
+                    if len <> inLen then
+                        verdicts.Add(Violated(sprintf "request %d: used len %d, expected the total in length %d" i len inLen))
+
                 if baseType = 8u then
                     // GET_ID: the serial, NUL-terminated only when it is shorter than the buffer, at most
                     // VIRTIO_BLK_ID_BYTES (20) bytes (hw/block/virtio-blk.c:virtio_blk_handle_request)
                     let serial = Text.Encoding.ASCII.GetBytes(Serial + "\000")
                     let size = min serial.Length (min n 20)
-                    let got = r.Data |> List.collect (fun (a, l) -> read a (int l) |> List.ofArray) |> List.truncate size |> Array.ofList
+
+                    let got =
+                        r.Data
+                        |> List.collect (fun (a, l) -> read a (int l) |> List.ofArray)
+                        |> List.truncate size
+                        |> Array.ofList
+
                     if got <> serial.[.. size - 1] then
-                        verdicts.Add(Violated(sprintf "request %d: GET_ID wrote %s, expected the first %d bytes of the serial %s" i (ScenarioTrace.Hex got) size (ScenarioTrace.Hex serial)))
+                        verdicts.Add(
+                            Violated(
+                                sprintf
+                                    "request %d: GET_ID wrote %s, expected the first %d bytes of the serial %s"
+                                    i
+                                    (ScenarioTrace.Hex got)
+                                    size
+                                    (ScenarioTrace.Hex serial)
+                            )
+                        )
+
                 if baseType = 0u && rangeOk then
                     let at = int r.Sector * 512
+
                     if r.Type = VirtioBlk.TypeIn then
-                        let got = r.Data |> List.collect (fun (a, l) -> read a (int l) |> List.ofArray) |> Array.ofList
-                        if got <> disk.[at .. at + n - 1] then verdicts.Add(Violated(sprintf "request %d: the read returned bytes that are not the disk's sectors %d.." i r.Sector))
-                    else Array.blit r.Payload 0 disk at n)
+                        let got =
+                            r.Data
+                            |> List.collect (fun (a, l) -> read a (int l) |> List.ofArray)
+                            |> Array.ofList
+
+                        if got <> disk.[at .. at + n - 1] then
+                            verdicts.Add(Violated(sprintf "request %d: the read returned bytes that are not the disk's sectors %d.." i r.Sector))
+                    else
+                        Array.blit r.Payload 0 disk at n)
+
     if not broken && run.Virtio.Blk.Disk <> disk then
-        let firstDiff = Array.zip run.Virtio.Blk.Disk disk |> Array.findIndex (fun (x, y) -> x <> y)
+        let firstDiff =
+            Array.zip run.Virtio.Blk.Disk disk |> Array.findIndex (fun (x, y) -> x <> y)
+
         verdicts.Add(Violated(sprintf "the disk differs from what the writes address, first at byte %d (sector %d)" firstDiff (firstDiff / 512)))
+
     judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
 
 /// P19 (VIRTIO 1.2 §2.7.8.2): a device may under-report the used length, never over-report it — the bytes it
@@ -181,36 +364,56 @@ let usedLengthHonesty (impl: Implementation) (scenario: Scenario) =
     let requests = fromScenario scenario
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
-    let used = run.Steps |> Seq.choose (fun s -> Option.ofObj s.Virtio) |> Seq.collect (fun v -> v.NewUsed) |> List.ofSeq
+
+    let used =
+        run.Steps
+        |> Seq.choose (fun s -> Option.ofObj s.Virtio)
+        |> Seq.collect (fun v -> v.NewUsed)
+        |> List.ofSeq
+
     let mutable u = 0
+
     for r in requests do
         if u < used.Length && not (outOfBounce scenario.Profile r) then
             let struct (_, len) = used.[u]
             u <- u + 1
             let n = r.Data |> List.sumBy (fun (_, l) -> int l)
             let baseType = r.Type &&& ~~~(VirtioBlk.TypeOut ||| VirtioBlk.TypeBarrier)
-            let rangeOk = n % 512 = 0 && r.Sector <= uint64 DiskSectors && uint64 (n / 512) <= uint64 DiskSectors - r.Sector
+
+            let rangeOk =
+                n % 512 = 0
+                && r.Sector <= uint64 DiskSectors
+                && uint64 (n / 512) <= uint64 DiskSectors - r.Sector
+
             let produced =
                 match baseType with
                 | 0u when r.Type = VirtioBlk.TypeIn && rangeOk -> n + 1
                 | 8u -> min (min (Serial.Length + 1) n) 20 + 1
                 | _ -> 1
+
             let inLen = uint32 (if r.Type = VirtioBlk.TypeOut then 1 else n + 1)
+
             if uint32 produced < len && len = inLen then
                 labels.Add "over-reported (QEMU's in_len rule)"
                 verdicts.Add(KnownFinding(Findings.blkUsedLenOverReport.Id, sprintf "len %d, produced %d" len produced))
             elif uint32 produced < len then
                 verdicts.Add(Violated(sprintf "used len %d, but the device produced %d bytes (and the in length is %d)" len produced inLen))
-            else labels.Add "honest"
+            else
+                labels.Add "honest"
+
     judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
 
 /// A virtio-blk case with VIRTIO_RING_F_EVENT_IDX negotiated or not.
 let withEventIdx (eventIdx: bool) (s: Scenario) =
     let ops =
-        s.Ops |> Seq.map (fun o ->
+        s.Ops
+        |> Seq.map (fun o ->
             match o with
-            | :? VirtioSetupOp as v -> VirtioSetupOp(v.Space, v.QueueSize, v.Desc, v.Avail, v.Used, eventIdx, v.Indirect, v.Version1, v.DiskSectors, v.Serial) :> ScenarioOp
-            | o -> o) |> Array.ofSeq
+            | :? VirtioSetupOp as v ->
+                VirtioSetupOp(v.Space, v.QueueSize, v.Desc, v.Avail, v.Used, eventIdx, v.Indirect, v.Version1, v.DiskSectors, v.Serial) :> ScenarioOp
+            | o -> o)
+        |> Array.ofSeq
+
     Scenario(s.Profile, s.Layout, ops, Description = s.Description)
 
 /// The virtio-blk cases of P18, with EVENT_IDX or without.
@@ -223,8 +426,14 @@ let genKickCases (profile: Profile) =
 
 /// Shrinks a virtio-blk case by leaving out one request at a time (the rest are laid out afresh).
 let shrinkKickCase (s: Scenario) =
-    let eventIdx = s.Ops |> Seq.pick (function :? VirtioSetupOp as v -> Some v.EventIdx | _ -> None)
+    let eventIdx =
+        s.Ops
+        |> Seq.pick (function
+            | :? VirtioSetupOp as v -> Some v.EventIdx
+            | _ -> None)
+
     let requests = fromScenario s
+
     seq {
         if requests.Length > 1 then
             for i in 0 .. requests.Length - 1 do
@@ -242,39 +451,104 @@ let kickSuppression (impl: Implementation) (scenario: Scenario) =
     let run = impl.Run scenario
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
-    let setup = scenario.Ops |> Seq.pick (function :? VirtioSetupOp as v -> Some v | _ -> None)
+
+    let setup =
+        scenario.Ops
+        |> Seq.pick (function
+            | :? VirtioSetupOp as v -> Some v
+            | _ -> None)
+
     let sys = run.System
     let space = sys.Space setup.Space
+
     let kicksOnWorkingDevice =
-        run.Steps |> Seq.filter (fun s ->
-            s.Op :? KickOp && (s.Index = 0 || isNull run.Steps.[s.Index - 1].Virtio || not run.Steps.[s.Index - 1].Virtio.Broken)) |> Seq.length
+        run.Steps
+        |> Seq.filter (fun s ->
+            s.Op :? KickOp
+            && (s.Index = 0
+                || isNull run.Steps.[s.Index - 1].Virtio
+                || not run.Steps.[s.Index - 1].Virtio.Broken))
+        |> Seq.length
+
     let writes = run.Virtio.Device.RingWrites |> List.ofSeq
     let flagWrites = writes |> List.filter (fun w -> w.What = "flags")
     let eventWrites = writes |> List.filter (fun w -> w.What = "avail_event")
     let usedFlags = sys.LoadU16Le(space, setup.Used)
-    let availEvent = sys.LoadU16Le(space, VirtioConstants.AvailEventAddr(setup.Used, setup.QueueSize))
+
+    let availEvent =
+        sys.LoadU16Le(space, VirtioConstants.AvailEventAddr(setup.Used, setup.QueueSize))
+
     let availIdx = sys.LoadU16Le(space, VirtioConstants.AvailIdxAddr(setup.Avail))
     labels.Add(if setup.EventIdx then "EVENT_IDX" else "no EVENT_IDX")
-    labels.Add(sprintf "kicks on a working device: %s" (if kicksOnWorkingDevice <= 1 then string kicksOnWorkingDevice else "2+"))
-    if run.Virtio.Device.Broken then labels.Add "device broke"
-    let noNotify (v: uint64) = v &&& uint64 VirtioConstants.UsedFlagNoNotify <> 0UL
+
+    labels.Add(
+        sprintf
+            "kicks on a working device: %s"
+            (if kicksOnWorkingDevice <= 1 then
+                 string kicksOnWorkingDevice
+             else
+                 "2+")
+    )
+
+    if run.Virtio.Device.Broken then
+        labels.Add "device broke"
+
+    let noNotify (v: uint64) =
+        v &&& uint64 VirtioConstants.UsedFlagNoNotify <> 0UL
     // the guest publishes everything before it kicks and nothing while the device works, so every kick is
     // one pass over the queue (the do/while of virtio_blk_handle_vq runs once)
     if not setup.EventIdx then
-        if not (List.isEmpty eventWrites) then verdicts.Add(Violated(sprintf "avail_event written %d times without EVENT_IDX" eventWrites.Length))
+        if not (List.isEmpty eventWrites) then
+            verdicts.Add(Violated(sprintf "avail_event written %d times without EVENT_IDX" eventWrites.Length))
         // set, clear, set, clear, ...: one pair per pass over the queue
-        flagWrites |> List.iteri (fun i w ->
+        flagWrites
+        |> List.iteri (fun i w ->
             if noNotify w.Value <> (i % 2 = 0) then
-                verdicts.Add(Violated(sprintf "used->flags write %d of %d %s VRING_USED_F_NO_NOTIFY; the device alternates suppressing and allowing kicks" (i + 1) flagWrites.Length (if noNotify w.Value then "sets" else "clears"))))
+                verdicts.Add(
+                    Violated(
+                        sprintf
+                            "used->flags write %d of %d %s VRING_USED_F_NO_NOTIFY; the device alternates suppressing and allowing kicks"
+                            (i + 1)
+                            flagWrites.Length
+                            (if noNotify w.Value then "sets" else "clears")
+                    )
+                ))
+
         if flagWrites.Length <> 2 * kicksOnWorkingDevice then
-            verdicts.Add(Violated(sprintf "%d kicks handled but %d writes to used->flags: each pass suppresses kicks and allows them again" kicksOnWorkingDevice flagWrites.Length))
+            verdicts.Add(
+                Violated(
+                    sprintf
+                        "%d kicks handled but %d writes to used->flags: each pass suppresses kicks and allows them again"
+                        kicksOnWorkingDevice
+                        flagWrites.Length
+                )
+            )
+
         if kicksOnWorkingDevice > 0 && noNotify (uint64 usedFlags) then
             verdicts.Add(Violated "after the kicks used->flags still has VRING_USED_F_NO_NOTIFY: the guest will never kick again")
     else
-        if not (List.isEmpty flagWrites) then verdicts.Add(Violated(sprintf "used->flags written %d times with EVENT_IDX" flagWrites.Length))
+        if not (List.isEmpty flagWrites) then
+            verdicts.Add(Violated(sprintf "used->flags written %d times with EVENT_IDX" flagWrites.Length))
+
         if eventWrites.Length <> kicksOnWorkingDevice then
-            verdicts.Add(Violated(sprintf "%d kicks handled but avail_event written %d times: once per pass, when kicks are allowed again (never while they are suppressed)" kicksOnWorkingDevice eventWrites.Length))
+            verdicts.Add(
+                Violated(
+                    sprintf
+                        "%d kicks handled but avail_event written %d times: once per pass, when kicks are allowed again (never while they are suppressed)"
+                        kicksOnWorkingDevice
+                        eventWrites.Length
+                )
+            )
         // (a broken device ignores later kicks, so its avail_event stays where the breaking pass left it)
-        if kicksOnWorkingDevice > 0 && not run.Virtio.Device.Broken && availEvent <> availIdx then
-            verdicts.Add(Violated(sprintf "after the kicks avail_event is %d but the guest published up to %d: the guest's next kick would be skipped" availEvent availIdx))
+        if
+            kicksOnWorkingDevice > 0
+            && not run.Virtio.Device.Broken
+            && availEvent <> availIdx
+        then
+            verdicts.Add(
+                Violated(
+                    sprintf "after the kicks avail_event is %d but the guest published up to %d: the guest's next kick would be skipped" availEvent availIdx
+                )
+            )
+
     judged (List.ofSeq labels) (List.ofSeq verdicts |> List.truncate 3)

@@ -17,25 +17,37 @@ let DescRing, AvailRing, UsedRing = 0x10000UL, 0x11000UL, 0x12000UL
 /// RAM 0-1 MiB, pc-testdev-like MMIO at 0xff000000 (64 KiB), ROM at 0xfffe0000 (128 KiB); the rest unassigned.
 let layout =
     let system =
-        Spec.Copy(Spec.Region("system", RegionKind.Container, two64),
-                  subregions = [ Spec.Region("ram", RegionKind.Ram, u128 0x100000UL)
-                                 Spec.Region("testdev", RegionKind.Io, u128 0x10000UL, 0xff000000UL)
-                                 Spec.Region("bios", RegionKind.Rom, u128 0x20000UL, 0xfffe0000UL) ])
+        Spec.Copy(
+            Spec.Region("system", RegionKind.Container, two64),
+            subregions =
+                [ Spec.Region("ram", RegionKind.Ram, u128 0x100000UL)
+                  Spec.Region("testdev", RegionKind.Io, u128 0x10000UL, 0xff000000UL)
+                  Spec.Region("bios", RegionKind.Rom, u128 0x20000UL, 0xfffe0000UL) ]
+        )
+
     LayoutSpec([| system |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default)
 
 /// Where a buffer lives.
 let genBufferAddr =
-    Gen.frequency [ 12, Gen.choose (0x20, 0xe0) |> Gen.map (fun p -> uint64 p * 0x1000UL)
-                    4, Gen.choose (0x20000, 0xe0000) |> Gen.map uint64
-                    3, Gen.choose (0, 0xf0) |> Gen.map (fun p -> 0xff000000UL + uint64 p * 0x100UL)
-                    1, Gen.constant 0xfffe8000UL
-                    1, Gen.constant 0x40000000UL
-                    1, Gen.constant 0xff800UL ]   // straddles the end of RAM
+    Gen.frequency
+        [ 12, Gen.choose (0x20, 0xe0) |> Gen.map (fun p -> uint64 p * 0x1000UL)
+          4, Gen.choose (0x20000, 0xe0000) |> Gen.map uint64
+          3, Gen.choose (0, 0xf0) |> Gen.map (fun p -> 0xff000000UL + uint64 p * 0x100UL)
+          1, Gen.constant 0xfffe8000UL
+          1, Gen.constant 0x40000000UL
+          1, Gen.constant 0xff800UL ] // straddles the end of RAM
 
-let genBufferLen = Gen.frequency [ 4, Gen.elements [ 1u; 16u; 512u; 513u ]; 3, Gen.elements [ 4096u; 4097u; 8192u ]; 2, Gen.choose (1, 9000) |> Gen.map uint32 ]
+let genBufferLen =
+    Gen.frequency
+        [ 4, Gen.elements [ 1u; 16u; 512u; 513u ]
+          3, Gen.elements [ 4096u; 4097u; 8192u ]
+          2, Gen.choose (1, 9000) |> Gen.map uint32 ]
 
 /// A well-formed chain: some device-readable buffers, then some device-writable ones.
-type Chain = { Out: (uint64 * uint32) list; In: (uint64 * uint32) list; Indirect: bool }
+type Chain =
+    { Out: (uint64 * uint32) list
+      In: (uint64 * uint32) list
+      Indirect: bool }
 
 let genChain =
     gen {
@@ -78,12 +90,30 @@ let layChains (num: int) (firstIndex: int) (firstTable: int) (chains: Chain list
     let heads = ResizeArray<uint16>()
     let mutable next = firstIndex
     let mutable table = firstTable
+
     for c in chains do
-        let bufs = (c.Out |> List.map (fun (a, l) -> a, l, 0us)) @ (c.In |> List.map (fun (a, l) -> a, l, VirtioConstants.DescFlagWrite))
+        let bufs =
+            (c.Out |> List.map (fun (a, l) -> a, l, 0us))
+            @ (c.In |> List.map (fun (a, l) -> a, l, VirtioConstants.DescFlagWrite))
+
         if c.Indirect then
             let tableAddr = 0x30000UL + uint64 table * 0x1000UL
             table <- table + 1
-            let entries = bufs |> List.mapi (fun i (a, l, f) -> DescriptorEntry(i, a, l, (if i < bufs.Length - 1 then f ||| VirtioConstants.DescFlagNext else f), uint16 (i + 1)))
+
+            let entries =
+                bufs
+                |> List.mapi (fun i (a, l, f) ->
+                    DescriptorEntry(
+                        i,
+                        a,
+                        l,
+                        (if i < bufs.Length - 1 then
+                             f ||| VirtioConstants.DescFlagNext
+                         else
+                             f),
+                        uint16 (i + 1)
+                    ))
+
             ops.Add(DescriptorsOp(Nullable tableAddr, Array.ofList entries))
             let head = next % num
             next <- next + 1
@@ -92,9 +122,26 @@ let layChains (num: int) (firstIndex: int) (firstTable: int) (chains: Chain list
         else
             let indices = bufs |> List.mapi (fun i _ -> (next + i) % num)
             next <- next + bufs.Length
-            let entries = List.mapi2 (fun i (a, l, f) idx -> DescriptorEntry(idx, a, l, (if i < bufs.Length - 1 then f ||| VirtioConstants.DescFlagNext else f), (if i < bufs.Length - 1 then uint16 indices.[i + 1] else 0us))) bufs indices
+
+            let entries =
+                List.mapi2
+                    (fun i (a, l, f) idx ->
+                        DescriptorEntry(
+                            idx,
+                            a,
+                            l,
+                            (if i < bufs.Length - 1 then
+                                 f ||| VirtioConstants.DescFlagNext
+                             else
+                                 f),
+                            (if i < bufs.Length - 1 then uint16 indices.[i + 1] else 0us)
+                        ))
+                    bufs
+                    indices
+
             ops.Add(DescriptorsOp(Nullable(), Array.ofList entries))
             heads.Add(uint16 indices.Head)
+
     List.ofSeq ops, List.ofSeq heads, next, table
 
 let setup (num: int) (eventIdx: bool) (version1: bool) =
@@ -112,37 +159,66 @@ let genGenericCase (profile: Profile) =
         let mutable nextTable = 0
         let mutable popped = 0
         let live = ResizeArray<string>()
-        for _ in 1 .. rounds do
+
+        for _ in 1..rounds do
             let! k = Gen.choose (0, 3)
             let! chains = Gen.listOfLength k genChain
-            let descs = chains |> List.sumBy (fun c -> if c.Indirect then 1 else c.Out.Length + c.In.Length)
+
+            let descs =
+                chains
+                |> List.sumBy (fun c -> if c.Indirect then 1 else c.Out.Length + c.In.Length)
+
             if nextIndex + descs <= num then
                 let laid, heads, n, t = layChains num nextIndex nextTable chains
                 nextIndex <- n
                 nextTable <- t
                 ops.AddRange laid
-                if not heads.IsEmpty then ops.Add(PublishOp(Array.ofList heads))
+
+                if not heads.IsEmpty then
+                    ops.Add(PublishOp(Array.ofList heads))
+
             let! extra = Gen.choose (0, 1)
             let pops = k + extra
-            for _ in 1 .. pops do
+
+            for _ in 1..pops do
                 let name = sprintf "e%d" popped
                 popped <- popped + 1
                 ops.Add(PopOp name)
                 live.Add name
+
             let! releases = Gen.choose (live.Count / 2, live.Count)
-            for _ in 1 .. releases do
+
+            for _ in 1..releases do
                 let! pick = Gen.choose (0, live.Count - 1)
                 let! how = Gen.frequency [ 6, Gen.constant "push"; 2, Gen.constant "detach"; 1, Gen.constant "unpop" ]
-                let! len = Gen.frequency [ 3, Gen.constant 0u; 3, Gen.elements [ 1u; 512u; 513u; 4096u ]; 2, Gen.choose (0, 20000) |> Gen.map uint32 ]
+
+                let! len =
+                    Gen.frequency
+                        [ 3, Gen.constant 0u
+                          3, Gen.elements [ 1u; 512u; 513u; 4096u ]
+                          2, Gen.choose (0, 20000) |> Gen.map uint32 ]
+
                 ops.Add(ReleaseOp(live.[pick], how, len))
                 live.RemoveAt pick
+
         return Scenario(profile, layout, ops.ToArray())
     }
 
 /// A malformed chain with the error QEMU reports for it.
 let genMalformedCase (profile: Profile) =
     gen {
-        let! m = Gen.elements [ Loop; NextOutOfRange; HeadOutOfRange; ReadableAfterWritable; ZeroLength; IndirectBadSize; IndirectOffRam; TooManyInUse; TooManyPieces ]
+        let! m =
+            Gen.elements
+                [ Loop
+                  NextOutOfRange
+                  HeadOutOfRange
+                  ReadableAfterWritable
+                  ZeroLength
+                  IndirectBadSize
+                  IndirectOffRam
+                  TooManyInUse
+                  TooManyPieces ]
+
         let! num = Gen.elements [ 2; 4; 8; 16; 256 ]
         // an inuse overflow pops num + 1 times: keep that case small enough to read
         let num = if m = TooManyInUse then min num 8 else num
@@ -150,7 +226,10 @@ let genMalformedCase (profile: Profile) =
         let! len = Gen.elements [ 16u; 512u; 4096u ]
         let ops = ResizeArray<ScenarioOp>([ setup num false true ])
         let d i a l f n = DescriptorEntry(i, a, l, f, n)
-        let W, N, I = VirtioConstants.DescFlagWrite, VirtioConstants.DescFlagNext, VirtioConstants.DescFlagIndirect
+
+        let W, N, I =
+            VirtioConstants.DescFlagWrite, VirtioConstants.DescFlagNext, VirtioConstants.DescFlagIndirect
+
         match m with
         | Loop ->
             // a chain 0 -> 1 -> ... -> 0 over the whole table
@@ -160,8 +239,7 @@ let genMalformedCase (profile: Profile) =
         | NextOutOfRange ->
             ops.Add(DescriptorsOp(Nullable(), [| d 0 addr len N (uint16 num) |]))
             ops.Add(PublishOp [| 0us |])
-        | HeadOutOfRange ->
-            ops.Add(PublishOp [| uint16 num |])
+        | HeadOutOfRange -> ops.Add(PublishOp [| uint16 num |])
         | ReadableAfterWritable ->
             ops.Add(DescriptorsOp(Nullable(), [| d 0 addr len (W ||| N) 1us; d 1 (addr + 0x1000UL) len 0us 0us |]))
             ops.Add(PublishOp [| 0us |])
@@ -179,7 +257,9 @@ let genMalformedCase (profile: Profile) =
             ops.Add(PublishOp [| 0us |])
         | TooManyPieces ->
             // an indirect table of 1025 writable 16-byte buffers: more scatter-gather pieces than VIRTQUEUE_MAX_SIZE
-            let entries = [| for i in 0 .. 1024 -> d i (0x40000UL + uint64 i * 0x10UL) 16u (if i < 1024 then W ||| N else W) (uint16 (i + 1)) |]
+            let entries =
+                [| for i in 0..1024 -> d i (0x40000UL + uint64 i * 0x10UL) 16u (if i < 1024 then W ||| N else W) (uint16 (i + 1)) |]
+
             ops.Add(DescriptorsOp(Nullable 0x80000UL, entries))
             ops.Add(DescriptorsOp(Nullable(), [| d 0 0x80000UL (uint32 (16 * entries.Length)) I 0us |]))
             ops.Add(PublishOp [| 0us |])
@@ -187,7 +267,9 @@ let genMalformedCase (profile: Profile) =
             // every slot published twice: the device pops num elements, then finds inuse == num
             ops.Add(DescriptorsOp(Nullable(), [| for i in 0 .. num - 1 -> d i (0x20000UL + uint64 i * 0x100UL) 16u W 0us |]))
             ops.Add(PublishOp [| for i in 0 .. 2 * num - 1 -> uint16 (i % num) |])
+
         for i in 0 .. (if m = TooManyInUse then num else 0) do
             ops.Add(PopOp(sprintf "e%d" i))
+
         return Scenario(profile, layout, ops.ToArray(), Description = "expect: " + expectedError m num)
     }

@@ -17,16 +17,22 @@ open Conformance.Properties.VirtioCases
 let private conclude (labels: ResizeArray<string>) (verdicts: ResizeArray<Verdict>) =
     judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
 
-let private describe (s: StepRecord) = sprintf "step %d (%s)" (s.Index + 1) (ScenarioTrace.Describe s.Op)
+let private describe (s: StepRecord) =
+    sprintf "step %d (%s)" (s.Index + 1) (ScenarioTrace.Describe s.Op)
 
 /// Runs the case, then detaches every element still outstanding (len 0), as a device reset would.
 let runAndDetachAll (impl: Implementation) (scenario: Scenario) =
     let first = impl.Run scenario
+
     match Option.ofObj first.Virtio with
     | None -> first
     | Some v ->
         let cleanup =
-            v.Elements |> Seq.filter (fun kv -> not kv.Value.Released) |> Seq.map (fun kv -> ReleaseOp(kv.Key, "detach", 0u) :> ScenarioOp) |> Array.ofSeq
+            v.Elements
+            |> Seq.filter (fun kv -> not kv.Value.Released)
+            |> Seq.map (fun kv -> ReleaseOp(kv.Key, "detach", 0u) :> ScenarioOp)
+            |> Array.ofSeq
+
         impl.Run(Scenario(scenario.Profile, scenario.Layout, Array.append (Array.ofSeq scenario.Ops) cleanup))
 
 // ---------------------------------------------------------------- VQ1 element conservation
@@ -39,32 +45,59 @@ let elementConservation (impl: Implementation) (scenario: Scenario) =
     let labels = ResizeArray<string>()
     let mutable popped, released, pushes = 0, 0, 0
     let mutable lastAvail = None
+
     for s in run.Steps do
         match Option.ofObj s.Virtio with
         | None -> ()
         | Some v ->
-            if v.Popped <> null then popped <- popped + 1
+            if v.Popped <> null then
+                popped <- popped + 1
+
             match s.Op with
             | :? ReleaseOp as r when isNull s.Skipped ->
                 released <- released + 1
-                if r.How = "push" && not (run.Steps |> Seq.take s.Index |> Seq.exists (fun p -> not (isNull p.Virtio) && p.Virtio.Broken)) then pushes <- pushes + 1
+
+                if
+                    r.How = "push"
+                    && not (
+                        run.Steps
+                        |> Seq.take s.Index
+                        |> Seq.exists (fun p -> not (isNull p.Virtio) && p.Virtio.Broken)
+                    )
+                then
+                    pushes <- pushes + 1
+
                 labels.Add("released by " + r.How)
                 // virtqueue_unpop steps last_avail_idx back by one, so the next pop fetches a chain again;
                 // push and detach leave it alone
                 match lastAvail with
-                | Some (before: uint16) ->
+                | Some(before: uint16) ->
                     let expected = if r.How = "unpop" then before - 1us else before
+
                     if v.LastAvailIdx <> expected then
                         verdicts.Add(Violated(sprintf "%s: last_avail_idx went from %d to %d (expected %d)" (describe s) before v.LastAvailIdx expected))
                 | None -> ()
             | _ -> ()
+
             lastAvail <- Some v.LastAvailIdx
+
             if v.InUse <> popped - released then
                 verdicts.Add(Violated(sprintf "%s: inuse is %d, but %d elements were popped and %d released" (describe s) v.InUse popped released))
+
             if v.UsedIdx <> uint16 pushes then
                 verdicts.Add(Violated(sprintf "%s: used idx is %d after %d pushes" (describe s) v.UsedIdx pushes))
-            if v.Broken then labels.Add "device broke"
-    labels.Add(sprintf "popped %s" (if popped = 0 then "0" elif popped < 4 then "1-3" else "4+"))
+
+            if v.Broken then
+                labels.Add "device broke"
+
+    labels.Add(
+        sprintf
+            "popped %s"
+            (if popped = 0 then "0"
+             elif popped < 4 then "1-3"
+             else "4+")
+    )
+
     conclude labels verdicts
 
 // ---------------------------------------------------------------- VQ2 mapping balance
@@ -78,18 +111,49 @@ let mappingBalance (impl: Implementation) (scenario: Scenario) =
     let labels = ResizeArray<string>()
     let afterSetup = run.Steps.[0].RefCounts
     let final = run.Steps.[run.Steps.Count - 1]
+
     if run.System.LiveMappings.Count > 0 then
-        verdicts.Add(Violated(sprintf "%d mappings are still live after every element was released: %s" run.System.LiveMappings.Count
-                                  (String.Join(", ", run.System.LiveMappings |> Seq.map string))))
+        verdicts.Add(
+            Violated(
+                sprintf
+                    "%d mappings are still live after every element was released: %s"
+                    run.System.LiveMappings.Count
+                    (String.Join(", ", run.System.LiveMappings |> Seq.map string))
+            )
+        )
+
     for KeyValue(space, used) in final.BounceBytesInUse do
-        if used <> 0UL then verdicts.Add(Violated(sprintf "%s still holds %d bounce bytes" space used))
+        if used <> 0UL then
+            verdicts.Add(Violated(sprintf "%s still holds %d bounce bytes" space used))
+
     for KeyValue(owner, count) in final.RefCounts do
         let before = afterSetup.[owner]
-        if count <> before then verdicts.Add(Violated(sprintf "owner %s has %d references; it had %d after setup" owner count before))
-    if run.Steps |> Seq.exists (fun s -> not (isNull s.Virtio) && s.Virtio.Error <> null) then labels.Add "an error path ran"
-    if run.Steps |> Seq.exists (fun s -> s.LiveBounceMappings > 0) then labels.Add "bounce buffers involved"
-    labels.Add(if run.Steps |> Seq.exists (fun s -> s.Op :? ReleaseOp && (s.Op :?> ReleaseOp).How = "detach" && s.Index >= scenario.Ops.Count)
-               then "elements were still outstanding" else "everything released by the case itself")
+
+        if count <> before then
+            verdicts.Add(Violated(sprintf "owner %s has %d references; it had %d after setup" owner count before))
+
+    if
+        run.Steps
+        |> Seq.exists (fun s -> not (isNull s.Virtio) && s.Virtio.Error <> null)
+    then
+        labels.Add "an error path ran"
+
+    if run.Steps |> Seq.exists (fun s -> s.LiveBounceMappings > 0) then
+        labels.Add "bounce buffers involved"
+
+    labels.Add(
+        if
+            run.Steps
+            |> Seq.exists (fun s ->
+                s.Op :? ReleaseOp
+                && (s.Op :?> ReleaseOp).How = "detach"
+                && s.Index >= scenario.Ops.Count)
+        then
+            "elements were still outstanding"
+        else
+            "everything released by the case itself"
+    )
+
     conclude labels verdicts
 
 // ---------------------------------------------------------------- VQ3 written length
@@ -105,9 +169,16 @@ let writtenLength (impl: Implementation) (scenario: Scenario) =
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
     let dirtySoFar = HashSet<struct (string * uint64)>()
-    let num = match scenario.Ops.[0] with :? VirtioSetupOp as v -> v.QueueSize | _ -> 256
+
+    let num =
+        match scenario.Ops.[0] with
+        | :? VirtioSetupOp as v -> v.QueueSize
+        | _ -> 256
+
     for s in run.Steps do
-        for d in s.NewlyDirty do dirtySoFar.Add(struct (d.Block, d.Page)) |> ignore
+        for d in s.NewlyDirty do
+            dirtySoFar.Add(struct (d.Block, d.Page)) |> ignore
+
         match s.Op, Option.ofObj run.Virtio with
         | (:? ReleaseOp as r), Some v when isNull s.Skipped && r.How = "push" ->
             let e: VirtQueueElement = v.Elements.[r.Element]
@@ -115,29 +186,49 @@ let writtenLength (impl: Implementation) (scenario: Scenario) =
             // the first L bytes of the in-buffers, as (guest address, count)
             let mutable left = len
             let written = ResizeArray<uint64 * uint64>()
+
             for sg in e.In do
                 let n = min left sg.Length
-                if n > 0UL then written.Add(sg.Addr, n)
+
+                if n > 0UL then
+                    written.Add(sg.Addr, n)
+
                 left <- left - n
+
             let expectedPages =
-                set [ for (a, n) in written do
-                        for (k0, k1, hit) in segments scenario.Layout "memory" a n do
-                            if writesRam hit then
-                                for p in hit.Value.Offset / 4096UL .. (hit.Value.Offset + (k1 - k0) - 1UL) / 4096UL -> struct (hit.Value.Region.Name, p) ]
-            let allowed = Set.union expectedPages (set [ for p in usedRingPages num -> struct ("ram", p) ])
+                set
+                    [ for (a, n) in written do
+                          for (k0, k1, hit) in segments scenario.Layout "memory" a n do
+                              if writesRam hit then
+                                  for p in hit.Value.Offset / 4096UL .. (hit.Value.Offset + (k1 - k0) - 1UL) / 4096UL -> struct (hit.Value.Region.Name, p) ]
+
+            let allowed =
+                Set.union expectedPages (set [ for p in usedRingPages num -> struct ("ram", p) ])
             // F-DMA-1: an in-buffer unmapped with access_len 0 still dirties its first page when it starts mid-page
             let zeroLengthPages =
                 let mutable offset = 0UL
-                set [ for sg in e.In do
-                        let access = min (len - min len offset) sg.Length
-                        offset <- offset + access
-                        if access = 0UL && sg.Mapping.Kind = MappingKind.Direct && sg.Mapping.Xlat % 4096UL <> 0UL then
-                            yield struct (sg.Mapping.Region.Name, sg.Mapping.Xlat / 4096UL) ]
+
+                set
+                    [ for sg in e.In do
+                          let access = min (len - min len offset) sg.Length
+                          offset <- offset + access
+
+                          if
+                              access = 0UL
+                              && sg.Mapping.Kind = MappingKind.Direct
+                              && sg.Mapping.Xlat % 4096UL <> 0UL
+                          then
+                              yield struct (sg.Mapping.Region.Name, sg.Mapping.Xlat / 4096UL) ]
+
             for d in s.NewlyDirty do
-                if zeroLengthPages.Contains(struct (d.Block, d.Page)) && not (allowed.Contains(struct (d.Block, d.Page))) then
+                if
+                    zeroLengthPages.Contains(struct (d.Block, d.Page))
+                    && not (allowed.Contains(struct (d.Block, d.Page)))
+                then
                     verdicts.Add(KnownFinding(Findings.zeroLengthDirty.Id, describe s))
                 elif not (allowed.Contains(struct (d.Block, d.Page))) then
                     verdicts.Add(Violated(sprintf "%s dirtied %s page %d, outside the first %d bytes of the in-buffers" (describe s) d.Block d.Page len))
+
             for p in expectedPages do
                 if not (dirtySoFar.Contains p) then
                     let struct (b, pg) = p
@@ -145,17 +236,36 @@ let writtenLength (impl: Implementation) (scenario: Scenario) =
             // device writes only at in-buffer bytes below L
             let deviceTargets =
                 HashSet<struct (string * uint64)>(
-                    seq { for (a, n) in written do
+                    seq {
+                        for (a, n) in written do
                             for (k0, k1, hit) in segments scenario.Layout "memory" a n do
                                 if reachesDevice hit true then
-                                    for k in 0UL .. (k1 - k0) - 1UL -> struct (hit.Value.Region.Name, hit.Value.Offset + k) })
+                                    for k in 0UL .. (k1 - k0) - 1UL -> struct (hit.Value.Region.Name, hit.Value.Offset + k)
+                    }
+                )
+
             for a in s.DeviceAccesses do
-                if a.Access.IsWrite && not (deviceTargets.Contains(struct (a.Region, a.Access.Offset))) then
-                    verdicts.Add(Violated(sprintf "%s wrote %s +0x%x, which is not among the first %d in-buffer bytes" (describe s) a.Region a.Access.Offset len))
-            labels.Add(if len = 0UL then "push len 0" elif len >= e.InBytes then "push len covers all in-buffers" else "push len partial")
-            if e.In |> Seq.exists (fun sg -> sg.Mapping.Kind = MappingKind.Bounce) then labels.Add "bounce in-buffer"
+                if
+                    a.Access.IsWrite
+                    && not (deviceTargets.Contains(struct (a.Region, a.Access.Offset)))
+                then
+                    verdicts.Add(
+                        Violated(sprintf "%s wrote %s +0x%x, which is not among the first %d in-buffer bytes" (describe s) a.Region a.Access.Offset len)
+                    )
+
+            labels.Add(
+                if len = 0UL then "push len 0"
+                elif len >= e.InBytes then "push len covers all in-buffers"
+                else "push len partial"
+            )
+
+            if e.In |> Seq.exists (fun sg -> sg.Mapping.Kind = MappingKind.Bounce) then
+                labels.Add "bounce in-buffer"
         | _ -> ()
-    if labels.Count = 0 then labels.Add "no push"
+
+    if labels.Count = 0 then
+        labels.Add "no push"
+
     conclude labels verdicts
 
 // ---------------------------------------------------------------- VQ4 used ring contents
@@ -167,35 +277,55 @@ let usedRing (impl: Implementation) (scenario: Scenario) =
     let run = impl.Run scenario
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
+
     match Option.ofObj run.Virtio with
     | None -> ()
     | Some v ->
         let mutable broken = false
+
         for s in run.Steps do
             match s.Op, Option.ofObj s.Virtio with
             | (:? ReleaseOp as r), Some vs when isNull s.Skipped ->
                 let e: VirtQueueElement = v.Elements.[r.Element]
-                let expected = if r.How = "push" && not broken then [ struct (e.Head, r.Len) ] else []
-                let seen = vs.NewUsed |> Seq.map (fun struct (id, len) -> struct (id, len)) |> List.ofSeq
+
+                let expected =
+                    if r.How = "push" && not broken then
+                        [ struct (e.Head, r.Len) ]
+                    else
+                        []
+
+                let seen =
+                    vs.NewUsed |> Seq.map (fun struct (id, len) -> struct (id, len)) |> List.ofSeq
+
                 if seen <> expected then
                     verdicts.Add(Violated(sprintf "%s: the driver saw %A in the used ring, expected %A" (describe s) (List.ofSeq vs.NewUsed) expected))
-                if not expected.IsEmpty then labels.Add "push published"
+
+                if not expected.IsEmpty then
+                    labels.Add "push published"
             | _ -> ()
-            if not (isNull s.Virtio) && s.Virtio.Broken then broken <- true
+
+            if not (isNull s.Virtio) && s.Virtio.Broken then
+                broken <- true
         // every idx write publishes only elements already written
         let written = HashSet<int>()
         let mutable published = 0
+
         for w in v.Device.RingWrites do
             match w.What with
             | "elem" -> written.Add w.Slot |> ignore
             | "idx" ->
                 let target = int w.Value
+
                 for i in published .. target - 1 do
                     if not (written.Contains(i % v.Driver.Num)) then
                         verdicts.Add(Violated(sprintf "used.idx was set to %d before used.ring[%d] was written" target (i % v.Driver.Num)))
+
                 published <- target
             | _ -> ()
-    if labels.Count = 0 then labels.Add "nothing published"
+
+    if labels.Count = 0 then
+        labels.Add "nothing published"
+
     conclude labels verdicts
 
 // ---------------------------------------------------------------- VQ5 malformed rings
@@ -207,31 +337,61 @@ let usedRing (impl: Implementation) (scenario: Scenario) =
 let malformedRings (impl: Implementation) (scenario: Scenario) =
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
+
     try
         let run = runAndDetachAll impl scenario
-        let num = match scenario.Ops.[0] with :? VirtioSetupOp as v -> v.QueueSize | _ -> 256
+
+        let num =
+            match scenario.Ops.[0] with
+            | :? VirtioSetupOp as v -> v.QueueSize
+            | _ -> 256
+
         let mutable readsBefore = 0
         let mutable wasBroken = false
+
         for s in run.Steps do
             match s.Op, Option.ofObj s.Virtio with
             | (:? PopOp), Some v ->
                 let reads = v.DescriptorReads - readsBefore
-                if reads > num + 1 then verdicts.Add(Violated(sprintf "%s read %d descriptors from a queue of %d" (describe s) reads num))
-                elif reads > num then verdicts.Add(KnownFinding(Findings.loopReadsOneMore.Id, describe s))
+
+                if reads > num + 1 then
+                    verdicts.Add(Violated(sprintf "%s read %d descriptors from a queue of %d" (describe s) reads num))
+                elif reads > num then
+                    verdicts.Add(KnownFinding(Findings.loopReadsOneMore.Id, describe s))
+
                 let outcome =
-                    if v.Popped <> null then "element"
-                    elif v.Error <> null then (if v.Broken then "rejected, device broken" else "error without breaking")
-                    else "empty"
-                if outcome = "error without breaking" then verdicts.Add(Violated(sprintf "%s reported %s without breaking the device" (describe s) v.Error))
-                if v.Error <> null then labels.Add("rejected: " + Text.RegularExpressions.Regex.Replace(v.Error, @"\d+", "N"))
-                if wasBroken && v.Popped <> null then verdicts.Add(Violated(sprintf "%s popped from a broken device" (describe s)))
+                    if v.Popped <> null then
+                        "element"
+                    elif v.Error <> null then
+                        (if v.Broken then
+                             "rejected, device broken"
+                         else
+                             "error without breaking")
+                    else
+                        "empty"
+
+                if outcome = "error without breaking" then
+                    verdicts.Add(Violated(sprintf "%s reported %s without breaking the device" (describe s) v.Error))
+
+                if v.Error <> null then
+                    labels.Add("rejected: " + Text.RegularExpressions.Regex.Replace(v.Error, @"\d+", "N"))
+
+                if wasBroken && v.Popped <> null then
+                    verdicts.Add(Violated(sprintf "%s popped from a broken device" (describe s)))
+
                 labels.Add outcome
                 readsBefore <- v.DescriptorReads
                 wasBroken <- v.Broken
-            | _, Some v -> readsBefore <- v.DescriptorReads; wasBroken <- v.Broken
+            | _, Some v ->
+                readsBefore <- v.DescriptorReads
+                wasBroken <- v.Broken
             | _ -> ()
-        if run.System.LiveMappings.Count > 0 then verdicts.Add(Violated(sprintf "%d mappings leaked" run.System.LiveMappings.Count))
-    with e -> verdicts.Add(Violated(sprintf "the model threw %s: %s" (e.GetType().Name) e.Message))
+
+        if run.System.LiveMappings.Count > 0 then
+            verdicts.Add(Violated(sprintf "%d mappings leaked" run.System.LiveMappings.Count))
+    with e ->
+        verdicts.Add(Violated(sprintf "the model threw %s: %s" (e.GetType().Name) e.Message))
+
     conclude labels verdicts
 
 let genRandomRing (profile: Profile) =
@@ -240,27 +400,52 @@ let genRandomRing (profile: Profile) =
         let! descBytes = Gen.arrayOfLength (16 * num) (Gen.choose (0, 255) |> Gen.map byte)
         // bias fields toward small, meaningful values: addresses in RAM, lengths small, flags 0-7, next < 2num
         let! tweak = Gen.elements [ true; false ]
+
         let descs =
-            if not tweak then descBytes
+            if not tweak then
+                descBytes
             else
                 let b = Array.copy descBytes
+
                 for i in 0 .. num - 1 do
-                    b.[16 * i + 2] <- 0uy; b.[16 * i + 3] <- 0uy; b.[16 * i + 4] <- 0uy; b.[16 * i + 5] <- 0uy; b.[16 * i + 6] <- 0uy; b.[16 * i + 7] <- 0uy
-                    b.[16 * i + 10] <- 0uy; b.[16 * i + 11] <- 0uy
-                    b.[16 * i + 12] <- b.[16 * i + 12] &&& 7uy; b.[16 * i + 13] <- 0uy
-                    b.[16 * i + 14] <- b.[16 * i + 14] % byte (2 * num); b.[16 * i + 15] <- 0uy
+                    b.[16 * i + 2] <- 0uy
+                    b.[16 * i + 3] <- 0uy
+                    b.[16 * i + 4] <- 0uy
+                    b.[16 * i + 5] <- 0uy
+                    b.[16 * i + 6] <- 0uy
+                    b.[16 * i + 7] <- 0uy
+                    b.[16 * i + 10] <- 0uy
+                    b.[16 * i + 11] <- 0uy
+                    b.[16 * i + 12] <- b.[16 * i + 12] &&& 7uy
+                    b.[16 * i + 13] <- 0uy
+                    b.[16 * i + 14] <- b.[16 * i + 14] % byte (2 * num)
+                    b.[16 * i + 15] <- 0uy
+
                 b
-        let! ring = Gen.arrayOfLength num (Gen.frequency [ 3, Gen.choose (0, num - 1); 1, Gen.choose (0, 65535) ] |> Gen.map uint16)
-        let! idx = Gen.frequency [ 3, Gen.choose (0, num + 1); 1, Gen.choose (0, 65535) ] |> Gen.map uint16
+
+        let! ring =
+            Gen.arrayOfLength
+                num
+                (Gen.frequency [ 3, Gen.choose (0, num - 1); 1, Gen.choose (0, 65535) ]
+                 |> Gen.map uint16)
+
+        let! idx =
+            Gen.frequency [ 3, Gen.choose (0, num + 1); 1, Gen.choose (0, 65535) ]
+            |> Gen.map uint16
+
         let! pops = Gen.choose (1, num + 2)
         let availBytes = Array.zeroCreate<byte> (4 + 2 * num)
         BitConverter.TryWriteBytes(Span(availBytes, 2, 2), idx) |> ignore
-        ring |> Array.iteri (fun i h -> BitConverter.TryWriteBytes(Span(availBytes, 4 + 2 * i, 2), h) |> ignore)
+
+        ring
+        |> Array.iteri (fun i h -> BitConverter.TryWriteBytes(Span(availBytes, 4 + 2 * i, 2), h) |> ignore)
+
         let ops =
             [ yield setup num false true
               yield WriteOp("memory", DescRing, descs) :> ScenarioOp
               yield WriteOp("memory", AvailRing, availBytes) :> ScenarioOp
-              for i in 1 .. pops -> PopOp(sprintf "e%d" i) :> ScenarioOp ]
+              for i in 1..pops -> PopOp(sprintf "e%d" i) :> ScenarioOp ]
+
         return Scenario(profile, layout, Array.ofList ops)
     }
 
@@ -270,38 +455,72 @@ let genRandomRing (profile: Profile) =
 /// broken (NEEDS_RESET for VERSION_1 drivers), everything mapped for it unmapped, nothing published.
 /// (hw/virtio/virtio.c:virtqueue_split_pop error paths; VIRTIO 1.2 §2.7.5.3, §2.1.2 NEEDS_RESET)
 let malformedVerdicts (impl: Implementation) (scenario: Scenario) =
-    let expected = if isNull scenario.Description then "" else scenario.Description.Replace("expect: ", "")
+    let expected =
+        if isNull scenario.Description then
+            ""
+        else
+            scenario.Description.Replace("expect: ", "")
+
     let run = impl.Run scenario
     let verdicts = ResizeArray<Verdict>()
+
     match Option.ofObj run.Virtio with
     | None -> verdicts.Add(Violated "no virtio device")
     | Some v ->
         let errors = List.ofSeq v.Device.Errors
+
         match errors with
         | first :: _ when first = expected -> ()
         | first :: _ -> verdicts.Add(Violated(sprintf "the device reported \"%s\"; QEMU reports \"%s\"" first expected))
         | [] -> verdicts.Add(Violated(sprintf "the device accepted the chain; QEMU reports \"%s\"" expected))
-        if not v.Device.Broken then verdicts.Add(Violated "the device is not broken")
-        if v.Device.Status &&& VirtioConstants.StatusNeedsReset = 0uy then verdicts.Add(Violated "a VERSION_1 device must set NEEDS_RESET")
-        let outstanding = v.Elements.Values |> Seq.filter (fun e -> not e.Released) |> Seq.sumBy (fun e -> e.Out.Count + e.In.Count)
+
+        if not v.Device.Broken then
+            verdicts.Add(Violated "the device is not broken")
+
+        if v.Device.Status &&& VirtioConstants.StatusNeedsReset = 0uy then
+            verdicts.Add(Violated "a VERSION_1 device must set NEEDS_RESET")
+
+        let outstanding =
+            v.Elements.Values
+            |> Seq.filter (fun e -> not e.Released)
+            |> Seq.sumBy (fun e -> e.Out.Count + e.In.Count)
+
         if run.System.LiveMappings.Count <> outstanding then
             verdicts.Add(Violated(sprintf "%d mappings are live; the popped elements hold %d" run.System.LiveMappings.Count outstanding))
-        if v.Device.Queues.[0].UsedIdx <> 0us then verdicts.Add(Violated "something was published")
+
+        if v.Device.Queues.[0].UsedIdx <> 0us then
+            verdicts.Add(Violated "something was published")
+
     judged [ Text.RegularExpressions.Regex.Replace(expected, @"\d+", "N") ] (List.ofSeq verdicts |> List.truncate 3)
 
 // ---------------------------------------------------------------- VQ7 notifications
 
-type NotifyCase = { EventIdx: bool; UsedEvent: uint16; New: uint16; Old: uint16; NoInterrupt: bool }
+type NotifyCase =
+    { EventIdx: bool
+      UsedEvent: uint16
+      New: uint16
+      Old: uint16
+      NoInterrupt: bool }
 
 let genNotifyCase =
-    let edge = Gen.frequency [ 3, Gen.choose (0, 65535) |> Gen.map uint16; 1, Gen.elements [ 0us; 1us; 65534us; 65535us; 32767us; 32768us ] ]
+    let edge =
+        Gen.frequency
+            [ 3, Gen.choose (0, 65535) |> Gen.map uint16
+              1, Gen.elements [ 0us; 1us; 65534us; 65535us; 32767us; 32768us ] ]
+
     gen {
         let! e = Gen.elements [ true; false ]
         let! ue = edge
         let! n = edge
         let! delta = Gen.frequency [ 3, Gen.choose (0, 8); 1, Gen.choose (0, 65535) ]
         let! noInt = Gen.elements [ true; false ]
-        return { EventIdx = e; UsedEvent = ue; New = n; Old = n - uint16 delta; NoInterrupt = noInt }
+
+        return
+            { EventIdx = e
+              UsedEvent = ue
+              New = n
+              Old = n - uint16 delta
+              NoInterrupt = noInt }
     }
 
 /// The device notifies exactly when the driver asked to be: with EVENT_IDX iff vring_need_event(used_event,
@@ -309,41 +528,91 @@ let genNotifyCase =
 /// (VIRTIO 1.2 §2.7.7.2, §2.7.10; hw/virtio/virtio.c:virtio_split_should_notify)
 /// NotifyCase travels as a scenario (so it can be saved and replayed): its description carries the numbers.
 let encodeNotify (c: NotifyCase) =
-    Scenario(Profile.Qemu72, layout, [||], Description = sprintf "notify: eventIdx=%b usedEvent=%d new=%d old=%d noInterrupt=%b" c.EventIdx c.UsedEvent c.New c.Old c.NoInterrupt)
+    Scenario(
+        Profile.Qemu72,
+        layout,
+        [||],
+        Description = sprintf "notify: eventIdx=%b usedEvent=%d new=%d old=%d noInterrupt=%b" c.EventIdx c.UsedEvent c.New c.Old c.NoInterrupt
+    )
 
 let decodeNotify (s: Scenario) =
-    let f (name: string) = Text.RegularExpressions.Regex.Match(s.Description, name + "=(\\w+)").Groups.[1].Value
-    { EventIdx = Boolean.Parse(f "eventIdx"); UsedEvent = UInt16.Parse(f "usedEvent"); New = UInt16.Parse(f "new"); Old = UInt16.Parse(f "old"); NoInterrupt = Boolean.Parse(f "noInterrupt") }
+    let f (name: string) =
+        Text.RegularExpressions.Regex.Match(s.Description, name + "=(\\w+)").Groups.[1].Value
+
+    { EventIdx = Boolean.Parse(f "eventIdx")
+      UsedEvent = UInt16.Parse(f "usedEvent")
+      New = UInt16.Parse(f "new")
+      Old = UInt16.Parse(f "old")
+      NoInterrupt = Boolean.Parse(f "noInterrupt") }
 
 let arbNotify (_: Profile) =
     let shrink (s: Scenario) =
         let c = decodeNotify s
-        seq { if c.New <> c.Old then yield { c with Old = c.New }
-              if c.UsedEvent <> 0us then yield { c with UsedEvent = 0us }
-              if c.New > 0us then yield { c with New = c.New / 2us; Old = c.Old / 2us } }
+
+        seq {
+            if c.New <> c.Old then
+                yield { c with Old = c.New }
+
+            if c.UsedEvent <> 0us then
+                yield { c with UsedEvent = 0us }
+
+            if c.New > 0us then
+                yield
+                    { c with
+                        New = c.New / 2us
+                        Old = c.Old / 2us }
+        }
         |> Seq.map encodeNotify
+
     Arb.fromGenShrink (genNotifyCase |> Gen.map encodeNotify, shrink)
 
 let notificationCase (impl: Implementation) (c: NotifyCase) =
     let sys = impl.NewSystem layout Profile.Qemu72
     let space = sys.Space "memory"
-    let features = if c.EventIdx then 1UL <<< VirtioConstants.FeatureEventIdx else 0UL
+
+    let features =
+        if c.EventIdx then
+            1UL <<< VirtioConstants.FeatureEventIdx
+        else
+            0UL
+
     let dev = VirtioDevice(sys, space, 1, features, impl.VirtioFault)
     let driver = GuestDriver(sys, space, 16, DescRing, AvailRing, UsedRing)
     driver.ClearRings c.EventIdx
     dev.SetupQueue(0, 16, DescRing, AvailRing, UsedRing)
     let vq = dev.Queues.[0]
-    driver.SetAvailFlags(if c.NoInterrupt then VirtioConstants.AvailFlagNoInterrupt else 0us)
+
+    driver.SetAvailFlags(
+        if c.NoInterrupt then
+            VirtioConstants.AvailFlagNoInterrupt
+        else
+            0us
+    )
+
     driver.SetUsedEvent c.UsedEvent
     vq.UsedIdx <- c.New
     vq.SignalledUsed <- c.Old
     vq.SignalledUsedValid <- true
     let got = dev.ShouldNotify vq
+
     let expected =
-        if c.EventIdx then uint16 (c.New - c.UsedEvent - 1us) < uint16 (c.New - c.Old)
-        else not c.NoInterrupt
+        if c.EventIdx then
+            uint16 (c.New - c.UsedEvent - 1us) < uint16 (c.New - c.Old)
+        else
+            not c.NoInterrupt
+
     let wraps = c.Old > c.New
-    let labels = [ (if c.EventIdx then "event_idx" else "no event_idx"); (if wraps then "indices wrap" else "no wrap"); (if expected then "notify" else "suppress") ]
-    judged labels (if got = expected then [] else [ Violated(sprintf "%A: the device decided %b, the driver asked for %b" c got expected) ])
+
+    let labels =
+        [ (if c.EventIdx then "event_idx" else "no event_idx")
+          (if wraps then "indices wrap" else "no wrap")
+          (if expected then "notify" else "suppress") ]
+
+    judged
+        labels
+        (if got = expected then
+             []
+         else
+             [ Violated(sprintf "%A: the device decided %b, the driver asked for %b" c got expected) ])
 
 let notification (impl: Implementation) (s: Scenario) = notificationCase impl (decodeNotify s)

@@ -358,8 +358,15 @@ public static partial class MtreeDump
 
         Node Placeholder(string name, int line) => new()
         {
-            Name = name, Type = "container", Nonvolatile = false, Start = 0, Size = 1, Priority = 0, Enabled = false,
-            Line = line, Placeholder = true,
+            Name = name,
+            Type = "container",
+            Nonvolatile = false,
+            Start = 0,
+            Size = 1,
+            Priority = 0,
+            Enabled = false,
+            Line = line,
+            Placeholder = true,
         };
 
         void Close()

@@ -128,7 +128,7 @@ public sealed class MemorySystem
     private ulong ExtendTranslation(FlatView view, ulong addr, ulong targetLen, MemoryRegion mr, ulong @base, ulong len)
     {
         ulong done = 0;
-        for (;;)
+        for (; ; )
         {
             targetLen -= len;
             addr += len;
@@ -188,7 +188,7 @@ public sealed class MemorySystem
         var il = Interleaver;
         il?.Point("read bounce_buffer_size");
         ulong used = Volatile.Read(ref space.Reserved);
-        for (;;)
+        for (; ; )
         {
             // size_t arithmetic: a counter that underflowed (a broken release) makes max - used wrap
             ulong alloc = Math.Min(unchecked(space.MaxBounceBufferSize - used), request);

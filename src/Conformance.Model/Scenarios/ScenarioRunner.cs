@@ -154,7 +154,8 @@ public static class ScenarioRunner
                 system.Owners.ToDictionary(o => o.Name, o => o.RefCount),
                 system.AddressSpaces.ToDictionary(a => a.Name, a => system.BounceBytesInUse(a)),
                 system.LiveMappings.Count(m => m.Kind == MappingKind.Bounce),
-                liveIds) { Virtio = virtioStep });
+                liveIds)
+            { Virtio = virtioStep });
         }
         return new ScenarioRun(scenario, system, steps, mappings) { Virtio = virtio };
     }

@@ -44,7 +44,7 @@ public sealed class VirtioBlk
         do
         {
             if (suppress) Device.SetNotification(Queue, false);
-            for (;;)
+            for (; ; )
             {
                 var popped = Device.Pop(Queue);
                 if (popped.Element is null) break;

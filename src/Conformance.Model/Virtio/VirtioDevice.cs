@@ -199,7 +199,7 @@ public sealed class VirtioDevice
 
             int entries = 0;
             int safetyCap = 4 * max + 4;   // only reachable with NoLoopDetection
-            for (;;)
+            for (; ; )
             {
                 string? error;
                 if (desc.IsWrite) error = MapDesc(inSg, VirtioConstants.MaxQueueSize - outSg.Count, true, desc.Addr, desc.Len);
