@@ -9,7 +9,11 @@ open Conformance.Properties
 open Conformance.Properties.Tests.TestSupport
 
 type FindingTests() =
-    static member Ids: obj[] seq = Findings.all |> Seq.map (fun f -> [| box f.Id |])
+    /// The findings shown by a scenario file (F-DMA-6, a concurrency finding, has its own test).
+    static member Ids: obj[] seq =
+        Findings.all
+        |> Seq.filter (fun f -> f.Scenario <> "")
+        |> Seq.map (fun f -> [| box f.Id |])
 
     [<Theory>]
     [<MemberData(nameof FindingTests.Ids)>]

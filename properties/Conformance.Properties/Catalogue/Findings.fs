@@ -110,6 +110,19 @@ let blkUninitialisedWriteBack =
         "Host heap contents reach a guest-visible device register or memory: an information leak from QEMU to the guest, on a guest-triggerable path (needs a DMA buffer in MMIO or ROM-device space)."
       Scenario = "fixtures/findings/F-BLK-2.json" }
 
+let budgetReturnedBeforeFree =
+    { Id = "F-DMA-6"
+      Title = "From QEMU 9.2 the bounce memory that exists can exceed an address space's budget: unmap returns a buffer's budget before it frees the buffer"
+      Property = "bounce-budget"
+      Evidence =
+        [ "system/physmem.c:address_space_unmap (9.2 to 11.x): qatomic_sub(&as->bounce_buffer_size, bounce->len), then memory_region_unref and g_free"
+          "system/physmem.c:address_space_map: another thread's map can reserve the returned bytes (qatomic_cmpxchg) and g_malloc0 its buffer before the first one is freed"
+          "docs/qemu-rules.md, UM-2" ]
+      Impact =
+        "Transient: the budget bounds reserved bytes, not allocated ones; for a moment up to one more buffer's worth of memory exists. 7.2 frees first (U72-2)."
+      // a concurrency finding: shown by a controlled interleaving, not by a scenario file (ConcurrencyPropertyTests)
+      Scenario = "" }
+
 let all =
     [ zeroLengthDirty
       bounceSpansSections
@@ -118,6 +131,7 @@ let all =
       romdMapPastSection
       loopReadsOneMore
       blkUsedLenOverReport
-      blkUninitialisedWriteBack ]
+      blkUninitialisedWriteBack
+      budgetReturnedBeforeFree ]
 
 let byId id = all |> List.find (fun f -> f.Id = id)

@@ -206,13 +206,13 @@ let bounceBudget (fault: Fault) (c: ParallelCase) : CaseResult =
             |> Option.map (fun l -> report o ("at the end the bounce accounting does not match the buffers that exist: " + l) [])
 
     judgeRuns fault c judgeOne (fun o ->
-        if
-            o.History
-            |> Array.exists (fun op -> op.Result.StartsWith "failed: NoBounceSpace")
-        then
-            [ "budget reached while others held space" ]
-        else
-            [])
+        [ if
+              o.History
+              |> Array.exists (fun op -> op.Result.StartsWith "failed: NoBounceSpace")
+          then
+              "budget reached while others held space"
+          if o.OverByReturnedBudget then
+              "registered finding F-DMA-6: over the budget by buffers whose budget unmap had already returned" ])
 
 /// P23: refcounts, dirty bits, memory and device contents after the threads finish are those of the
 /// linearization found.

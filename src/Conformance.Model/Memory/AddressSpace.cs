@@ -41,6 +41,12 @@ public sealed class AddressSpace
 
     internal long Allocated;
 
+    /// <summary>Qemu92: bytes of bounce buffers of this address space whose budget unmap has already returned
+    /// but which are not yet freed (system/physmem.c:address_space_unmap returns the budget first, UM-2).</summary>
+    public long BounceBytesFreeing => Interlocked.Read(ref Freeing);
+
+    internal long Freeing;
+
     internal MapClientList MapClients { get; } = new();
 
     public override string ToString() => Name;

@@ -57,6 +57,19 @@ public sealed class MemorySystem
     /// <summary>Bounce buffers that exist right now across the system: at most one under Qemu72.</summary>
     public int BounceBuffersAllocated => Volatile.Read(ref _bounceBuffersAllocated);
 
+    /// <summary>Guards the bookkeeping of bounce buffers that exist (not QEMU state: QEMU's own counters, the
+    /// in-use flag and the byte budget, stay lock-free), so that an observer sees one consistent instant.</summary>
+    private readonly object _bounceBook = new();
+
+    /// <summary>The bounce buffers that exist, per address space, at one instant (consistent across address
+    /// spaces, while other threads map and unmap).</summary>
+    public BounceSnapshot SnapshotBounce()
+    {
+        lock (_bounceBook)
+            return new BounceSnapshot(_bounceBuffersAllocated,
+                AddressSpaces.Select(a => new BounceSpaceSnapshot(a, a.Allocated, a.Freeing)).ToList());
+    }
+
     /// <summary>Bytes that reached memory or a device from a bounce buffer although nobody produced them
     /// (Qemu72: uninitialised heap; Qemu92: zero fill), over the whole run, whoever unmapped.</summary>
     public long UnproducedBytesWrittenBack => Interlocked.Read(ref _unproducedBytesWrittenBack);
@@ -154,8 +167,11 @@ public sealed class MemorySystem
         }
 
         var buffer = new BounceBuffer(checked((int)l), zeroFilled: Profile == Profile.Qemu92);
-        Interlocked.Increment(ref _bounceBuffersAllocated);
-        Interlocked.Add(ref space.Allocated, (long)l);
+        lock (_bounceBook)
+        {
+            _bounceBuffersAllocated++;
+            space.Allocated += (long)l;
+        }
         Ref(mr);   // first region only, even if the buffer spans several
         var mapping = new Mapping(Interlocked.Increment(ref _nextMappingId), space, addr, l, isWrite, MappingKind.Bounce, mr, 0, buffer);
         if (Profile == Profile.Qemu72) _globalBounce = mapping;
@@ -322,29 +338,46 @@ public sealed class MemorySystem
         // Stryker disable once all : broken-variant code (docs/mutation-testing.md)
         if (!m.IsWrite && Has(Fault.ReadAtUnmap)) FillFromDevice(m.AddressSpace.View, m);
 
-        // U72-2 / UM-3: the buffer is freed and the region unreferenced before the space is released.
-        Interlocked.Add(ref m.AddressSpace.Allocated, -(long)m.Length);
-        Interlocked.Decrement(ref _bounceBuffersAllocated);
-        Unref(m.Region);
+        // U72-2: QEMU 7.2 frees the buffer and unreferences the region before it releases the one buffer.
+        // UM-2: from 9.2 the budget is returned first, then the region unreferenced and the buffer freed.
+        bool releaseFirst = Profile == Profile.Qemu92;
+        if (!releaseFirst) FreeBounceBuffer(m, budgetReturned: false);
         IReadOnlyList<string> scheduled = Array.Empty<string>();
         // Stryker disable all : broken-variant code (LeakBounceSpace, NotifyBeforeRelease)
         if (Has(Fault.LeakBounceSpace))
         {
+            if (releaseFirst) FreeBounceBuffer(m, budgetReturned: false);
             scheduled = NotifyMapClients(m.AddressSpace);
         }
         else if (Has(Fault.NotifyBeforeRelease))
         {
             scheduled = NotifyMapClients(m.AddressSpace);
             ReleaseBounceSpace(m);
+            if (releaseFirst) FreeBounceBuffer(m, budgetReturned: true);
         }
         else
         {
             // Stryker restore all
             // U72-3 / UM-4: release with a full barrier, then notify every waiting client.
             ReleaseBounceSpace(m);
+            if (releaseFirst) FreeBounceBuffer(m, budgetReturned: true);
             if (notify) scheduled = NotifyMapClients(m.AddressSpace);
         }
         return new UnmapResult(true, written, never, zero, scheduled);
+    }
+
+    /// <summary>memory_region_unref(bounce->mr) and the buffer's free (qemu_vfree / g_free).</summary>
+    private void FreeBounceBuffer(Mapping m, bool budgetReturned)
+    {
+        // between returning the budget and freeing, another thread can map with that budget (UM-2)
+        if (budgetReturned) Interleaver?.Point("free bounce buffer");
+        lock (_bounceBook)
+        {
+            m.AddressSpace.Allocated -= (long)m.Length;
+            if (budgetReturned) m.AddressSpace.Freeing -= (long)m.Length;
+            _bounceBuffersAllocated--;
+        }
+        Unref(m.Region);
     }
 
     /// <summary>U72-3 qatomic_mb_set(&amp;bounce.in_use, false) / UM-2 qatomic_sub(&amp;as->bounce_buffer_size, len).</summary>
@@ -357,7 +390,13 @@ public sealed class MemorySystem
             Interlocked.Exchange(ref _globalBounceInUse, 0);
             return;
         }
-        Interlocked.Add(ref m.AddressSpace.Reserved, 0UL - m.Length);
+        // the buffer still exists with its budget returned (UM-2); the bookkeeping notes it at the same
+        // instant as the qatomic_sub, so that an observer never sees the returned bytes taken and not noted
+        lock (_bounceBook)
+        {
+            Interlocked.Add(ref m.AddressSpace.Reserved, 0UL - m.Length);
+            m.AddressSpace.Freeing += (long)m.Length;
+        }
         // Stryker disable once all : broken-variant code (docs/mutation-testing.md)
         if (Has(Fault.DoubleBudgetRelease)) Interlocked.Add(ref m.AddressSpace.Reserved, 0UL - m.Length);
     }
