@@ -59,6 +59,13 @@ public static class CommandLine
             stderr.WriteLine($"conformance: {e.Message}");
             return 2;
         }
+        catch (Conformance.Qemu.QemuException e)
+        {
+            // a QEMU that cannot be run at all (not a QEMU, refuses the machine, crashes at start): its
+            // failures during cases are observations, reported by the differential itself
+            stderr.WriteLine($"conformance: QEMU could not be run: {e.Message}");
+            return 2;
+        }
     }
 
     private static int MatrixCommand(Options options, TextWriter stdout)

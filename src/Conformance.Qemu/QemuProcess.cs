@@ -76,7 +76,17 @@ public sealed class QemuProcess : IDisposable
         try
         {
             var accept = listener.AcceptAsync();
-            if (!accept.Wait(t)) throw new QemuException("QEMU did not connect to the qtest socket", StderrTail());
+            // a QEMU that exits at once (a refused option, a missing firmware) is reported at once
+            var waited = Stopwatch.StartNew();
+            while (!accept.Wait(TimeSpan.FromMilliseconds(50)))
+            {
+                if (_process.HasExited)
+                {
+                    _process.WaitForExit();   // the stderr reader has delivered everything
+                    throw new QemuException($"QEMU exited with status {_process.ExitCode} before connecting to the qtest socket", StderrTail());
+                }
+                if (waited.Elapsed > t) throw new QemuException("QEMU did not connect to the qtest socket", StderrTail());
+            }
             Qtest = new QtestClient(new LineChannel(accept.Result, StderrTail, t));
             var qmpSocket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             var deadline = DateTime.UtcNow + t;

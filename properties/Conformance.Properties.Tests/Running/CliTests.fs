@@ -171,6 +171,30 @@ type CliTests() =
         finally
             Conformance.Properties.Settings.clearShard ()
 
+    /// A --qemu that is no QEMU, or one that dies at start, is one clear line and exit 2, at once.
+    [<Fact>]
+    member _.a_qemu_that_cannot_run_is_one_line_and_exit_2() =
+        let script (name: string) (body: string) =
+            let path = temp name ("#!/bin/sh\n" + body + "\n")
+            File.SetUnixFileMode(path, UnixFileMode.UserRead ||| UnixFileMode.UserWrite ||| UnixFileMode.UserExecute)
+            path
+
+        let notQemu = script "not-qemu" "echo garbage"
+
+        let diesAtStart =
+            script "dies" "case \"$1\" in -version) echo 'QEMU emulator version 10.0.0';; *) echo 'no such machine' >&2; exit 1;; esac"
+
+        for (qemu, expected) in [ notQemu, "printed no version"; diesAtStart, "exited with status 1" ] do
+            let clock = Diagnostics.Stopwatch.StartNew()
+
+            let code, _, err =
+                run [ "check"; "--target"; "qemu"; "--qemu"; qemu; "--max-test"; "3" ]
+
+            Assert.Equal(2, code)
+            Assert.StartsWith("conformance: QEMU could not be run: ", err)
+            Assert.Contains(expected, err)
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds 15.0, sprintf "took %O" clock.Elapsed)
+
     /// Help per verb, a version, and a suggestion for a misspelt verb or option (System.CommandLine).
     [<Fact>]
     member _.help_per_verb_version_and_suggestions() =
