@@ -62,6 +62,7 @@ public static partial class MtreeDump
     public static readonly IReadOnlyCollection<string> KnownContainers = new[]
     {
         "bus master container", "smram", "pci_bridge_io", "pci_bridge_pci", "e1000e-flash", "igb-flash",
+        "gpex_mmio", "gpex_ioport", "platform bus",
     };
 
     /// <summary>
