@@ -183,6 +183,8 @@ public static class CheckCommand
                 if (entry.Name != "parallel-virtqueues" && impl.VirtioFault != Conformance.Model.Virtio.VirtioFault.None) continue;
                 var outcome = entry.Check.Invoke(variant).Invoke(profile).Invoke(Settings.parallelCases()).Invoke(replay);
                 string report = ParallelCatalogue.report(entry, profile, variant, outcome);
+                if (ConcurrentCases.Save(entry, variant, outcome, options.Get("save")) is { } saved)
+                    report += $"      saved to {saved}\n        dotnet run --project src/Conformance.Cli -- replay {saved}{Runner.variantOption(impl)}\n";
                 stdout.Write(report);
                 stdout.WriteLine();
                 results.Add(new CiResult(impl.Name, $"P{entry.Number} {entry.Name}", profile.ToString(), outcome.Passed, outcome.Tests, report, CiReport.ReproduceLines(report)));

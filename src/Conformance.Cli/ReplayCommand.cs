@@ -27,6 +27,7 @@ public static class ReplayCommand
 
         if (options.Positional.Count != 1) throw new UsageException("replay takes one scenario file, or --property P --seed S,G,SIZE");
         string path = options.Positional[0];
+        if (ConcurrentCases.IsCaseFile(path)) return ConcurrentCases.Run(path, options, stdout, explain: false);
         var scenario = CommandLine.LoadScenario(path, options);
         stdout.Write(ScenarioTrace.Render(impl.Run.Invoke(scenario)));
         var propertyName = options.Get("property") ?? scenario.Property;

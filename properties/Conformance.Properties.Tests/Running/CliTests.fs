@@ -195,6 +195,49 @@ type CliTests() =
             Assert.Contains(expected, err)
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds 15.0, sprintf "took %O" clock.Elapsed)
 
+    /// A concurrency counterexample is a file like any other: saved, replayed (failing again on its broken
+    /// variant, holding on the reference model) and explained; bad input in it is one line with its JSON path.
+    [<Fact>]
+    member _.a_concurrency_counterexample_is_saved_replayed_and_explained_from_its_file() =
+        let dir =
+            Path.Combine(Path.GetTempPath(), "conformance-cases-" + Guid.NewGuid().ToString("N"))
+
+        try
+            let code, out, _ =
+                run
+                    [ "check"
+                      "--property"
+                      "bounce-budget"
+                      "--profile"
+                      "Qemu92"
+                      "--variant"
+                      "DoubleBudgetRelease"
+                      "--save"
+                      dir ]
+
+            Assert.Equal(1, code)
+            let file = Directory.GetFiles(dir, "bounce-budget-*.json") |> Array.exactlyOne
+            Assert.Contains(sprintf "replay %s --variant DoubleBudgetRelease" file, out)
+            let code2, out2, _ = run [ "replay"; file; "--variant"; "DoubleBudgetRelease" ]
+            Assert.Equal(1, code2)
+            Assert.Contains("P21 bounce-budget FAILS", out2)
+            let code3, out3, _ = run [ "replay"; file ]
+            Assert.Equal(0, code3)
+            Assert.Contains("P21 bounce-budget holds", out3)
+            let code4, out4, _ = run [ "explain"; file ]
+            Assert.Equal(0, code4)
+            Assert.Contains("what the runs showed:", out4)
+
+            let broken =
+                temp "bad-case.json" (File.ReadAllText(file).Replace("\"percent\": 100", "\"percent\": 101"))
+
+            let code5, _, err5 = run [ "replay"; broken ]
+            Assert.Equal(2, code5)
+            Assert.Contains(".percent", err5)
+        finally
+            if Directory.Exists dir then
+                Directory.Delete(dir, true)
+
     /// Help per verb, a version, and a suggestion for a misspelt verb or option (System.CommandLine).
     [<Fact>]
     member _.help_per_verb_version_and_suggestions() =

@@ -20,6 +20,8 @@ type Outcome =
         Message: string
         /// The shrunk case, rendered.
         Counterexample: string list option
+        /// The shrunk case itself, for a case file (ConcurrentCaseFile).
+        Case: ConcurrentCaseFile.ConcurrentCase option
         Replay: ReplayToken option
     }
 
@@ -45,9 +47,12 @@ type Entry =
         /// The broken variants this property must reject under a profile (and its name for reports).
         Broken: Profile -> Variant list
         Check: Variant -> Profile -> int -> ReplayToken option -> Outcome
+        /// Judges one case read from a file (None: the case is of another workload than this property's).
+        JudgeCase: Variant -> ConcurrentCaseFile.ConcurrentCase -> Verdict.CaseResult option
     }
 
 let private checkWith
+    (wrap: 'c -> ConcurrentCaseFile.ConcurrentCase)
     (arb: Profile -> Arbitrary<'c>)
     (render: 'c -> string list)
     (judge: Variant -> 'c -> Verdict.CaseResult)
@@ -65,6 +70,7 @@ let private checkWith
           Distribution = []
           Message = ""
           Counterexample = None
+          Case = None
           Replay = None }
 
     match capture.Result with
@@ -89,6 +95,7 @@ let private checkWith
             Shrinks = data.NumberOfShrinks
             Message = failureMessage data outcome
             Counterexample = case |> Option.map render
+            Case = case |> Option.map wrap
             Replay =
                 Some
                     { Seed = failingRnd.Seed
@@ -110,13 +117,28 @@ let private virtioFault =
     | v -> invalidArg "variant" (sprintf "%O is not a virtio variant" v)
 
 let private parallelCheck judge =
-    checkWith ParallelCases.arbCase ParallelCommands.render (modelFault >> judge)
+    checkWith ConcurrentCaseFile.Commands ParallelCases.arbCase ParallelCommands.render (modelFault >> judge)
 
 let private wakeupCheck judge =
-    checkWith WakeupWorkload.arbCase WakeupWorkload.render (modelFault >> judge)
+    checkWith ConcurrentCaseFile.Wakeup WakeupWorkload.arbCase WakeupWorkload.render (modelFault >> judge)
 
 let private queuesCheck judge =
-    checkWith ParallelVirtqueues.arbCase ParallelVirtqueues.render (virtioFault >> judge)
+    checkWith ConcurrentCaseFile.Queues ParallelVirtqueues.arbCase ParallelVirtqueues.render (virtioFault >> judge)
+
+let private commandsCase judge variant =
+    function
+    | ConcurrentCaseFile.Commands c -> Some(judge (modelFault variant) c)
+    | _ -> None
+
+let private wakeupCase judge variant =
+    function
+    | ConcurrentCaseFile.Wakeup c -> Some(judge (modelFault variant) c)
+    | _ -> None
+
+let private queuesCase judge variant =
+    function
+    | ConcurrentCaseFile.Queues c -> Some(judge (virtioFault variant) c)
+    | _ -> None
 
 /// Rule ids in parentheses (B72-1, BM-1, UM-2, C2, U72-3, UM-4) are headings in docs/qemu-rules.md.
 let all: Entry list =
@@ -128,7 +150,8 @@ let all: Entry list =
             "system/physmem.c:address_space_map (qatomic_cmpxchg bounce_buffer_size)"
             "softmmu/physmem.c:cpu_register_map_client (map_client_list_lock)" ]
         Broken = fun _ -> [ ModelFault Fault.NonAtomicBounceClaim ]
-        Check = parallelCheck ConcurrencyProperties.linearizability }
+        Check = parallelCheck ConcurrencyProperties.linearizability
+        JudgeCase = commandsCase ConcurrencyProperties.linearizability }
       { Number = 21
         Name = "bounce-budget"
         Title = "At every observed instant bounce bytes in use stay within the limit (Qemu72: one page, one buffer; Qemu92: the AS budget)"
@@ -141,7 +164,8 @@ let all: Entry list =
               [ yield ModelFault Fault.NonAtomicBounceClaim
                 if p = Profile.Qemu92 then
                     yield ModelFault Fault.DoubleBudgetRelease ]
-        Check = parallelCheck ConcurrencyProperties.bounceBudget }
+        Check = parallelCheck ConcurrencyProperties.bounceBudget
+        JudgeCase = commandsCase ConcurrencyProperties.bounceBudget }
       { Number = 22
         Name = "no-lost-wakeup"
         Title = "Devices that fail a map and register a client are always woken; retry loops always finish"
@@ -151,7 +175,8 @@ let all: Entry list =
             "system/physmem.c:address_space_unmap (UM-4)"
             "softmmu/dma-helpers.c:dma_blk_cb" ]
         Broken = fun _ -> [ ModelFault Fault.NotifyBeforeRelease; ModelFault Fault.UnlockedClientList ]
-        Check = wakeupCheck ConcurrencyProperties.noLostWakeup }
+        Check = wakeupCheck ConcurrencyProperties.noLostWakeup
+        JudgeCase = wakeupCase ConcurrencyProperties.noLostWakeup }
       { Number = 23
         Name = "balance-under-contention"
         Title = "After the threads finish, refcounts, dirty bits and memory are those of the linearization"
@@ -160,7 +185,8 @@ let all: Entry list =
             "softmmu/physmem.c:invalidate_and_set_dirty"
             "softmmu/physmem.c:address_space_unmap" ]
         Broken = fun _ -> [ ModelFault Fault.NonAtomicRef ]
-        Check = parallelCheck ConcurrencyProperties.balanceUnderContention }
+        Check = parallelCheck ConcurrencyProperties.balanceUnderContention
+        JudgeCase = commandsCase ConcurrencyProperties.balanceUnderContention }
       { Number = 24
         Name = "parallel-virtqueues"
         Title = "Devices popping and pushing MMIO-backed chains in parallel conserve elements and leave no mapping behind"
@@ -170,7 +196,8 @@ let all: Entry list =
             "hw/virtio/virtio.c:virtqueue_push"
             "VIRTIO 1.2 §2.7.8" ]
         Broken = fun _ -> [ VirtioFault Conformance.Model.Virtio.VirtioFault.NoUndoOnError ]
-        Check = queuesCheck ParallelVirtqueues.parallelQueues } ]
+        Check = queuesCheck ParallelVirtqueues.parallelQueues
+        JudgeCase = queuesCase ParallelVirtqueues.parallelQueues } ]
 
 let find (name: string) =
     all |> List.tryFind (fun e -> e.Name = name || string e.Number = name)
@@ -215,6 +242,14 @@ let report (e: Entry) (profile: Profile) (variant: Variant) (o: Outcome) =
             line "      shrunk case:"
 
             for l in lines do
+                line ("        " + l)
+        | None -> ()
+
+        match o.Case with
+        | Some c ->
+            line "      as a case file (conformance replay FILE replays it, conformance explain FILE explains it):"
+
+            for l in (ConcurrentCaseFile.write e.Name None c).TrimEnd().Split('\n') do
                 line ("        " + l)
         | None -> ()
 
