@@ -50,6 +50,8 @@ type Request =
         Heads: uint16 list
         /// How many heads each kick publishes, each kick once the previous one's requests completed ([]: one kick for all).
         Kicks: int list
+        /// Each kick follows the previous one without waiting: its requests are still in flight.
+        KicksInFlight: bool
         /// Where queue 0's rings are (descriptor table, available ring, used ring); None: where the driver puts them by default.
         Rings: (uint64 * uint64 * uint64) option
     }
@@ -62,6 +64,7 @@ let single (header: byte[]) descriptors before look =
       Look = look
       Heads = [ 0us ]
       Kicks = []
+      KicksInFlight = false
       Rings = None }
 
 /// Whether the guest can read back what the device writes at an address: RAM (64 MiB) or pc-testdev's MMIO.
@@ -108,7 +111,8 @@ let toCase (r: Request) =
         (match r.Rings with
          | Some(_, _, u) -> guestReadable u
          | None -> true),
-        (if r.Kicks.IsEmpty then null else Array.ofList r.Kicks)
+        (if r.Kicks.IsEmpty then null else Array.ofList r.Kicks),
+        not r.KicksInFlight
     )
 
 /// The request on a reused QEMU; a QEMU that died or hung is reported as an outcome the model never has.
@@ -247,6 +251,34 @@ let targetOf (binary: QemuBinary) (profile: Profile) (session: VirtioBlkSession)
           Rings = desc, avail, usedRing
           LayoutFrom = layoutFrom } }
 
+/// The scenario operations of a request for a device in `space` with a queue of `queueSize` whose rings
+/// are `defaultRings` unless the request places them.
+let requestOps (space: string) (queueSize: int) (defaultRings: uint64 * uint64 * uint64) (r: Request) : ScenarioOp list =
+    let desc, avail, usedRing = r.Rings |> Option.defaultValue defaultRings
+
+    [ VirtioSetupOp(space, queueSize, desc, avail, usedRing, false, false, false, 2048, "") :> ScenarioOp
+      WriteOp("memory", Header, r.Header)
+      yield! r.Before |> List.map (fun (a, b) -> WriteOp("memory", a, b) :> ScenarioOp)
+      DescriptorsOp(
+          Nullable(),
+          r.Descriptors
+          |> List.map (fun (i, a, l, f, n) -> DescriptorEntry(i, a, l, f, n))
+          |> Array.ofList
+      )
+      // each kick's heads, the kick, and its requests completed before the next (in flight: only after the last)
+      let kicks = if r.Kicks.IsEmpty then [ r.Heads.Length ] else r.Kicks
+      let starts = List.scan (+) 0 kicks
+
+      for (start, count) in List.zip (List.take kicks.Length starts) kicks do
+          PublishOp(r.Heads |> List.skip start |> List.take count |> Array.ofList)
+          KickOp()
+
+          if not r.KicksInFlight then
+              CompleteIoOp()
+
+      if r.KicksInFlight then
+          CompleteIoOp() ]
+
 /// The model side, on `side`; `rom` is QEMU's BIOS image, where the request reads ROM.
 let requestOnModelWith (fault: Fault) (side: ModelSide) (rom: byte[] option) (r: Request) =
     let spec = side.Layout
@@ -256,27 +288,8 @@ let requestOnModelWith (fault: Fault) (side: ModelSide) (rom: byte[] option) (r:
     rom
     |> Option.iter (fun image -> system.Region("pc.bios").RamBlock.Bytes.Write(0UL, ReadOnlySpan image))
 
-    let desc, avail, usedRing = r.Rings |> Option.defaultValue side.Rings
-
-    let ops =
-        [ VirtioSetupOp(side.Space, side.QueueSize, desc, avail, usedRing, false, false, false, 2048, "") :> ScenarioOp
-          WriteOp("memory", Header, r.Header)
-          yield! r.Before |> List.map (fun (a, b) -> WriteOp("memory", a, b) :> ScenarioOp)
-          DescriptorsOp(
-              Nullable(),
-              r.Descriptors
-              |> List.map (fun (i, a, l, f, n) -> DescriptorEntry(i, a, l, f, n))
-              |> Array.ofList
-          )
-          // each kick's heads, the kick, and its requests completed before the next
-          let kicks = if r.Kicks.IsEmpty then [ r.Heads.Length ] else r.Kicks
-          let starts = List.scan (+) 0 kicks
-
-          for (start, count) in List.zip (List.take kicks.Length starts) kicks do
-              PublishOp(r.Heads |> List.skip start |> List.take count |> Array.ofList)
-              KickOp()
-              CompleteIoOp() ]
-
+    let _, _, usedRing = r.Rings |> Option.defaultValue side.Rings
+    let ops = requestOps side.Space side.QueueSize side.Rings r
     let run = ScenarioRunner.Run(Scenario(profile, spec, Array.ofList ops), system)
     // the used ring as the guest reads it back, as on the QEMU side (from ROM or unassigned space: whatever is there)
     let usedIdx = int (BitConverter.ToUInt16(read run (usedRing + 2UL) 2, 0))
@@ -295,6 +308,7 @@ let requestOnModelWith (fault: Fault) (side: ModelSide) (rom: byte[] option) (r:
       Queue = (let q = run.Virtio.Device.Queues.[0] in (q.LastAvailIdx, q.UsedIdx, q.InUse))
       Disk = Some run.Virtio.Blk.Disk },
     run
+
 
 let requestOnModel side rom r =
     requestOnModelWith Fault.None side rom r
@@ -429,11 +443,16 @@ let ringAddresses (queueSize: int) (r: RingSpec) =
 /// works on this description with QEMU in the loop: fewer requests and pieces, shorter pieces, RAM instead
 /// of other places, plain reads, the default budget, the legacy transport.
 type CaseSpec =
-    { Transport: VirtioTransport
-      Budget: uint64 option
-      Rings: RingSpec
-      Kicks: int list
-      Requests: RequestSpec list }
+    {
+        Transport: VirtioTransport
+        Budget: uint64 option
+        Rings: RingSpec
+        Kicks: int list
+        /// The kicks follow each other without waiting for completion (only where the outcome cannot depend on
+        /// when QEMU's block layer completes: see `inFlightIsDeterministic`).
+        InFlight: bool
+        Requests: RequestSpec list
+    }
 
 /// The guest's memory and descriptor table for a case: request k's header at Header + 0x40k, its status
 /// at Status + 0x10k (or in MMIO), its data at the next free offset of each place, its descriptors
@@ -558,7 +577,7 @@ let build (queueSize: int) (c: CaseSpec) : string * VirtioTransport * Request =
         if c.Kicks.IsEmpty then
             ""
         else
-            sprintf ", kicks of %s requests" (String.Join("+", c.Kicks))
+            sprintf ", kicks of %s requests%s" (String.Join("+", c.Kicks)) (if c.InFlight then " in flight" else "")
 
     let label =
         sprintf "%A%s%s%s: %s" c.Transport budget rings kicks (String.Join("; ", c.Requests |> List.map describe))
@@ -577,7 +596,8 @@ let build (queueSize: int) (c: CaseSpec) : string * VirtioTransport * Request =
             None
         else
             Some(ringAddresses queueSize c.Rings)
-      Kicks = c.Kicks }
+      Kicks = c.Kicks
+      KicksInFlight = c.InFlight && not c.Kicks.IsEmpty }
 
 let private genRequest =
     gen {
@@ -626,6 +646,31 @@ let private genRequest =
               Indirect = indirect
               TableAt = if indirect then tableAt else TableInRam }
     }
+
+/// Whether kicking each group of requests while the earlier groups are still in flight has one outcome
+/// whenever QEMU's block layer completes them. It has when every request after the first group stays in
+/// RAM and is well formed: it then takes no bounce space the first group may still hold (or have freed),
+/// and cannot break the device, which would stop the first group's completions from being published
+/// (hw/virtio/virtio.c:virtqueue_flush only counts them on a broken device: PUSH-1 in docs/qemu-rules.md).
+let inFlightIsDeterministic (kicks: int list) (requests: RequestSpec list) =
+    let plain (r: RequestSpec) =
+        r.Malformed = WellFormed
+        && not r.StatusInMmio
+        && r.TableAt = TableInRam
+        && r.Pieces |> List.forall (fun (place, _) -> place = 0)
+
+    match kicks with
+    | first :: _ :: _ -> requests |> List.skip first |> List.forall plain
+    | _ -> false
+
+/// A request made plain in the sense of `inFlightIsDeterministic`: its buffers and status in RAM, its
+/// table (if any) in RAM, well formed; type, sector, lengths and indirection kept.
+let plainRequest (r: RequestSpec) =
+    { r with
+        Malformed = WellFormed
+        StatusInMmio = false
+        TableAt = TableInRam
+        Pieces = r.Pieces |> List.map (fun (_, len) -> 0, len) }
 
 /// Bounce budgets a case may give the device (x-max-bounce-buffer-size): one byte under and over the
 /// bounced sizes the requests draw (512, 4096), a page and a half, 64 KiB and 1 MiB.
@@ -679,7 +724,7 @@ let genSpecWith (transports: VirtioTransport list) (budgets: uint64 list) (rings
                 Gen.constant []
             else
                 Gen.frequency
-                    [ 2, Gen.constant []
+                    [ 1, Gen.constant []
                       1,
                       Gen.listOfLength (count - 1) (Gen.elements [ false; true ])
                       |> Gen.map (fun cuts ->
@@ -690,11 +735,26 @@ let genSpecWith (transports: VirtioTransport list) (budgets: uint64 list) (rings
 
                           if sizes.Length = 1 then [] else sizes) ]
 
+        // in flight between kicks: the groups after the first made plain, so that the outcome cannot depend on
+        // when the first group completes (inFlightIsDeterministic)
+        let! inFlight =
+            if kicks.IsEmpty then
+                Gen.constant false
+            else
+                Gen.elements [ false; true ]
+
+        let requests =
+            if inFlight then
+                requests |> List.mapi (fun i r -> if i < kicks.Head then r else plainRequest r)
+            else
+                requests
+
         return
             { Transport = transport
               Budget = budget
               Rings = rings
               Kicks = kicks
+              InFlight = inFlight
               Requests = requests }
     }
 
@@ -751,7 +811,10 @@ let shrinkSpec (c: CaseSpec) : CaseSpec seq =
 
     seq {
         if not c.Kicks.IsEmpty then
-            yield { c with Kicks = [] }
+            yield { c with Kicks = []; InFlight = false }
+
+        if c.InFlight then
+            yield { c with InFlight = false }
 
         if c.Requests.Length > 1 && c.Kicks.IsEmpty then
             for i in 0 .. c.Requests.Length - 1 do
@@ -786,6 +849,8 @@ let shrinkSpec (c: CaseSpec) : CaseSpec seq =
         elif c.Rings <> RingsInRam then
             yield { c with Rings = RingsInRam }
     }
+    // a smaller case never races where the case did not
+    |> Seq.filter (fun s -> not s.InFlight || inFlightIsDeterministic s.Kicks s.Requests)
 
 /// Shrinking that may also move a case to the legacy transport (when both are under test).
 let shrinkSpecAcross (transports: VirtioTransport list) (c: CaseSpec) =
@@ -872,14 +937,18 @@ let defaultCases () =
 /// matrix: which observations the last disagreeing case differed in, the case labels with their share,
 /// the queue sizes the devices reported and the rate.
 type DifferentialOutcome =
-    { Passed: bool
-      Tests: int
-      Report: string
-      Counterexample: CaseSpec option
-      Disagreements: string list
-      Distribution: (string * float) list
-      QueueSizes: string
-      CasesPerSecond: float }
+    {
+        Passed: bool
+        Tests: int
+        Report: string
+        Counterexample: CaseSpec option
+        Disagreements: string list
+        Distribution: (string * float) list
+        QueueSizes: string
+        CasesPerSecond: float
+        /// Kicks that did not wait for the previous ones, and at how many of them requests were still in flight.
+        KicksNotWaitedFor: int * int
+    }
 
 /// The observation a difference (a line of `differences`) is about, as the version matrix names it.
 let observationOf (difference: string) =
@@ -1007,8 +1076,10 @@ let checkAgainstOn
                       "bounce bytes nobody produced written back (compared: KD-1 is not registered for this version)"
               if spec.Requests.Length > 1 && spec.Kicks.IsEmpty then
                   sprintf "%d requests in one kick" spec.Requests.Length
-              if not spec.Kicks.IsEmpty then
+              if not spec.Kicks.IsEmpty && not spec.InFlight then
                   sprintf "%d kicks, each after the previous completed" spec.Kicks.Length
+              if spec.InFlight then
+                  sprintf "%d kicks, requests in flight between them" spec.Kicks.Length
               for p in
                   spec.Requests
                   |> List.collect (fun r -> r.Pieces |> List.map fst)
@@ -1171,6 +1242,17 @@ let checkAgainstOn
                  "")
     )
 
+    let notWaited, stillInFlight =
+        targets.Values |> Seq.sumBy (fun t -> t.Session.KicksNotWaitedFor), targets.Values |> Seq.sumBy (fun t -> t.Session.KicksWithRequestsInFlight)
+
+    if notWaited > 0 then
+        line (
+            sprintf
+                "      kicks that did not wait for the previous ones: %d; requests still in flight at %d of them (read from the used index before the next kick)"
+                notWaited
+                stillInFlight
+        )
+
     if kd3 then
         line "      every ring in RAM: known deviation KD-3 (this QEMU reads and writes rings outside RAM at the wrong address)"
 
@@ -1211,7 +1293,8 @@ let checkAgainstOn
       Disagreements = (if passed then [] else lastDisagreement)
       Distribution = Runner.distribution capture
       QueueSizes = queueSizes
-      CasesPerSecond = float ran / elapsed }
+      CasesPerSecond = float ran / elapsed
+      KicksNotWaitedFor = notWaited, stillInFlight }
 
 let checkAgainstWith modelFault binary profile cases replay =
     checkAgainstOn AllTransports modelFault binary profile cases replay
@@ -1240,12 +1323,20 @@ let layoutDisagreement (scenario: LayoutSpec) (qemu: LayoutSpec) (addresses: uin
         else
             None)
 
-/// The heads of each publish-kick-complete group, if the operations are only such groups.
-let private kickGroups (ops: ScenarioOp list) : uint16 list list option =
+/// The heads of each kick and whether the kicks leave requests in flight, if the operations are only
+/// publish-kick-complete groups, or publish-kick groups with one complete-io after the last.
+let private kickGroups (ops: ScenarioOp list) : (uint16 list list * bool) option =
     let rec groups (acc: uint16 list list) (rest: ScenarioOp list) =
         match rest with
-        | [] -> if List.isEmpty acc then None else Some(List.rev acc)
+        | [] -> if List.isEmpty acc then None else Some(List.rev acc, false)
         | (:? PublishOp as p) :: (:? KickOp) :: (:? CompleteIoOp) :: rest -> groups (List.ofSeq p.Heads :: acc) rest
+        | _ when not (List.isEmpty acc) -> None
+        | _ -> inFlight [] rest
+
+    and inFlight (acc: uint16 list list) (rest: ScenarioOp list) =
+        match rest with
+        | [ :? CompleteIoOp ] when acc.Length > 1 -> Some(List.rev acc, true)
+        | (:? PublishOp as p) :: (:? KickOp) :: rest -> inFlight (List.ofSeq p.Heads :: acc) rest
         | _ -> None
 
     groups [] ops
@@ -1288,7 +1379,7 @@ let requestOfScenario (target: ModelSide option) (s: Scenario) : Result<Request,
 
             match rest |> List.skip writes.Length with
             | (:? DescriptorsOp as d) :: kickOps when not d.Table.HasValue && kickGroups kickOps |> Option.isSome ->
-                let groups = (kickGroups kickOps).Value
+                let groups, kicksInFlight = (kickGroups kickOps).Value
 
                 if writes |> List.exists (fun w -> w.Space <> "memory") then
                     Error "a guest write goes to another address space than \"memory\""
@@ -1329,6 +1420,7 @@ let requestOfScenario (target: ModelSide option) (s: Scenario) : Result<Request,
                                     []
                                 else
                                     groups |> List.map List.length
+                              KicksInFlight = kicksInFlight
                               Rings =
                                 match target with
                                 | Some t when (v.Desc, v.Avail, v.Used) = t.Rings -> None
@@ -1336,7 +1428,7 @@ let requestOfScenario (target: ModelSide option) (s: Scenario) : Result<Request,
             | others ->
                 Error(
                     sprintf
-                        "QEMU can run virtio-setup, writes, descriptors, then publish, kick, complete-io (once or more) in that order; this scenario has %s after its writes"
+                        "QEMU can run virtio-setup, writes, descriptors, then publish, kick, complete-io (once or more; or publish, kick more than once and one complete-io) in that order; this scenario has %s after its writes"
                         (String.Join(", ", others |> List.map describe))
                 )
     | first :: _ -> Error(sprintf "it starts with %s, not a virtio setup" (describe first))
@@ -1484,6 +1576,11 @@ let versionMatrix (columns: VersionColumn list) =
                   "not generated (KD-3)"
               else
                   sprintf "%d placements" n)
+          "kicks without waiting for the previous ones",
+          (fun c ->
+              let kicks = c.Runs |> List.sumBy (fun (_, o) -> fst o.KicksNotWaitedFor)
+              let inFlight = c.Runs |> List.sumBy (fun (_, o) -> snd o.KicksNotWaitedFor)
+              sprintf "%d kicks; requests in flight at %d" kicks inFlight)
           "bounce budgets (iommu_platform=on, modern)",
           (fun c ->
               if not (c.Binary.DeviceHasProperty("virtio-blk-pci", "x-max-bounce-buffer-size")) then

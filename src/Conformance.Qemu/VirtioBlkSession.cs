@@ -18,11 +18,12 @@ public sealed record GuestRange(ulong Addr, int Length);
 /// </summary>
 /// <paramref name="Heads"/> are published in order before one kick (default: head 0 alone).
 /// <paramref name="Kicks"/> splits the heads into groups, each published and kicked once the previous group
-/// has completed (default: one kick for all).
+/// has completed (default: one kick for all); with <paramref name="WaitBetweenKicks"/> false each kick follows the
+/// previous one at once, its requests still in flight.
 /// <paramref name="Rings"/> places queue 0's rings (default: the legacy layout at <see cref="VirtioBlkSession.RingBase"/>);
 /// where the used ring cannot be read back (ROM, unassigned space), completion is read from QEMU's own used index.
 public sealed record BlkRequestCase(IReadOnlyList<GuestWrite> Writes, IReadOnlyList<(int Index, VringDesc Desc)> Descriptors, IReadOnlyList<GuestRange> Look, bool MayWriteDisk = true, IReadOnlyList<ushort>? Heads = null,
-    RingAddresses? Rings = null, bool UsedRingReadable = true, IReadOnlyList<int>? Kicks = null);
+    RingAddresses? Rings = null, bool UsedRingReadable = true, IReadOnlyList<int>? Kicks = null, bool WaitBetweenKicks = true);
 
 /// <summary>What QEMU did with a case: used elements, the broken flag, the bytes read back, the error lines
 /// printed during the case, the device status byte the driver reads afterwards (DEVICE_NEEDS_RESET 0x40
@@ -103,6 +104,13 @@ public sealed class VirtioBlkSession : IDisposable
     /// <summary>QEMU processes started so far (1 + restarts after failures).</summary>
     public int ProcessesStarted { get; private set; }
 
+    /// <summary>Kicks after which the next group was published without waiting (cases whose used ring the guest
+    /// can read), and how many of them still had requests without a used element at that moment.</summary>
+    public int KicksNotWaitedFor { get; private set; }
+
+    /// <inheritdoc cref="KicksNotWaitedFor"/>
+    public int KicksWithRequestsInFlight { get; private set; }
+
     /// <summary>The process of the current case (null between a failure and the next case).</summary>
     public QemuProcess? Process => _qemu;
 
@@ -135,6 +143,17 @@ public sealed class VirtioBlkSession : IDisposable
                 foreach (var h in heads.Skip(published).Take(group)) blk.Publish(h);
                 published += group;
                 blk.Kick();
+                if (!c.WaitBetweenKicks && published < heads.Count)
+                {
+                    // measured rather than assumed: are the requests kicked so far still without their used
+                    // elements when the next group goes out (the block layer may have been quicker)?
+                    if (c.UsedRingReadable)
+                    {
+                        KicksNotWaitedFor++;
+                        if (blk.UsedIdx() < published) KicksWithRequestsInFlight++;
+                    }
+                    continue;
+                }
                 _submit.Stop();
                 _wait.Start();
                 // virtio_error always prints a line (hw/virtio/virtio.c:virtio_error): without one there is no

@@ -1,0 +1,79 @@
+/// Kicks that do not wait for the previous kick's requests (no QEMU needed): the generator makes them only
+/// where the outcome cannot depend on when QEMU's block layer completes, shrinking keeps it so, and the
+/// scenario a failure prints is driven on QEMU the same way again.
+module Conformance.Properties.Tests.InFlightKickTests
+
+open System.IO
+open FsCheck
+open FsCheck.FSharp
+open global.Xunit
+open Conformance.Model
+open Conformance.Properties.Tests.TestSupport
+open Conformance.Qemu.Differential.QemuDifferential
+
+let private specs =
+    Gen.sampleWithSeed (Rnd(20261130UL, 0x9e3779b97f4a7c15UL)) 30 2000 genSpec
+
+[<Fact>]
+let ``in-flight kicks are generated often enough and only where no race decides the outcome`` () =
+    let inFlight = specs |> Array.filter (fun c -> c.InFlight)
+    // about 1 case in 10 of those with several kicks; 2000 cases give well over 50
+    Assert.True(inFlight.Length >= 50, sprintf "only %d of %d cases kick with requests in flight" inFlight.Length specs.Length)
+    Assert.All(inFlight, fun c -> Assert.True(inFlightIsDeterministic c.Kicks c.Requests, sprintf "%A" c))
+    // the first group keeps what makes cases interesting (bounced buffers, malformed chains) across the sample
+    Assert.Contains(
+        inFlight,
+        fun c ->
+            c.Requests
+            |> List.take c.Kicks.Head
+            |> List.exists (fun r -> r.Pieces |> List.exists (fun (p, _) -> p <> 0))
+    )
+
+    Assert.All(specs |> Array.filter (fun c -> c.Kicks.IsEmpty), fun c -> Assert.False c.InFlight)
+
+[<Fact>]
+let ``shrinking an in-flight case never makes a racy one`` () =
+    for c in specs |> Array.filter (fun c -> c.InFlight) |> Array.truncate 100 do
+        for s in shrinkSpec c do
+            Assert.True(not s.InFlight || inFlightIsDeterministic s.Kicks s.Requests, sprintf "%A shrank to %A" c s)
+
+        Assert.Contains(shrinkSpec c, fun s -> not s.InFlight)
+
+[<Fact>]
+let ``an in-flight case completes I/O once, after the last kick, and its scenario is driven the same way`` () =
+    let c = specs |> Array.find (fun c -> c.InFlight && c.Kicks.Length >= 2)
+    let _, _, r = build 256 c
+    Assert.True r.KicksInFlight
+    let ops = requestOps "memory" 256 (0x100000UL, 0x101000UL, 0x102000UL) r
+    let names = ops |> List.map (fun o -> o.GetType().Name)
+    Assert.Equal(1, names |> List.filter ((=) "CompleteIoOp") |> List.length)
+    Assert.Equal("CompleteIoOp", List.last names)
+    Assert.Equal(c.Kicks.Length, names |> List.filter ((=) "KickOp") |> List.length)
+
+    let layout =
+        let path = fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json"
+        (Conformance.Properties.LayoutFiles.parseScenarioFile path (File.ReadAllText path)).Layout
+
+    let back =
+        requestOfScenario None (Scenarios.Scenario(Profile.Qemu92, layout, Array.ofList ops))
+
+    match back with
+    | Ok r' ->
+        Assert.True r'.KicksInFlight
+        Assert.Equal<int list>(r.Kicks, r'.Kicks)
+        Assert.Equal<uint16 list>(r.Heads, r'.Heads)
+    | Error why -> failwith why
+
+    // the same kicks each completed before the next are the other shape, and anything else is refused
+    let waiting =
+        requestOps "memory" 256 (0x100000UL, 0x101000UL, 0x102000UL) { r with KicksInFlight = false }
+
+    match requestOfScenario None (Scenarios.Scenario(Profile.Qemu92, layout, Array.ofList waiting)) with
+    | Ok r' -> Assert.False r'.KicksInFlight
+    | Error why -> failwith why
+
+    let noCompletion = ops |> List.take (ops.Length - 1)
+
+    match requestOfScenario None (Scenarios.Scenario(Profile.Qemu92, layout, Array.ofList noCompletion)) with
+    | Ok _ -> failwith "a scenario that never completes its I/O was accepted"
+    | Error why -> Assert.Contains("publish, kick", why)
