@@ -38,6 +38,12 @@ public sealed class VirtioDevice
     public bool Broken { get; private set; }
     public IReadOnlyList<string> Errors => _errors;
 
+    /// <summary>Bounce bytes that failed pops had been granted and gave back when they undid their mappings
+    /// (hw/virtio/virtio.c:virtqueue_undo_map_desc). An observation for harnesses: a QEMU that undoes them
+    /// against the wrong address space keeps counting exactly these bytes against the device's budget
+    /// (F-QEMU-2 in docs/qemu-versions.md).</summary>
+    public ulong BounceBytesUndone { get; private set; }
+
     /// <summary>Interrupts raised (virtio_notify deciding to notify).</summary>
     public int Interrupts { get; private set; }
 
@@ -235,7 +241,11 @@ public sealed class VirtioDevice
     {
         VirtioError(message);
         if (!Has(VirtioFault.NoUndoOnError))
-            foreach (var e in outSg.Concat(inSg)) Memory.Unmap(e.Mapping, 0);
+            foreach (var e in outSg.Concat(inSg))
+            {
+                if (e.Mapping.Kind == MappingKind.Bounce) BounceBytesUndone += e.Mapping.Length;
+                Memory.Unmap(e.Mapping, 0);
+            }
         return new PopResult(null, message);
     }
 
