@@ -73,6 +73,18 @@ let ``an in-flight case completes I/O once, after the last kick, and its scenari
     | Ok r' -> Assert.False r'.KicksInFlight
     | Error why -> failwith why
 
+    // a publish of no heads is refused, not turned into an empty kick
+    let emptyGroup =
+        ops
+        |> List.map (fun o ->
+            match o with
+            | :? Scenarios.PublishOp -> Scenarios.PublishOp [||] :> Scenarios.ScenarioOp
+            | o -> o)
+
+    match requestOfScenario None (Scenarios.Scenario(Profile.Qemu92, layout, Array.ofList emptyGroup)) with
+    | Ok _ -> failwith "a scenario that publishes no heads was accepted"
+    | Error why -> Assert.Contains("publish, kick", why)
+
     let noCompletion = ops |> List.take (ops.Length - 1)
 
     match requestOfScenario None (Scenarios.Scenario(Profile.Qemu92, layout, Array.ofList noCompletion)) with
