@@ -117,3 +117,29 @@ let ``no generated case races a write against another request on the same sector
     for c in specs |> Array.filter (fun c -> c.Requests.Length > 1) |> Array.truncate 200 do
         for s in shrinkSpec c do
             Assert.False(racingWrites s.Kicks s.InFlight s.Requests, sprintf "%A shrank to %A" c s)
+
+/// Data in MMIO never reaches the indirect tables, status bytes or rings that share pc-testdev's MMIO with it
+/// (a request in flight writing over another's would let the order decide), and the sample still fills it.
+[<Fact>]
+let ``MMIO data stays clear of the tables, status bytes and rings of other requests`` () =
+    let mmioBytes (c: CaseSpec) =
+        c.Requests
+        |> List.sumBy (fun r ->
+            r.Pieces
+            |> List.sumBy (fun (p, len) -> if p = 2 then uint64 len + 0x10UL else 0UL))
+
+    Assert.All(specs, fun c -> Assert.True(mmioBytes c <= MmioDataRoom + 0x10UL, sprintf "%d bytes of MMIO data in %A" (mmioBytes c) c))
+    Assert.Contains(specs, fun c -> mmioBytes c > MmioDataRoom / 2UL)
+
+    let crowded =
+        [ for _ in 1..3 ->
+              { Type = 0u
+                Sector = 1UL
+                Pieces = [ 2, 9000u ]
+                StatusInMmio = true
+                Malformed = WellFormed
+                Indirect = false
+                TableAt = TableInRam } ]
+
+    // the first two pieces fit (9,016 + 9,000 bytes), the third goes to unassigned space
+    Assert.Equal<int list>([ 2; 2; 5 ], keepMmioDataClear crowded |> List.map (fun r -> fst r.Pieces.Head))
