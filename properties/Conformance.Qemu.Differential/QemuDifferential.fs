@@ -1410,7 +1410,7 @@ let checkAgainstOn
     if notWaited > 0 then
         line (
             sprintf
-                "      kicks that did not wait for the previous ones: %d; requests still in flight at %d of them (read from the used index before the next kick)"
+                "      kicks that did not wait for the previous ones: %d; requests still in flight at %d of them (not yet used, by the used index, when the next kick went out: popped, or not yet popped by a kick QEMU had still to handle)"
                 notWaited
                 stillInFlight
         )
@@ -1762,7 +1762,7 @@ let versionMatrix (columns: VersionColumn list) =
           (fun c ->
               let kicks = c.Runs |> List.sumBy (fun (_, o) -> fst o.KicksNotWaitedFor)
               let inFlight = c.Runs |> List.sumBy (fun (_, o) -> snd o.KicksNotWaitedFor)
-              sprintf "%d kicks; requests in flight at %d" kicks inFlight)
+              sprintf "%d kicks; earlier requests not yet used at %d" kicks inFlight)
           "bounce budgets (iommu_platform=on, modern)",
           (fun c ->
               if not (c.Binary.DeviceHasProperty("virtio-blk-pci", "x-max-bounce-buffer-size")) then

@@ -106,7 +106,7 @@ let cases: (string * Request) list =
         Descriptors = [ 0, Header, 16u, N, 2000us ]
         Before = []
         Look = [ Data, 16 ] }
-      // the second kick goes out without waiting for the first's bounced read (in flight at about half of such
+      // the second kick goes out without waiting for the first's bounced read (not yet used at about half of such
       // kicks, as the differential's report measures); the second request stays in RAM, so no race decides
       "a second kick while an MMIO read is in flight",
       { Heads = [ 0us; 3us ]
