@@ -1285,9 +1285,13 @@ let checkAgainstOn
                            @ problems
                            @ table
                            @ [ sprintf
-                                   "scenario (model side; conformance replay FILE --target qemu --qemu %s --transport %s runs it):"
+                                   "scenario (model side; conformance replay FILE --target qemu --qemu %s --transport %s runs it%s):"
                                    binary.Path
                                    ((string transport).ToLowerInvariant())
+                                   (if modelFault = Fault.None then
+                                        ""
+                                    else
+                                        " against the reference model, not the broken variant: the replay token above reproduces this failure")
                                scenario ])
                   ) ]
 

@@ -20,118 +20,58 @@ let cases: (string * Request) list =
     let payload = Array.init 512 (fun i -> byte (i * 7 + 3))
 
     let readInto (addr: uint64) (len: uint32) =
-        { Heads = [ 0us ]
-          Kicks = []
-          KicksInFlight = false
-          Rings = None
-          Header = header 0u 1UL
-          Descriptors = [ 0, Header, 16u, N, 1us; 1, addr, len, W ||| N, 2us; 2, Status, 1u, W, 0us ]
-          Before = []
-          Look = [ addr, int (min len 4096u) ] }
+        single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, addr, len, W ||| N, 2us; 2, Status, 1u, W, 0us ] [] [ addr, int (min len 4096u) ]
 
     [ "read 512 B into RAM", readInto Data 512u
       "read 512 B into MMIO", readInto Mmio 512u
       "read 4096 B into MMIO across a page", readInto (Mmio + 0x800UL) 4096u
       "read 8192 B into MMIO", readInto Mmio 8192u
       "write 512 B from MMIO",
-      { Heads = [ 0us ]
-        Kicks = []
-        KicksInFlight = false
-        Rings = None
-        Header = header 1u 1UL
-        Descriptors =
+      single
+          (header 1u 1UL)
           [ 0, Header, 16u, N, 1us
             1, Mmio + 0x2000UL, 512u, N, 2us
             2, Status, 1u, W, 0us ]
-        Before = [ Mmio + 0x2000UL, payload ]
-        Look = [ Status, 1 ] }
-      "read 512 B into ROM",
-      { Heads = [ 0us ]
-        Kicks = []
-        KicksInFlight = false
-        Rings = None
-        Header = header 0u 1UL
-        Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ]
-        Before = []
-        Look = [ Status, 1 ] }
-      "write 8192 B from ROM",
-      { Heads = [ 0us ]
-        Kicks = []
-        KicksInFlight = false
-        Rings = None
-        Header = header 1u 1UL
-        Descriptors = [ 0, Header, 16u, N, 1us; 1, Rom, 8192u, N, 2us; 2, Status, 1u, W, 0us ]
-        Before = []
-        Look = [ Status, 1 ] }
+          [ Mmio + 0x2000UL, payload ]
+          [ Status, 1 ]
+      "read 512 B into ROM", single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Rom, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ] [] [ Status, 1 ]
+      "write 8192 B from ROM", single (header 1u 1UL) [ 0, Header, 16u, N, 1us; 1, Rom, 8192u, N, 2us; 2, Status, 1u, W, 0us ] [] [ Status, 1 ]
       "header and data in MMIO",
-      { Heads = [ 0us ]
-        Kicks = []
-        KicksInFlight = false
-        Rings = None
-        Header = header 0u 1UL
-        Descriptors =
+      single
+          (header 0u 1UL)
           [ 0, Mmio, 16u, N, 1us
             1, Mmio + 0x1000UL, 512u, W ||| N, 2us
             2, Status, 1u, W, 0us ]
-        Before = [ Mmio, header 0u 1UL ]
-        Look = [ Mmio + 0x1000UL, 512 ] }
-      "chain loop",
-      { Heads = [ 0us ]
-        Kicks = []
-        KicksInFlight = false
-        Rings = None
-        Header = header 0u 1UL
-        Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 1us ]
-        Before = []
-        Look = [ Data, 16 ] }
+          [ Mmio, header 0u 1UL ]
+          [ Mmio + 0x1000UL, 512 ]
+      "chain loop", single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 1us ] [] [ Data, 16 ]
       "readable after writable",
-      { Heads = [ 0us ]
-        Kicks = []
-        KicksInFlight = false
-        Rings = None
-        Header = header 0u 1UL
-        Descriptors =
+      single
+          (header 0u 1UL)
           [ 0, Header, 16u, N, 1us
             1, Data, 512u, W ||| N, 2us
             2, Data + 0x1000UL, 16u, N, 3us
             3, Status, 1u, W, 0us ]
-        Before = []
-        Look = [ Data, 16 ] }
-      "next 2000 (past any queue's end)",
-      { Heads = [ 0us ]
-        Kicks = []
-        KicksInFlight = false
-        Rings = None
-        Header = header 0u 1UL
-        Descriptors = [ 0, Header, 16u, N, 2000us ]
-        Before = []
-        Look = [ Data, 16 ] }
+          []
+          [ Data, 16 ]
+      "next 2000 (past any queue's end)", single (header 0u 1UL) [ 0, Header, 16u, N, 2000us ] [] [ Data, 16 ]
       // the second kick goes out without waiting for the first's bounced read (not yet used at about half of such
       // kicks, as the differential's report measures); the second request stays in RAM, so no race decides
       "a second kick while an MMIO read is in flight",
-      { Heads = [ 0us; 3us ]
-        Kicks = [ 1; 1 ]
-        KicksInFlight = true
-        Rings = None
-        Header = header 0u 1UL
-        Descriptors =
-          [ 0, Header, 16u, N, 1us
-            1, Mmio, 8192u, W ||| N, 2us
-            2, Status, 1u, W, 0us
-            3, Header + 0x40UL, 16u, N, 4us
-            4, Data, 512u, W ||| N, 5us
-            5, Status + 0x10UL, 1u, W, 0us ]
-        Before = [ Header + 0x40UL, header 0u 2UL ]
-        Look = [ Mmio, 4096; Data, 512; Status, 1; Status + 0x10UL, 1 ] }
-      "zero-length data descriptor",
-      { Heads = [ 0us ]
-        Kicks = []
-        KicksInFlight = false
-        Rings = None
-        Header = header 0u 1UL
-        Descriptors = [ 0, Header, 16u, N, 1us; 1, Data, 0u, W ||| N, 2us; 2, Status, 1u, W, 0us ]
-        Before = []
-        Look = [ Data, 16 ] } ]
+      { single
+            (header 0u 1UL)
+            [ 0, Header, 16u, N, 1us
+              1, Mmio, 8192u, W ||| N, 2us
+              2, Status, 1u, W, 0us
+              3, Header + 0x40UL, 16u, N, 4us
+              4, Data, 512u, W ||| N, 5us
+              5, Status + 0x10UL, 1u, W, 0us ]
+            [ Header + 0x40UL, header 0u 2UL ]
+            [ Mmio, 4096; Data, 512; Status, 1; Status + 0x10UL, 1 ] with
+          Heads = [ 0us; 3us ]
+          Kicks = [ 1; 1 ]
+          KicksInFlight = true }
+      "zero-length data descriptor", single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Data, 0u, W ||| N, 2us; 2, Status, 1u, W, 0us ] [] [ Data, 16 ] ]
 
 type LiveCases() =
     static member Rows: obj[] seq =
