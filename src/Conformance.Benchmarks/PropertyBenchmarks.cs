@@ -14,7 +14,7 @@ public class PropertyBenchmarks
     public bool HundredCases()
     {
         var entry = Catalogue.find(Property).Value;
-        var outcome = Runner.check(entry, Profile.Qemu72, Implementation.reference, 100, Microsoft.FSharp.Core.FSharpOption<Runner.ReplayToken>.None);
+        var outcome = Runner.check(entry, Profile.Qemu72, Conformance.Model.Targets.ModelTarget.Reference, 100, Microsoft.FSharp.Core.FSharpOption<Runner.ReplayToken>.None);
         return outcome.Passed;
     }
 }

@@ -34,9 +34,9 @@ public static class CheckCommand
             var t => throw new UsageException($"--transport is legacy or modern, not '{t}'"),
         };
         var variant = CommandLine.VariantOf(options);
-        if (variant.VirtioFault != Conformance.Model.Virtio.VirtioFault.None)
+        if (variant.Variant.VirtioFault != Conformance.Model.Virtio.VirtioFault.None)
             throw new UsageException("--target qemu compares the model's DMA layer: give a variant of it (a virtio-layer variant does not apply)");
-        var fault = variant.Fault;
+        var fault = variant.Variant.Fault;
         int cases = QemuDifferential.defaultCases();
         if (options.Get("max-test") is { } m && (!int.TryParse(m, out cases) || cases < 1))
             throw new UsageException($"--max-test takes a positive number, not '{m}'");
@@ -153,7 +153,7 @@ public static class CheckCommand
             }
         }
         var impl = CommandLine.VariantOf(options);
-        var fault = impl.Fault;
+        var fault = impl.Variant.Fault;
 
         int failed = 0, ran = 0;
         var results = new List<CiResult>();
@@ -172,19 +172,19 @@ public static class CheckCommand
             }
         }
         // The concurrency properties (P20-P24): cases and runs per case from CONFORMANCE_PARALLEL_CASES/_RUNS.
-        var variant = impl.VirtioFault != Conformance.Model.Virtio.VirtioFault.None
-            ? ParallelCatalogue.Variant.NewVirtioFault(impl.VirtioFault)
+        var variant = impl.Variant.VirtioFault != Conformance.Model.Virtio.VirtioFault.None
+            ? ParallelCatalogue.Variant.NewVirtioFault(impl.Variant.VirtioFault)
             : ParallelCatalogue.Variant.NewModelFault(fault);
         foreach (var entry in parallel)
         {
             foreach (var profile in profiles)
             {
                 if (entry.Name == "parallel-virtqueues" && fault != Fault.None) continue;   // a virtio-layer property
-                if (entry.Name != "parallel-virtqueues" && impl.VirtioFault != Conformance.Model.Virtio.VirtioFault.None) continue;
+                if (entry.Name != "parallel-virtqueues" && impl.Variant.VirtioFault != Conformance.Model.Virtio.VirtioFault.None) continue;
                 var outcome = entry.Check.Invoke(variant).Invoke(profile).Invoke(Settings.parallelCases()).Invoke(replay);
                 string report = ParallelCatalogue.report(entry, profile, variant, outcome);
                 if (ConcurrentCases.Save(entry, variant, outcome, options.Get("save")) is { } saved)
-                    report += $"      saved to {saved}\n        dotnet run --project src/Conformance.Cli -- replay {saved}{Runner.variantOption(impl)}\n";
+                    report += $"      saved to {saved}\n        dotnet run --project src/Conformance.Cli -- replay {saved}{Runner.targetOptions(impl)}\n";
                 stdout.Write(report);
                 stdout.WriteLine();
                 results.Add(new CiResult(impl.Name, $"P{entry.Number} {entry.Name}", profile.ToString(), outcome.Passed, outcome.Tests, report, CiReport.ReproduceLines(report)));

@@ -1,3 +1,4 @@
+using Conformance.Model.Targets;
 using Conformance.Model;
 using Conformance.Model.Scenarios;
 using Conformance.Properties;
@@ -82,15 +83,13 @@ public static class CommandLine
         _ => throw new UsageException($"unknown profile '{text}' (expected Qemu72 or Qemu92)"),
     };
 
-    /// <summary>A broken variant by name: one of the model's faults or one of the virtio layer's.</summary>
-    public static Implementation.Implementation ParseVariant(string text) =>
-        Enum.TryParse<Conformance.Model.Virtio.VirtioFault>(text, ignoreCase: true, out var v) && v != Conformance.Model.Virtio.VirtioFault.None && Enum.IsDefined(v)
-            ? Implementation.ofVirtioFault(v)
-            : Implementation.ofFault(ParseFault(text));
+    /// <summary>A broken variant of the model by name: one of the model's faults or one of the virtio layer's.</summary>
+    public static ModelTarget ParseVariant(string text) =>
+        Variant.Parse(text) is { } v ? new ModelTarget(v) : new ModelTarget(Variant.Of(ParseFault(text)));
 
     /// <summary>The --variant of a command (the reference model without one).</summary>
-    public static Implementation.Implementation VariantOf(Options options) =>
-        options.Get("variant") is { } v ? ParseVariant(v) : Implementation.reference;
+    public static ModelTarget VariantOf(Options options) =>
+        options.Get("variant") is { } v ? ParseVariant(v) : ModelTarget.Reference;
 
     public static Fault ParseFault(string text) =>
         Enum.TryParse<Fault>(text, ignoreCase: true, out var f) && Enum.IsDefined(f)

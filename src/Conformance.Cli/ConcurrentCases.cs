@@ -34,9 +34,9 @@ public static class ConcurrentCases
     public static ParallelCatalogue.Variant VariantOf(Options options)
     {
         var impl = CommandLine.VariantOf(options);
-        return impl.VirtioFault != Conformance.Model.Virtio.VirtioFault.None
-            ? ParallelCatalogue.Variant.NewVirtioFault(impl.VirtioFault)
-            : ParallelCatalogue.Variant.NewModelFault(impl.Fault);
+        return impl.Variant.VirtioFault != Conformance.Model.Virtio.VirtioFault.None
+            ? ParallelCatalogue.Variant.NewVirtioFault(impl.Variant.VirtioFault)
+            : ParallelCatalogue.Variant.NewModelFault(impl.Variant.Fault);
     }
 
     /// <summary>`replay FILE` / `explain FILE` on a case file: the case, and the property's verdict on it

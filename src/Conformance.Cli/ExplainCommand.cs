@@ -13,7 +13,7 @@ public static class ExplainCommand
         if (ConcurrentCases.IsCaseFile(options.Positional[0])) return ConcurrentCases.Run(options.Positional[0], options, stdout, explain: true);
         var scenario = CommandLine.LoadScenario(options.Positional[0], options);
         var impl = CommandLine.VariantOf(options);
-        stdout.Write(ScenarioExplanation.Render(impl.Run.Invoke(scenario)));
+        stdout.Write(ScenarioExplanation.Render(ScenarioRunner.Run(scenario, impl.Variant.Fault, impl.Variant.VirtioFault)));
         return 0;
     }
 }

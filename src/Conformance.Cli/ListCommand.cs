@@ -13,7 +13,7 @@ public static class ListCommand
         {
             stdout.WriteLine($"P{e.Number} {e.Name}: {e.Title}");
             foreach (var rule in e.Rules) stdout.WriteLine($"    rule: {rule}");
-            stdout.WriteLine($"    rejects: {e.Broken.Name}");
+            stdout.WriteLine($"    rejects: {e.Broken}");
         }
         foreach (var e in ParallelCatalogue.all)
         {

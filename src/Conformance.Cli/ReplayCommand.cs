@@ -1,3 +1,4 @@
+using Conformance.Model.Targets;
 using Conformance.Model;
 using Conformance.Model.Scenarios;
 using Conformance.Properties;
@@ -29,7 +30,7 @@ public static class ReplayCommand
         string path = options.Positional[0];
         if (ConcurrentCases.IsCaseFile(path)) return ConcurrentCases.Run(path, options, stdout, explain: false);
         var scenario = CommandLine.LoadScenario(path, options);
-        stdout.Write(ScenarioTrace.Render(impl.Run.Invoke(scenario)));
+        stdout.Write(ScenarioTrace.Render(impl.Run(scenario)));
         var propertyName = options.Get("property") ?? scenario.Property;
         if (propertyName is null) return 0;
         if (options.Get("property") is null && FSharpOption<Catalogue.Entry>.get_IsNone(Catalogue.find(propertyName)))
@@ -74,7 +75,7 @@ public static class ReplayCommand
         return found.Value;
     }
 
-    private static int RunSeed(Options options, string seed, Implementation.Implementation impl, TextWriter stdout)
+    private static int RunSeed(Options options, string seed, ITarget impl, TextWriter stdout)
     {
         var entry = Find(options.Get("property") ?? throw new UsageException("--seed needs --property"));
         var profile = CommandLine.ParseProfile(options.Get("profile") ?? throw new UsageException("--seed needs --profile (the failure report names it)"));
@@ -92,7 +93,7 @@ public static class ReplayCommand
         {
             stdout.WriteLine("the regenerated case (it passes):");
             stdout.Write(ScenarioJson.Write(first.Value));
-            stdout.Write(ScenarioTrace.Render(impl.Run.Invoke(first.Value)));
+            stdout.Write(ScenarioTrace.Render(impl.Run(first.Value)));
         }
         stdout.Write(Runner.report(outcome, impl));
         return outcome.Passed ? 0 : 1;

@@ -50,10 +50,10 @@ type BrokenVariantTests(output: ITestOutputHelper) =
     [<MemberData(nameof BrokenVariantTests.Cases)>]
     member _.property_rejects_its_broken_variant(name: string, profile: Profile) =
         let entry = (Catalogue.find name).Value
-        let broken = entry.Broken
+        let broken = Conformance.Model.Targets.ModelTarget(entry.Broken)
         let outcome = Runner.check entry profile broken (Runner.defaultMaxTest ()) None
         output.WriteLine(Runner.report outcome broken)
-        Assert.False(outcome.Passed, sprintf "%s did not catch the %s in %d cases" name entry.Broken.Name outcome.Tests)
+        Assert.False(outcome.Passed, sprintf "%s did not catch the %s in %d cases" name (string entry.Broken) outcome.Tests)
         Assert.False(outcome.Message.StartsWith "the property threw", "the failure must be a violation, not an exception: " + outcome.Message)
         let s = outcome.Counterexample.Value
         // Shrinking must get the case small: a handful of operations and regions, bounded per property.
@@ -69,7 +69,7 @@ type BrokenVariantTests(output: ITestOutputHelper) =
     [<InlineData("map-length")>]
     member _.replay_token_reproduces_the_failure(name: string) =
         let entry = (Catalogue.find name).Value
-        let broken = entry.Broken
+        let broken = Conformance.Model.Targets.ModelTarget(entry.Broken)
         let first = Runner.check entry Profile.Qemu72 broken 1000 None
         Assert.False first.Passed
         let again = Runner.check entry Profile.Qemu72 broken 1 first.Replay

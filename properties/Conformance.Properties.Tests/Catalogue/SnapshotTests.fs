@@ -80,7 +80,7 @@ type SnapshotTests() =
                   for r in e.Rules do
                       yield "    rule: " + r
 
-                  yield sprintf "    rejects: %s" e.Broken.Name
+                  yield sprintf "    rejects: %s" (string e.Broken)
               for f in Findings.all do
                   yield sprintf "%s [%s] %s" f.Id f.Property f.Title ]
             |> String.concat "\n"

@@ -16,10 +16,10 @@ let runEntryWith (maxTest: int) (output: ITestOutputHelper) (name: string) (prof
     let replay = Runner.replayFromEnvironment ()
 
     let outcome =
-        Runner.check entry profile Implementation.reference maxTest replay
+        Runner.check entry profile Conformance.Model.Targets.ModelTarget.Reference maxTest replay
         |> Runner.record
 
-    let report = Runner.report outcome Implementation.reference
+    let report = Runner.report outcome Conformance.Model.Targets.ModelTarget.Reference
     output.WriteLine report
 
     if not outcome.Passed then

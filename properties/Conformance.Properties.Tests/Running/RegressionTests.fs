@@ -40,7 +40,8 @@ type RegressionTests() =
             let scenario =
                 Conformance.Properties.LayoutFiles.parseScenarioFile path (File.ReadAllText path)
 
-            let entry, result = Regression.judge scenario
+            let entry, result =
+                Regression.judge Conformance.Model.Targets.ModelTarget.Reference scenario
 
             Assert.True(
                 List.isEmpty (Verdict.violations result),

@@ -6,7 +6,7 @@ open FsCheck
 open FsCheck.FSharp
 open Conformance.Model
 open Conformance.Model.Scenarios
-open Conformance.Properties.Implementation
+open Conformance.Model.Targets
 
 type Entry =
     {
@@ -16,9 +16,11 @@ type Entry =
         /// The QEMU rules (file:function) or spec sections the property holds the implementation to.
         Rules: string list
         /// The broken variant of the model this property must reject.
-        Broken: Implementation
-        /// Judges one case; the FsCheck property is Verdict.toProperty of it.
-        Judge: Implementation -> Scenario -> Verdict.CaseResult
+        Broken: Variant
+        /// What a target must be able to do and show for this property to judge it (skipped otherwise).
+        Requires: Capabilities
+        /// Judges one case on a target; the FsCheck property is Verdict.toProperty of it.
+        Judge: ITarget -> Scenario -> Verdict.CaseResult
         Arbitrary: Profile -> Arbitrary<Scenario>
     }
 
@@ -38,6 +40,21 @@ let transferScenarios (profile: Profile) =
         >> Seq.filter (fun s -> s.Ops |> Seq.forall (fun o -> o :? ReadOp || o :? WriteOp))
     )
 
+/// What the generated DMA scenarios use (map/unmap, map clients, plain transfers) and what the DMA
+/// properties read (references, bounce bytes, device callbacks, dirty pages).
+let private dma =
+    Capabilities.DmaMapping
+    ||| Capabilities.MapClients
+    ||| Capabilities.GuestMemory
+    ||| Capabilities.MemoryInternals
+
+/// What the virtqueue scenarios use (rings written as guest memory, pops and releases called directly)
+/// and read (element pieces, dirty pages, references, live mappings).
+let private virtqueue =
+    Capabilities.GuestMemory
+    ||| Capabilities.VirtqueueCalls
+    ||| Capabilities.MemoryInternals
+
 let private dmaEntries: Entry list =
     [ { Number = 1
         Name = "refcount-balance"
@@ -46,7 +63,8 @@ let private dmaEntries: Entry list =
           [ "softmmu/physmem.c:address_space_map (memory_region_ref)"
             "softmmu/physmem.c:address_space_unmap (memory_region_unref)"
             "softmmu/memory.c:memory_region_ref" ]
-        Broken = Implementation.ofFault Fault.SkipUnref
+        Broken = Variant.Of Fault.SkipUnref
+        Requires = dma
         Judge = DmaProperties.refcountBalance
         Arbitrary = Generators.arbScenario }
       { Number = 2
@@ -55,7 +73,8 @@ let private dmaEntries: Entry list =
         Rules =
           [ "softmmu/physmem.c:address_space_unmap (address_space_write of access_len bytes)"
             "softmmu/physmem.c:flatview_write_continue" ]
-        Broken = Implementation.ofFault Fault.WriteBackAtMap
+        Broken = Variant.Of Fault.WriteBackAtMap
+        Requires = dma
         Judge = DmaProperties.writeBackOnUnmap
         Arbitrary = Generators.arbScenario }
       { Number = 3
@@ -64,7 +83,8 @@ let private dmaEntries: Entry list =
         Rules =
           [ "softmmu/physmem.c:address_space_map (flatview_read into the bounce buffer)"
             "softmmu/physmem.c:flatview_read_continue" ]
-        Broken = Implementation.ofFault Fault.ReadAtUnmap
+        Broken = Variant.Of Fault.ReadAtUnmap
+        Requires = dma
         Judge = DmaProperties.readAtMap
         Arbitrary = Generators.arbScenario }
       { Number = 4
@@ -74,7 +94,8 @@ let private dmaEntries: Entry list =
           [ "softmmu/physmem.c:invalidate_and_set_dirty"
             "include/exec/ram_addr.h:cpu_physical_memory_set_dirty_range"
             "softmmu/memory.c:memory_region_get_dirty_log_mask" ]
-        Broken = Implementation.ofFault Fault.DirtyOnRead
+        Broken = Variant.Of Fault.DirtyOnRead
+        Requires = dma
         Judge = DmaProperties.dirtyExactness
         Arbitrary = Generators.arbScenario }
       { Number = 5
@@ -85,7 +106,8 @@ let private dmaEntries: Entry list =
             "softmmu/physmem.c:flatview_extend_translation"
             "softmmu/physmem.c:qemu_ram_ptr_length"
             "softmmu/physmem.c:address_space_map" ]
-        Broken = Implementation.ofFault Fault.NoSectionClamp
+        Broken = Variant.Of Fault.NoSectionClamp
+        Requires = dma
         Judge = DmaProperties.mapLength
         Arbitrary = Generators.arbScenario }
       { Number = 6
@@ -95,7 +117,8 @@ let private dmaEntries: Entry list =
           [ "softmmu/physmem.c:address_space_map (bounce.in_use)"
             "system/physmem.c:address_space_map (bounce_buffer_size)"
             "system/memory.c:address_space_init" ]
-        Broken = Implementation.ofFault Fault.LeakBounceSpace
+        Broken = Variant.Of Fault.LeakBounceSpace
+        Requires = dma
         Judge = DmaProperties.bounceExclusivity
         Arbitrary = Generators.arbScenario }
       { Number = 7
@@ -105,7 +128,8 @@ let private dmaEntries: Entry list =
           [ "softmmu/physmem.c:cpu_register_map_client"
             "softmmu/physmem.c:cpu_unregister_map_client"
             "softmmu/physmem.c:cpu_notify_map_clients_locked" ]
-        Broken = Implementation.ofFault Fault.UnregisterIgnored
+        Broken = Variant.Of Fault.UnregisterIgnored
+        Requires = dma
         Judge = DmaProperties.mapClients
         Arbitrary = Generators.arbScenario }
       { Number = 8
@@ -114,7 +138,11 @@ let private dmaEntries: Entry list =
         Rules =
           [ "softmmu/physmem.c:address_space_map/unmap"
             "softmmu/physmem.c:address_space_read/address_space_write" ]
-        Broken = Implementation.ofFault Fault.WriteSkipsDirty
+        Broken = Variant.Of Fault.WriteSkipsDirty
+        Requires =
+          Capabilities.DmaMapping
+          ||| Capabilities.GuestMemory
+          ||| Capabilities.MemoryContents
         Judge = DmaProperties.approachesAgree
         Arbitrary = transferScenarios }
       { Number = 9
@@ -124,7 +152,8 @@ let private dmaEntries: Entry list =
           [ "softmmu/physmem.c:address_space_map (qemu_memalign, uninitialised)"
             "system/physmem.c:address_space_map (g_malloc0)"
             "include/exec/memory.h:address_space_map (reads OR writes)" ]
-        Broken = Implementation.ofFault Fault.WriteBackWholeBuffer
+        Broken = Variant.Of Fault.WriteBackWholeBuffer
+        Requires = dma
         Judge = DmaProperties.noInventedBytes
         Arbitrary = Generators.arbScenario }
       { Number = 10
@@ -134,7 +163,8 @@ let private dmaEntries: Entry list =
           [ "softmmu/memory.c:render_memory_region"
             "softmmu/memory.c:memory_region_update_container_subregions"
             "softmmu/memory.c:flatview_simplify" ]
-        Broken = Implementation.ofFault Fault.IgnorePriority
+        Broken = Variant.Of Fault.IgnorePriority
+        Requires = Capabilities.FlatViews
         Judge = DmaProperties.flattening
         Arbitrary = Generators.arbScenario } ]
 
@@ -152,7 +182,8 @@ let private virtioEntries: Entry list =
           [ "VIRTIO 1.2 §2.7.8"
             "hw/virtio/virtio.c:virtqueue_split_pop"
             "hw/virtio/virtio.c:virtqueue_flush" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.FlushKeepsInUse
+        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.FlushKeepsInUse
+        Requires = virtqueue
         Judge = VirtioProperties.elementConservation
         Arbitrary = arbGeneric }
       { Number = 12
@@ -163,14 +194,16 @@ let private virtioEntries: Entry list =
             "hw/virtio/virtio.c:virtqueue_unmap_sg"
             "CVE-2022-26353"
             "CVE-2022-26354" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.NoUndoOnError
+        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.NoUndoOnError
+        Requires = virtqueue
         Judge = VirtioProperties.mappingBalance
         Arbitrary = arbErrorPaths }
       { Number = 13
         Name = "written-length"
         Title = "A push with length L writes exactly the first L bytes of the in-buffers, nothing of the out-buffers"
         Rules = [ "VIRTIO 1.2 §2.7.8.2"; "hw/virtio/virtio.c:virtqueue_unmap_sg" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers
+        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers
+        Requires = virtqueue
         Judge = VirtioProperties.writtenLength
         Arbitrary = arbGeneric }
       { Number = 14
@@ -181,7 +214,8 @@ let private virtioEntries: Entry list =
             "VIRTIO 1.2 §2.7.13.3.1"
             "hw/virtio/virtio.c:virtqueue_split_fill"
             "hw/virtio/virtio.c:virtqueue_split_flush" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.IndexBeforeEntry
+        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.IndexBeforeEntry
+        Requires = virtqueue ||| Capabilities.RingWriteOrder
         Judge = VirtioProperties.usedRing
         Arbitrary = arbGeneric }
       { Number = 15
@@ -192,7 +226,8 @@ let private virtioEntries: Entry list =
             "hw/virtio/virtio.c:virtqueue_split_pop"
             "CVE-2016-6490"
             "CVE-2016-7422" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.NoLoopDetection
+        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.NoLoopDetection
+        Requires = virtqueue
         Judge = VirtioProperties.malformedRings
         Arbitrary = fun p -> Arb.fromGen (VirtioProperties.genRandomRing p) }
       { Number = 16
@@ -203,7 +238,8 @@ let private virtioEntries: Entry list =
             "VIRTIO 1.2 §2.1.2"
             "hw/virtio/virtio.c:virtqueue_split_pop"
             "CVE-2016-5403" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.NoInUseCheck
+        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.NoInUseCheck
+        Requires = virtqueue
         Judge = VirtioProperties.malformedVerdicts
         Arbitrary = fun p -> Arb.fromGen (VirtioCases.genMalformedCase p) }
       { Number = 17
@@ -213,7 +249,8 @@ let private virtioEntries: Entry list =
           [ "VIRTIO 1.2 §2.7.7.2"
             "VIRTIO 1.2 §2.7.10"
             "hw/virtio/virtio.c:virtio_split_should_notify" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.AlwaysNotify
+        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.AlwaysNotify
+        Requires = Capabilities.InProcessInstances
         Judge = VirtioProperties.notification
         Arbitrary = VirtioProperties.arbNotify }
       { Number = 18
@@ -224,14 +261,16 @@ let private virtioEntries: Entry list =
             "hw/block/virtio-blk.c:virtio_blk_handle_request"
             "hw/block/virtio-blk.c:virtio_blk_req_complete"
             "softmmu/physmem.c:address_space_map (bounce limit)" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers
+        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers
+        Requires = Capabilities.VirtioBlk ||| Capabilities.GuestMemory
         Judge = BlkProperties.blkRequests
         Arbitrary = fun p -> Arb.fromGen (BlkProperties.genRequests p) }
       { Number = 19
         Name = "used-length-honesty"
         Title = "A device never reports more used bytes than it produced (VIRTIO 1.2 §2.7.8.2)"
         Rules = [ "VIRTIO 1.2 §2.7.8.2"; "hw/block/virtio-blk.c:virtio_blk_req_complete" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.ReportedLenPlusOne
+        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.ReportedLenPlusOne
+        Requires = Capabilities.VirtioBlk ||| Capabilities.GuestMemory
         Judge = BlkProperties.usedLengthHonesty
         Arbitrary = fun p -> Arb.fromGen (BlkProperties.genRequests p) }
       { Number = 25
@@ -242,7 +281,11 @@ let private virtioEntries: Entry list =
             "hw/block/virtio-blk.c:virtio_blk_handle_vq"
             "hw/virtio/virtio.c:virtio_queue_set_notification"
             "hw/virtio/virtio.c:vring_set_avail_event" ]
-        Broken = Implementation.ofVirtioFault Conformance.Model.Virtio.VirtioFault.KicksLeftSuppressed
+        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.KicksLeftSuppressed
+        Requires =
+          Capabilities.VirtioBlk
+          ||| Capabilities.GuestMemory
+          ||| Capabilities.RingWriteOrder
         Judge = BlkProperties.kickSuppression
         Arbitrary = fun p -> Arb.fromGenShrink (BlkProperties.genKickCases p, BlkProperties.shrinkKickCase) } ]
 

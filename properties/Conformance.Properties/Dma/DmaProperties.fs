@@ -10,17 +10,17 @@ open FsCheck.FSharp
 open Conformance.Model
 open Conformance.Model.Scenarios
 open Conformance.Properties.Oracle
-open Conformance.Properties.Implementation
+open Conformance.Model.Targets
 open Conformance.Properties.Verdict
 
 // ---------------------------------------------------------------- helpers over a run
 
 type MapInfo =
     { Op: MapOp
-      Mapping: Mapping
+      Mapping: MappingRecord
       Step: int }
 
-let successfulMaps (run: ScenarioRun) =
+let successfulMaps (run: Observation) =
     run.Steps
     |> Seq.choose (fun s ->
         match s.Op, s.Map with
@@ -39,14 +39,14 @@ let budgetOf (layout: LayoutSpec) (space: string) =
     (layout.AddressSpaces |> Seq.find (fun a -> a.Name = space)).MaxBounceBufferSize
 
 /// Bounce bytes in use on `space` just before step `s` (what the previous step left; none at the start).
-let bounceUsedBefore (run: ScenarioRun) (s: StepRecord) (space: string) =
+let bounceUsedBefore (run: Observation) (s: StepRecord) (space: string) =
     if s.Index = 0 then
         0UL
     else
         run.Steps.[s.Index - 1].BounceBytesInUse.[space]
 
 /// Live bounce mappings just before step `s`.
-let liveBounceBefore (run: ScenarioRun) (s: StepRecord) =
+let liveBounceBefore (run: Observation) (s: StepRecord) =
     if s.Index = 0 then
         0
     else
@@ -57,11 +57,11 @@ let executedUnmap (s: StepRecord) =
     | :? UnmapOp as u when isNull s.Skipped && s.Unmap.HasValue -> Some u
     | _ -> None
 
-let accessLenOf (u: UnmapOp) (m: Mapping) =
+let accessLenOf (u: UnmapOp) (m: MappingRecord) =
     if u.AccessLen.HasValue then u.AccessLen.Value else m.Length
 
 /// Bytes the caller wrote through a mapping before `uptoStep`, by offset.
-let callerBytes (run: ScenarioRun) (id: string) (uptoStep: int) =
+let callerBytes (run: Observation) (id: string) (uptoStep: int) =
     let bytes = Dictionary<uint64, byte>()
 
     for s in run.Steps do
@@ -189,8 +189,8 @@ let private bucket n =
 // ---------------------------------------------------------------- 1. refcount balance
 
 /// With k mappings outstanding on an owner its count is baseline + k; after all unmaps it is back at baseline.
-let refcountBalance (impl: Implementation) (scenario: Scenario) =
-    let run = runAndRelease impl scenario
+let refcountBalance (target: ITarget) (scenario: Scenario) =
+    let run = target.RunAndRelease scenario
     let live = Dictionary<string, string option>()
     let verdicts = ResizeArray<Verdict>()
     let mutable maxOnOne = 0
@@ -243,8 +243,8 @@ let refcountBalance (impl: Implementation) (scenario: Scenario) =
 
 /// A non-direct write mapping produces no device write before unmap, and exactly access_len bytes at
 /// unmap, in address order; access_len 0 writes nothing.
-let writeBackOnUnmap (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run scenario
+let writeBackOnUnmap (target: ITarget) (scenario: Scenario) =
+    let run = target.Run scenario
     let maps = successfulMaps run
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
@@ -293,8 +293,8 @@ let writeBackOnUnmap (impl: Implementation) (scenario: Scenario) =
 
 /// A non-direct read mapping reads the device at map time (the buffer holds what the device returned);
 /// its unmap touches no device and dirties nothing.
-let readAtMap (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run scenario
+let readAtMap (target: ITarget) (scenario: Scenario) =
+    let run = target.Run scenario
     let maps = successfulMaps run
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
@@ -392,8 +392,8 @@ let private expectedWritePages (layout: LayoutSpec) (space: string) (addr: uint6
 
 /// A write unmap of RAM dirties exactly the pages of [addr, addr+access_len) in every active client;
 /// read unmaps dirty nothing; one-at-a-time writes dirty the pages of the RAM bytes they write.
-let dirtyExactness (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run scenario
+let dirtyExactness (target: ITarget) (scenario: Scenario) =
+    let run = target.Run scenario
     let maps = successfulMaps run
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
@@ -504,8 +504,8 @@ let dirtyExactness (impl: Implementation) (scenario: Scenario) =
 /// A direct mapping is as long as the same region stays host-contiguous (never past a section end, the
 /// request or the RAM block); a bounce mapping gets min(request, page) under Qemu72 and min(request,
 /// remaining budget) under Qemu92; a map fails only for zero length or when bounce space is exhausted.
-let mapLength (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run scenario
+let mapLength (target: ITarget) (scenario: Scenario) =
+    let run = target.Run scenario
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
 
@@ -593,8 +593,8 @@ let mapLength (impl: Implementation) (scenario: Scenario) =
                     elif expected > run then
                         verdicts.Add(KnownFinding(Findings.romdMapPastSection.Id, sprintf "map %s" op.Id))
 
-                    if m.Region.Name <> hit.Value.Region.Name || m.Xlat <> hit.Value.Offset then
-                        fail (sprintf "direct mapping points at %s+0x%x, the address is %s+0x%x" m.Region.Name m.Xlat hit.Value.Region.Name hit.Value.Offset)
+                    if m.Region <> hit.Value.Region.Name || m.Xlat <> hit.Value.Offset then
+                        fail (sprintf "direct mapping points at %s+0x%x, the address is %s+0x%x" m.Region m.Xlat hit.Value.Region.Name hit.Value.Offset)
                 else
                     // address_space_translate_internal clamps RAM-backed regions (ROM too) to their section first
                     let request =
@@ -645,10 +645,19 @@ let mapLength (impl: Implementation) (scenario: Scenario) =
 /// Qemu72: at most one bounce mapping in the whole system; Qemu92: bounce bytes in use per address space
 /// equal the live bounce mappings' lengths and never exceed the budget; a map that failed for lack of
 /// space succeeds once everything is released.
-let bounceExclusivity (impl: Implementation) (scenario: Scenario) =
-    let run = runAndRelease impl scenario
+let bounceExclusivity (target: ITarget) (scenario: Scenario) =
+    use session = target.Open(scenario.Profile, scenario.Layout)
+
+    for op in scenario.Ops do
+        session.Apply op |> ignore
+
+    for id in session.Observe().Memory.LiveIds do
+        session.Apply(UnmapOp(id, Nullable())) |> ignore
+
+    session.Apply(RunBottomHalvesOp()) |> ignore
+    let run = session.Observe()
     let verdicts = ResizeArray<Verdict>()
-    let live = Dictionary<string, Mapping>()
+    let live = Dictionary<string, MappingRecord>()
     let mutable peak = 0
 
     for s in run.Steps do
@@ -686,7 +695,7 @@ let bounceExclusivity (impl: Implementation) (scenario: Scenario) =
 
                 let expected =
                     live.Values
-                    |> Seq.filter (fun m -> m.AddressSpace.Name = a.Name)
+                    |> Seq.filter (fun m -> m.Space = a.Name)
                     |> Seq.sumBy (fun m -> m.Length)
 
                 if used > a.MaxBounceBufferSize then
@@ -704,13 +713,13 @@ let bounceExclusivity (impl: Implementation) (scenario: Scenario) =
         |> List.ofSeq
 
     for op in failed |> List.truncate 3 do
-        let system = run.System
-        let r = system.Map(system.Space op.Space, op.Addr, op.Len, op.Write)
+        let retry =
+            session.Apply(MapOp(op.Id + "-retry", op.Space, op.Addr, op.Len, op.Write))
 
-        if isNull r.Mapping then
+        if not retry.Map.HasValue || not retry.Map.Value.Succeeded then
             verdicts.Add(Violated(sprintf "map %s failed for lack of bounce space and still fails after every mapping was released" op.Id))
         else
-            system.Unmap(r.Mapping, 0UL) |> ignore
+            session.Apply(UnmapOp(op.Id + "-retry", Nullable 0UL)) |> ignore
 
     let labels =
         [ sprintf "peak live bounce mappings: %s" (bucket peak)
@@ -725,8 +734,8 @@ let bounceExclusivity (impl: Implementation) (scenario: Scenario) =
 
 /// A registered client is woken (its bottom half scheduled, then run) when bounce space frees, or at
 /// once if space is free when it registers; once per registration; never after it unregistered.
-let mapClients (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run scenario
+let mapClients (target: ITarget) (scenario: Scenario) =
+    let run = target.Run scenario
     let maps = successfulMaps run
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
@@ -837,9 +846,9 @@ let mapClients (impl: Implementation) (scenario: Scenario) =
 
 /// Moves bytes with map/write-through/unmap on one instance and with address_space_read/write on
 /// another; whenever the maps succeed, memory, device storage, dirty bits and the bytes read agree.
-let approachesAgree (impl: Implementation) (scenario: Scenario) =
-    let a = impl.NewSystem scenario.Layout scenario.Profile
-    let b = impl.NewSystem scenario.Layout scenario.Profile
+let approachesAgree (target: ITarget) (scenario: Scenario) =
+    use a = target.Open(scenario.Profile, scenario.Layout)
+    use b = target.Open(scenario.Profile, scenario.Layout)
     let verdicts = ResizeArray<Verdict>()
     let mutable mapsFailed = false
     let mutable transfers = 0
@@ -876,57 +885,50 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
         else
             [ 0, len ]
 
+    /// Maps [addr + done, addr + total) piece by piece as a device would, calling `use` on each mapping
+    /// (its id, granted length and offset into the transfer), then unmapping it whole.
+    let throughMappings (space: string) (addr: uint64) (total: int) (isWrite: bool) (useMapping: string -> int -> int -> unit) =
+        let mutable doneBytes = 0
+
+        while doneBytes < total && not mapsFailed do
+            let step =
+                a.Apply(MapOp("t", space, addr + uint64 doneBytes, uint64 (total - doneBytes), isWrite))
+
+            match Option.ofNullable step.Map with
+            | Some m when m.Succeeded ->
+                if m.Mapping.Kind = MappingKind.Bounce then
+                    noteWalk space m.Mapping.Addr m.Length isWrite
+
+                useMapping "t" (int m.Length) doneBytes
+                a.Apply(UnmapOp("t", Nullable m.Length)) |> ignore
+                doneBytes <- doneBytes + int m.Length
+            | _ -> mapsFailed <- true
+
     for op in scenario.Ops do
         match op with
         | :? WriteOp as w when w.Data.Length > 0 && known.Contains w.Space ->
             transfers <- transfers + 1
-            let space = a.Space w.Space
-            let mutable doneBytes = 0
 
-            while doneBytes < w.Data.Length && not mapsFailed do
-                let r =
-                    a.Map(space, w.Addr + uint64 doneBytes, uint64 (w.Data.Length - doneBytes), true)
-
-                if isNull r.Mapping then
-                    mapsFailed <- true
-                else
-                    if r.Mapping.Kind = MappingKind.Bounce then
-                        noteWalk w.Space r.Mapping.Addr r.Length true
-
-                    for off, n in pieces (int r.Length) do
-                        a.WriteMapped(r.Mapping, uint64 off, ReadOnlySpan(w.Data, doneBytes + off, n))
-
-                    a.Unmap(r.Mapping, r.Length) |> ignore
-                    doneBytes <- doneBytes + int r.Length
+            throughMappings w.Space w.Addr w.Data.Length true (fun id len doneBytes ->
+                for off, n in pieces len do
+                    a.Apply(WriteMappedOp(id, uint64 off, w.Data.[doneBytes + off .. doneBytes + off + n - 1], Nullable()))
+                    |> ignore)
 
             noteWalk w.Space w.Addr (uint64 w.Data.Length) true
-            b.Write(b.Space w.Space, w.Addr, ReadOnlySpan w.Data)
+            b.Apply(WriteOp(w.Space, w.Addr, w.Data)) |> ignore
         | :? ReadOp as rd when rd.Len > 0UL && known.Contains rd.Space ->
             transfers <- transfers + 1
-            let space = a.Space rd.Space
             let viaMap = Array.zeroCreate<byte> (int rd.Len)
-            let mutable doneBytes = 0
 
-            while doneBytes < viaMap.Length && not mapsFailed do
-                let r = a.Map(space, rd.Addr + uint64 doneBytes, rd.Len - uint64 doneBytes, false)
+            throughMappings rd.Space rd.Addr (int rd.Len) false (fun id len doneBytes ->
+                for off, n in pieces len do
+                    let got = a.Apply(ReadMappedOp(id, uint64 off, Nullable(uint64 n))).BytesRead
+                    Array.blit got 0 viaMap (doneBytes + off) n)
 
-                if isNull r.Mapping then
-                    mapsFailed <- true
-                else
-                    if r.Mapping.Kind = MappingKind.Bounce then
-                        noteWalk rd.Space r.Mapping.Addr r.Length false
-
-                    for off, n in pieces (int r.Length) do
-                        a.ReadMapped(r.Mapping, uint64 off, Span(viaMap, doneBytes + off, n))
-
-                    a.Unmap(r.Mapping, r.Length) |> ignore
-                    doneBytes <- doneBytes + int r.Length
-
-            let viaRead = Array.zeroCreate<byte> (int rd.Len)
             noteWalk rd.Space rd.Addr rd.Len false
-            b.Read(b.Space rd.Space, rd.Addr, Span viaRead)
+            let viaRead = b.Apply(ReadOp(rd.Space, rd.Addr, rd.Len)).BytesRead
 
-            if not mapsFailed && viaMap <> viaRead then
+            if not mapsFailed && not (isNull viaRead) && viaMap <> viaRead then
                 disagreement (
                     sprintf
                         "reading 0x%x len %d: through mappings %s, with address_space_read %s"
@@ -938,25 +940,22 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
         | _ -> ()
 
     if not mapsFailed then
-        let pages (store: ByteStore) =
-            store.ModifiedPages()
-            |> Seq.map (fun kv -> kv.Key, Convert.ToHexString kv.Value)
-            |> List.ofSeq
+        let ca = a.Contents()
+        let cb = b.Contents()
 
-        for ra, rb in Seq.zip a.Regions b.Regions do
-            let store (r: MemoryRegion) =
-                if not (isNull r.RamBlock) then Some r.RamBlock.Bytes
-                elif not (isNull r.Device) then Some r.Device.Storage
-                else None
-
-            match store ra, store rb with
-            | Some sa, Some sb when pages sa <> pages sb ->
-                disagreement (sprintf "region %s differs: map/unmap left %A, read/write left %A" ra.Name (pages sa |> List.map fst) (pages sb |> List.map fst))
-            | _ -> ()
+        for struct (region, pa), struct (_, pb) in Seq.zip ca.ModifiedPages cb.ModifiedPages do
+            if List.ofSeq pa <> List.ofSeq pb then
+                disagreement (
+                    sprintf
+                        "region %s differs: map/unmap left %A, read/write left %A"
+                        region
+                        (pa |> Seq.map (fun struct (p, _) -> p) |> List.ofSeq)
+                        (pb |> Seq.map (fun struct (p, _) -> p) |> List.ofSeq)
+                )
 
         for c in Enum.GetValues<DirtyClient>() do
-            let da = a.Dirty.Pages(c) |> Set.ofSeq
-            let db = b.Dirty.Pages(c) |> Set.ofSeq
+            let da = ca.Dirty.[c] |> Set.ofSeq
+            let db = cb.Dirty.[c] |> Set.ofSeq
 
             if da <> db then
                 disagreement (
@@ -977,8 +976,8 @@ let approachesAgree (impl: Implementation) (scenario: Scenario) =
 /// When access_len does not exceed what the caller wrote through a bounce write mapping, every byte
 /// written back was produced by the caller; bytes the caller never wrote that do reach memory are
 /// marked (never-produced in Qemu72, zero-fill in Qemu92), exactly as many as there are.
-let noInventedBytes (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run scenario
+let noInventedBytes (target: ITarget) (scenario: Scenario) =
+    let run = target.Run scenario
     let maps = successfulMaps run
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
@@ -1042,35 +1041,39 @@ let noInventedBytes (impl: Implementation) (scenario: Scenario) =
             else
                 0L)
 
-    if run.System.UnproducedBytesWrittenBack > byOps then
-        verdicts.Add(KnownFinding(Findings.blkUninitialisedWriteBack.Id, sprintf "%d bytes" (run.System.UnproducedBytesWrittenBack - byOps)))
+    if run.Memory.UnproducedBytesWrittenBack > byOps then
+        verdicts.Add(KnownFinding(Findings.blkUninitialisedWriteBack.Id, sprintf "%d bytes" (run.Memory.UnproducedBytesWrittenBack - byOps)))
 
     conclude "no bounce write-back" labels verdicts
 
 // ---------------------------------------------------------------- 10. flattening
 
 /// Translate agrees with a naive "topmost enabled region by priority" search for every probed address.
-let flattening (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run(Scenario(scenario.Profile, scenario.Layout, Array.empty))
+let flattening (target: ITarget) (scenario: Scenario) =
+    use session = target.Open(scenario.Profile, scenario.Layout)
+    let views = session.FlatViews()
     let verdicts = ResizeArray<Verdict>()
     let mutable probes = 0
 
     for space in scenario.Layout.AddressSpaces do
-        let view = run.System.Space(space.Name).View
+        let view = views.[space.Name]
+        // the range holding p, if any (a hole is io_mem_unassigned)
+        let translate (p: uint64) =
+            view
+            |> Seq.tryFind (fun r -> p >= r.Start && UInt128(0UL, p - r.Start) < r.Size)
+            |> Option.map (fun r -> r.Region, r.Offset + (p - r.Start))
 
         for p in Generators.interestingAddresses scenario.Layout space.Name |> Array.truncate 400 do
             probes <- probes + 1
-            let got = view.Translate p
 
-            match resolve scenario.Layout space.Name p with
-            | None when not got.IsUnassigned ->
-                verdicts.Add(Violated(sprintf "%s 0x%x: FlatView says %s+0x%x, nothing is mapped there" space.Name p got.Region.Name got.Xlat))
-            | Some h when got.IsUnassigned || got.Region.Name <> h.Region.Name || got.Xlat <> h.Offset ->
+            match resolve scenario.Layout space.Name p, translate p with
+            | None, Some(region, xlat) -> verdicts.Add(Violated(sprintf "%s 0x%x: FlatView says %s+0x%x, nothing is mapped there" space.Name p region xlat))
+            | Some h, None ->
                 verdicts.Add(
-                    Violated(
-                        sprintf "%s 0x%x: FlatView says %s+0x%x, the topmost region is %s+0x%x" space.Name p got.Region.Name got.Xlat h.Region.Name h.Offset
-                    )
+                    Violated(sprintf "%s 0x%x: FlatView says nothing is mapped there, the topmost region is %s+0x%x" space.Name p h.Region.Name h.Offset)
                 )
+            | Some h, Some(region, xlat) when region <> h.Region.Name || xlat <> h.Offset ->
+                verdicts.Add(Violated(sprintf "%s 0x%x: FlatView says %s+0x%x, the topmost region is %s+0x%x" space.Name p region xlat h.Region.Name h.Offset))
             | _ -> ()
 
     let regions = scenario.Layout.AllRegions() |> Seq.length

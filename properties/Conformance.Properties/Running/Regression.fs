@@ -46,13 +46,13 @@ let saveTo (dir: string) (entry: Entry) (scenario: Scenario) =
 /// Writes the counterexample into the corpus (fixtures/regressions); returns its path.
 let save (entry: Entry) (scenario: Scenario) = saveTo (folder ()) entry scenario
 
-/// Judges a regression scenario with the property it names, on the reference model.
-let judge (scenario: Scenario) =
+/// Judges a regression scenario with the property it names, on `target` (the reference model in the tests).
+let judge (target: Conformance.Model.Targets.ITarget) (scenario: Scenario) =
     match scenario.Property with
     | null -> failwith "a regression scenario must name its property (\"property\": \"...\")"
     | name ->
         match find name with
-        | Some entry -> entry, entry.Judge Implementation.reference scenario
+        | Some entry -> entry, entry.Judge target scenario
         | None -> failwithf "unknown property '%s' (see: conformance list)" name
 
 /// A ready-to-paste F# xunit test that pins the case as a regression.
@@ -66,5 +66,5 @@ let fsharpTest (entry: Entry) (scenario: Scenario) =
           "    let scenario = Conformance.Model.Scenarios.ScenarioJson.Parse \"\"\""
           json
           "\"\"\""
-          "    let _, result = Conformance.Properties.Regression.judge scenario"
+          "    let _, result = Conformance.Properties.Regression.judge Conformance.Model.Targets.ModelTarget.Reference scenario"
           "    Xunit.Assert.Empty(Conformance.Properties.Verdict.violations result)" ]

@@ -7,7 +7,7 @@ open System
 open FsCheck
 open Conformance.Model
 open Conformance.Model.Scenarios
-open Conformance.Properties.Implementation
+open Conformance.Model.Targets
 open Conformance.Properties.Catalogue
 
 /// FsCheck's random state and size of the failing case: replaying it regenerates the same case first.
@@ -31,9 +31,12 @@ type Outcome =
     {
         Entry: Entry
         Profile: Profile
-        Implementation: string
+        /// The target's name ("reference model", "broken variant SkipUnref", …).
+        Target: string
         /// Whether the reference model was checked (only its failures go to the regression corpus).
         OfReference: bool
+        /// The capabilities the property needs that the target lacks: the property was not run.
+        Skipped: string option
         Passed: bool
         Exhausted: bool
         Tests: int
@@ -64,21 +67,19 @@ let replayFromEnvironment () =
 let testName (entry: Entry) (profile: Profile) =
     sprintf "%s_%A" (entry.Name.Replace('-', '_')) profile
 
-/// The `--variant NAME` that selects a broken variant on the command line ("" for the reference model).
-let variantOption (impl: Implementation) =
-    if impl.VirtioFault <> Conformance.Model.Virtio.VirtioFault.None then
-        sprintf " --variant %A" impl.VirtioFault
-    elif impl.Fault <> Fault.None then
-        sprintf " --variant %A" impl.Fault
-    else
+/// The options that select the target on the command line, with a leading space ("" for the reference model).
+let targetOptions (target: ITarget) =
+    if String.IsNullOrEmpty target.CommandLine then
         ""
+    else
+        " " + target.CommandLine
 
 /// Commands that reproduce a failure exactly as it failed: the property, the profile, the variant and the
 /// token (the `dotnet test` line only for the reference model, whose failure is a test failure).
-let replayCommands (entry: Entry) (profile: Profile) (impl: Implementation) (token: ReplayToken) =
-    let variant = variantOption impl
+let replayCommands (entry: Entry) (profile: Profile) (target: ITarget) (token: ReplayToken) =
+    let variant = targetOptions target
 
-    [ if isReference impl then
+    [ if target.IsReference then
           sprintf
               "%s=%O dotnet test properties/Conformance.Properties.Tests --filter \"FullyQualifiedName~PropertyTests.%s\""
               ReplayVariable
@@ -172,16 +173,23 @@ let failureMessage (data: TestData) (outcome: FsCheck.Outcome) =
     | FsCheck.Outcome.Failed e -> sprintf "the property threw %s: %s" (e.GetType().Name) e.Message
     | _ -> "the property does not hold"
 
-/// Checks one catalogue entry against an implementation for one profile.
-let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int) (replay: ReplayToken option) : Outcome =
+/// Checks one catalogue entry against a target for one profile (skipped when the target cannot do or
+/// show what the property needs).
+let check (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (replay: ReplayToken option) : Outcome =
+    let missing = CapabilityNames.Missing(entry.Requires, target.Capabilities)
+
     let capture =
-        runProperty (entry.Arbitrary profile) (entry.Judge impl) maxTest replay
+        if missing = "" then
+            runProperty (entry.Arbitrary profile) (entry.Judge target) maxTest replay
+        else
+            Capture(Collections.Generic.Dictionary())
 
     let blank =
         { Entry = entry
           Profile = profile
-          Implementation = impl.Name
-          OfReference = Implementation.isReference impl
+          Target = target.Name
+          OfReference = target.IsReference
+          Skipped = None
           Passed = false
           Exhausted = false
           Tests = 0
@@ -198,6 +206,11 @@ let check (entry: Entry) (profile: Profile) (impl: Implementation) (maxTest: int
                 | _ -> None) }
 
     match capture.Result with
+    | _ when missing <> "" ->
+        { blank with
+            Passed = true
+            Skipped = Some missing
+            Message = sprintf "skipped: %s cannot do or show %s" target.Name missing }
     | Some(TestResult.Passed(data, _)) ->
         { blank with
             Passed = true
@@ -250,12 +263,13 @@ let recordTo (dir: string) (o: Outcome) =
     | _ -> o
 
 /// The report a user reads: verdict, distribution, and for a failure everything needed to act on it.
-let report (o: Outcome) (impl: Implementation) =
+let report (o: Outcome) (target: ITarget) =
     let sb = Text.StringBuilder()
     let line (s: string) = sb.Append(s).Append('\n') |> ignore
 
     let verdict =
-        if o.Passed then "PASS"
+        if o.Skipped.IsSome then "SKIP"
+        elif o.Passed then "PASS"
         elif o.Exhausted then "GAVE UP"
         else "FAIL"
 
@@ -266,7 +280,7 @@ let report (o: Outcome) (impl: Implementation) =
             o.Entry.Number
             o.Entry.Name
             o.Profile
-            o.Implementation
+            o.Target
             o.Tests
             (if o.Shrinks > 0 then
                  sprintf ", %d shrinks" o.Shrinks
@@ -275,6 +289,10 @@ let report (o: Outcome) (impl: Implementation) =
     )
 
     line (sprintf "      %s" o.Entry.Title)
+
+    match o.Skipped with
+    | Some missing -> line (sprintf "      not run: the target cannot do or show %s" missing)
+    | None -> ()
 
     for (label, pct) in o.Distribution |> List.truncate 12 do
         line (sprintf "      %5.1f%% %s" pct label)
@@ -296,7 +314,7 @@ let report (o: Outcome) (impl: Implementation) =
 
             let trace =
                 try
-                    ScenarioTrace.Render(impl.Run s)
+                    ScenarioTrace.Render(target.Run s)
                 with e ->
                     sprintf "(the trace could not be rendered: %s)" e.Message
 
@@ -309,14 +327,14 @@ let report (o: Outcome) (impl: Implementation) =
             line (sprintf "      replay token: %O" token)
             line "      reproduce with:"
 
-            for c in replayCommands o.Entry o.Profile impl token do
+            for c in replayCommands o.Entry o.Profile target token do
                 line ("        " + c)
         | None -> ()
 
         match o.SavedAs with
         | Some path ->
             line (sprintf "      saved to the regression corpus: %s (replayed by every test run; commit it once fixed)" path)
-            line (sprintf "        dotnet run --project src/Conformance.Cli -- replay %s%s" path (variantOption impl))
+            line (sprintf "        dotnet run --project src/Conformance.Cli -- replay %s%s" path (targetOptions target))
         | None -> ()
 
         match o.Counterexample with

@@ -10,7 +10,8 @@ open Conformance.Model
 open Conformance.Model.Scenarios
 open Conformance.Model.Virtio
 open Conformance.Properties.Oracle
-open Conformance.Properties.Implementation
+open Conformance.Model.Targets
+open Conformance.Properties.Observations
 open Conformance.Properties.Verdict
 open Conformance.Properties.VirtioCases
 
@@ -213,19 +214,14 @@ let outOfBounce (profile: Profile) (r: Request) =
 /// right, the used length is the total in length; buffers in MMIO give the same results through bounce
 /// buffers, or the device breaks exactly where QEMU runs out of bounce space.
 /// (VIRTIO 1.2 §5.2.6; hw/block/virtio-blk.c:virtio_blk_handle_request, virtio_blk_req_complete)
-let blkRequests (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run scenario
+let blkRequests (target: ITarget) (scenario: Scenario) =
+    let session, run = openRun target scenario
+    use _ = session
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
     let requests = fromScenario scenario
     let disk = VirtioContext.InitialDisk DiskSectors
-    let sys = run.System
-    let space = sys.Space "memory"
-
-    let read (a: uint64) (n: int) =
-        let b = Array.zeroCreate<byte> n in
-        sys.Read(space, a, Span b)
-        b
+    let read (a: uint64) (n: int) = readGuest session "memory" a n
 
     let used =
         run.Steps
@@ -246,18 +242,16 @@ let blkRequests (impl: Implementation) (scenario: Scenario) =
                 labels.Add "QEMU runs out of bounce space"
                 broken <- true
 
-                if not run.Virtio.Device.Broken then
+                if not run.Virtio.Broken then
                     verdicts.Add(Violated(sprintf "request %d needs more bounce space than QEMU has; the device should break" i))
                 elif
                     not (
-                        run.Virtio.Device.Errors
+                        run.Virtio.Errors
                         |> Seq.exists (fun e -> e = "virtio: bogus descriptor or out of resources")
                     )
                 then
                     verdicts.Add(
-                        Violated(
-                            sprintf "request %d: expected \"virtio: bogus descriptor or out of resources\", got %A" i (List.ofSeq run.Virtio.Device.Errors)
-                        )
+                        Violated(sprintf "request %d: expected \"virtio: bogus descriptor or out of resources\", got %A" i (List.ofSeq run.Virtio.Errors))
                     )
             else
                 let baseType = r.Type &&& ~~~(VirtioBlk.TypeOut ||| VirtioBlk.TypeBarrier)
@@ -348,9 +342,9 @@ let blkRequests (impl: Implementation) (scenario: Scenario) =
                     else
                         Array.blit r.Payload 0 disk at n)
 
-    if not broken && run.Virtio.Blk.Disk <> disk then
+    if not broken && run.Virtio.Disk <> disk then
         let firstDiff =
-            Array.zip run.Virtio.Blk.Disk disk |> Array.findIndex (fun (x, y) -> x <> y)
+            Array.zip run.Virtio.Disk disk |> Array.findIndex (fun (x, y) -> x <> y)
 
         verdicts.Add(Violated(sprintf "the disk differs from what the writes address, first at byte %d (sector %d)" firstDiff (firstDiff / 512)))
 
@@ -359,8 +353,8 @@ let blkRequests (impl: Implementation) (scenario: Scenario) =
 /// P19 (VIRTIO 1.2 §2.7.8.2): a device may under-report the used length, never over-report it — the bytes it
 /// produced must cover the first len bytes. QEMU's virtio-blk reports the whole in length whatever it wrote
 /// (registered finding F-BLK-1).
-let usedLengthHonesty (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run scenario
+let usedLengthHonesty (target: ITarget) (scenario: Scenario) =
+    let run = target.Run scenario
     let requests = fromScenario scenario
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
@@ -447,8 +441,9 @@ let shrinkKickCase (s: Scenario) =
 /// then cleared once per pass, clear at the end; with EVENT_IDX the device leaves used->flags alone and
 /// writes avail_event only while notifications are on (vring_set_avail_event), ending at the avail index
 /// it has seen.
-let kickSuppression (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run scenario
+let kickSuppression (target: ITarget) (scenario: Scenario) =
+    let session, run = openRun target scenario
+    use _ = session
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
 
@@ -458,8 +453,6 @@ let kickSuppression (impl: Implementation) (scenario: Scenario) =
             | :? VirtioSetupOp as v -> Some v
             | _ -> None)
 
-    let sys = run.System
-    let space = sys.Space setup.Space
 
     let kicksOnWorkingDevice =
         run.Steps
@@ -470,15 +463,17 @@ let kickSuppression (impl: Implementation) (scenario: Scenario) =
                 || not run.Steps.[s.Index - 1].Virtio.Broken))
         |> Seq.length
 
-    let writes = run.Virtio.Device.RingWrites |> List.ofSeq
+    let writes = run.Virtio.RingWrites |> List.ofSeq
     let flagWrites = writes |> List.filter (fun w -> w.What = "flags")
     let eventWrites = writes |> List.filter (fun w -> w.What = "avail_event")
-    let usedFlags = sys.LoadU16Le(space, setup.Used)
+    let usedFlags = readU16 session setup.Space (setup.Used)
 
     let availEvent =
-        sys.LoadU16Le(space, VirtioConstants.AvailEventAddr(setup.Used, setup.QueueSize))
+        readU16 session setup.Space (VirtioConstants.AvailEventAddr(setup.Used, setup.QueueSize))
 
-    let availIdx = sys.LoadU16Le(space, VirtioConstants.AvailIdxAddr(setup.Avail))
+    let availIdx =
+        readU16 session setup.Space (VirtioConstants.AvailIdxAddr(setup.Avail))
+
     labels.Add(if setup.EventIdx then "EVENT_IDX" else "no EVENT_IDX")
 
     labels.Add(
@@ -490,7 +485,7 @@ let kickSuppression (impl: Implementation) (scenario: Scenario) =
                  "2+")
     )
 
-    if run.Virtio.Device.Broken then
+    if run.Virtio.Broken then
         labels.Add "device broke"
 
     let noNotify (v: uint64) =
@@ -540,11 +535,7 @@ let kickSuppression (impl: Implementation) (scenario: Scenario) =
                 )
             )
         // (a broken device ignores later kicks, so its avail_event stays where the breaking pass left it)
-        if
-            kicksOnWorkingDevice > 0
-            && not run.Virtio.Device.Broken
-            && availEvent <> availIdx
-        then
+        if kicksOnWorkingDevice > 0 && not run.Virtio.Broken && availEvent <> availIdx then
             verdicts.Add(
                 Violated(
                     sprintf "after the kicks avail_event is %d but the guest published up to %d: the guest's next kick would be skipped" availEvent availIdx

@@ -10,7 +10,8 @@ open Conformance.Model
 open Conformance.Model.Scenarios
 open Conformance.Model.Virtio
 open Conformance.Properties.Oracle
-open Conformance.Properties.Implementation
+open Conformance.Model.Targets
+open Conformance.Properties.Observations
 open Conformance.Properties.Verdict
 open Conformance.Properties.VirtioCases
 
@@ -21,26 +22,23 @@ let private describe (s: StepRecord) =
     sprintf "step %d (%s)" (s.Index + 1) (ScenarioTrace.Describe s.Op)
 
 /// Runs the case, then detaches every element still outstanding (len 0), as a device reset would.
-let runAndDetachAll (impl: Implementation) (scenario: Scenario) =
-    let first = impl.Run scenario
+let runAndDetachAll (target: ITarget) (scenario: Scenario) =
+    use session = target.Open(scenario.Profile, scenario.Layout)
 
-    match Option.ofObj first.Virtio with
-    | None -> first
-    | Some v ->
-        let cleanup =
-            v.Elements
-            |> Seq.filter (fun kv -> not kv.Value.Released)
-            |> Seq.map (fun kv -> ReleaseOp(kv.Key, "detach", 0u) :> ScenarioOp)
-            |> Array.ofSeq
+    for op in scenario.Ops do
+        session.Apply op |> ignore
 
-        impl.Run(Scenario(scenario.Profile, scenario.Layout, Array.append (Array.ofSeq scenario.Ops) cleanup))
+    for name, _ in outstanding (session.Observe()) do
+        session.Apply(ReleaseOp(name, "detach", 0u)) |> ignore
+
+    session.Observe()
 
 // ---------------------------------------------------------------- VQ1 element conservation
 
 /// Every popped element is released once; inuse = popped − released; used.idx advances by exactly the
 /// pushes, mod 2^16. (VIRTIO 1.2 §2.7.8; hw/virtio/virtio.c:virtqueue_split_pop, virtqueue_flush)
-let elementConservation (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run scenario
+let elementConservation (target: ITarget) (scenario: Scenario) =
+    let run = target.Run scenario
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
     let mutable popped, released, pushes = 0, 0, 0
@@ -105,20 +103,20 @@ let elementConservation (impl: Implementation) (scenario: Scenario) =
 /// Once every element is released (or the device broke, including on every pop error path), no mapping
 /// is live, no bounce space is held and every owner's references are back where they were after setup.
 /// (hw/virtio/virtio.c:virtqueue_undo_map_desc, virtqueue_unmap_sg; CVE-2022-26353, CVE-2022-26354)
-let mappingBalance (impl: Implementation) (scenario: Scenario) =
-    let run = runAndDetachAll impl scenario
+let mappingBalance (target: ITarget) (scenario: Scenario) =
+    let run = runAndDetachAll target scenario
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
     let afterSetup = run.Steps.[0].RefCounts
     let final = run.Steps.[run.Steps.Count - 1]
 
-    if run.System.LiveMappings.Count > 0 then
+    if run.Memory.LiveMappings.Count > 0 then
         verdicts.Add(
             Violated(
                 sprintf
                     "%d mappings are still live after every element was released: %s"
-                    run.System.LiveMappings.Count
-                    (String.Join(", ", run.System.LiveMappings |> Seq.map string))
+                    run.Memory.LiveMappings.Count
+                    (String.Join(", ", run.Memory.LiveMappings |> Seq.map string))
             )
         )
 
@@ -164,8 +162,9 @@ let private usedRingPages (num: int) =
 /// After a push with length L exactly the first L bytes of the in-buffers reach guest memory (dirty
 /// pages for RAM, write-back for bounce buffers) and nothing of the out-buffers is written.
 /// (VIRTIO 1.2 §2.7.8.2; hw/virtio/virtio.c:virtqueue_unmap_sg)
-let writtenLength (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run scenario
+let writtenLength (target: ITarget) (scenario: Scenario) =
+    let run = target.Run scenario
+    let popped = releasedAt run
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
     let dirtySoFar = HashSet<struct (string * uint64)>()
@@ -180,8 +179,8 @@ let writtenLength (impl: Implementation) (scenario: Scenario) =
             dirtySoFar.Add(struct (d.Block, d.Page)) |> ignore
 
         match s.Op, Option.ofObj run.Virtio with
-        | (:? ReleaseOp as r), Some v when isNull s.Skipped && r.How = "push" ->
-            let e: VirtQueueElement = v.Elements.[r.Element]
+        | (:? ReleaseOp as r), Some _ when isNull s.Skipped && r.How = "push" ->
+            let e = popped.[s.Index]
             let len = uint64 r.Len
             // the first L bytes of the in-buffers, as (guest address, count)
             let mutable left = len
@@ -218,7 +217,7 @@ let writtenLength (impl: Implementation) (scenario: Scenario) =
                               && sg.Mapping.Kind = MappingKind.Direct
                               && sg.Mapping.Xlat % 4096UL <> 0UL
                           then
-                              yield struct (sg.Mapping.Region.Name, sg.Mapping.Xlat / 4096UL) ]
+                              yield struct (sg.Mapping.Region, sg.Mapping.Xlat / 4096UL) ]
 
             for d in s.NewlyDirty do
                 if
@@ -273,8 +272,10 @@ let writtenLength (impl: Implementation) (scenario: Scenario) =
 /// Each used element carries the head of its chain and the length the device reported, in push order,
 /// and is written before the index that publishes it. (VIRTIO 1.2 §2.7.8, §2.7.13.3.1 memory ordering;
 /// hw/virtio/virtio.c:virtqueue_split_fill, virtqueue_split_flush)
-let usedRing (impl: Implementation) (scenario: Scenario) =
-    let run = impl.Run scenario
+let usedRing (target: ITarget) (scenario: Scenario) =
+    let run = target.Run scenario
+    let popped = releasedAt run
+    let num = queueSize scenario
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
 
@@ -286,7 +287,7 @@ let usedRing (impl: Implementation) (scenario: Scenario) =
         for s in run.Steps do
             match s.Op, Option.ofObj s.Virtio with
             | (:? ReleaseOp as r), Some vs when isNull s.Skipped ->
-                let e: VirtQueueElement = v.Elements.[r.Element]
+                let e = popped.[s.Index]
 
                 let expected =
                     if r.How = "push" && not broken then
@@ -310,15 +311,15 @@ let usedRing (impl: Implementation) (scenario: Scenario) =
         let written = HashSet<int>()
         let mutable published = 0
 
-        for w in v.Device.RingWrites do
+        for w in v.RingWrites do
             match w.What with
             | "elem" -> written.Add w.Slot |> ignore
             | "idx" ->
                 let target = int w.Value
 
                 for i in published .. target - 1 do
-                    if not (written.Contains(i % v.Driver.Num)) then
-                        verdicts.Add(Violated(sprintf "used.idx was set to %d before used.ring[%d] was written" target (i % v.Driver.Num)))
+                    if not (written.Contains(i % num)) then
+                        verdicts.Add(Violated(sprintf "used.idx was set to %d before used.ring[%d] was written" target (i % num)))
 
                 published <- target
             | _ -> ()
@@ -334,12 +335,12 @@ let usedRing (impl: Implementation) (scenario: Scenario) =
 /// broken device — never an exception — and a chain walk reads at most queue-size + 1 descriptors
 /// (QEMU maps the (num+1)-th before "Looped descriptor": registered finding F-VQ-1).
 /// (VIRTIO 1.2 §2.7.5.3.1, §2.7.6; hw/virtio/virtio.c:virtqueue_split_pop; CVE-2016-6490, CVE-2016-7422)
-let malformedRings (impl: Implementation) (scenario: Scenario) =
+let malformedRings (target: ITarget) (scenario: Scenario) =
     let verdicts = ResizeArray<Verdict>()
     let labels = ResizeArray<string>()
 
     try
-        let run = runAndDetachAll impl scenario
+        let run = runAndDetachAll target scenario
 
         let num =
             match scenario.Ops.[0] with
@@ -387,10 +388,10 @@ let malformedRings (impl: Implementation) (scenario: Scenario) =
                 wasBroken <- v.Broken
             | _ -> ()
 
-        if run.System.LiveMappings.Count > 0 then
-            verdicts.Add(Violated(sprintf "%d mappings leaked" run.System.LiveMappings.Count))
+        if run.Memory.LiveMappings.Count > 0 then
+            verdicts.Add(Violated(sprintf "%d mappings leaked" run.Memory.LiveMappings.Count))
     with e ->
-        verdicts.Add(Violated(sprintf "the model threw %s: %s" (e.GetType().Name) e.Message))
+        verdicts.Add(Violated(sprintf "the target threw %s: %s" (e.GetType().Name) e.Message))
 
     conclude labels verdicts
 
@@ -454,41 +455,39 @@ let genRandomRing (profile: Profile) =
 /// A chain built to be malformed ends exactly as QEMU ends it: the expected virtio_error, the device
 /// broken (NEEDS_RESET for VERSION_1 drivers), everything mapped for it unmapped, nothing published.
 /// (hw/virtio/virtio.c:virtqueue_split_pop error paths; VIRTIO 1.2 §2.7.5.3, §2.1.2 NEEDS_RESET)
-let malformedVerdicts (impl: Implementation) (scenario: Scenario) =
+let malformedVerdicts (target: ITarget) (scenario: Scenario) =
     let expected =
         if isNull scenario.Description then
             ""
         else
             scenario.Description.Replace("expect: ", "")
 
-    let run = impl.Run scenario
+    let run = target.Run scenario
     let verdicts = ResizeArray<Verdict>()
 
     match Option.ofObj run.Virtio with
     | None -> verdicts.Add(Violated "no virtio device")
     | Some v ->
-        let errors = List.ofSeq v.Device.Errors
+        let errors = List.ofSeq v.Errors
 
         match errors with
         | first :: _ when first = expected -> ()
         | first :: _ -> verdicts.Add(Violated(sprintf "the device reported \"%s\"; QEMU reports \"%s\"" first expected))
         | [] -> verdicts.Add(Violated(sprintf "the device accepted the chain; QEMU reports \"%s\"" expected))
 
-        if not v.Device.Broken then
+        if not v.Broken then
             verdicts.Add(Violated "the device is not broken")
 
-        if v.Device.Status &&& VirtioConstants.StatusNeedsReset = 0uy then
+        if v.Status &&& VirtioConstants.StatusNeedsReset = 0uy then
             verdicts.Add(Violated "a VERSION_1 device must set NEEDS_RESET")
 
         let outstanding =
-            v.Elements.Values
-            |> Seq.filter (fun e -> not e.Released)
-            |> Seq.sumBy (fun e -> e.Out.Count + e.In.Count)
+            outstanding run |> List.sumBy (fun (_, e) -> e.Out.Count + e.In.Count)
 
-        if run.System.LiveMappings.Count <> outstanding then
-            verdicts.Add(Violated(sprintf "%d mappings are live; the popped elements hold %d" run.System.LiveMappings.Count outstanding))
+        if run.Memory.LiveMappings.Count <> outstanding then
+            verdicts.Add(Violated(sprintf "%d mappings are live; the popped elements hold %d" run.Memory.LiveMappings.Count outstanding))
 
-        if v.Device.Queues.[0].UsedIdx <> 0us then
+        if v.UsedIdx <> 0us then
             verdicts.Add(Violated "something was published")
 
     judged [ Text.RegularExpressions.Regex.Replace(expected, @"\d+", "N") ] (List.ofSeq verdicts |> List.truncate 3)
@@ -566,8 +565,10 @@ let arbNotify (_: Profile) =
 
     Arb.fromGenShrink (genNotifyCase |> Gen.map encodeNotify, shrink)
 
-let notificationCase (impl: Implementation) (c: NotifyCase) =
-    let sys = impl.NewSystem layout Profile.Qemu72
+/// Sets the queue's counters directly, so it needs an in-process instance (Capabilities.InProcessInstances).
+let notificationCase (target: ITarget) (c: NotifyCase) =
+    let target = target :?> IInProcessTarget
+    let sys = target.NewSystem(layout, Profile.Qemu72)
     let space = sys.Space "memory"
 
     let features =
@@ -576,7 +577,7 @@ let notificationCase (impl: Implementation) (c: NotifyCase) =
         else
             0UL
 
-    let dev = VirtioDevice(sys, space, 1, features, impl.VirtioFault)
+    let dev = target.NewVirtioDevice(sys, space, 1, features)
     let driver = GuestDriver(sys, space, 16, DescRing, AvailRing, UsedRing)
     driver.ClearRings c.EventIdx
     dev.SetupQueue(0, 16, DescRing, AvailRing, UsedRing)
@@ -615,4 +616,5 @@ let notificationCase (impl: Implementation) (c: NotifyCase) =
          else
              [ Violated(sprintf "%A: the device decided %b, the driver asked for %b" c got expected) ])
 
-let notification (impl: Implementation) (s: Scenario) = notificationCase impl (decodeNotify s)
+let notification (target: ITarget) (s: Scenario) =
+    notificationCase target (decodeNotify s)

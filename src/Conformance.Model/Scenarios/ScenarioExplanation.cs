@@ -108,7 +108,7 @@ public static class ScenarioExplanation
             foreach (var a in ScenarioTrace.DeviceAccessRuns(step.DeviceAccesses)) Say($"device callback: {a}");
             foreach (var g in step.NewlyDirty.GroupBy(x => x.Client))
                 Say($"dirty ({g.Key.ToString().ToLowerInvariant()}): {string.Join("; ", g.GroupBy(x => x.Block).Select(b => $"{b.Key} pages {ScenarioTrace.Pages(b.Select(x => x.Page))}"))}");
-            foreach (var (owner, before, count) in ScenarioTrace.RefChanges(run, step))
+            foreach (var (owner, before, count) in ScenarioTrace.RefChanges(run.Steps, step))
                 Say($"{(count > before ? "memory_region_ref" : "memory_region_unref")}: owner {owner} now holds {count} reference{(count == 1 ? "" : "s")}.");
             Line("");
         }
@@ -175,7 +175,7 @@ public static class ScenarioExplanation
         {
             string why = r.Length == m.Len ? "the whole request"
                 : "clamped where the region stops being host-contiguous or its RAMBlock ends (flatview_extend_translation, qemu_ram_ptr_length); the caller maps the rest separately";
-            say($"Direct mapping of {r.Length} bytes into {mapping.Region.Name}'s RAMBlock at +0x{mapping.Xlat:x}: {why}.");
+            say($"Direct mapping of {r.Length} bytes into {mapping.Region}'s RAMBlock at +0x{mapping.Xlat:x}: {why}.");
         }
         else
         {

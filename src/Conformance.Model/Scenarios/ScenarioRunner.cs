@@ -20,17 +20,40 @@ public static class ScenarioRunner
 
     public static ScenarioRun Run(Scenario scenario, MemorySystem system, Virtio.VirtioFault virtioFaults)
     {
-        VirtioContext? virtio = null;
-        var steps = new List<StepRecord>(scenario.Ops.Count);
-        var mappings = new Dictionary<string, Mapping>();
-        int journalSeen = system.AccessJournal.Count;
-        int dirtySeen = system.Dirty.NewlyDirtyJournal.Count;
+        var stepper = new ScenarioStepper(system, virtioFaults);
+        foreach (var op in scenario.Ops) stepper.Apply(op);
+        return new ScenarioRun(scenario, system, stepper.Steps, stepper.Mappings) { Virtio = stepper.Virtio, Records = stepper.Records };
+    }
 
-        for (int i = 0; i < scenario.Ops.Count; i++)
+    /// <summary>Runs operations one at a time on one model instance, recording each step.</summary>
+    internal sealed class ScenarioStepper
+    {
+        private readonly MemorySystem system;
+        private readonly Virtio.VirtioFault virtioFaults;
+        private int journalSeen;
+        private int dirtySeen;
+
+        internal ScenarioStepper(MemorySystem system, Virtio.VirtioFault virtioFaults)
         {
-            var op = scenario.Ops[i];
+            this.system = system;
+            this.virtioFaults = virtioFaults;
+            journalSeen = system.AccessJournal.Count;
+            dirtySeen = system.Dirty.NewlyDirtyJournal.Count;
+        }
+
+        internal MemorySystem System => system;
+        internal List<StepRecord> Steps { get; } = new();
+        internal Dictionary<string, Mapping> Mappings { get; } = new();
+        internal Dictionary<string, Targets.MappingRecord> Records { get; } = new();
+        internal VirtioContext? Virtio { get; private set; }
+
+        internal StepRecord Apply(ScenarioOp op)
+        {
+            var mappings = Mappings;
+            var virtio = Virtio;
+            int i = Steps.Count;
             string? skipped = null;
-            MapResult? map = null;
+            Targets.MapOutcome? map = null;
             UnmapResult? unmap = null;
             byte[]? bytes = null;
             IReadOnlyList<string> scheduled = Array.Empty<string>();
@@ -59,8 +82,14 @@ public static class ScenarioRunner
                     else if (SpaceOf(m.Space) is { } space)
                     {
                         var r = system.Map(space, m.Addr, m.Len, m.Write);
-                        map = r;
-                        if (r.Mapping is not null) mappings[m.Id] = r.Mapping;
+                        Targets.MappingRecord? record = null;
+                        if (r.Mapping is not null)
+                        {
+                            mappings[m.Id] = r.Mapping;
+                            record = Targets.MappingRecord.Of(m.Id, r.Mapping);
+                            Records[m.Id] = record;
+                        }
+                        map = new Targets.MapOutcome(record, r.Length, r.Failure);
                     }
                     break;
                 case WriteMappedOp w when Live(w.Id) is { } mapping:
@@ -117,7 +146,7 @@ public static class ScenarioRunner
                     break;
                 case VirtioSetupOp v when SpaceOf(v.Space) is { } space:
                     if (virtio is not null) skipped = "a virtio device is already set up";
-                    else virtio = SetUpVirtio(system, space, v, virtioFaults);
+                    else Virtio = virtio = SetUpVirtio(system, space, v, virtioFaults);
                     break;
                 default:
                     if (IsVirtioOp(op))
@@ -128,9 +157,9 @@ public static class ScenarioRunner
                     break;
             }
 
-            var accesses = system.AccessJournal.Skip(journalSeen).ToList();
+            var accesses = system.AccessJournal.Count == journalSeen ? (IReadOnlyList<DeviceAccess>)Array.Empty<DeviceAccess>() : system.AccessJournal.Skip(journalSeen).ToList();
             journalSeen = system.AccessJournal.Count;
-            var newlyDirty = system.Dirty.NewlyDirtyJournal.Skip(dirtySeen)
+            var newlyDirty = system.Dirty.NewlyDirtyJournal.Count == dirtySeen ? (IReadOnlyList<DirtyPage>)Array.Empty<DirtyPage>() : system.Dirty.NewlyDirtyJournal.Skip(dirtySeen)
                 .OrderBy(d => d.Client).ThenBy(d => d.Page)
                 .Select(d =>
                 {
@@ -148,16 +177,23 @@ public static class ScenarioRunner
                 string? poppedName = op is PopOp po && popped is { Element: not null } ? po.Element : null;
                 var newErrors = virtio.Device.Errors.Skip(op is VirtioSetupOp ? 0 : errorsBefore).ToList();
                 virtioStep = new VirtioStep(poppedName, popped?.Element?.Head, newErrors.Count > 0 ? string.Join("; ", newErrors) : null, newUsed, virtio.Device.Broken,
-                    vq.InUse, vq.LastAvailIdx, vq.UsedIdx, virtio.Device.Interrupts, virtio.Blk.InFlight, virtio.Device.DescriptorReads);
+                    vq.InUse, vq.LastAvailIdx, vq.UsedIdx, virtio.Device.Interrupts, virtio.Blk.InFlight, virtio.Device.DescriptorReads)
+                { Element = popped?.Element is { } el ? ElementRecordOf(el) : null };
             }
-            steps.Add(new StepRecord(i, op, skipped, map, unmap, bytes, scheduled, ran, accesses, newlyDirty,
+            var step = new StepRecord(i, op, skipped, map, unmap, bytes, scheduled, ran, accesses, newlyDirty,
                 system.Owners.ToDictionary(o => o.Name, o => o.RefCount),
                 system.AddressSpaces.ToDictionary(a => a.Name, a => system.BounceBytesInUse(a)),
                 system.LiveMappings.Count(m => m.Kind == MappingKind.Bounce),
                 liveIds)
-            { Virtio = virtioStep });
+            { Virtio = virtioStep };
+            Steps.Add(step);
+            return step;
         }
-        return new ScenarioRun(scenario, system, steps, mappings) { Virtio = virtio };
+
+        private static Targets.ElementRecord ElementRecordOf(Virtio.VirtQueueElement e) =>
+            new(e.Head,
+                e.Out.Select(sg => new Targets.SegmentRecord(sg.Addr, sg.Length, Targets.MappingRecord.Of($"#{sg.Mapping.Id}", sg.Mapping))).ToList(),
+                e.In.Select(sg => new Targets.SegmentRecord(sg.Addr, sg.Length, Targets.MappingRecord.Of($"#{sg.Mapping.Id}", sg.Mapping))).ToList());
     }
 
     private static bool IsVirtioOp(ScenarioOp op) =>

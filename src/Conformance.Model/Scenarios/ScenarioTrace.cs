@@ -1,4 +1,5 @@
 using System.Text;
+using Conformance.Model.Targets;
 
 namespace Conformance.Model.Scenarios;
 
@@ -8,7 +9,10 @@ namespace Conformance.Model.Scenarios;
 /// </summary>
 public static class ScenarioTrace
 {
-    public static string Render(ScenarioRun run)
+    public static string Render(ScenarioRun run) => Render(run.Observe());
+
+    /// <summary>The trace of any target's observation (what a target cannot show is left out).</summary>
+    public static string Render(Observation run)
     {
         var sb = new StringBuilder();
         sb.Append("profile ").Append(run.Scenario.Profile).Append('\n');
@@ -25,8 +29,8 @@ public static class ScenarioTrace
             {
                 if (map.Mapping is { } m)
                     outcome.Add(m.Kind == MappingKind.Direct
-                        ? $"direct {m.Region.Name}+0x{m.Xlat:x}, {map.Length} bytes"
-                        : $"bounce, {map.Length} bytes (first region {m.Region.Name})");
+                        ? $"direct {m.Region}+0x{m.Xlat:x}, {map.Length} bytes"
+                        : $"bounce, {map.Length} bytes (first region {m.Region})");
                 else outcome.Add(map.Failure == MapFailure.ZeroLength ? "NULL (zero length)" : "NULL (no bounce space)");
             }
             if (step.Unmap is { } u && step.Op is UnmapOp uo && run.Mappings[uo.Id] is { Kind: MappingKind.Bounce, IsWrite: true })
@@ -39,7 +43,7 @@ public static class ScenarioTrace
             outcome.AddRange(DeviceAccessRuns(step.DeviceAccesses));
             foreach (var g in step.NewlyDirty.GroupBy(d => (d.Client, d.Block)))
                 outcome.Add($"dirty {g.Key.Client.ToString().ToLowerInvariant()} {g.Key.Block} pages {Pages(g.Select(d => d.Page))}");
-            foreach (var (owner, before, count) in RefChanges(run, step))
+            foreach (var (owner, before, count) in RefChanges(run.Steps, step))
                 outcome.Add($"{(count > before ? "ref" : "unref")} {owner} -> {count}");
             if (step.Virtio is { } v)
             {
@@ -54,32 +58,32 @@ public static class ScenarioTrace
         }
 
         sb.Append("final:\n");
-        var sys = run.System;
-        var refs = sys.Owners.Where(o => o.RefCount != Owner.Baseline).OrderBy(o => o.Name, StringComparer.Ordinal).Select(o => $"{o.Name} {o.RefCount}").ToList();
+        var mem = run.Memory;
+        var refs = mem.RefCounts.Where(o => o.Value != Owner.Baseline).OrderBy(o => o.Key, StringComparer.Ordinal).Select(o => $"{o.Key} {o.Value}").ToList();
         sb.Append("  references above baseline: ").Append(refs.Count == 0 ? "none" : string.Join(", ", refs)).Append('\n');
-        var live = run.Mappings.Where(kv => kv.Value.Live).OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Key).ToList();
+        var live = mem.LiveIds;
         sb.Append("  live mappings: ").Append(live.Count == 0 ? "none" : string.Join(", ", live)).Append('\n');
-        sb.Append("  bounce bytes in use: ").Append(string.Join(", ", sys.AddressSpaces.Select(a => $"{a.Name} {sys.BounceBytesInUse(a)}"))).Append('\n');
-        foreach (var client in Enum.GetValues<DirtyClient>())
+        sb.Append("  bounce bytes in use: ").Append(string.Join(", ", mem.BounceBytesInUse.Select(a => $"{a.Key} {a.Value}"))).Append('\n');
+        foreach (var (client, dirty) in mem.DirtyPages)
         {
-            var pages = sys.Dirty.Pages(client).Select(sys.LocatePage).GroupBy(p => p.Block.Name).OrderBy(g => g.Key, StringComparer.Ordinal)
+            var pages = dirty.GroupBy(p => p.Block).OrderBy(g => g.Key, StringComparer.Ordinal)
                 .Select(g => $"{g.Key} pages {Pages(g.Select(p => p.Page))}").ToList();
             sb.Append("  dirty ").Append(client.ToString().ToLowerInvariant()).Append(": ").Append(pages.Count == 0 ? "none" : string.Join("; ", pages)).Append('\n');
         }
         if (run.Virtio is { } vc)
         {
-            sb.Append("  virtio: ").Append(vc.Device.Broken ? "broken (" + string.Join("; ", vc.Device.Errors) + ")" : "working")
-              .Append($", status 0x{vc.Device.Status:x}, interrupts {vc.Device.Interrupts}\n");
+            sb.Append("  virtio: ").Append(vc.Broken ? "broken (" + string.Join("; ", vc.Errors) + ")" : "working")
+              .Append($", status 0x{vc.Status:x}, interrupts {vc.Interrupts}\n");
         }
-        var pending = sys.PendingBottomHalves;
+        var pending = mem.PendingBottomHalves;
         if (pending.Count > 0) sb.Append("  pending bottom halves: ").Append(string.Join(", ", pending)).Append('\n');
         return sb.ToString();
     }
 
     /// <summary>Owners whose reference count a step changed: (owner, before, after), by name.</summary>
-    public static IEnumerable<(string Owner, int Before, int After)> RefChanges(ScenarioRun run, StepRecord step)
+    public static IEnumerable<(string Owner, int Before, int After)> RefChanges(IReadOnlyList<StepRecord> steps, StepRecord step)
     {
-        var previous = step.Index == 0 ? null : run.Steps[step.Index - 1].RefCounts;
+        var previous = step.Index == 0 ? null : steps[step.Index - 1].RefCounts;
         foreach (var (owner, count) in step.RefCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             int before = previous is not null && previous.TryGetValue(owner, out var b) ? b : Owner.Baseline;

@@ -1,3 +1,5 @@
+using Conformance.Model.Targets;
+
 namespace Conformance.Model.Scenarios;
 
 /// <summary>A page that became dirty during a step: client, RAM block, page index inside the block.</summary>
@@ -11,7 +13,7 @@ public sealed record StepRecord(
     int Index,
     ScenarioOp Op,
     string? Skipped,
-    MapResult? Map,
+    MapOutcome? Map,
     UnmapResult? Unmap,
     byte[]? BytesRead,
     IReadOnlyList<string> Scheduled,
@@ -40,4 +42,8 @@ public sealed record VirtioStep(
     ushort UsedIdx,
     int Interrupts,
     int InFlight,
-    int DescriptorReads);
+    int DescriptorReads)
+{
+    /// <summary>The element a pop returned, with its pieces.</summary>
+    public ElementRecord? Element { get; init; }
+}

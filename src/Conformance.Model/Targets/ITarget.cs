@@ -1,0 +1,75 @@
+using Conformance.Model.Scenarios;
+
+namespace Conformance.Model.Targets;
+
+/// <summary>
+/// Something that runs scenarios and reports what happened as plain data: the reference model, a broken
+/// variant of it, a QEMU binary, later a vhost-user back-end. Properties judge the observations and know
+/// nothing else about the target; tests and the command line choose which target they run on.
+/// </summary>
+public interface ITarget
+{
+    /// <summary>For reports: "reference model", "broken variant SkipUnref", "QEMU 10.0.13 (modern)".</summary>
+    string Name { get; }
+
+    Capabilities Capabilities { get; }
+
+    /// <summary>The command-line options that select this target on `conformance check` and `replay`
+    /// ("" for the reference model, "--variant SkipUnref", "--target qemu --qemu PATH …"), so that a
+    /// printed reproduce command runs exactly what failed.</summary>
+    string CommandLine { get; }
+
+    /// <summary>True for the reference model: only its failures are saved to the regression corpus.</summary>
+    bool IsReference { get; }
+
+    /// <summary>A fresh instance of the target on <paramref name="layout"/>, ready for operations.</summary>
+    ITargetSession Open(Profile profile, LayoutSpec layout);
+}
+
+/// <summary>One fresh instance of a target, driven one operation at a time (a property can decide the
+/// next operation from what the last one did, as a device retrying a shorter map would).</summary>
+public interface ITargetSession : IDisposable
+{
+    /// <summary>Runs one operation and says what it did.</summary>
+    StepRecord Apply(ScenarioOp op);
+
+    /// <summary>Everything so far: the operations applied, their steps, and the state now.</summary>
+    Observation Observe();
+
+    /// <summary>The flat view of every address space now (needs <see cref="Capabilities.FlatViews"/>).</summary>
+    IReadOnlyDictionary<string, IReadOnlyList<FlatRangeRecord>> FlatViews();
+
+    /// <summary>Region contents and dirty bitmaps now (needs <see cref="Capabilities.MemoryContents"/>).</summary>
+    MemoryContents Contents();
+}
+
+/// <summary>A target whose instances live in this process, so several threads can drive one at once.</summary>
+public interface IInProcessTarget : ITarget
+{
+    MemorySystem NewSystem(LayoutSpec layout, Profile profile);
+
+    Virtio.VirtioDevice NewVirtioDevice(MemorySystem memory, AddressSpace dmaAs, int queues, ulong features);
+}
+
+public static class TargetRuns
+{
+    /// <summary>Runs a whole scenario on a fresh instance.</summary>
+    public static Observation Run(this ITarget target, Scenario scenario)
+    {
+        if (target is ModelTarget model) return model.RunWhole(scenario);
+        using var session = target.Open(scenario.Profile, scenario.Layout);
+        foreach (var op in scenario.Ops) session.Apply(op);
+        return session.Observe() with { Scenario = scenario };
+    }
+
+    /// <summary>Runs the scenario, then unmaps whatever is still live and runs the bottom halves: the
+    /// state a balanced caller would leave.</summary>
+    public static Observation RunAndRelease(this ITarget target, Scenario scenario)
+    {
+        using var session = target.Open(scenario.Profile, scenario.Layout);
+        foreach (var op in scenario.Ops) session.Apply(op);
+        foreach (var id in session.Observe().Memory.LiveIds) session.Apply(new UnmapOp(id, null));
+        session.Apply(new RunBottomHalvesOp());
+        return session.Observe();
+    }
+}

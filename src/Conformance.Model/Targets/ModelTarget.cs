@@ -1,0 +1,95 @@
+using Conformance.Model.Scenarios;
+using Conformance.Model.Virtio;
+
+namespace Conformance.Model.Targets;
+
+/// <summary>
+/// The reference model as a target, or one of its broken variants: deterministic, in this process, with
+/// every capability (it can show what a real VMM keeps to itself: references, bounce bytes, dirty bits).
+/// </summary>
+public sealed class ModelTarget : IInProcessTarget
+{
+    public ModelTarget(Variant variant) => Variant = variant;
+
+    public static readonly ModelTarget Reference = new(Variant.Reference);
+
+    public static ModelTarget Of(Fault fault) => new(Variant.Of(fault));
+
+    public static ModelTarget Of(VirtioFault fault) => new(Variant.Of(fault));
+
+    public Variant Variant { get; }
+
+    public string Name => Variant.ToString();
+
+    public const Capabilities All =
+        Capabilities.DmaMapping | Capabilities.MapClients | Capabilities.MemoryInternals | Capabilities.VirtqueueCalls
+        | Capabilities.VirtioBlk | Capabilities.FlatViews | Capabilities.MemoryContents | Capabilities.InProcessInstances
+        | Capabilities.GuestMemory | Capabilities.RingWriteOrder;
+
+    public Capabilities Capabilities => All;
+
+    public string CommandLine => Variant.IsReference ? "" : $"--variant {Variant.OptionValue}";
+
+    public bool IsReference => Variant.IsReference;
+
+    public ITargetSession Open(Profile profile, LayoutSpec layout) =>
+        new Session(Name, profile, layout, NewSystem(layout, profile), Variant.VirtioFault);
+
+    public MemorySystem NewSystem(LayoutSpec layout, Profile profile) => new(layout, profile, Variant.Fault);
+
+    public VirtioDevice NewVirtioDevice(MemorySystem memory, AddressSpace dmaAs, int queues, ulong features) =>
+        new(memory, dmaAs, queues, features, Variant.VirtioFault);
+
+    /// <summary>A whole scenario in one go (the common case; no session bookkeeping).</summary>
+    internal Observation RunWhole(Scenario scenario) =>
+        ScenarioRunner.Run(scenario, Variant.Fault, Variant.VirtioFault).Observe(Name);
+
+    public override string ToString() => Name;
+
+    private sealed class Session : ITargetSession
+    {
+        private readonly string target;
+        private readonly Profile profile;
+        private readonly LayoutSpec layout;
+        private readonly ScenarioRunner.ScenarioStepper stepper;
+        private readonly List<ScenarioOp> ops = new();
+
+        internal Session(string target, Profile profile, LayoutSpec layout, MemorySystem system, VirtioFault virtioFault)
+        {
+            this.target = target;
+            this.profile = profile;
+            this.layout = layout;
+            stepper = new ScenarioRunner.ScenarioStepper(system, virtioFault);
+        }
+
+        public StepRecord Apply(ScenarioOp op)
+        {
+            ops.Add(op);
+            return stepper.Apply(op);
+        }
+
+        public Observation Observe() =>
+            ModelObservation.Of(target, new Scenario(profile, layout, ops.ToArray()), stepper.System, stepper.Steps.ToArray(),
+                stepper.Mappings, new Dictionary<string, MappingRecord>(stepper.Records), stepper.Virtio);
+
+        public IReadOnlyDictionary<string, IReadOnlyList<FlatRangeRecord>> FlatViews() =>
+            stepper.System.AddressSpaces.ToDictionary(a => a.Name, a => (IReadOnlyList<FlatRangeRecord>)a.View.Ranges
+                .Select(r => new FlatRangeRecord(r.Start, r.Size, r.Region.Name, r.OffsetInRegion, r.Readonly)).ToList());
+
+        public MemoryContents Contents()
+        {
+            var sys = stepper.System;
+            var pages = new List<(string, IReadOnlyList<(ulong, string)>)>();
+            foreach (var r in sys.Regions)
+            {
+                var store = r.RamBlock?.Bytes ?? r.Device?.Storage;
+                if (store is null) continue;
+                pages.Add((r.Name, store.ModifiedPages().Select(kv => (kv.Key, Convert.ToHexString(kv.Value))).ToList()));
+            }
+            var dirty = Enum.GetValues<DirtyClient>().ToDictionary(c => c, c => (IReadOnlyList<ulong>)sys.Dirty.Pages(c).Order().ToList());
+            return new MemoryContents(pages, dirty);
+        }
+
+        public void Dispose() { }
+    }
+}
