@@ -57,3 +57,26 @@ let ``the properties and the model use no QEMU`` () =
     Assert.DoesNotContain("Conformance.Qemu", actual.["Conformance.Properties"])
     Assert.DoesNotContain("Conformance.Qemu.Differential", actual.["Conformance.Properties"])
     Assert.Empty(actual.["Conformance.Model"])
+
+/// Properties judge observations and never import a target: no property code names the model target or
+/// runs the model's scenario runner. The two places that build a model instance themselves are oracles,
+/// not targets: the sequential specification linearizability is checked against (the reference model by
+/// definition) and the shrinker's check that a shrunk layout still builds.
+[<Fact>]
+let ``the properties never import a target`` () =
+    let dir = fromRoot "properties/Conformance.Properties"
+
+    let allowedInstances =
+        set [ "Concurrency/ParallelExecution.fs"; "Dma/Generators.fs" ]
+
+    for file in Directory.GetFiles(dir, "*.fs", SearchOption.AllDirectories) do
+        let rel = Path.GetRelativePath(dir, file).Replace('\\', '/')
+
+        if not (rel.StartsWith "bin/" || rel.StartsWith "obj/") then
+            // code only: string literals (the ready-to-paste regression test names the target it runs on) are left out
+            let code = Regex.Replace(File.ReadAllText file, "\"([^\"\\\\]|\\\\.)*\"", "\"\"")
+
+            Assert.False(Regex.IsMatch(code, @"\bModelTarget\b|\bScenarioRunner\b"), sprintf "%s names a target or runs the model directly" rel)
+
+            if not (allowedInstances.Contains rel) then
+                Assert.False(Regex.IsMatch(code, @"\bMemorySystem\s*\("), sprintf "%s builds a model instance; ask the target (IInProcessTarget) instead" rel)

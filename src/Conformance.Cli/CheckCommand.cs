@@ -124,22 +124,22 @@ public static class CheckCommand
         foreach (var qemuOnly in new[] { "qemu", "transport", "matrix" })
             if (options.GetAll(qemuOnly).Count > 0) throw new UsageException($"--{qemuOnly} goes with --target qemu");
         var entries = Catalogue.all.ToList();
-        var parallel = ParallelCatalogue.all.ToList();
         if (options.Get("property") is { } name)
         {
             var found = Catalogue.find(name);
-            var foundParallel = ParallelCatalogue.find(name);
-            if (FSharpOption<Catalogue.Entry>.get_IsNone(found) && FSharpOption<ParallelCatalogue.Entry>.get_IsNone(foundParallel))
+            if (FSharpOption<Catalogue.Entry>.get_IsNone(found))
                 throw new UsageException($"unknown property '{name}' (see: conformance list)");
-            entries = FSharpOption<Catalogue.Entry>.get_IsNone(found) ? new() : new() { found.Value };
-            parallel = FSharpOption<ParallelCatalogue.Entry>.get_IsNone(foundParallel) ? new() : new() { foundParallel.Value };
+            entries = new() { found.Value };
         }
         var profiles = options.Get("profile") is { } p && p != "all"
             ? new[] { CommandLine.ParseProfile(p) }
             : new[] { Profile.Qemu72, Profile.Qemu92 };
-        int maxTest = Runner.defaultMaxTest();
-        if (options.Get("max-test") is { } m && (!int.TryParse(m, out maxTest) || maxTest < 1))
-            throw new UsageException($"--max-test takes a positive number, not '{m}'");
+        int? maxTest = null;
+        if (options.Get("max-test") is { } m)
+        {
+            if (!int.TryParse(m, out var n) || n < 1) throw new UsageException($"--max-test takes a positive number, not '{m}'");
+            maxTest = n;
+        }
         var replay = FSharpOption<Runner.ReplayToken>.None;
         if (options.Get("replay") is { } token)
         {
@@ -152,8 +152,7 @@ public static class CheckCommand
                 throw new UsageException($"--replay takes seed,gamma,size as printed by a failure, not '{token}'");
             }
         }
-        var impl = CommandLine.VariantOf(options);
-        var fault = impl.Variant.Fault;
+        var target = CommandLine.VariantOf(options);
 
         int failed = 0, ran = 0;
         var results = new List<CiResult>();
@@ -161,33 +160,12 @@ public static class CheckCommand
         {
             foreach (var profile in profiles)
             {
-                var checkedOutcome = Runner.check(entry, profile, impl, maxTest, replay);
+                var checkedOutcome = Runner.check(entry, profile, target, maxTest ?? Runner.defaultCases(entry), replay);
                 var outcome = options.Get("save") is { } dir ? Runner.recordTo(dir, checkedOutcome) : Runner.record(checkedOutcome);
-                string report = Runner.report(outcome, impl);
+                string report = Runner.report(outcome, target);
                 stdout.Write(report);
                 stdout.WriteLine();
-                results.Add(new CiResult(impl.Name, $"P{entry.Number} {entry.Name}", profile.ToString(), outcome.Passed, outcome.Tests, report, CiReport.ReproduceLines(report)));
-                ran++;
-                if (!outcome.Passed) failed++;
-            }
-        }
-        // The concurrency properties (P20-P24): cases and runs per case from CONFORMANCE_PARALLEL_CASES/_RUNS.
-        var variant = impl.Variant.VirtioFault != Conformance.Model.Virtio.VirtioFault.None
-            ? ParallelCatalogue.Variant.NewVirtioFault(impl.Variant.VirtioFault)
-            : ParallelCatalogue.Variant.NewModelFault(fault);
-        foreach (var entry in parallel)
-        {
-            foreach (var profile in profiles)
-            {
-                if (entry.Name == "parallel-virtqueues" && fault != Fault.None) continue;   // a virtio-layer property
-                if (entry.Name != "parallel-virtqueues" && impl.Variant.VirtioFault != Conformance.Model.Virtio.VirtioFault.None) continue;
-                var outcome = entry.Check.Invoke(variant).Invoke(profile).Invoke(Settings.parallelCases()).Invoke(replay);
-                string report = ParallelCatalogue.report(entry, profile, variant, outcome);
-                if (ConcurrentCases.Save(entry, variant, outcome, options.Get("save")) is { } saved)
-                    report += $"      saved to {saved}\n        dotnet run --project src/Conformance.Cli -- replay {saved}{Runner.targetOptions(impl)}\n";
-                stdout.Write(report);
-                stdout.WriteLine();
-                results.Add(new CiResult(impl.Name, $"P{entry.Number} {entry.Name}", profile.ToString(), outcome.Passed, outcome.Tests, report, CiReport.ReproduceLines(report)));
+                results.Add(new CiResult(target.Name, $"P{entry.Number} {entry.Name}", profile.ToString(), outcome.Passed, outcome.Tests, report, CiReport.ReproduceLines(report)));
                 ran++;
                 if (!outcome.Passed) failed++;
             }

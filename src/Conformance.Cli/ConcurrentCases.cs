@@ -13,7 +13,7 @@ public static class ConcurrentCases
     /// <summary>Whether a file holds a concurrency case rather than a scenario.</summary>
     public static bool IsCaseFile(string path) => ConcurrentCaseFile.isConcurrent(CommandLine.ReadFile(path));
 
-    public static (ParallelCatalogue.Entry Entry, string? Description, ConcurrentCaseFile.ConcurrentCase Case) Load(string path)
+    public static (Catalogue.Entry Entry, string? Description, ConcurrentCaseFile.ConcurrentCase Case) Load(string path)
     {
         Tuple<string, FSharpOption<string>, ConcurrentCaseFile.ConcurrentCase> read;
         try
@@ -24,19 +24,10 @@ public static class ConcurrentCases
         {
             throw new UsageException($"{path}: {e.Message}");
         }
-        var entry = ParallelCatalogue.find(read.Item1);
-        if (FSharpOption<ParallelCatalogue.Entry>.get_IsNone(entry))
+        var entry = Catalogue.find(read.Item1);
+        if (FSharpOption<Catalogue.Entry>.get_IsNone(entry) || !entry.Value.IsConcurrent)
             throw new UsageException($"{path}: $.property: '{read.Item1}' is not a concurrency property (see: conformance list)");
         return (entry.Value, FSharpOption<string>.get_IsSome(read.Item2) ? read.Item2.Value : null, read.Item3);
-    }
-
-    /// <summary>The variant of the model the CLI's --variant names, as the concurrency catalogue names it.</summary>
-    public static ParallelCatalogue.Variant VariantOf(Options options)
-    {
-        var impl = CommandLine.VariantOf(options);
-        return impl.Variant.VirtioFault != Conformance.Model.Virtio.VirtioFault.None
-            ? ParallelCatalogue.Variant.NewVirtioFault(impl.Variant.VirtioFault)
-            : ParallelCatalogue.Variant.NewModelFault(impl.Variant.Fault);
     }
 
     /// <summary>`replay FILE` / `explain FILE` on a case file: the case, and the property's verdict on it
@@ -45,8 +36,8 @@ public static class ConcurrentCases
     {
         options.Allow("variant");
         var (entry, description, c) = Load(path);
-        var variant = VariantOf(options);
-        var judged = entry.JudgeCase.Invoke(variant).Invoke(c);
+        var variant = CommandLine.VariantOf(options);
+        var judged = Catalogue.judgeCase(entry, variant, c);
         if (FSharpOption<Verdict.CaseResult>.get_IsNone(judged))
             throw new UsageException($"{path}: the case is not of P{entry.Number} {entry.Name}'s workload");
         var result = judged.Value;
@@ -64,20 +55,5 @@ public static class ConcurrentCases
             ? $"P{entry.Number} {entry.Name} holds"
             : $"P{entry.Number} {entry.Name} FAILS:\n  " + string.Join("\n  ", violations.SelectMany(v => v.Split('\n'))));
         return violations.Count == 0 ? 0 : 1;
-    }
-
-    /// <summary>Saves a failing concurrency case: the reference model's to the regression corpus (or --save
-    /// DIR), a broken variant's only to --save DIR. Returns the path, or null.</summary>
-    public static string? Save(ParallelCatalogue.Entry entry, ParallelCatalogue.Variant variant, ParallelCatalogue.Outcome outcome, string? saveDir)
-    {
-        if (outcome.Passed || FSharpOption<ConcurrentCaseFile.ConcurrentCase>.get_IsNone(outcome.Case)) return null;
-        string? dir = saveDir ?? (variant.Equals(ParallelCatalogue.Reference) ? Regression.folder() : null);
-        if (dir is null) return null;
-        string text = ConcurrentCaseFile.write(entry.Name,
-            FSharpOption<string>.Some($"Shrunk counterexample of P{entry.Number} {entry.Name} on the {variant}"), outcome.Case.Value);
-        Directory.CreateDirectory(dir);
-        string path = Path.Combine(dir, $"{entry.Name}-{Conformance.Model.MemoryTopology.StableHash(text):x8}.json");
-        File.WriteAllText(path, text);
-        return path;
     }
 }

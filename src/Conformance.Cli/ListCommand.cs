@@ -11,13 +11,7 @@ public static class ListCommand
         options.Allow();
         foreach (var e in Catalogue.all)
         {
-            stdout.WriteLine($"P{e.Number} {e.Name}: {e.Title}");
-            foreach (var rule in e.Rules) stdout.WriteLine($"    rule: {rule}");
-            stdout.WriteLine($"    rejects: {e.Broken}");
-        }
-        foreach (var e in ParallelCatalogue.all)
-        {
-            stdout.WriteLine($"P{e.Number} {e.Name} (concurrent): {e.Title}");
+            stdout.WriteLine($"P{e.Number} {e.Name}{(e.IsConcurrent ? " (concurrent)" : "")}: {e.Title}");
             foreach (var rule in e.Rules) stdout.WriteLine($"    rule: {rule}");
             var variants = new[] { Profile.Qemu72, Profile.Qemu92 }.SelectMany(p => e.Broken.Invoke(p)).Select(v => v.ToString()).Distinct();
             stdout.WriteLine($"    rejects: {string.Join(", ", variants)}");

@@ -36,7 +36,8 @@ public static class ReplayCommand
         if (options.Get("property") is null && FSharpOption<Catalogue.Entry>.get_IsNone(Catalogue.find(propertyName)))
             throw new UsageException($"{path}: $.property: unknown property '{propertyName}' (see: conformance list)");
         var entry = Find(propertyName);
-        var result = entry.Judge.Invoke(impl).Invoke(scenario);
+        if (entry.IsConcurrent) throw new UsageException($"{path}: P{entry.Number} {entry.Name} judges concurrent case files, not scenarios");
+        var result = Catalogue.judgeScenario(entry, impl, scenario);
         var violations = Verdict.violations(result).ToList();
         foreach (var f in Verdict.findings(result)) stdout.WriteLine($"registered finding {f}");
         stdout.WriteLine(violations.Count == 0

@@ -21,7 +21,10 @@ type FindingTests() =
         let finding = Findings.byId id
         let scenario = ScenarioJson.Parse(File.ReadAllText(fromRoot finding.Scenario))
         let entry = (Catalogue.find finding.Property).Value
-        let result = entry.Judge Conformance.Model.Targets.ModelTarget.Reference scenario
+
+        let result =
+            Catalogue.judgeScenario entry Conformance.Model.Targets.ModelTarget.Reference scenario
+
         Assert.Empty(Verdict.violations result)
         Assert.Contains(id, Verdict.findings result)
         Assert.NotEmpty(finding.Evidence)

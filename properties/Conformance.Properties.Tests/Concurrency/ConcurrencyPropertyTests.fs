@@ -1,5 +1,5 @@
-/// The concurrency properties (P20-P23) on the reference model, and each one rejecting its broken
-/// variants. CONFORMANCE_PARALLEL_CASES sets the cases per property (default 200) and
+/// The concurrency properties (P20-P24) on the reference model (their broken variants are in
+/// BrokenVariantTests with every other property's). CONFORMANCE_PARALLEL_CASES sets the cases per property (default 200) and
 /// CONFORMANCE_PARALLEL_RUNS the free runs and controlled schedules per case (default 20 each).
 module Conformance.Properties.Tests.ConcurrencyPropertyTests
 
@@ -9,21 +9,9 @@ open Xunit.Abstractions
 open Conformance.Model
 open Conformance.Properties
 
+/// One catalogue, one runner: the concurrency properties run like every other, with their own case count.
 let runParallel (output: ITestOutputHelper) (name: string) (profile: Profile) =
-    let entry = (ParallelCatalogue.find name).Value
-    let replay = Runner.replayFromEnvironment ()
-    let cases = ParallelCatalogue.defaultCases ()
-    let outcome = entry.Check ParallelCatalogue.Reference profile cases replay
-
-    let report =
-        ParallelCatalogue.report entry profile ParallelCatalogue.Reference outcome
-
-    output.WriteLine report
-
-    if not outcome.Passed then
-        failwith ("\n" + report)
-
-    Assert.True(outcome.Tests >= (if replay.IsSome then 1 else cases), "fewer cases than configured ran")
+    DmaPropertyTests.runEntryWith (Runner.defaultCases (Catalogue.find name).Value) output name profile
 
 type ConcurrencyPropertyTests(output: ITestOutputHelper) =
     let run = runParallel output
@@ -61,30 +49,6 @@ type ConcurrencyPropertyTests(output: ITestOutputHelper) =
     [<Fact>]
     member _.parallel_virtqueues_Qemu92() =
         run "parallel-virtqueues" Profile.Qemu92
-
-/// Each concurrency property must reject each of its broken variants within the default run, with a
-/// violation (not an exception), shrunk to a few commands.
-type ConcurrencyBrokenVariantTests(output: ITestOutputHelper) =
-    static member Cases: obj[] seq =
-        seq {
-            for e in ParallelCatalogue.all do
-                for p in [ Profile.Qemu72; Profile.Qemu92 ] do
-                    for v in e.Broken p do
-                        yield [| box e.Name; box p; box (string v) |]
-        }
-
-    [<Theory>]
-    [<MemberData(nameof ConcurrencyBrokenVariantTests.Cases)>]
-    member _.property_rejects_its_broken_variant(name: string, profile: Profile, variant: string) =
-        let entry = (ParallelCatalogue.find name).Value
-        let v = entry.Broken profile |> List.find (fun v -> string v = variant)
-        let outcome = entry.Check v profile (ParallelCatalogue.defaultCases ()) None
-        output.WriteLine(ParallelCatalogue.report entry profile v outcome)
-        Assert.False(outcome.Passed, sprintf "%s did not catch the %s in %d cases" name variant outcome.Tests)
-        Assert.False(outcome.Message.StartsWith "the property threw", "the failure must be a violation, not an exception: " + outcome.Message)
-        // Shrunk: a handful of threads and commands (the rendered case has a header line per actor).
-        let lines = outcome.Counterexample.Value
-        Assert.True(lines.Length <= 16, sprintf "the shrunk case is still %d lines:\n%s" lines.Length (String.Join("\n", lines)))
 
 /// An interleaver that runs an action once, the first time the model reaches a given point.
 type private OnceAt(point: string, action: unit -> unit) =

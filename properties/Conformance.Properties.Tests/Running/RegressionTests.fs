@@ -32,8 +32,11 @@ type RegressionTests() =
         if ConcurrentCaseFile.isConcurrent text then
             // a concurrency counterexample: its property, on the reference model, holds again
             let property, _, case = ConcurrentCaseFile.read text
-            let entry = (ParallelCatalogue.find property).Value
-            let result = (entry.JudgeCase ParallelCatalogue.Reference case).Value
+            let entry = (Catalogue.find property).Value
+
+            let result =
+                (Catalogue.judgeCase entry Conformance.Model.Targets.ModelTarget.Reference case).Value
+
             Assert.True(List.isEmpty (Verdict.violations result), String.concat "\n" (Verdict.violations result))
         else
 

@@ -8,21 +8,35 @@ open Conformance.Model
 open Conformance.Model.Scenarios
 open Conformance.Model.Targets
 
+type ConcurrentCase = ConcurrentCaseFile.ConcurrentCase
+
+/// How a property draws its cases and judges one on a target.
+type Judging =
+    /// Scenarios, one at a time: run on the target, judged from its observation (P1-P19, P25).
+    | OnScenarios of judge: (ITarget -> Scenario -> Verdict.CaseResult) * arbitrary: (Profile -> Arbitrary<Scenario>)
+    /// Concurrent cases: each run many times on real threads and under controlled schedules, on in-process
+    /// instances of the target (P20-P24). The judge returns None for a case of another workload.
+    | OnConcurrentCases of judge: (IInProcessTarget -> ConcurrentCase -> Verdict.CaseResult option) * arbitrary: (Profile -> Arbitrary<ConcurrentCase>)
+
+/// One property: every sequential and concurrent property is an entry of this one catalogue.
 type Entry =
     {
         Number: int
         Name: string
         Title: string
-        /// The QEMU rules (file:function) or spec sections the property holds the implementation to.
+        /// The QEMU rules (file:function) or spec sections the property holds a target to.
         Rules: string list
-        /// The broken variant of the model this property must reject.
-        Broken: Variant
+        /// The broken variants of the model this property must reject under a profile.
+        Broken: Profile -> Variant list
         /// What a target must be able to do and show for this property to judge it (skipped otherwise).
         Requires: Capabilities
-        /// Judges one case on a target; the FsCheck property is Verdict.toProperty of it.
-        Judge: ITarget -> Scenario -> Verdict.CaseResult
-        Arbitrary: Profile -> Arbitrary<Scenario>
+        Judging: Judging
     }
+
+    member e.IsConcurrent =
+        match e.Judging with
+        | OnConcurrentCases _ -> true
+        | OnScenarios _ -> false
 
 /// Scenarios whose operations are plain transfers (address_space_read/write), for comparing approaches.
 let transferScenarios (profile: Profile) =
@@ -63,30 +77,27 @@ let private dmaEntries: Entry list =
           [ "softmmu/physmem.c:address_space_map (memory_region_ref)"
             "softmmu/physmem.c:address_space_unmap (memory_region_unref)"
             "softmmu/memory.c:memory_region_ref" ]
-        Broken = Variant.Of Fault.SkipUnref
+        Broken = fun _ -> [ Variant.Of Fault.SkipUnref ]
         Requires = dma
-        Judge = DmaProperties.refcountBalance
-        Arbitrary = Generators.arbScenario }
+        Judging = OnScenarios(DmaProperties.refcountBalance, Generators.arbScenario) }
       { Number = 2
         Name = "write-back-on-unmap"
         Title = "Bounce write mappings reach the device only at unmap, exactly access_len bytes, in address order"
         Rules =
           [ "softmmu/physmem.c:address_space_unmap (address_space_write of access_len bytes)"
             "softmmu/physmem.c:flatview_write_continue" ]
-        Broken = Variant.Of Fault.WriteBackAtMap
+        Broken = fun _ -> [ Variant.Of Fault.WriteBackAtMap ]
         Requires = dma
-        Judge = DmaProperties.writeBackOnUnmap
-        Arbitrary = Generators.arbScenario }
+        Judging = OnScenarios(DmaProperties.writeBackOnUnmap, Generators.arbScenario) }
       { Number = 3
         Name = "read-at-map"
         Title = "Bounce read mappings read the device at map time; their unmap writes nothing"
         Rules =
           [ "softmmu/physmem.c:address_space_map (flatview_read into the bounce buffer)"
             "softmmu/physmem.c:flatview_read_continue" ]
-        Broken = Variant.Of Fault.ReadAtUnmap
+        Broken = fun _ -> [ Variant.Of Fault.ReadAtUnmap ]
         Requires = dma
-        Judge = DmaProperties.readAtMap
-        Arbitrary = Generators.arbScenario }
+        Judging = OnScenarios(DmaProperties.readAtMap, Generators.arbScenario) }
       { Number = 4
         Name = "dirty-exactness"
         Title = "Write unmaps dirty exactly the pages of [addr, addr+access_len) in every active client; reads dirty nothing"
@@ -94,10 +105,9 @@ let private dmaEntries: Entry list =
           [ "softmmu/physmem.c:invalidate_and_set_dirty"
             "include/exec/ram_addr.h:cpu_physical_memory_set_dirty_range"
             "softmmu/memory.c:memory_region_get_dirty_log_mask" ]
-        Broken = Variant.Of Fault.DirtyOnRead
+        Broken = fun _ -> [ Variant.Of Fault.DirtyOnRead ]
         Requires = dma
-        Judge = DmaProperties.dirtyExactness
-        Arbitrary = Generators.arbScenario }
+        Judging = OnScenarios(DmaProperties.dirtyExactness, Generators.arbScenario) }
       { Number = 5
         Name = "map-length"
         Title = "Map lengths: contiguous for direct, page/budget-capped for bounce, > 0 unless failed, never over the request"
@@ -106,10 +116,9 @@ let private dmaEntries: Entry list =
             "softmmu/physmem.c:flatview_extend_translation"
             "softmmu/physmem.c:qemu_ram_ptr_length"
             "softmmu/physmem.c:address_space_map" ]
-        Broken = Variant.Of Fault.NoSectionClamp
+        Broken = fun _ -> [ Variant.Of Fault.NoSectionClamp ]
         Requires = dma
-        Judge = DmaProperties.mapLength
-        Arbitrary = Generators.arbScenario }
+        Judging = OnScenarios(DmaProperties.mapLength, Generators.arbScenario) }
       { Number = 6
         Name = "bounce-exclusivity"
         Title = "Qemu72: one bounce mapping system-wide; Qemu92: per-AS bytes within budget; failed maps succeed after release"
@@ -117,10 +126,9 @@ let private dmaEntries: Entry list =
           [ "softmmu/physmem.c:address_space_map (bounce.in_use)"
             "system/physmem.c:address_space_map (bounce_buffer_size)"
             "system/memory.c:address_space_init" ]
-        Broken = Variant.Of Fault.LeakBounceSpace
+        Broken = fun _ -> [ Variant.Of Fault.LeakBounceSpace ]
         Requires = dma
-        Judge = DmaProperties.bounceExclusivity
-        Arbitrary = Generators.arbScenario }
+        Judging = OnScenarios(DmaProperties.bounceExclusivity, Generators.arbScenario) }
       { Number = 7
         Name = "map-clients"
         Title = "Map clients are woken once when bounce space frees (or at once), never after unregistering"
@@ -128,23 +136,21 @@ let private dmaEntries: Entry list =
           [ "softmmu/physmem.c:cpu_register_map_client"
             "softmmu/physmem.c:cpu_unregister_map_client"
             "softmmu/physmem.c:cpu_notify_map_clients_locked" ]
-        Broken = Variant.Of Fault.UnregisterIgnored
+        Broken = fun _ -> [ Variant.Of Fault.UnregisterIgnored ]
         Requires = dma
-        Judge = DmaProperties.mapClients
-        Arbitrary = Generators.arbScenario }
+        Judging = OnScenarios(DmaProperties.mapClients, Generators.arbScenario) }
       { Number = 8
         Name = "approaches-agree"
         Title = "map/write/unmap and address_space_read/write leave identical memory, devices and dirty bits"
         Rules =
           [ "softmmu/physmem.c:address_space_map/unmap"
             "softmmu/physmem.c:address_space_read/address_space_write" ]
-        Broken = Variant.Of Fault.WriteSkipsDirty
+        Broken = fun _ -> [ Variant.Of Fault.WriteSkipsDirty ]
         Requires =
           Capabilities.DmaMapping
           ||| Capabilities.GuestMemory
           ||| Capabilities.MemoryContents
-        Judge = DmaProperties.approachesAgree
-        Arbitrary = transferScenarios }
+        Judging = OnScenarios(DmaProperties.approachesAgree, transferScenarios) }
       { Number = 9
         Name = "no-invented-bytes"
         Title = "Bytes written back were produced by the caller, or are marked as never produced / zero-fill"
@@ -152,10 +158,9 @@ let private dmaEntries: Entry list =
           [ "softmmu/physmem.c:address_space_map (qemu_memalign, uninitialised)"
             "system/physmem.c:address_space_map (g_malloc0)"
             "include/exec/memory.h:address_space_map (reads OR writes)" ]
-        Broken = Variant.Of Fault.WriteBackWholeBuffer
+        Broken = fun _ -> [ Variant.Of Fault.WriteBackWholeBuffer ]
         Requires = dma
-        Judge = DmaProperties.noInventedBytes
-        Arbitrary = Generators.arbScenario }
+        Judging = OnScenarios(DmaProperties.noInventedBytes, Generators.arbScenario) }
       { Number = 10
         Name = "flattening"
         Title = "FlatView translation agrees with a naive topmost-region-by-priority search"
@@ -163,10 +168,9 @@ let private dmaEntries: Entry list =
           [ "softmmu/memory.c:render_memory_region"
             "softmmu/memory.c:memory_region_update_container_subregions"
             "softmmu/memory.c:flatview_simplify" ]
-        Broken = Variant.Of Fault.IgnorePriority
+        Broken = fun _ -> [ Variant.Of Fault.IgnorePriority ]
         Requires = Capabilities.FlatViews
-        Judge = DmaProperties.flattening
-        Arbitrary = Generators.arbScenario } ]
+        Judging = OnScenarios(DmaProperties.flattening, Generators.arbScenario) } ]
 
 let private virtioEntries: Entry list =
     let arbGeneric p =
@@ -182,10 +186,9 @@ let private virtioEntries: Entry list =
           [ "VIRTIO 1.2 §2.7.8"
             "hw/virtio/virtio.c:virtqueue_split_pop"
             "hw/virtio/virtio.c:virtqueue_flush" ]
-        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.FlushKeepsInUse
+        Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.FlushKeepsInUse ]
         Requires = virtqueue
-        Judge = VirtioProperties.elementConservation
-        Arbitrary = arbGeneric }
+        Judging = OnScenarios(VirtioProperties.elementConservation, arbGeneric) }
       { Number = 12
         Name = "mapping-balance"
         Title = "After every element is released (or the device broke), no mapping, bounce byte or extra reference remains"
@@ -194,18 +197,16 @@ let private virtioEntries: Entry list =
             "hw/virtio/virtio.c:virtqueue_unmap_sg"
             "CVE-2022-26353"
             "CVE-2022-26354" ]
-        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.NoUndoOnError
+        Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.NoUndoOnError ]
         Requires = virtqueue
-        Judge = VirtioProperties.mappingBalance
-        Arbitrary = arbErrorPaths }
+        Judging = OnScenarios(VirtioProperties.mappingBalance, arbErrorPaths) }
       { Number = 13
         Name = "written-length"
         Title = "A push with length L writes exactly the first L bytes of the in-buffers, nothing of the out-buffers"
         Rules = [ "VIRTIO 1.2 §2.7.8.2"; "hw/virtio/virtio.c:virtqueue_unmap_sg" ]
-        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers
+        Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers ]
         Requires = virtqueue
-        Judge = VirtioProperties.writtenLength
-        Arbitrary = arbGeneric }
+        Judging = OnScenarios(VirtioProperties.writtenLength, arbGeneric) }
       { Number = 14
         Name = "used-ring"
         Title = "Used elements carry head and length in push order, written before the index that publishes them"
@@ -214,10 +215,9 @@ let private virtioEntries: Entry list =
             "VIRTIO 1.2 §2.7.13.3.1"
             "hw/virtio/virtio.c:virtqueue_split_fill"
             "hw/virtio/virtio.c:virtqueue_split_flush" ]
-        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.IndexBeforeEntry
+        Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.IndexBeforeEntry ]
         Requires = virtqueue ||| Capabilities.RingWriteOrder
-        Judge = VirtioProperties.usedRing
-        Arbitrary = arbGeneric }
+        Judging = OnScenarios(VirtioProperties.usedRing, arbGeneric) }
       { Number = 15
         Name = "malformed-rings"
         Title = "Random rings end in an element, an empty queue or a broken device; never an exception; chain walks are bounded"
@@ -226,10 +226,9 @@ let private virtioEntries: Entry list =
             "hw/virtio/virtio.c:virtqueue_split_pop"
             "CVE-2016-6490"
             "CVE-2016-7422" ]
-        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.NoLoopDetection
+        Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.NoLoopDetection ]
         Requires = virtqueue
-        Judge = VirtioProperties.malformedRings
-        Arbitrary = fun p -> Arb.fromGen (VirtioProperties.genRandomRing p) }
+        Judging = OnScenarios(VirtioProperties.malformedRings, fun p -> Arb.fromGen (VirtioProperties.genRandomRing p)) }
       { Number = 16
         Name = "malformed-verdicts"
         Title = "Chains built malformed end as QEMU ends them: the expected virtio_error, broken, everything unmapped"
@@ -238,10 +237,9 @@ let private virtioEntries: Entry list =
             "VIRTIO 1.2 §2.1.2"
             "hw/virtio/virtio.c:virtqueue_split_pop"
             "CVE-2016-5403" ]
-        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.NoInUseCheck
+        Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.NoInUseCheck ]
         Requires = virtqueue
-        Judge = VirtioProperties.malformedVerdicts
-        Arbitrary = fun p -> Arb.fromGen (VirtioCases.genMalformedCase p) }
+        Judging = OnScenarios(VirtioProperties.malformedVerdicts, fun p -> Arb.fromGen (VirtioCases.genMalformedCase p)) }
       { Number = 17
         Name = "notification"
         Title = "The device notifies iff vring_need_event (EVENT_IDX) or VRING_AVAIL_F_NO_INTERRUPT is clear"
@@ -249,10 +247,9 @@ let private virtioEntries: Entry list =
           [ "VIRTIO 1.2 §2.7.7.2"
             "VIRTIO 1.2 §2.7.10"
             "hw/virtio/virtio.c:virtio_split_should_notify" ]
-        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.AlwaysNotify
+        Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.AlwaysNotify ]
         Requires = Capabilities.InProcessInstances
-        Judge = VirtioProperties.notification
-        Arbitrary = VirtioProperties.arbNotify }
+        Judging = OnScenarios(VirtioProperties.notification, VirtioProperties.arbNotify) }
       { Number = 18
         Name = "blk-requests"
         Title = "virtio-blk: reads return the disk, writes change exactly their sectors, status and used length right, MMIO buffers bounce or fail as QEMU does"
@@ -261,18 +258,16 @@ let private virtioEntries: Entry list =
             "hw/block/virtio-blk.c:virtio_blk_handle_request"
             "hw/block/virtio-blk.c:virtio_blk_req_complete"
             "softmmu/physmem.c:address_space_map (bounce limit)" ]
-        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers
+        Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers ]
         Requires = Capabilities.VirtioBlk ||| Capabilities.GuestMemory
-        Judge = BlkProperties.blkRequests
-        Arbitrary = fun p -> Arb.fromGen (BlkProperties.genRequests p) }
+        Judging = OnScenarios(BlkProperties.blkRequests, fun p -> Arb.fromGen (BlkProperties.genRequests p)) }
       { Number = 19
         Name = "used-length-honesty"
         Title = "A device never reports more used bytes than it produced (VIRTIO 1.2 §2.7.8.2)"
         Rules = [ "VIRTIO 1.2 §2.7.8.2"; "hw/block/virtio-blk.c:virtio_blk_req_complete" ]
-        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.ReportedLenPlusOne
+        Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.ReportedLenPlusOne ]
         Requires = Capabilities.VirtioBlk ||| Capabilities.GuestMemory
-        Judge = BlkProperties.usedLengthHonesty
-        Arbitrary = fun p -> Arb.fromGen (BlkProperties.genRequests p) }
+        Judging = OnScenarios(BlkProperties.usedLengthHonesty, fun p -> Arb.fromGen (BlkProperties.genRequests p)) }
       { Number = 25
         Name = "kick-suppression"
         Title = "virtio-blk suppresses guest kicks while it drains the queue and allows them again when done (used->flags or avail_event)"
@@ -281,15 +276,134 @@ let private virtioEntries: Entry list =
             "hw/block/virtio-blk.c:virtio_blk_handle_vq"
             "hw/virtio/virtio.c:virtio_queue_set_notification"
             "hw/virtio/virtio.c:vring_set_avail_event" ]
-        Broken = Variant.Of Conformance.Model.Virtio.VirtioFault.KicksLeftSuppressed
+        Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.KicksLeftSuppressed ]
         Requires =
           Capabilities.VirtioBlk
           ||| Capabilities.GuestMemory
           ||| Capabilities.RingWriteOrder
-        Judge = BlkProperties.kickSuppression
-        Arbitrary = fun p -> Arb.fromGenShrink (BlkProperties.genKickCases p, BlkProperties.shrinkKickCase) } ]
+        Judging = OnScenarios(BlkProperties.kickSuppression, fun p -> Arb.fromGenShrink (BlkProperties.genKickCases p, BlkProperties.shrinkKickCase)) } ]
 
-let all: Entry list = dmaEntries @ virtioEntries
+// ---------------------------------------------------------------- concurrency (P20-P24)
+
+/// A concurrency property over one workload: its cases as catalogue cases, its judge on an in-process target.
+let private concurrent
+    (wrap: 'c -> ConcurrentCase)
+    (unwrap: ConcurrentCase -> 'c option)
+    (arb: Profile -> Arbitrary<'c>)
+    (judge: IInProcessTarget -> 'c -> Verdict.CaseResult)
+    =
+    OnConcurrentCases(
+        (fun target case -> unwrap case |> Option.map (judge target)),
+        fun profile ->
+            Arb.convert
+                wrap
+                (fun c ->
+                    match unwrap c with
+                    | Some x -> x
+                    | None -> invalidArg "c" "a case of another workload")
+                (arb profile)
+    )
+
+let private onCommands =
+    concurrent
+        ConcurrentCaseFile.Commands
+        (function
+        | ConcurrentCaseFile.Commands c -> Some c
+        | _ -> None)
+        ParallelCases.arbCase
+
+let private onWakeups =
+    concurrent
+        ConcurrentCaseFile.Wakeup
+        (function
+        | ConcurrentCaseFile.Wakeup c -> Some c
+        | _ -> None)
+        WakeupWorkload.arbCase
+
+let private onQueues =
+    concurrent
+        ConcurrentCaseFile.Queues
+        (function
+        | ConcurrentCaseFile.Queues c -> Some c
+        | _ -> None)
+        ParallelVirtqueues.arbCase
+
+/// Rule ids in parentheses (B72-1, BM-1, UM-2, C2, U72-3, UM-4) are headings in docs/qemu-rules.md.
+let private concurrencyEntries: Entry list =
+    [ { Number = 20
+        Name = "linearizability"
+        Title = "Concurrent map/unmap/map-client histories are explained by one sequential order of the model (Wing-Gong)"
+        Rules =
+          [ "softmmu/physmem.c:address_space_map (qatomic_xchg bounce.in_use)"
+            "system/physmem.c:address_space_map (qatomic_cmpxchg bounce_buffer_size)"
+            "softmmu/physmem.c:cpu_register_map_client (map_client_list_lock)" ]
+        Broken = fun _ -> [ Variant.Of Fault.NonAtomicBounceClaim ]
+        Requires = Capabilities.InProcessInstances
+        Judging = onCommands ConcurrencyProperties.linearizability }
+      { Number = 21
+        Name = "bounce-budget"
+        Title = "At every observed instant bounce bytes in use stay within the limit (Qemu72: one page, one buffer; Qemu92: the AS budget)"
+        Rules =
+          [ "softmmu/physmem.c:address_space_map (B72-1, B72-2)"
+            "system/physmem.c:address_space_map (BM-1)"
+            "system/physmem.c:address_space_unmap (UM-2)" ]
+        Broken =
+          fun p ->
+              [ yield Variant.Of Fault.NonAtomicBounceClaim
+                if p = Profile.Qemu92 then
+                    yield Variant.Of Fault.DoubleBudgetRelease ]
+        Requires = Capabilities.InProcessInstances
+        Judging = onCommands ConcurrencyProperties.bounceBudget }
+      { Number = 22
+        Name = "no-lost-wakeup"
+        Title = "Devices that fail a map and register a client are always woken; retry loops always finish"
+        Rules =
+          [ "softmmu/physmem.c:cpu_register_map_client (C2)"
+            "softmmu/physmem.c:address_space_unmap (U72-3: release, then notify)"
+            "system/physmem.c:address_space_unmap (UM-4)"
+            "softmmu/dma-helpers.c:dma_blk_cb" ]
+        Broken = fun _ -> [ Variant.Of Fault.NotifyBeforeRelease; Variant.Of Fault.UnlockedClientList ]
+        Requires = Capabilities.InProcessInstances
+        Judging = onWakeups ConcurrencyProperties.noLostWakeup }
+      { Number = 23
+        Name = "balance-under-contention"
+        Title = "After the threads finish, refcounts, dirty bits and memory are those of the linearization"
+        Rules =
+          [ "softmmu/memory.c:memory_region_ref (object_ref: qatomic_inc)"
+            "softmmu/physmem.c:invalidate_and_set_dirty"
+            "softmmu/physmem.c:address_space_unmap" ]
+        Broken = fun _ -> [ Variant.Of Fault.NonAtomicRef ]
+        Requires = Capabilities.InProcessInstances
+        Judging = onCommands ConcurrencyProperties.balanceUnderContention }
+      { Number = 24
+        Name = "parallel-virtqueues"
+        Title = "Devices popping and pushing MMIO-backed chains in parallel conserve elements and leave no mapping behind"
+        Rules =
+          [ "hw/virtio/virtio.c:virtqueue_map_desc"
+            "hw/virtio/virtio.c:virtqueue_undo_map_desc"
+            "hw/virtio/virtio.c:virtqueue_push"
+            "VIRTIO 1.2 §2.7.8" ]
+        Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.NoUndoOnError ]
+        Requires = Capabilities.InProcessInstances
+        Judging = onQueues ParallelVirtqueues.parallelQueues } ]
+
+/// The whole catalogue, in number order.
+let all: Entry list =
+    dmaEntries @ virtioEntries @ concurrencyEntries
+    |> List.sortBy (fun e -> e.Number)
 
 let find (name: string) =
-    all |> List.tryFind (fun e -> e.Name = name || string e.Number = name)
+    all
+    |> List.tryFind (fun e -> e.Name = name || string e.Number = name || sprintf "P%d" e.Number = name)
+
+/// Judges one concurrent case with a concurrency property (None: the case is another workload's).
+let judgeCase (entry: Entry) (target: IInProcessTarget) (case: ConcurrentCase) =
+    match entry.Judging with
+    | OnConcurrentCases(judge, _) -> judge target case
+    | OnScenarios _ -> None
+
+/// Judges one scenario with a sequential property (fails for a concurrency property).
+let judgeScenario (entry: Entry) (target: ITarget) (scenario: Scenario) =
+    match entry.Judging with
+    | OnScenarios(judge, _) -> judge target scenario
+    | OnConcurrentCases _ -> invalidArg "entry" (sprintf "P%d %s judges concurrent cases, not scenarios" entry.Number entry.Name)

@@ -10,10 +10,7 @@ let private order (rule: string) =
 
 /// A Markdown table, one row per rule.
 let render () =
-    // both catalogues: the sequential properties and the concurrency properties (P20-P24)
-    let entries =
-        [ for e in Catalogue.all -> e.Number, e.Name, e.Rules
-          for e in ParallelCatalogue.all -> e.Number, e.Name, e.Rules ]
+    let entries = [ for e in Catalogue.all -> e.Number, e.Name, e.Rules ]
 
     let rows =
         entries

@@ -44,12 +44,12 @@ let attemptsOf (lines: string list) : (string * (int * int) option) seq =
             yield sprintf "free run %d on real threads" k, None
     }
 
-let observations (fault: Fault) (c: ParallelCase) : Observation seq =
+let observations (target: Conformance.Model.Targets.IInProcessTarget) (c: ParallelCase) : Observation seq =
     attemptsOf (render c)
     |> Seq.mapi (fun i (_, controlled) ->
         match controlled with
-        | Some(seed, pct) -> runControlled fault c seed pct
-        | None -> runFree fault c (i / 2))
+        | Some(seed, pct) -> runControlled target c seed pct
+        | None -> runFree target c (i / 2))
 
 let private endingProblem (o: Observation) =
     match o.Ending with
@@ -114,11 +114,16 @@ let private overlapped (o: Observation) =
         o.History
         |> Array.exists (fun b -> a.Actor <> b.Actor && a.Invoked < b.Returned && b.Invoked < a.Returned))
 
-let private judgeRuns (fault: Fault) (c: ParallelCase) (judgeOne: Observation -> string option) (extraLabels: Observation -> string list) =
+let private judgeRuns
+    (target: Conformance.Model.Targets.IInProcessTarget)
+    (c: ParallelCase)
+    (judgeOne: Observation -> string option)
+    (extraLabels: Observation -> string list)
+    =
     let labels = Collections.Generic.HashSet<string>()
     labels.Add(sprintf "%d threads" c.Threads.Length) |> ignore
     let mutable violation = None
-    use e = (observations fault c).GetEnumerator()
+    use e = (observations target c).GetEnumerator()
 
     while violation.IsNone && e.MoveNext() do
         let o = e.Current
@@ -135,7 +140,7 @@ let private judgeRuns (fault: Fault) (c: ParallelCase) (judgeOne: Observation ->
     judged (List.ofSeq labels) (violation |> Option.map Violated |> Option.toList)
 
 /// P20: every run's results are explained by one sequential order of the reference model.
-let linearizability (fault: Fault) (c: ParallelCase) : CaseResult =
+let linearizability (target: Conformance.Model.Targets.IInProcessTarget) (c: ParallelCase) : CaseResult =
     let expectedPrefix = specPrefix c
     let spec, _ = specification c
 
@@ -182,11 +187,11 @@ let linearizability (fault: Fault) (c: ParallelCase) : CaseResult =
                                       sprintf "  thread %d: %s observed %s, model says %s" op.Actor (describe op.Command) op.Result got) ]
                     )
 
-    judgeRuns fault c judgeOne (fun _ -> extra)
+    judgeRuns target c judgeOne (fun _ -> extra)
 
 /// P21: bounce bytes in use never exceed the limit, at any instant the observer saw or the scheduler
 /// stopped at, and at the end the accounting matches the buffers that exist.
-let bounceBudget (fault: Fault) (c: ParallelCase) : CaseResult =
+let bounceBudget (target: Conformance.Model.Targets.IInProcessTarget) (c: ParallelCase) : CaseResult =
     let judgeOne (o: Observation) =
         match o.BudgetBreaches with
         | b :: _ -> Some(report o ("bounce budget exceeded: " + b) [])
@@ -205,7 +210,7 @@ let bounceBudget (fault: Fault) (c: ParallelCase) : CaseResult =
             bad
             |> Option.map (fun l -> report o ("at the end the bounce accounting does not match the buffers that exist: " + l) [])
 
-    judgeRuns fault c judgeOne (fun o ->
+    judgeRuns target c judgeOne (fun o ->
         [ if
               o.History
               |> Array.exists (fun op -> op.Result.StartsWith "failed: NoBounceSpace")
@@ -216,7 +221,7 @@ let bounceBudget (fault: Fault) (c: ParallelCase) : CaseResult =
 
 /// P23: refcounts, dirty bits, memory and device contents after the threads finish are those of the
 /// linearization found.
-let balanceUnderContention (fault: Fault) (c: ParallelCase) : CaseResult =
+let balanceUnderContention (target: Conformance.Model.Targets.IInProcessTarget) (c: ParallelCase) : CaseResult =
     let spec, system = specification c
 
     let judgeOne (o: Observation) =
@@ -253,7 +258,7 @@ let balanceUnderContention (fault: Fault) (c: ParallelCase) : CaseResult =
                     )
                 | _ -> Some(report o "no linearization to compare the final state with (see P20)" [])
 
-    judgeRuns fault c judgeOne (fun o ->
+    judgeRuns target c judgeOne (fun o ->
         [ if
               o.History
               |> Array.exists (fun op ->
@@ -266,14 +271,14 @@ let balanceUnderContention (fault: Fault) (c: ParallelCase) : CaseResult =
               yield "device memory written back" ])
 
 /// P22: with devices retrying through map clients, every request completes.
-let noLostWakeup (fault: Fault) (c: WakeupWorkload.WakeupCase) : CaseResult =
+let noLostWakeup (target: Conformance.Model.Targets.IInProcessTarget) (c: WakeupWorkload.WakeupCase) : CaseResult =
     let labels = Collections.Generic.HashSet<string>()
     labels.Add(sprintf "%d devices" c.Devices.Length) |> ignore
     let mutable violation = None
 
     let attempts =
         attemptsOf (WakeupWorkload.render c)
-        |> Seq.map (fun (name, controlled) -> name, WakeupWorkload.run fault c controlled)
+        |> Seq.map (fun (name, controlled) -> name, WakeupWorkload.run target c controlled)
 
     use e = attempts.GetEnumerator()
 

@@ -119,7 +119,12 @@ let finalState (sys: MemorySystem) : string list =
       yield sprintf "bottom halves [%s]" (String.Join(",", sys.PendingBottomHalves |> Seq.sort))
       yield sprintf "live mappings %d" sys.LiveMappings.Count ]
 
-let private newSystem (fault: Fault) (profile: Profile) = MemorySystem(layout, profile, fault)
+/// A fresh instance of the target under test.
+let private newSystem (target: Conformance.Model.Targets.IInProcessTarget) (profile: Profile) = target.NewSystem(layout, profile)
+
+/// The sequential specification's instance: the reference model itself, not the target (the oracle of
+/// linearizability is the model's own sequential behaviour).
+let private specSystem (profile: Profile) = MemorySystem(layout, profile)
 
 let private runPrefix (sys: MemorySystem) (c: ParallelCase) =
     let a0 = Actor 0
@@ -153,8 +158,8 @@ let private collect (perThread: Collections.Generic.List<Op<Command>>[]) =
 
 /// Free run: the threads wait at a spinning barrier so they start together; an observer samples the
 /// budget until they finish. A thread still running after `timeout` is reported, never waited for.
-let runFree (fault: Fault) (c: ParallelCase) (run: int) : Observation =
-    let sys = newSystem fault c.Profile
+let runFree (target: Conformance.Model.Targets.IInProcessTarget) (c: ParallelCase) (run: int) : Observation =
+    let sys = newSystem target c.Profile
     let prefix = runPrefix sys c
     let n = c.Threads.Length
     let clock = ref 0L
@@ -215,8 +220,8 @@ let runFree (fault: Fault) (c: ParallelCase) (run: int) : Observation =
 
 /// Controlled run: the scheduler picks the interleaving from the seed and checks the budget after
 /// every point.
-let runControlled (fault: Fault) (c: ParallelCase) (seed: int) (switchPercent: int) : Observation =
-    let sys = newSystem fault c.Profile
+let runControlled (target: Conformance.Model.Targets.IInProcessTarget) (c: ParallelCase) (seed: int) (switchPercent: int) : Observation =
+    let sys = newSystem target c.Profile
     let prefix = runPrefix sys c
     let clock = ref 0L
 
@@ -256,11 +261,11 @@ let runControlled (fault: Fault) (c: ParallelCase) (seed: int) (switchPercent: i
 
 /// The sequential specification: the reference model, unmaps split into their two halves.
 let specification (c: ParallelCase) : Spec<Command> * (unit -> MemorySystem) =
-    let mutable sys = newSystem Fault.None c.Profile
+    let mutable sys = specSystem c.Profile
     let mutable actors = [||]
 
     let reset () =
-        sys <- newSystem Fault.None c.Profile
+        sys <- specSystem c.Profile
         actors <- Array.init (c.Threads.Length + 1) Actor
         c.Prefix |> List.iter (fun cmd -> step sys actors.[0] cmd |> ignore)
 
@@ -295,7 +300,7 @@ let specification (c: ParallelCase) : Spec<Command> * (unit -> MemorySystem) =
 
 /// The spec's prefix results (what the sequential model returns for the prefix alone).
 let specPrefix (c: ParallelCase) =
-    let sys = newSystem Fault.None c.Profile
+    let sys = specSystem c.Profile
     runPrefix sys c
 
 let renderHistory (h: Op<Command>[]) =

@@ -112,8 +112,8 @@ type private DeviceRun =
       mutable Pushed: int }
 
 /// Sets the devices up (sequentially, as the guest would before kicking), then runs one thread per device.
-let private runOnce (virtioFault: VirtioFault) (c: QueuesCase) (controlled: (int * int) option) =
-    let sys = MemorySystem(layout, c.Profile)
+let private runOnce (target: Conformance.Model.Targets.IInProcessTarget) (c: QueuesCase) (controlled: (int * int) option) =
+    let sys = target.NewSystem(layout, c.Profile)
     let space = sys.Space "memory"
 
     let devices =
@@ -157,7 +157,7 @@ let private runOnce (virtioFault: VirtioFault) (c: QueuesCase) (controlled: (int
                       yield uint16 head ]
 
             driver.Publish heads
-            let dev = VirtioDevice(sys, space, 1, 0UL, virtioFault)
+            let dev = target.NewVirtioDevice(sys, space, 1, 0UL)
             dev.SetupQueue(0, QueueSize, driver.DescAddr, driver.AvailAddr, driver.UsedAddr)
 
             { Device = dev
@@ -211,7 +211,7 @@ let private runOnce (virtioFault: VirtioFault) (c: QueuesCase) (controlled: (int
     sys, devices, refsBefore, ending
 
 /// P24: element conservation and mapping balance for devices running in parallel.
-let parallelQueues (virtioFault: VirtioFault) (c: QueuesCase) : CaseResult =
+let parallelQueues (target: Conformance.Model.Targets.IInProcessTarget) (c: QueuesCase) : CaseResult =
     let labels =
         Collections.Generic.HashSet<string>([ sprintf "%d devices" c.Devices.Length ])
 
@@ -221,7 +221,7 @@ let parallelQueues (virtioFault: VirtioFault) (c: QueuesCase) : CaseResult =
 
     while violation.IsNone && e.MoveNext() do
         let schedule, controlled = e.Current
-        let sys, devices, refsBefore, ending = runOnce virtioFault c controlled
+        let sys, devices, refsBefore, ending = runOnce target c controlled
 
         let problems =
             [ match ending with

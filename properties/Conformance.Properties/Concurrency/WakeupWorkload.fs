@@ -124,8 +124,8 @@ let private stateOf (sys: MemorySystem) =
 
 /// Runs the workload once. `interleaver`: None runs free on real threads (a device waiting `patience`
 /// for a wake-up that does not come is reported); Some runs under the controlled scheduler.
-let run (fault: Fault) (c: WakeupCase) (controlled: (int * int) option) : WakeupRun =
-    let sys = MemorySystem(layout, c.Profile, fault)
+let run (target: Conformance.Model.Targets.IInProcessTarget) (c: WakeupCase) (controlled: (int * int) option) : WakeupRun =
+    let sys = target.NewSystem(layout, c.Profile)
     let n = c.Devices.Length
     let woken = Array.zeroCreate<int> (n + 1)
     let waiting = Array.zeroCreate<int> (n + 1)

@@ -46,13 +46,26 @@ let saveTo (dir: string) (entry: Entry) (scenario: Scenario) =
 /// Writes the counterexample into the corpus (fixtures/regressions); returns its path.
 let save (entry: Entry) (scenario: Scenario) = saveTo (folder ()) entry scenario
 
+/// Writes a concurrency counterexample as a case file into `dir` (creating it); returns its path.
+let saveCaseTo (dir: string) (entry: Entry) (targetName: string) (case: ConcurrentCase) =
+    let text =
+        ConcurrentCaseFile.write entry.Name (Some(sprintf "Shrunk counterexample of P%d %s on the %s" entry.Number entry.Name targetName)) case
+
+    Directory.CreateDirectory dir |> ignore
+
+    let path =
+        Path.Combine(dir, sprintf "%s-%08x.json" entry.Name (MemoryTopology.StableHash text))
+
+    File.WriteAllText(path, text)
+    path
+
 /// Judges a regression scenario with the property it names, on `target` (the reference model in the tests).
 let judge (target: Conformance.Model.Targets.ITarget) (scenario: Scenario) =
     match scenario.Property with
     | null -> failwith "a regression scenario must name its property (\"property\": \"...\")"
     | name ->
         match find name with
-        | Some entry -> entry, entry.Judge target scenario
+        | Some entry -> entry, judgeScenario entry target scenario
         | None -> failwithf "unknown property '%s' (see: conformance list)" name
 
 /// A ready-to-paste F# xunit test that pins the case as a regression.

@@ -44,7 +44,10 @@ type Outcome =
         /// Labels with the percentage of cases that carried them.
         Distribution: (string * float) list
         Message: string
+        /// The shrunk scenario (properties judging scenarios).
         Counterexample: Scenario option
+        /// The shrunk concurrent case (concurrency properties).
+        Case: ConcurrentCase option
         Replay: ReplayToken option
         /// Where the counterexample was saved in the regression corpus, if it was.
         SavedAs: string option
@@ -56,6 +59,17 @@ type Outcome =
 let ReplayVariable = Settings.ReplayVariable
 
 let defaultMaxTest () = Settings.maxTest ()
+
+/// Cases per property by default: CONFORMANCE_MAX_TEST for scenario properties (1,000), and
+/// CONFORMANCE_PARALLEL_CASES for concurrency properties (200; each case runs many times).
+let defaultCases (entry: Entry) =
+    if entry.IsConcurrent then
+        Settings.parallelCases ()
+    else
+        Settings.maxTest ()
+
+/// Free runs and controlled schedules per concurrent case (CONFORMANCE_PARALLEL_RUNS).
+let runsPerCase () = ConcurrencyProperties.runsPerCase ()
 
 /// The replay token in CONFORMANCE_REPLAY, if any.
 let replayFromEnvironment () =
@@ -179,10 +193,30 @@ let check (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (re
     let missing = CapabilityNames.Missing(entry.Requires, target.Capabilities)
 
     let capture =
-        if missing = "" then
-            runProperty (entry.Arbitrary profile) (entry.Judge target) maxTest replay
-        else
+        if missing <> "" then
             Capture(Collections.Generic.Dictionary())
+        else
+            match entry.Judging with
+            | OnScenarios(judge, arb) -> runProperty (arb profile) (judge target) maxTest replay
+            | OnConcurrentCases(judge, arb) ->
+                let inProcess = target :?> IInProcessTarget
+
+                let judgeOne (c: ConcurrentCase) =
+                    match judge inProcess c with
+                    | Some r -> r
+                    | None -> invalidOp (sprintf "P%d %s drew a case of another workload" entry.Number entry.Name)
+
+                runProperty (arb profile) judgeOne maxTest replay
+
+    let asScenario (o: obj) =
+        match o with
+        | :? Scenario as s -> Some s
+        | _ -> None
+
+    let asCase (o: obj) =
+        match o with
+        | :? ConcurrentCase as c -> Some c
+        | _ -> None
 
     let blank =
         { Entry = entry
@@ -197,13 +231,10 @@ let check (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (re
           Distribution = []
           Message = ""
           Counterexample = None
+          Case = None
           Replay = None
           SavedAs = None
-          FirstCase =
-            capture.First
-            |> Option.bind (function
-                | :? Scenario as s -> Some s
-                | _ -> None) }
+          FirstCase = capture.First |> Option.bind asScenario }
 
     match capture.Result with
     | _ when missing <> "" ->
@@ -223,19 +254,12 @@ let check (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (re
             Distribution = distribution capture
             Message = "gave up: too many discarded cases" }
     | Some(TestResult.Failed(data, _, shrunk, outcome, _, failingRnd, size)) ->
-        let scenario =
-            shrunk
-            |> List.tryPick (function
-                | :? Scenario as s -> Some s
-                | _ -> None)
-
-        let message = failureMessage data outcome
-
         { blank with
             Tests = data.NumberOfTests
             Shrinks = data.NumberOfShrinks
-            Message = message
-            Counterexample = scenario
+            Message = failureMessage data outcome
+            Counterexample = shrunk |> List.tryPick asScenario
+            Case = shrunk |> List.tryPick asCase
             Replay =
                 Some
                     { Seed = failingRnd.Seed
@@ -248,18 +272,24 @@ let check (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (re
 /// Saves a reference-model failure's counterexample into the regression corpus (broken variants are
 /// expected to fail and are never saved there).
 let record (o: Outcome) =
-    match o.Counterexample with
-    | Some s when not o.Passed && o.OfReference ->
+    match o.Counterexample, o.Case with
+    | Some s, _ when not o.Passed && o.OfReference ->
         { o with
             SavedAs = Some(Regression.save o.Entry s) }
+    | None, Some c when not o.Passed && o.OfReference ->
+        { o with
+            SavedAs = Some(Regression.saveCaseTo (Regression.folder ()) o.Entry o.Target c) }
     | _ -> o
 
 /// Saves any failure's counterexample into `dir`.
 let recordTo (dir: string) (o: Outcome) =
-    match o.Counterexample with
-    | Some s when not o.Passed ->
+    match o.Counterexample, o.Case with
+    | Some s, _ when not o.Passed ->
         { o with
             SavedAs = Some(Regression.saveTo dir o.Entry s) }
+    | None, Some c when not o.Passed ->
+        { o with
+            SavedAs = Some(Regression.saveCaseTo dir o.Entry o.Target c) }
     | _ -> o
 
 /// The report a user reads: verdict, distribution, and for a failure everything needed to act on it.
@@ -275,13 +305,17 @@ let report (o: Outcome) (target: ITarget) =
 
     line (
         sprintf
-            "%s  P%d %s [%A] on the %s: %d cases%s"
+            "%s  P%d %s [%A] on the %s: %d cases%s%s"
             verdict
             o.Entry.Number
             o.Entry.Name
             o.Profile
             o.Target
             o.Tests
+            (if o.Entry.IsConcurrent then
+                 sprintf " x %d free runs + %d controlled schedules" (runsPerCase ()) (runsPerCase ())
+             else
+                 "")
             (if o.Shrinks > 0 then
                  sprintf ", %d shrinks" o.Shrinks
              else
@@ -322,9 +356,27 @@ let report (o: Outcome) (target: ITarget) =
                 line ("        " + l)
         | None -> ()
 
+        match o.Case with
+        | Some c ->
+            line "      shrunk case:"
+
+            for l in ConcurrentCaseFile.render c do
+                line ("        " + l)
+
+            line "      as a case file (conformance replay FILE replays it, conformance explain FILE explains it):"
+
+            for l in (ConcurrentCaseFile.write o.Entry.Name None c).TrimEnd().Split('\n') do
+                line ("        " + l)
+        | None -> ()
+
         match o.Replay with
         | Some token ->
             line (sprintf "      replay token: %O" token)
+
+            if o.Entry.IsConcurrent then
+                line "      (controlled schedules are derived from the case, so they replay exactly; a failure seen only"
+                line "      in a free run on real threads may need several tries)"
+
             line "      reproduce with:"
 
             for c in replayCommands o.Entry o.Profile target token do
