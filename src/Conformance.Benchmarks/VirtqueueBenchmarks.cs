@@ -8,14 +8,14 @@ namespace Conformance.Benchmarks;
 public class VirtqueueBenchmarks
 {
     private VirtioDevice _device = null!;
-    private GuestDriver _driver = null!;
+    private SplitRingDriver _driver = null!;
 
     [GlobalSetup]
     public void Setup()
     {
         var system = new MemorySystem(Layouts.Machine(), Profile.Qemu72);
         var memory = system.Space("memory");
-        _driver = new GuestDriver(system, memory, 256, 0x10000, 0x11000, 0x12000);
+        _driver = new SplitRingDriver(system, memory, 256, 0x10000, 0x11000, 0x12000);
         _driver.ClearRings(false);
         _device = new VirtioDevice(system, memory, 1, 0);
         _device.SetupQueue(0, 256, 0x10000, 0x11000, 0x12000);

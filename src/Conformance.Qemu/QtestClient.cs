@@ -6,7 +6,7 @@ namespace Conformance.Qemu;
 /// The qtest protocol (one command per line, replies "OK ..." or "FAIL ..."; asynchronous "IRQ ..." lines
 /// are skipped): memory and port accesses as a guest CPU would make them.
 /// </summary>
-public sealed class QtestClient(LineChannel channel)
+public sealed class QtestClient(LineChannel channel) : Conformance.Model.Virtio.IGuestMemory
 {
     private string Command(string line)
     {
@@ -56,4 +56,7 @@ public sealed class QtestClient(LineChannel channel)
         if (data.Length == 0) return;
         Command($"write 0x{addr:x} 0x{data.Length:x} 0x{Convert.ToHexString(data)}");
     }
+
+    /// <summary>Guest memory for the suite's ring driver (SplitRingDriver).</summary>
+    public void Read(ulong addr, Span<byte> destination) => Read(addr, destination.Length).CopyTo(destination);
 }

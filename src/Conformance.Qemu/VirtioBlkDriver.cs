@@ -17,7 +17,6 @@ public readonly record struct RingAddresses(ulong Desc, ulong Avail, ulong Used)
 public abstract class VirtioBlkDriver
 {
     protected const int Slot = 4;
-    private ushort _availIdx;
 
     protected VirtioBlkDriver(QemuProcess qemu, ulong ringBase)
     {
@@ -44,9 +43,16 @@ public abstract class VirtioBlkDriver
     public ulong Avail => Rings.Avail;
     public ulong Used => Rings.Used;
 
-    /// <summary>Called by a transport's bring-up once the queue size is known: fixes the ring addresses.</summary>
-    protected void PlaceRings() =>
+    /// <summary>The driver side of queue 0's split ring, over qtest (the suite's one ring driver).</summary>
+    public SplitRingDriver Ring { get; private set; } = null!;
+
+    /// <summary>Called by a transport's bring-up once the queue size is known: fixes the ring addresses and
+    /// starts the ring driver from index 0.</summary>
+    protected void PlaceRings()
+    {
         Rings = RequestedRings ?? new RingAddresses(RingBase, LegacyAvail(RingBase, QueueSize), LegacyUsed(RingBase, QueueSize));
+        Ring = new SplitRingDriver(Q, QueueSize, Rings.Desc, Rings.Avail, Rings.Used);
+    }
 
     /// <summary>The legacy layout of a split ring at <paramref name="desc"/> (VIRTIO 1.2 §2.7.2, QEMU's
     /// hw/virtio/virtio.c:virtio_queue_update_rings): avail after the descriptors, used 4096-aligned after avail.</summary>
@@ -96,7 +102,6 @@ public abstract class VirtioBlkDriver
         if (!_enumerated) Enumerate();
         _enumerated = true;
         Bringup();
-        _availIdx = 0;
     }
 
     private bool _enumerated;
@@ -121,24 +126,11 @@ public abstract class VirtioBlkDriver
     /// common configuration device_status, with DEVICE_NEEDS_RESET = 0x40 after a virtio_error).</summary>
     public abstract byte DeviceStatus();
 
-    public void WriteDescriptor(int index, VringDesc desc)
-    {
-        var b = new byte[VirtioConstants.DescSize];
-        desc.Encode(b);
-        Q.Write(Desc + (ulong)index * VirtioConstants.DescSize, b);
-    }
+    public void WriteDescriptor(int index, VringDesc desc) => Ring.WriteDescriptor(index, desc);
 
-    public void Publish(ushort head)
-    {
-        var b = new byte[2];
-        BinaryPrimitives.WriteUInt16LittleEndian(b, head);
-        Q.Write(VirtioConstants.AvailRingAddr(Avail, _availIdx % QueueSize), b);
-        _availIdx++;
-        BinaryPrimitives.WriteUInt16LittleEndian(b, _availIdx);
-        Q.Write(VirtioConstants.AvailIdxAddr(Avail), b);
-    }
+    public void Publish(ushort head) => Ring.Publish(new[] { head });
 
-    public ushort UsedIdx() => BinaryPrimitives.ReadUInt16LittleEndian(Q.Read(VirtioConstants.UsedIdxAddr(Used), 2));
+    public ushort UsedIdx() => Ring.UsedIdx();
 
     /// <summary>Polls the used index until it reaches <paramref name="target"/> or the time runs out
     /// (with ioeventfd the device works in the background; a broken device never gets there, and
@@ -172,11 +164,7 @@ public abstract class VirtioBlkDriver
         return QueueStatus().UsedIdx == target;
     }
 
-    public (uint Id, uint Len) UsedElement(int slot)
-    {
-        var b = Q.Read(VirtioConstants.UsedElemAddr(Used, slot), 8);
-        return (BinaryPrimitives.ReadUInt32LittleEndian(b), BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(4)));
-    }
+    public (uint Id, uint Len) UsedElement(int slot) => Ring.UsedElement(slot);
 
     /// <summary>QMP x-query-virtio-queue-status of queue 0: (last_avail_idx, used_idx, inuse) as QEMU's
     /// VirtQueue holds them.</summary>

@@ -118,19 +118,10 @@ public sealed class VirtioBlkSession : IDisposable
     {
         try
         {
-            _prepare.Start();
-            var (q, blk) = Ready(c.Rings);
-            _prepare.Stop();
+            var blk = Begin(c.Rings, c.MayWriteDisk);
             _submit.Start();
-            _diskChanged = c.MayWriteDisk;
-            int errorsFrom = q.Stderr().Length;
-            foreach (var w in c.Writes) Touch(q, w.Addr, w.Bytes.Length, w.Bytes);
-            foreach (var (i, d) in c.Descriptors)
-            {
-                blk.WriteDescriptor(i, d);
-                // only device-writable buffers can change (the device reads the others)
-                if (d.IsWrite) _touched.Add(new GuestRange(d.Addr, (int)Math.Min(d.Len, 16384u)));
-            }
+            foreach (var w in c.Writes) WriteGuest(w.Addr, w.Bytes);
+            foreach (var (i, d) in c.Descriptors) WriteDescriptor(blk.Desc, i, d);
             // buffers named by indirect tables are not in the ring: the ranges a case reads back cover them
             _touched.AddRange(c.Look);
             var heads = c.Heads ?? new ushort[] { 0 };
@@ -155,63 +146,152 @@ public sealed class VirtioBlkSession : IDisposable
                     continue;
                 }
                 _submit.Stop();
-                _wait.Start();
-                // virtio_error always prints a line (hw/virtio/virtio.c:virtio_error): without one there is no
-                // reason to stop waiting early
-                completed = c.UsedRingReadable
-                    ? blk.WaitForUsed((ushort)published, TimeSpan.FromSeconds(3), () => q.Stderr().Length > errorsFrom)
-                    : blk.WaitForQueueUsed((ushort)published, TimeSpan.FromSeconds(3), () => q.Stderr().Length > errorsFrom);
-                _wait.Stop();
+                completed = WaitForCompletion((ushort)published, c.UsedRingReadable);
                 _submit.Start();
             }
             _submit.Stop();
-            _wait.Start();
-            // a virtio-blk request that completed was popped and pushed without a virtio_error; only ask otherwise,
-            // and where asking disturbs the queue (a probe request), only once everything is observed
-            bool askLater = !completed && blk.BrokenCheckDisturbs;
-            bool broken = !completed && !askLater && blk.Broken();
-            // stderr arrives asynchronously: give the error line a moment to show up
-            // virtio_error prints one line; stderr is read on the thread pool, which a loaded machine can delay
-            if (broken || askLater) q.WaitForStderr(errorsFrom, "\n", TimeSpan.FromSeconds(askLater ? 2 : 10));
-            // A broken device publishes nothing more, but requests popped before the error are still in the
-            // block layer: their completion unmaps (writes bounce buffers back) and releases them. Observe
-            // only once inuse has drained, as the model does after completing the I/O.
-            var queue = blk.QueueStatus();
-            if (broken || askLater)
-            {
-                var drain = System.Diagnostics.Stopwatch.StartNew();
-                while (queue.InUse > 0 && drain.Elapsed < TimeSpan.FromSeconds(2))
-                {
-                    Thread.Sleep(1);
-                    queue = blk.QueueStatus();
-                }
-            }
-            _wait.Stop();
-            _readBack.Start();
-            // the used ring as the guest reads it back (from ROM or unassigned space: whatever is there)
-            int usedCount = Math.Min(blk.UsedIdx(), blk.QueueSize);
-            var used = Enumerable.Range(0, usedCount).Select(blk.UsedElement).ToArray();
-            var bytes = c.Look.Select(r => q.Qtest.Read(r.Addr, r.Length)).ToList();
-            byte status = blk.DeviceStatus();
-            var disk = c.MayWriteDisk ? q.ReadDisk() : null;
-            if (askLater)
-            {
-                var (probeAt, probeLength) = VirtioBlkDriver.ProbeRange;
-                _touched.Add(new GuestRange(probeAt, probeLength));
-                broken = blk.Broken();
-            }
-            var observation = new BlkObservation(used, broken, bytes, q.Stderr()[errorsFrom..], status, null, queue, disk);
-            _readBack.Stop();
-            return observation;
+            return End(completed, c.Look);
         }
         catch (Exception e) when (e is QemuException or IOException or SocketException or InvalidOperationException)
         {
-            foreach (var w in new[] { _prepare, _submit, _wait, _readBack }) w.Stop();
-            string tail = _qemu?.StderrTail() ?? "";
-            Discard();
-            return new BlkObservation(Array.Empty<(uint, uint)>(), false, c.Look.Select(_ => Array.Empty<byte>()).ToList(), tail, 0,
-                $"{e.GetType().Name}: {e.Message}");
+            return Failed(e, c.Look);
         }
+    }
+
+    // ------------------------------------------------------------------ a case step by step
+
+    private int _errorsFrom;
+    private bool _caseOpen;
+
+    /// <summary>Starts a case driven one step at a time: a process with the device reset, the rings where
+    /// <paramref name="rings"/> puts them (null: the default layout), and the previous case undone. A step
+    /// that throws (<see cref="QemuException"/>, <see cref="IOException"/>, <see cref="SocketException"/>,
+    /// <see cref="InvalidOperationException"/>) leaves the process to be discarded: call <see cref="Failed"/>.</summary>
+    public VirtioBlkDriver Begin(RingAddresses? rings, bool mayWriteDisk)
+    {
+        _prepare.Start();
+        try
+        {
+            var (q, blk) = Ready(rings);
+            _diskChanged = mayWriteDisk;
+            _errorsFrom = q.Stderr().Length;
+            _caseOpen = true;
+            return blk;
+        }
+        finally
+        {
+            _prepare.Stop();
+        }
+    }
+
+    private (QemuProcess Qemu, VirtioBlkDriver Blk) Current =>
+        _caseOpen && _qemu is { } q && _blk is { } b ? (q, b) : throw new InvalidOperationException("no case in progress (Begin first)");
+
+    /// <summary>Guest memory written by the case (zeroed again before the next case).</summary>
+    public void WriteGuest(ulong addr, byte[] bytes) => Touch(Current.Qemu, addr, bytes.Length, bytes);
+
+    /// <summary>Guest memory as the guest reads it now.</summary>
+    public byte[] ReadGuest(ulong addr, int length) => Current.Qemu.Qtest.Read(addr, length);
+
+    /// <summary>A descriptor at <paramref name="index"/> of the table at <paramref name="table"/> (the ring's or an
+    /// indirect one); the buffer of a device-writable one is cleared before the next case.</summary>
+    public void WriteDescriptor(ulong table, int index, VringDesc d)
+    {
+        var (q, blk) = Current;
+        if (table == blk.Desc) blk.WriteDescriptor(index, d);   // the ring is cleared by every bring-up
+        else
+        {
+            var b = new byte[VirtioConstants.DescSize];
+            d.Encode(b);
+            Touch(q, table + (ulong)index * VirtioConstants.DescSize, b.Length, b);
+        }
+        // only device-writable buffers can change (the device reads the others)
+        if (d.IsWrite) _touched.Add(new GuestRange(d.Addr, (int)Math.Min(d.Len, 16384u)));
+    }
+
+    /// <summary>Memory the device may write that no descriptor of the ring names (buffers of indirect tables).</summary>
+    public void MayWrite(GuestRange range) => _touched.Add(range);
+
+    /// <summary>Waits until the used index reaches <paramref name="published"/>, a virtio_error line appears, or
+    /// 3 s pass; true when it got there. Where the guest cannot read the used ring, QEMU's own index is polled.</summary>
+    public bool WaitForCompletion(ushort published, bool usedRingReadable)
+    {
+        var (q, blk) = Current;
+        _wait.Start();
+        try
+        {
+            // virtio_error always prints a line (hw/virtio/virtio.c:virtio_error): without one there is no
+            // reason to stop waiting early
+            return usedRingReadable
+                ? blk.WaitForUsed(published, TimeSpan.FromSeconds(3), () => q.Stderr().Length > _errorsFrom)
+                : blk.WaitForQueueUsed(published, TimeSpan.FromSeconds(3), () => q.Stderr().Length > _errorsFrom);
+        }
+        finally
+        {
+            _wait.Stop();
+        }
+    }
+
+    /// <summary>The error lines QEMU printed since the case began.</summary>
+    public string ErrorsSoFar => Current.Qemu.Stderr()[_errorsFrom..];
+
+    /// <summary>Ends the case: whether the device broke (asked only where it did not complete), its queue once
+    /// in-flight requests drained, the used ring as the guest reads it back, <paramref name="look"/>, the status
+    /// byte, the disk where the case may have written it, and the error lines of the case.</summary>
+    public BlkObservation End(bool completed, IReadOnlyList<GuestRange> look)
+    {
+        var (q, blk) = Current;
+        _caseOpen = false;
+        _wait.Start();
+        // a virtio-blk request that completed was popped and pushed without a virtio_error; only ask otherwise,
+        // and where asking disturbs the queue (a probe request), only once everything is observed
+        bool askLater = !completed && blk.BrokenCheckDisturbs;
+        bool broken = !completed && !askLater && blk.Broken();
+        // stderr arrives asynchronously: give the error line a moment to show up
+        // virtio_error prints one line; stderr is read on the thread pool, which a loaded machine can delay
+        if (broken || askLater) q.WaitForStderr(_errorsFrom, "\n", TimeSpan.FromSeconds(askLater ? 2 : 10));
+        // A broken device publishes nothing more, but requests popped before the error are still in the
+        // block layer: their completion unmaps (writes bounce buffers back) and releases them. Observe
+        // only once inuse has drained, as the model does after completing the I/O.
+        var queue = blk.QueueStatus();
+        if (broken || askLater)
+        {
+            var drain = System.Diagnostics.Stopwatch.StartNew();
+            while (queue.InUse > 0 && drain.Elapsed < TimeSpan.FromSeconds(2))
+            {
+                Thread.Sleep(1);
+                queue = blk.QueueStatus();
+            }
+        }
+        _wait.Stop();
+        _readBack.Start();
+        // the used ring as the guest reads it back (from ROM or unassigned space: whatever is there)
+        int usedCount = Math.Min(blk.UsedIdx(), blk.QueueSize);
+        var used = Enumerable.Range(0, usedCount).Select(blk.UsedElement).ToArray();
+        var bytes = look.Select(r => q.Qtest.Read(r.Addr, r.Length)).ToList();
+        byte status = blk.DeviceStatus();
+        var disk = _diskChanged ? q.ReadDisk() : null;
+        if (askLater)
+        {
+            var (probeAt, probeLength) = VirtioBlkDriver.ProbeRange;
+            _touched.Add(new GuestRange(probeAt, probeLength));
+            broken = blk.Broken();
+        }
+        var observation = new BlkObservation(used, broken, bytes, q.Stderr()[_errorsFrom..], status, null, queue, disk);
+        _readBack.Stop();
+        return observation;
+    }
+
+    /// <summary>A case that failed on QEMU's side (it died, hung or answered nonsense): the process is discarded
+    /// (the next case gets a fresh one) and the observation says why, with the tail of its stderr.</summary>
+    public BlkObservation Failed(Exception e, IReadOnlyList<GuestRange> look)
+    {
+        foreach (var w in new[] { _prepare, _submit, _wait, _readBack }) w.Stop();
+        _caseOpen = false;
+        string tail = _qemu?.StderrTail() ?? "";
+        Discard();
+        return new BlkObservation(Array.Empty<(uint, uint)>(), false, look.Select(_ => Array.Empty<byte>()).ToList(), tail, 0,
+            $"{e.GetType().Name}: {e.Message}");
     }
 
     private void Touch(QemuProcess q, ulong addr, int length, byte[] bytes)

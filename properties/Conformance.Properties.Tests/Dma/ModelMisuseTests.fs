@@ -113,7 +113,7 @@ let ``an element released twice is refused; its mappings were dropped once`` () 
     let device = Virtio.VirtioDevice(s, mem, 1, 0UL)
     device.SetupQueue(0, 4, 0x1000UL, 0x2000UL, 0x3000UL)
     let withRingCaches = refCounts s
-    let driver = Virtio.GuestDriver(s, mem, 4, 0x1000UL, 0x2000UL, 0x3000UL)
+    let driver = Virtio.SplitRingDriver(s, mem, 4, 0x1000UL, 0x2000UL, 0x3000UL)
     driver.ClearRings false
     driver.WriteDescriptor(0, Virtio.VringDesc(0x4000UL, 16u, Virtio.VirtioConstants.DescFlagWrite, 0us))
     driver.Publish [ 0us ]

@@ -131,7 +131,7 @@ let ``virtqueue_rewind gives back up to inuse elements without unmapping them (h
     let mem = s.Space "memory"
     let device = Virtio.VirtioDevice(s, mem, 1, 0UL)
     device.SetupQueue(0, 4, 0x1000UL, 0x2000UL, 0x3000UL)
-    let driver = Virtio.GuestDriver(s, mem, 4, 0x1000UL, 0x2000UL, 0x3000UL)
+    let driver = Virtio.SplitRingDriver(s, mem, 4, 0x1000UL, 0x2000UL, 0x3000UL)
     driver.ClearRings false
     driver.WriteDescriptor(0, Virtio.VringDesc(0x4000UL, 16u, Virtio.VirtioConstants.DescFlagWrite, 0us))
     driver.WriteDescriptor(1, Virtio.VringDesc(0x5000UL, 16u, Virtio.VirtioConstants.DescFlagWrite, 0us))

@@ -123,7 +123,7 @@ let private runOnce (target: Conformance.Model.Targets.IInProcessTarget) (c: Que
             let slice = RamBase + uint64 (d * SliceSize)
 
             let driver =
-                GuestDriver(sys, space, QueueSize, slice + uint64 DescOffset, slice + uint64 AvailOffset, slice + uint64 UsedOffset)
+                SplitRingDriver(sys, space, QueueSize, slice + uint64 DescOffset, slice + uint64 AvailOffset, slice + uint64 UsedOffset)
 
             driver.ClearRings(false)
             let mutable next = 0

@@ -578,7 +578,7 @@ let notificationCase (target: ITarget) (c: NotifyCase) =
             0UL
 
     let dev = target.NewVirtioDevice(sys, space, 1, features)
-    let driver = GuestDriver(sys, space, 16, DescRing, AvailRing, UsedRing)
+    let driver = SplitRingDriver(sys, space, 16, DescRing, AvailRing, UsedRing)
     driver.ClearRings c.EventIdx
     dev.SetupQueue(0, 16, DescRing, AvailRing, UsedRing)
     let vq = dev.Queues.[0]

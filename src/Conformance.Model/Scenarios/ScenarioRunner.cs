@@ -206,7 +206,7 @@ public static class ScenarioRunner
         if (v.Indirect) features |= 1UL << Virtio.VirtioConstants.FeatureIndirectDesc;
         if (v.Version1) features |= 1UL << Virtio.VirtioConstants.FeatureVersion1;
         var device = new Virtio.VirtioDevice(system, space, 1, features, faults);
-        var driver = new Virtio.GuestDriver(system, space, v.QueueSize, v.Desc, v.Avail, v.Used);
+        var driver = new Virtio.SplitRingDriver(system, space, v.QueueSize, v.Desc, v.Avail, v.Used);
         driver.ClearRings(v.EventIdx);
         device.SetupQueue(0, v.QueueSize, v.Desc, v.Avail, v.Used);
         var blk = new Virtio.VirtioBlk(device, VirtioContext.InitialDisk(v.DiskSectors), v.Serial);

@@ -5,7 +5,7 @@ namespace Conformance.Model.Scenarios;
 /// <summary>The virtio pieces of a scenario run: device, virtio-blk front, guest driver, named elements.</summary>
 public sealed class VirtioContext
 {
-    internal VirtioContext(VirtioDevice device, VirtioBlk blk, GuestDriver driver)
+    internal VirtioContext(VirtioDevice device, VirtioBlk blk, SplitRingDriver driver)
     {
         Device = device;
         Blk = blk;
@@ -14,7 +14,7 @@ public sealed class VirtioContext
 
     public VirtioDevice Device { get; }
     public VirtioBlk Blk { get; }
-    public GuestDriver Driver { get; }
+    public SplitRingDriver Driver { get; }
     public Dictionary<string, VirtQueueElement> Elements { get; } = new();
 
     /// <summary>The disk's initial contents: a deterministic pattern, so reads return recognisable bytes.</summary>
