@@ -11,7 +11,9 @@ open FsCheck.FSharp
 open Conformance.Model
 open Conformance.Model.Scenarios
 open Conformance.Model.Virtio
+open Conformance.Model.Targets
 open Conformance.Qemu
+open Conformance.Targets.Qemu
 open Conformance.Properties
 
 let Mmio = 0xff000000UL // pc-testdev-iomem, 64 KiB of plain storage behind MMIO callbacks
@@ -115,27 +117,6 @@ let toCase (r: Request) =
         not r.KicksInFlight
     )
 
-/// The request on a reused QEMU; a QEMU that died or hung is reported as an outcome the model never has.
-/// (QEMU may complete several requests in any order: the used list is compared as a set.)
-let requestOnSession (session: VirtioBlkSession) (r: Request) =
-    let o = session.Run(toCase r)
-
-    { UsedList = o.Used |> Seq.map (fun struct (i, l) -> i, l) |> List.ofSeq
-      IsBroken = o.Broken
-      Bytes = List.ofSeq o.Bytes
-      Errors =
-        (match o.QemuFailure with
-         | null -> o.Errors
-         | f -> sprintf "QEMU FAILED (%s); stderr: %s" f o.Errors)
-      Unspecified = false
-      NeedsReset =
-        if session.Transport = VirtioTransport.Modern then
-            Some(o.DeviceStatus &&& 0x40uy <> 0uy)
-        else
-            None
-      Queue = (let struct (a, u, i) = o.Queue in (a, u, i))
-      Disk = Option.ofObj o.Disk }
-
 /// QEMU's BIOS image as the guest sees it at 0xfffc0000 (256 KiB), read once per binary, so ROM buffers
 /// hold the same bytes on both sides.
 let romImageOf =
@@ -149,10 +130,8 @@ let romImageOf =
                 q.Qtest.Read(0xfffc0000UL, 0x40000)
         )
 
-/// The device's own DMA address space in QEMU's layout: its PCI bus-master space, named after the device.
-/// A virtio device uses it only with VIRTIO_F_ACCESS_PLATFORM (iommu_platform=on); otherwise it DMAs through
-/// address_space_memory, "memory" (hw/virtio/virtio-bus.c:virtio_bus_device_plugged).
-let DeviceSpace = "virtio-blk-pci"
+/// The device's own DMA address space in QEMU's layout (QemuMachine.DeviceSpace).
+let DeviceSpace = QemuMachine.DeviceSpace
 
 /// What the model side of a comparison runs on: a layout, a profile, the device's address space and
 /// where the driver put a queue of which size.
@@ -168,88 +147,31 @@ type ModelSide =
         LayoutFrom: LayoutReference option
     }
 
-/// Where the layouts QEMU processes printed are kept, so that a printed scenario can name them: the user's
-/// cache (beside scripts/fetch-qemu's), one pair of files per distinct dump.
-let layoutCache () =
-    IO.Path.Combine(IO.Path.GetDirectoryName(QemuBinary.CacheDirectory), "layouts")
+/// Where the layouts QEMU processes printed are kept (QemuMachine.LayoutCache).
+let layoutCache () = QemuMachine.LayoutCache
 
-/// Writes a QEMU process's dumps to the layout cache (named by version, transport and a hash of the text).
-let private keepDumps (binary: QemuBinary) (transport: VirtioTransport) (tree: string) (flat: string) =
-    let dir = layoutCache ()
-    IO.Directory.CreateDirectory dir |> ignore
-
-    let stem =
-        sprintf "qemu-%O-%s-%08x" binary.Version ((string transport).ToLowerInvariant()) (MemoryTopology.StableHash(tree + flat))
-
-    let treeFile, flatFile =
-        IO.Path.Combine(dir, stem + ".mtree-D.txt"), IO.Path.Combine(dir, stem + ".flat.txt")
-
-    if not (IO.File.Exists treeFile) then
-        IO.File.WriteAllText(treeFile, tree)
-
-    if not (IO.File.Exists flatFile) then
-        IO.File.WriteAllText(flatFile, flat)
-
-    treeFile, flatFile
-
-/// One QEMU process configuration under test (binary, transport, bounce budget) and the model's picture
-/// of it, taken from that process: its `info mtree -D` once the driver has set the device up, settled by
-/// its `info mtree -f`; the queue size its device reports; the profile its version implies; and the bounce
-/// budget of the device's address space as the process was given it.
+/// One QEMU configuration under test (binary, transport, bounce budget) as a target, and the model's
+/// picture of its machine (QemuMachine: its `info mtree -D` once the driver has set the device up, settled
+/// by its `info mtree -f`; the queue size its device reports; the bounce budget of the device's address
+/// space) with the profile its version implies: the two targets of a comparison.
 type Target =
-    { Session: VirtioBlkSession
+    { Qemu: QemuTarget
       Binary: QemuBinary
       Model: ModelSide }
 
-let targetOf (binary: QemuBinary) (profile: Profile) (session: VirtioBlkSession) : Target =
-    let struct (tree, flat) = session.LayoutDumps()
-    let source = sprintf "QEMU %O, %A transport" binary.Version session.Transport
+let targetOf (binary: QemuBinary) (profile: Profile) (qemu: QemuTarget) : Target =
+    let m = qemu.Machine
 
-    let imported =
-        MtreeDump.Import(tree, MtreeImportOptions(Source = source, Flat = flat))
-    // a budget comes with iommu_platform=on, which moves the device's DMA into its own address space
-    let space, budget =
-        match Option.ofNullable session.MaxBounceBufferSize with
-        | Some b -> DeviceSpace, b
-        | None -> "memory", ProfileFacts.DefaultMaxBounceBufferSize
-
-    let spaces =
-        imported.Layout.AddressSpaces
-        |> Seq.map (fun a ->
-            if a.Name = space then
-                AddressSpaceSpec(a.Name, a.Root, budget, a.RootIndex)
-            else
-                a)
-        |> Array.ofSeq
-
-    if not (spaces |> Array.exists (fun a -> a.Name = space)) then
-        raise (QemuException(sprintf "%s prints no address space \"%s\": the device's DMA cannot be modelled" source space))
-
-    let struct (desc, avail, usedRing) = session.Rings
-
-    let layoutFrom =
-        try
-            let treeFile, flatFile = keepDumps binary session.Transport tree flat
-            let budgets = Collections.Generic.Dictionary<string, uint64>()
-
-            if session.MaxBounceBufferSize.HasValue then
-                budgets.[space] <- budget
-
-            Some(LayoutReference(treeFile, flatFile, budgets))
-        with
-        | :? IO.IOException
-        | :? UnauthorizedAccessException -> None // then printed scenarios inline the layout
-
-    { Session = session
+    { Qemu = qemu
       Binary = binary
       Model =
-        { Layout = LayoutSpec(imported.Layout.Regions, spaces, imported.Layout.Dirty)
-          LayoutSource = source
+        { Layout = m.Layout
+          LayoutSource = m.Source
           Profile = profile
-          Space = space
-          QueueSize = session.QueueSize
-          Rings = desc, avail, usedRing
-          LayoutFrom = layoutFrom } }
+          Space = m.Space
+          QueueSize = m.QueueSize
+          Rings = m.Rings.Desc, m.Rings.Avail, m.Rings.Used
+          LayoutFrom = Option.ofObj m.LayoutFrom } }
 
 /// The scenario operations of a request for a device in `space` with a queue of `queueSize` whose rings
 /// are `defaultRings` unless the request places them.
@@ -300,56 +222,106 @@ let withBudget (side: ModelSide) (budget: uint64) =
                 budgets.[side.Space] <- budget
                 LayoutReference(r.Mtree, r.Flat, budgets)) }
 
-/// The model side, on `side`; `rom` is QEMU's BIOS image, where the request reads ROM.
+/// The request as the scenario both targets run: the device set up as `side` says, the guest's writes,
+/// descriptors, publish-kick groups and completion.
+let requestScenario (side: ModelSide) (r: Request) =
+    Scenario(side.Profile, side.Layout, Array.ofList (requestOps side.Space side.QueueSize side.Rings r), LayoutFrom = Option.toObj side.LayoutFrom)
+
+/// What a target did with a request, as the comparison sees it: its observation (with the used ring as the
+/// guest reads it back, from ROM or unassigned space: whatever is there), then the device-writable buffers
+/// read back by the guest through the same session. A QEMU that died or hung shows as error lines the
+/// model never has.
+let private outcomeOf (session: ITargetSession) (r: Request) (needsReset: bool) =
+    let obs = session.Observe()
+
+    let read (addr: uint64) (n: int) =
+        match session.Apply(ReadOp("memory", addr, uint64 n)).BytesRead with
+        | null -> Array.zeroCreate<byte> 0
+        | b -> b
+
+    let v = obs.Virtio
+
+    { UsedList =
+        if isNull v then
+            []
+        else
+            v.Used |> Seq.map (fun struct (i, l) -> i, l) |> List.ofSeq
+      IsBroken = not (isNull v) && v.Broken
+      Bytes = r.Look |> List.map (fun (a, l) -> read a l)
+      Errors = if isNull v then "" else String.Join("\n", v.Errors)
+      Unspecified = obs.Memory.UnproducedBytesWrittenBack > 0L
+      NeedsReset =
+        if needsReset && not (isNull v) then
+            Some(v.Status &&& 0x40uy <> 0uy)
+        else
+            None
+      Queue =
+        (if isNull v then
+             (0us, 0us, 0)
+         else
+             (v.LastAvailIdx, v.UsedIdx, v.InUse))
+      Disk = if isNull v || v.Disk.Length = 0 then None else Some v.Disk },
+    obs
+
+/// Runs the request's scenario on a target and reads its outcome back.
+let private runOn (session: ITargetSession) (scenario: Scenario) r needsReset =
+    use session = session
+
+    for op in scenario.Ops do
+        session.Apply op |> ignore
+
+    outcomeOf session r needsReset
+
+/// Whether a request may change the disk: an OUT request, or guest writes that could hold another header.
+let mayWriteDisk (r: Request) =
+    BitConverter.ToUInt32(r.Header, 0) = 1u || not r.Before.IsEmpty
+
+/// The request on QEMU (the target's reused process), on the layout `side` describes.
+let requestOnQemu (target: Target) (side: ModelSide) (r: Request) =
+    let scenario = requestScenario side r
+
+    fst (runOn (target.Qemu.Open(side.Profile, side.Layout, mayWriteDisk r)) scenario r (target.Qemu.Transport = VirtioTransport.Modern))
+
+/// The reference model, or a broken variant of it, as the other target: QEMU's BIOS image (`rom`) in
+/// pc.bios, where requests may read ROM.
+let modelTarget (fault: Fault) (rom: byte[] option) =
+    let images = Collections.Generic.Dictionary<string, byte[]>()
+    rom |> Option.iter (fun image -> images.["pc.bios"] <- image)
+    ModelTarget(Variant.Of fault, images)
+
+/// The model side, on `side`; `rom` is QEMU's BIOS image, where the request reads ROM. Also the model's
+/// observation (its trace, what its failed pops kept).
 let requestOnModelWith (fault: Fault) (side: ModelSide) (rom: byte[] option) (r: Request) =
-    let spec = side.Layout
-    let profile = side.Profile
-    let system = MemorySystem(spec, profile, fault)
-
-    rom
-    |> Option.iter (fun image -> system.Region("pc.bios").RamBlock.Bytes.Write(0UL, ReadOnlySpan image))
-
-    let _, _, usedRing = r.Rings |> Option.defaultValue side.Rings
-    let ops = requestOps side.Space side.QueueSize side.Rings r
-    let run = ScenarioRunner.Run(Scenario(profile, spec, Array.ofList ops), system)
-    // the used ring as the guest reads it back, as on the QEMU side (from ROM or unassigned space: whatever is there)
-    let usedIdx = int (BitConverter.ToUInt16(read run (usedRing + 2UL) 2, 0))
-
-    let usedList =
-        [ for slot in 0 .. min usedIdx side.QueueSize - 1 ->
-              let e = read run (usedRing + 4UL + uint64 (8 * slot)) 8
-              BitConverter.ToUInt32(e, 0), BitConverter.ToUInt32(e, 4) ]
-
-    { UsedList = usedList
-      IsBroken = run.Virtio.Device.Broken
-      Bytes = r.Look |> List.map (fun (a, l) -> read run a l)
-      Errors = String.Join("\n", run.Virtio.Device.Errors)
-      Unspecified = run.System.UnproducedBytesWrittenBack > 0L
-      NeedsReset = None
-      Queue = (let q = run.Virtio.Device.Queues.[0] in (q.LastAvailIdx, q.UsedIdx, q.InUse))
-      Disk = Some run.Virtio.Blk.Disk },
-    run
-
+    let target = modelTarget fault rom
+    let scenario = requestScenario side r
+    runOn (target.Open(side.Profile, side.Layout)) scenario r false
 
 let requestOnModel side rom r =
     requestOnModelWith Fault.None side rom r
 
-/// One request on a fresh QEMU (a session of one case) and on the model's picture of that QEMU.
+/// One request on a fresh QEMU (a process of one case) and on the model's picture of that QEMU.
 let bothOnFresh (binary: QemuBinary) (transport: VirtioTransport) (r: Request) =
-    use session =
-        new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = transport)
-
-    let target = targetOf binary binary.Profile session
-    let real = requestOnSession session r
+    use qemu = new QemuTarget(binary, transport)
+    let target = targetOf binary binary.Profile qemu
+    let real = requestOnQemu target target.Model r
     let model, run = requestOnModel target.Model (Some(romImageOf binary)) r
     real, model, run
+
+/// Whether the model bounces an access at `a` in "memory" on `layout` (its first region is not directly
+/// mapped for a write): where F-BLK-2's never-produced bytes can appear. Views are rendered once per layout.
+let private bouncedIn =
+    let views =
+        Runtime.CompilerServices.ConditionalWeakTable<LayoutSpec, MemorySystem>()
+
+    fun (layout: LayoutSpec) (a: uint64) ->
+        let system = views.GetValue(layout, fun l -> MemorySystem(l, Profile.Qemu72))
+        not (system.Space("memory").View.Translate(a).Region.IsDirect true)
 
 /// Every difference between QEMU's outcome and the model's, in words (empty: they agree). Where the
 /// model wrote back bounce bytes nobody produced, those buffers are compared only when KD-1 (F-BLK-2) is
 /// not registered for this QEMU's release (`kd1`).
-let differencesWith (kd1: bool) (r: Request) (real: Outcome) (model: Outcome) (run: ScenarioRun) =
-    let bounced (a: uint64) =
-        not (run.System.Space("memory").View.Translate(a).Region.IsDirect true)
+let differencesWith (kd1: bool) (r: Request) (real: Outcome) (model: Outcome) (run: Observation) =
+    let bounced = bouncedIn run.Scenario.Layout
     // several requests of one kick complete in whatever order the block layer finishes them
     [ if List.sort real.UsedList <> List.sort model.UsedList then
           sprintf "used ring: QEMU %A, model %A" real.UsedList model.UsedList
@@ -1100,14 +1072,13 @@ let checkAgainstOn
         | _ ->
             startTime.Start()
 
-            let session =
-                new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = transport, maxBounceBufferSize = Option.toNullable budget)
+            let qemu = new QemuTarget(binary, transport, Option.toNullable budget)
 
             let t =
                 try
-                    targetOf binary profile session
+                    targetOf binary profile qemu
                 with _ ->
-                    session.Dispose()
+                    qemu.Dispose()
                     reraise ()
 
             targets.[(transport, budget)] <- t
@@ -1118,7 +1089,7 @@ let checkAgainstOn
         { new IDisposable with
             member _.Dispose() =
                 for t in targets.Values do
-                    t.Session.Dispose() }
+                    t.Qemu.Dispose() }
 
     let budgets =
         if binary.DeviceHasProperty("virtio-blk-pci", "x-max-bounce-buffer-size") then
@@ -1152,7 +1123,7 @@ let checkAgainstOn
 
     let leakedOn (target: Target) key =
         match leaks.TryGetValue key with
-        | true, (generation, bytes) when generation = target.Session.ProcessesStarted -> bytes
+        | true, (generation, bytes) when generation = target.Qemu.BlkSession.ProcessesStarted -> bytes
         | _ -> 0UL
 
     let rec judgeOn (spec: CaseSpec) (retried: bool) =
@@ -1160,7 +1131,7 @@ let checkAgainstOn
         let key = (spec.Transport, spec.Budget)
         let label, transport, request = build target.Model.QueueSize spec
         qemuTime.Start()
-        let real = requestOnSession target.Session request
+        let real = requestOnQemu target target.Model request
         qemuTime.Stop()
         let leaked = if kd2 then leakedOn target key else 0UL
 
@@ -1174,7 +1145,7 @@ let checkAgainstOn
         let budgeted = kd2 && spec.Budget.IsSome
 
         let forget () =
-            target.Session.Restart()
+            target.Qemu.Restart()
             leaks.Remove key |> ignore
 
         let model, run, problems =
@@ -1191,13 +1162,13 @@ let checkAgainstOn
 
                 reraise ()
 
-        let kept = leaked + run.Virtio.Device.BounceBytesUndone
+        let kept = leaked + run.Virtio.BounceBytesUndone
 
         // a case that disagrees says nothing trustworthy about what QEMU kept: its process is not reused
         if budgeted && (not problems.IsEmpty || kept * 4UL > spec.Budget.Value * 3UL) then
             forget ()
         elif budgeted && kept > leaked then
-            leaks.[key] <- (target.Session.ProcessesStarted, kept)
+            leaks.[key] <- (target.Qemu.BlkSession.ProcessesStarted, kept)
 
         // a disagreement on a reduced budget is judged again on a fresh process: what a failure prints then
         // replays without the process's history (the count must stay 0 while the carried budget is exact)
@@ -1298,7 +1269,9 @@ let checkAgainstOn
         Verdict.judged labels verdicts
     // start the default processes outside the timed part
     for transport in transports do
-        (targetFor transport None).Session.Run(toCase (single (header 0u 1UL) [ 0, Header, 16u, N, 0us ] [] []))
+        let t = targetFor transport None
+
+        requestOnQemu t t.Model (single (header 0u 1UL) [ 0, Header, 16u, N, 0us ] [] [])
         |> ignore
 
     startTime.Reset()
@@ -1312,13 +1285,15 @@ let checkAgainstOn
             replay
 
     let elapsed = sw.Elapsed.TotalSeconds
-    let first = (targetFor transports.Head None).Session
+    let first = (targetFor transports.Head None).Qemu.BlkSession
     let roundTrips = qtestRoundTrips first.Process
     let ran = capture.Count
     let perCase (t: TimeSpan) = t.TotalMilliseconds / float (max 1 ran)
 
     let sum (f: VirtioBlkSession -> TimeSpan) =
-        targets.Values |> Seq.sumBy (fun t -> (f t.Session).Ticks) |> TimeSpan.FromTicks
+        targets.Values
+        |> Seq.sumBy (fun t -> (f t.Qemu.BlkSession).Ticks)
+        |> TimeSpan.FromTicks
 
     let prepare, submit, wait, readBack =
         sum (fun s -> let struct (p, _, _, _) = s.Time in p),
@@ -1326,11 +1301,12 @@ let checkAgainstOn
         sum (fun s -> let struct (_, _, w, _) = s.Time in w),
         sum (fun s -> let struct (_, _, _, r) = s.Time in r)
 
-    let processes = targets.Values |> Seq.sumBy (fun t -> t.Session.ProcessesStarted)
+    let processes =
+        targets.Values |> Seq.sumBy (fun t -> t.Qemu.BlkSession.ProcessesStarted)
 
     let queueSizes =
         targets.Values
-        |> Seq.map (fun t -> sprintf "%A %d" t.Session.Transport t.Model.QueueSize)
+        |> Seq.map (fun t -> sprintf "%A %d" t.Qemu.Transport t.Model.QueueSize)
         |> Seq.distinct
         |> String.concat ", "
 
@@ -1409,7 +1385,9 @@ let checkAgainstOn
     )
 
     let notWaited, stillInFlight =
-        targets.Values |> Seq.sumBy (fun t -> t.Session.KicksNotWaitedFor), targets.Values |> Seq.sumBy (fun t -> t.Session.KicksWithRequestsInFlight)
+        targets.Values |> Seq.sumBy (fun t -> t.Qemu.BlkSession.KicksNotWaitedFor),
+        targets.Values
+        |> Seq.sumBy (fun t -> t.Qemu.BlkSession.KicksWithRequestsInFlight)
 
     if notWaited > 0 then
         line (
@@ -1626,10 +1604,8 @@ let replayOnQemu (binary: QemuBinary) (transport: VirtioTransport) (s: Scenario)
 
     let transport = if budget.IsSome then VirtioTransport.Modern else transport
 
-    use session =
-        new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = transport, maxBounceBufferSize = Option.toNullable budget)
-
-    let target = targetOf binary s.Profile session
+    use qemu = new QemuTarget(binary, transport, Option.toNullable budget)
+    let target = targetOf binary s.Profile qemu
 
     match requestOfScenario (Some target.Model) s with
     | Error why -> Error why
@@ -1643,7 +1619,7 @@ let replayOnQemu (binary: QemuBinary) (transport: VirtioTransport) (s: Scenario)
                 Space = v.Space
                 LayoutFrom = Option.ofObj s.LayoutFrom }
 
-        let real = requestOnSession session request
+        let real = requestOnQemu target side request
         let model, run = requestOnModel side (Some romImage) request
         let problems = differences binary.Version request real model run
 

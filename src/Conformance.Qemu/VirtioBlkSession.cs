@@ -111,6 +111,13 @@ public sealed class VirtioBlkSession : IDisposable
     /// <inheritdoc cref="KicksNotWaitedFor"/>
     public int KicksWithRequestsInFlight { get; private set; }
 
+    /// <summary>Counts a kick after which the next group went out without waiting (a case driven step by step).</summary>
+    public void NoteKickNotWaitedFor(bool requestsInFlight)
+    {
+        KicksNotWaitedFor++;
+        if (requestsInFlight) KicksWithRequestsInFlight++;
+    }
+
     /// <summary>The process of the current case (null between a failure and the next case).</summary>
     public QemuProcess? Process => _qemu;
 
@@ -240,8 +247,8 @@ public sealed class VirtioBlkSession : IDisposable
     /// byte, the disk where the case may have written it, and the error lines of the case.</summary>
     public BlkObservation End(bool completed, IReadOnlyList<GuestRange> look)
     {
+        // the case stays open: the guest may still read memory back (the next Begin resets everything)
         var (q, blk) = Current;
-        _caseOpen = false;
         _wait.Start();
         // a virtio-blk request that completed was popped and pushed without a virtio_error; only ask otherwise,
         // and where asking disturbs the queue (a probe request), only once everything is observed

@@ -9,6 +9,7 @@ open Conformance.Model
 open Conformance.Model.Scenarios
 open Conformance.Model.Virtio
 open Conformance.Qemu
+open Conformance.Targets.Qemu
 open Conformance.Properties
 open Conformance.Qemu.Differential.QemuDifferential
 open Conformance.Properties.Tests.TestSupport
@@ -135,8 +136,8 @@ let private kd1Shows (binary: QemuBinary) (modelLen: uint32) =
 /// KD-2 (F-QEMU-2): a pop that fails after mapping bounce buffers, on a device with its own budget; after a
 /// reset, a read that fits the budget. True when QEMU refuses it (the failed pop's bytes stayed counted).
 let private kd2Shows (binary: QemuBinary) =
-    use session =
-        new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = VirtioTransport.Modern, maxBounceBufferSize = Nullable 511UL)
+    use qemu = new QemuTarget(binary, VirtioTransport.Modern, Nullable 511UL)
+    let target = targetOf binary binary.Profile qemu
 
     let failing =
         single
@@ -157,9 +158,9 @@ let private kd2Shows (binary: QemuBinary) =
             []
             [ Status, 1 ]
 
-    Assert.True((requestOnSession session failing).IsBroken, "the failing pop did not fail")
-    let second = requestOnSession session after
-    Assert.Equal(1, session.ProcessesStarted)
+    Assert.True((requestOnQemu target target.Model failing).IsBroken, "the failing pop did not fail")
+    let second = requestOnQemu target target.Model after
+    Assert.Equal(1, qemu.BlkSession.ProcessesStarted)
     second.IsBroken
 
 /// KD-3 (F-QEMU-3): the modern transport's descriptor table in pc-testdev's MMIO, one read into RAM. True
@@ -202,10 +203,10 @@ let ``each known deviation shows on the versions it was seen on, and not on thos
             []
             [ Mmio + 0x4000UL, 520; Status, 1 ]
 
-    use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048)
-    let target = targetOf binary binary.Profile session
+    use qemu = new QemuTarget(binary, VirtioTransport.Legacy)
+    let target = targetOf binary binary.Profile qemu
     let model, run = requestOnModel target.Model (Some(romImageOf binary)) failing
-    Assert.True(run.System.UnproducedBytesWrittenBack > 0L, "the model no longer writes back never-produced bytes here")
+    Assert.True(run.Memory.UnproducedBytesWrittenBack > 0L, "the model no longer writes back never-produced bytes here")
     Assert.True(model.Bytes.[0] |> Array.forall ((=) 0uy))
     let version = string binary.Version
 
@@ -262,20 +263,18 @@ let ``each QEMU finding shows on the versions it was seen on, and not on those c
 let ``modern transport: a broken device shows DEVICE_NEEDS_RESET and a reset clears it`` (release: string) =
     let binary = qemuFor release
 
-    use session =
-        new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, transport = VirtioTransport.Modern)
-
-    let target = targetOf binary binary.Profile session
+    use qemu = new QemuTarget(binary, VirtioTransport.Modern)
+    let target = targetOf binary binary.Profile qemu
     let loop = cases |> List.find (fun (n, _) -> n = "chain loop") |> snd
     let ok = cases |> List.find (fun (n, _) -> n = "read 512 B into RAM") |> snd
-    let broken = requestOnSession session loop
+    let broken = requestOnQemu target target.Model loop
     Assert.Equal(Some true, broken.NeedsReset)
     Assert.True(broken.IsBroken)
     // "Looped descriptor" in a queue of 256; where the device reports 1024 (QEMU 10.0.13), the chain fills
     // the 1024-entry iovec first: "too many write descriptors in indirect table" (the model says the same)
     let model0, _ = requestOnModel target.Model None loop
     Assert.Contains(model0.Errors, broken.Errors)
-    let after = requestOnSession session ok
+    let after = requestOnQemu target target.Model ok
     Assert.Equal(Some false, after.NeedsReset)
     let model, run = requestOnModel target.Model (Some(romImageOf binary)) ok
     Assert.Empty(differences binary.Version ok after model run)
@@ -286,15 +285,16 @@ let ``modern transport: a broken device shows DEVICE_NEEDS_RESET and a reset cle
 [<MemberData("Rows", MemberType = typeof<QemuReleases>)>]
 let ``legacy transport: broken is observed on every version, with or without the status query`` (release: string) =
     let binary = qemuFor release
-    use session = new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048)
+    use qemu = new QemuTarget(binary, VirtioTransport.Legacy)
+    let target = targetOf binary binary.Profile qemu
     let loop = cases |> List.find (fun (n, _) -> n = "chain loop") |> snd
     let ok = cases |> List.find (fun (n, _) -> n = "read 512 B into RAM") |> snd
-    let broken = requestOnSession session loop
+    let broken = requestOnQemu target target.Model loop
     Assert.True(broken.IsBroken, sprintf "a looping chain did not show as broken on QEMU %O (status query aborts: %b)" binary.Version binary.StatusQueryAborts)
-    let after = requestOnSession session ok
+    let after = requestOnQemu target target.Model ok
     Assert.False(after.IsBroken)
     Assert.Equal<(uint32 * uint32) list>([ 0u, 513u ], after.UsedList)
-    Assert.Equal(1, session.ProcessesStarted)
+    Assert.Equal(1, qemu.BlkSession.ProcessesStarted)
 
 /// `conformance replay FILE --target qemu`: the committed QEMU scenario (two reads in one kick, the second
 /// finding the one bounce buffer taken) agrees with QEMU 7.2 on both transports.
@@ -320,18 +320,18 @@ let ``a scenario file replays on QEMU and agrees`` (transport: string) =
 let ``a hung QEMU in a session is killed and replaced`` () =
     let binary = qemu ()
 
-    use session =
-        new VirtioBlkSession(binary, VirtioContext.InitialDisk 2048, TimeSpan.FromSeconds 2.0)
+    use qemu =
+        new QemuTarget(binary, VirtioTransport.Legacy, timeout = Nullable(TimeSpan.FromSeconds 2.0))
 
-    let target = targetOf binary binary.Profile session
+    let target = targetOf binary binary.Profile qemu
     let ok = cases |> List.find (fun (n, _) -> n = "read 512 B into RAM") |> snd
-    Assert.Empty((requestOnSession session ok).Errors)
-    let pid = session.Process.Pid
+    Assert.Empty((requestOnQemu target target.Model ok).Errors)
+    let pid = qemu.BlkSession.Process.Pid
     Diagnostics.Process.Start("kill", [ "-STOP"; string pid ]).WaitForExit()
-    let hung = session.Run(toCase ok)
-    Assert.NotNull(hung.QemuFailure)
+    let hung = requestOnQemu target target.Model ok
+    Assert.Contains("QEMU FAILED", hung.Errors)
     Assert.False(QemuProcess.IsRunning pid, sprintf "the hung QEMU %d is still running" pid)
-    let after = requestOnSession session ok
-    Assert.Equal(2, session.ProcessesStarted)
+    let after = requestOnQemu target target.Model ok
+    Assert.Equal(2, qemu.BlkSession.ProcessesStarted)
     let model, run = requestOnModel target.Model (Some(romImageOf binary)) ok
     Assert.Empty(differences binary.Version ok after model run)

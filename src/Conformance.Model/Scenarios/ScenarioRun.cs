@@ -64,8 +64,10 @@ internal static class ModelObservation
         {
             var d = virtio.Device;
             var q = d.Queues[0];
+            var ring = virtio.Driver;
+            var used = Enumerable.Range(0, Math.Min(ring.UsedIdx(), ring.Num)).Select(ring.UsedElement).ToList();
             v = new VirtioEnd(d.Status, d.Broken, d.Has(Virtio.VirtioConstants.FeatureVersion1), d.Errors.ToList(), d.Interrupts,
-                q.LastAvailIdx, q.UsedIdx, q.InUse, virtio.Blk.InFlight, d.RingWrites.ToList(), virtio.Blk.Disk, d.BounceBytesUndone);
+                q.LastAvailIdx, q.UsedIdx, q.InUse, virtio.Blk.InFlight, d.RingWrites.ToList(), used, virtio.Blk.Disk, d.BounceBytesUndone);
         }
         return new Observation(target, scenario, steps, records, memory, v);
     }

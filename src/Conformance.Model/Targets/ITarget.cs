@@ -73,3 +73,7 @@ public static class TargetRuns
         return session.Observe();
     }
 }
+
+/// <summary>A scenario, or one operation of it, that the target cannot run (not a failure of the target:
+/// the scenario is outside what it can be asked to do). The message says why.</summary>
+public sealed class TargetCannotRun(string message) : Exception(message);

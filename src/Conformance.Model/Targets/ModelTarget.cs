@@ -9,7 +9,19 @@ namespace Conformance.Model.Targets;
 /// </summary>
 public sealed class ModelTarget : IInProcessTarget
 {
-    public ModelTarget(Variant variant) => Variant = variant;
+    public ModelTarget(Variant variant) : this(variant, null) { }
+
+    /// <param name="variant">The deliberate bugs switched on.</param>
+    /// <param name="regionImages">Initial contents of RAM or ROM regions by name, as a real machine has them
+    /// (QEMU's BIOS in pc.bios, say), so that a device reading them sees the same bytes on both targets.
+    /// Regions the layout does not have are left alone.</param>
+    public ModelTarget(Variant variant, IReadOnlyDictionary<string, byte[]>? regionImages)
+    {
+        Variant = variant;
+        RegionImages = regionImages ?? new Dictionary<string, byte[]>();
+    }
+
+    public IReadOnlyDictionary<string, byte[]> RegionImages { get; }
 
     public static readonly ModelTarget Reference = new(Variant.Reference);
 
@@ -35,14 +47,22 @@ public sealed class ModelTarget : IInProcessTarget
     public ITargetSession Open(Profile profile, LayoutSpec layout) =>
         new Session(Name, profile, layout, NewSystem(layout, profile), Variant.VirtioFault);
 
-    public MemorySystem NewSystem(LayoutSpec layout, Profile profile) => new(layout, profile, Variant.Fault);
+    public MemorySystem NewSystem(LayoutSpec layout, Profile profile)
+    {
+        var system = new MemorySystem(layout, profile, Variant.Fault);
+        foreach (var (name, image) in RegionImages)
+            if (system.Regions.FirstOrDefault(r => r.Name == name) is { RamBlock: { } block }) block.Bytes.Write(0, image);
+        return system;
+    }
 
     public VirtioDevice NewVirtioDevice(MemorySystem memory, AddressSpace dmaAs, int queues, ulong features) =>
         new(memory, dmaAs, queues, features, Variant.VirtioFault);
 
     /// <summary>A whole scenario in one go (the common case; no session bookkeeping).</summary>
     internal Observation RunWhole(Scenario scenario) =>
-        ScenarioRunner.Run(scenario, Variant.Fault, Variant.VirtioFault).Observe(Name);
+        (RegionImages.Count == 0
+            ? ScenarioRunner.Run(scenario, Variant.Fault, Variant.VirtioFault)
+            : ScenarioRunner.Run(scenario, NewSystem(scenario.Layout, scenario.Profile), Variant.VirtioFault)).Observe(Name);
 
     public override string ToString() => Name;
 

@@ -59,6 +59,8 @@ public sealed record VirtioEnd(
     int InFlight,
     /// <summary>The device's writes to the used ring, in order.</summary>
     IReadOnlyList<RingWrite> RingWrites,
+    /// <summary>The used ring as the guest reads it back at the end: slots 0 .. min(used.idx, size) - 1, (id, len).</summary>
+    IReadOnlyList<(uint Id, uint Len)> Used,
     byte[] Disk,
     /// <summary>Bounce bytes that failed pops took and never gave back (KD-2 in docs/qemu-versions.md).</summary>
     ulong BounceBytesUndone);

@@ -1,0 +1,320 @@
+using System.Net.Sockets;
+using Conformance.Model;
+using Conformance.Model.Scenarios;
+using Conformance.Model.Targets;
+using Conformance.Model.Virtio;
+using Conformance.Qemu;
+
+namespace Conformance.Targets.Qemu;
+
+/// <summary>
+/// A QEMU binary as a target: virtio-blk-pci driven as a guest drives it over qtest, one reused process
+/// (reset between scenarios, replaced when it dies or hangs). It runs the virtio-blk vocabulary of the
+/// scenario language on its own machine's layout (<see cref="Machine"/>): a virtio setup matching what its
+/// driver negotiates, guest writes and reads, descriptors (in the ring or in indirect tables), publish,
+/// avail index and interrupt suppression writes, kicks and completion. It cannot be asked to map, pop or
+/// register map clients, and it cannot show references, bounce bytes or dirty pages: properties that need
+/// those are skipped on it. A scenario outside what it can run fails with <see cref="TargetCannotRun"/>.
+/// </summary>
+public sealed class QemuTarget : ITarget, IDisposable
+{
+    /// <summary>The disk the device gets: 2048 sectors (1 MiB) of the model's initial pattern.</summary>
+    public const int DiskSectors = 2048;
+
+    private readonly VirtioBlkSession _session;
+    private QemuMachine? _machine;
+
+    public QemuTarget(QemuBinary binary, VirtioTransport transport, ulong? maxBounceBufferSize = null, TimeSpan? timeout = null)
+    {
+        Binary = binary;
+        Transport = transport;
+        _session = new VirtioBlkSession(binary, VirtioContext.InitialDisk(DiskSectors), timeout, transport, maxBounceBufferSize);
+    }
+
+    public QemuBinary Binary { get; }
+    public VirtioTransport Transport { get; }
+
+    /// <summary>The reused process (for its counters: processes started, kicks not waited for).</summary>
+    public VirtioBlkSession BlkSession => _session;
+
+    public string Name => $"QEMU {Binary.Version} ({Transport.ToString().ToLowerInvariant()} transport)";
+
+    public Capabilities Capabilities => Capabilities.VirtioBlk | Capabilities.GuestMemory;
+
+    public string CommandLine =>
+        $"--target qemu --qemu {Binary.Path} --transport {Transport.ToString().ToLowerInvariant()}";
+
+    public bool IsReference => false;
+
+    /// <summary>This QEMU's machine as the model sees it (starts the process the first time).</summary>
+    public QemuMachine Machine => _machine ??= QemuMachine.Of(Binary, _session);
+
+    /// <summary>The profile of the model this QEMU's version follows.</summary>
+    public Profile Profile => Binary.Profile;
+
+    /// <summary>A fresh start for the next scenario: the current process ends (state QEMU keeps across a
+    /// device reset, such as a leaked bounce budget, goes with it).</summary>
+    public void Restart() => _session.Restart();
+
+    /// <summary>A session on this QEMU. The layout is the scenario's own; the operations run on the real
+    /// machine, so a scenario written on another layout than <see cref="Machine"/>'s means something else here.</summary>
+    public ITargetSession Open(Profile profile, LayoutSpec layout) => new Session(this, profile, layout, mayWriteDisk: true);
+
+    /// <summary>A session whose scenario promises, with <paramref name="mayWriteDisk"/> false, not to change the
+    /// disk (no OUT request can be formed), which spares reading and restoring the 1 MiB image.</summary>
+    public ITargetSession Open(Profile profile, LayoutSpec layout, bool mayWriteDisk) => new Session(this, profile, layout, mayWriteDisk);
+
+    public void Dispose() => _session.Dispose();
+
+    public override string ToString() => Name;
+
+    private sealed class Session : ITargetSession
+    {
+        private readonly QemuTarget _target;
+        private readonly Profile _profile;
+        private readonly LayoutSpec _layout;
+        private readonly List<ScenarioOp> _ops = new();
+        private readonly List<StepRecord> _steps = new();
+        private VirtioBlkDriver? _blk;
+        private bool _ringReadable = true;
+        private bool _completed = true;
+        private string? _failure;
+        private string _failureErrors = "";
+        private int _errorsSeen;
+        private BlkObservation? _end;
+        private (ushort LastAvail, ushort Used, int InUse) _queue;
+        private readonly bool _mayWriteDisk;
+        /// <summary>After a kick not yet waited for: how many heads were published and the used index then.</summary>
+        private (ushort Published, ushort UsedIdx)? _kickNotWaited;
+
+        internal Session(QemuTarget target, Profile profile, LayoutSpec layout, bool mayWriteDisk)
+        {
+            _target = target;
+            _profile = profile;
+            _layout = layout;
+            _mayWriteDisk = mayWriteDisk;
+        }
+
+        private VirtioBlkSession Blk => _target._session;
+
+        public StepRecord Apply(ScenarioOp op)
+        {
+            _ops.Add(op);
+            _end = null;
+            string? skipped = null;
+            byte[]? bytesRead = null;
+            IReadOnlyList<(uint, uint)> newUsed = Array.Empty<(uint, uint)>();
+            bool virtioOp = false;
+            if (_failure is not null) skipped = $"QEMU failed earlier: {_failure}";
+            else
+            {
+                try
+                {
+                    switch (op)
+                    {
+                        case VirtioSetupOp v:
+                            virtioOp = true;
+                            SetUp(v);
+                            break;
+                        case WriteOp w:
+                            Memory(w.Space);
+                            Blk.WriteGuest(w.Addr, w.Data);
+                            break;
+                        case ReadOp r:
+                            Memory(r.Space);
+                            if (r.Len > 1 << 20) throw new TargetCannotRun("reads above 1 MiB are not asked of QEMU");
+                            bytesRead = Blk.ReadGuest(r.Addr, (int)r.Len);
+                            break;
+                        case DescriptorsOp d:
+                            virtioOp = true;
+                            var ring = Ring();
+                            foreach (var e in d.Entries)
+                            {
+                                if (d.Table is null && (e.Index < 0 || e.Index >= ring.Num)) { skipped = $"descriptor index {e.Index} is outside the ring"; break; }
+                                Blk.WriteDescriptor(d.Table ?? ring.DescAddr, e.Index, new VringDesc(e.Addr, e.Len, e.Flags, e.Next));
+                            }
+                            break;
+                        case PublishOp p:
+                            virtioOp = true;
+                            foreach (var head in p.Heads) NoteDeviceWritable(head);
+                            // the previous kick's requests may still be in flight: measured, not assumed
+                            if (_kickNotWaited is { } k && _ringReadable) Blk.NoteKickNotWaitedFor(k.UsedIdx < k.Published);
+                            _kickNotWaited = null;
+                            Ring().Publish(p.Heads);
+                            break;
+                        case AvailIdxOp a:
+                            virtioOp = true;
+                            Ring().SetAvailIdx(a.Idx);
+                            break;
+                        case InterruptSuppressionOp s:
+                            virtioOp = true;
+                            Ring().SetAvailFlags(s.Flags);
+                            Ring().SetUsedEvent(s.UsedEvent);
+                            break;
+                        case KickOp:
+                            virtioOp = true;
+                            DriverOf().Kick();
+                            _kickNotWaited = (Ring().AvailIdx, Ring().UsedIdx());
+                            newUsed = Collect();
+                            break;
+                        case CompleteIoOp:
+                            virtioOp = true;
+                            _kickNotWaited = null;
+                            _completed = Blk.WaitForCompletion(Ring().AvailIdx, _ringReadable);
+                            newUsed = Collect();
+                            _queue = DriverOf().QueueStatus();
+                            break;
+                        default:
+                            throw new TargetCannotRun($"{ScenarioTrace.Describe(op)}: QEMU cannot be asked to do this (it runs virtio-blk as a guest drives it)");
+                    }
+                }
+                catch (Exception e) when (e is QemuException or IOException or SocketException or InvalidOperationException)
+                {
+                    var failed = Blk.Failed(e, Array.Empty<GuestRange>());
+                    _failure = failed.QemuFailure;
+                    _failureErrors = failed.Errors;
+                    _blk = null;
+                    skipped = $"QEMU failed: {_failure}";
+                }
+            }
+            VirtioStep? virtio = null;
+            if (virtioOp && _blk is not null)
+            {
+                string errors = Blk.ErrorsSoFar;
+                string? newErrors = errors.Length > _errorsSeen ? errors[_errorsSeen..].Trim() : null;
+                _errorsSeen = errors.Length;
+                virtio = new VirtioStep(null, null, string.IsNullOrEmpty(newErrors) ? null : newErrors, newUsed, false,
+                    _queue.InUse, _queue.LastAvail, _queue.Used, 0, 0, 0);
+            }
+            var step = new StepRecord(_steps.Count, op, skipped, null, null, bytesRead, Array.Empty<string>(), Array.Empty<string>(),
+                Array.Empty<DeviceAccess>(), Array.Empty<DirtyPage>(), new Dictionary<string, int>(), new Dictionary<string, ulong>(), 0,
+                Array.Empty<string>())
+            { Virtio = virtio };
+            _steps.Add(step);
+            return step;
+        }
+
+        private static void Memory(string space)
+        {
+            if (space != "memory") throw new TargetCannotRun($"QEMU's guest writes and reads go to \"memory\", not \"{space}\"");
+        }
+
+        /// <summary>
+        /// Marks what the device may write for a published head, so the process is clean for the next scenario:
+        /// the device-writable buffers of its chain as the guest memory holds it now, through indirect tables
+        /// too (written as descriptors or as plain guest writes). Bounded walks: a malformed chain is QEMU's to
+        /// reject, not this bookkeeping's to follow.
+        /// </summary>
+        private void NoteDeviceWritable(ushort head)
+        {
+            var ring = Ring();
+            int index = head % ring.Num;
+            for (int step = 0; step <= ring.Num; step++)
+            {
+                var d = VringDesc.Decode(Blk.ReadGuest(ring.DescAddr + (ulong)index * VirtioConstants.DescSize, VirtioConstants.DescSize));
+                if (d.IsIndirect)
+                {
+                    int entries = (int)Math.Min(d.Len / VirtioConstants.DescSize, 1024u);
+                    var table = entries == 0 ? Array.Empty<byte>() : Blk.ReadGuest(d.Addr, entries * VirtioConstants.DescSize);
+                    for (int k = 0; k < entries; k++)
+                    {
+                        var e = VringDesc.Decode(table.AsSpan(k * VirtioConstants.DescSize, VirtioConstants.DescSize));
+                        if (e.IsWrite) MayWrite(e);
+                    }
+                }
+                else if (d.IsWrite) MayWrite(d);
+                if (!d.HasNext || d.Next >= ring.Num) break;
+                index = d.Next;
+            }
+        }
+
+        /// <summary>Only guest RAM and pc-testdev's plain MMIO storage are cleared: zeroing whatever a garbage
+        /// descriptor names (a device's registers, say) would change the machine.</summary>
+        /// A buffer that runs over the end of the address space continues at 0 (the device's accesses wrap).
+        private void MayWrite(VringDesc d)
+        {
+            int length = (int)Math.Min(d.Len, 16384u);
+            if (length == 0) return;
+            ulong last = d.Addr + (ulong)length - 1;
+            var pieces = last >= d.Addr
+                ? new[] { (d.Addr, length) }
+                : new[] { (d.Addr, (int)(0UL - d.Addr)), (0UL, (int)(last + 1)) };
+            foreach (var (at, n) in pieces)
+                foreach (var (start, end) in ReadableWindows)
+                {
+                    // the part of [at, at + n) inside the window (a buffer may run out of RAM into unassigned space)
+                    ulong from = Math.Max(at, start), to = Math.Min(at + (ulong)(n - 1), end - 1);
+                    if (from <= to) Blk.MayWrite(new GuestRange(from, (int)(to - from + 1)));
+                }
+        }
+
+        /// <summary>Guest RAM (64 MiB) and pc-testdev's 64 KiB of MMIO storage: [start, end).</summary>
+        private static readonly (ulong Start, ulong End)[] ReadableWindows = { (0UL, 0x4000000UL), (0xff000000UL, 0xff010000UL) };
+
+        private VirtioBlkDriver DriverOf() => _blk ?? throw new TargetCannotRun("no virtio setup before this operation");
+
+        private SplitRingDriver Ring() => DriverOf().Ring;
+
+        private IReadOnlyList<(uint, uint)> Collect() => _ringReadable ? Ring().CollectUsed() : Array.Empty<(uint, uint)>();
+
+        /// <summary>A virtio setup QEMU's driver can do: no EVENT_IDX or indirect descriptors negotiated (the
+        /// driver accepts none), its disk, no serial, the queue size the device reports, the device in the
+        /// address space the process was started for.</summary>
+        private void SetUp(VirtioSetupOp v)
+        {
+            if (_blk is not null) throw new TargetCannotRun("a virtio device is already set up");
+            var machine = _target.Machine;
+            if (v.EventIdx || v.Indirect) throw new TargetCannotRun("QEMU's driver negotiates neither EVENT_IDX nor indirect descriptors");
+            if (v.DiskSectors != DiskSectors) throw new TargetCannotRun($"the device's disk has {DiskSectors} sectors, not {v.DiskSectors}");
+            if (v.Serial.Length != 0) throw new TargetCannotRun("the device has no serial");
+            if (v.Space != machine.Space) throw new TargetCannotRun($"this QEMU's device DMAs through \"{machine.Space}\", not \"{v.Space}\"");
+            if (v.QueueSize != machine.QueueSize) throw new TargetCannotRun($"this QEMU's device reports a queue of {machine.QueueSize}, not {v.QueueSize}");
+            var rings = new RingAddresses(v.Desc, v.Avail, v.Used);
+            _ringReadable = GuestReadable(v.Used);
+            _blk = Blk.Begin(rings == machine.Rings ? null : rings, _mayWriteDisk);
+            _errorsSeen = Blk.ErrorsSoFar.Length;
+            _queue = (0, 0, 0);
+        }
+
+        /// <summary>Whether the guest can read back what the device writes at an address: RAM (64 MiB) or
+        /// pc-testdev's MMIO; elsewhere (ROM, unassigned) completion is read from QEMU's own used index.</summary>
+        private static bool GuestReadable(ulong addr) => ReadableWindows.Any(w => addr >= w.Start && addr < w.End);
+
+        public Observation Observe()
+        {
+            BlkObservation? end = null;
+            if (_failure is null && _blk is not null)
+            {
+                try
+                {
+                    end = _end ??= Blk.End(_completed, Array.Empty<GuestRange>());
+                }
+                catch (Exception e) when (e is QemuException or IOException or SocketException or InvalidOperationException)
+                {
+                    var failed = Blk.Failed(e, Array.Empty<GuestRange>());
+                    _failure = failed.QemuFailure;
+                    _failureErrors = failed.Errors;
+                    _blk = null;
+                }
+            }
+            var memory = new MemoryEnd(new Dictionary<string, int>(), Array.Empty<MappingRecord>(), Array.Empty<string>(), new Dictionary<string, ulong>(),
+                new Dictionary<DirtyClient, IReadOnlyList<(string, ulong)>>(), 0, Array.Empty<string>());
+            VirtioEnd? virtio = null;
+            if (_failure is not null)
+                virtio = new VirtioEnd(0, false, _target.Transport == VirtioTransport.Modern, new[] { $"QEMU FAILED ({_failure}); stderr: {_failureErrors}" },
+                    0, 0, 0, 0, 0, Array.Empty<RingWrite>(), Array.Empty<(uint, uint)>(), Array.Empty<byte>(), 0);
+            else if (end is not null)
+                virtio = new VirtioEnd(end.DeviceStatus, end.Broken, _target.Transport == VirtioTransport.Modern,
+                    end.Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                    0, end.Queue.LastAvailIdx, end.Queue.UsedIdx, end.Queue.InUse, 0, Array.Empty<RingWrite>(), end.Used, end.Disk ?? Array.Empty<byte>(), 0);
+            return new Observation(_target.Name, new Scenario(_profile, _layout, _ops.ToArray()), _steps.ToArray(), new Dictionary<string, MappingRecord>(), memory, virtio);
+        }
+
+        public IReadOnlyDictionary<string, IReadOnlyList<FlatRangeRecord>> FlatViews() =>
+            throw new TargetCannotRun("the QEMU target does not report flat views");
+
+        public MemoryContents Contents() => throw new TargetCannotRun("QEMU cannot show every region's contents");
+
+        public void Dispose() { }
+    }
+}
