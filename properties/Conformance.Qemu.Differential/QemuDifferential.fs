@@ -160,7 +160,7 @@ type Target =
       Model: ModelSide }
 
 let targetOf (binary: QemuBinary) (profile: Profile) (qemu: QemuTarget) : Target =
-    let m = qemu.Machine
+    let m = qemu.QemuMachine
 
     { Qemu = qemu
       Binary = binary

@@ -17,35 +17,16 @@ public static class CheckCommand
     /// </summary>
     private static int CheckQemu(Options options, TextWriter stdout)
     {
-        foreach (var modelOnly in new[] { "property", "save" })
-            if (options.Get(modelOnly) is not null) throw new UsageException($"--{modelOnly} does not apply to --target qemu");
-        var paths = options.GetAll("qemu");
-        var binaries = (paths.Count == 0 ? new string?[] { null } : paths.ToArray())
-            .Select(path => Conformance.Qemu.QemuBinary.Find(path)
-                ?? throw new UsageException(path is not null
-                    ? $"no QEMU at '{path}'"
-                    : "no qemu-system-x86_64 found (apt-get install qemu-system-x86, or --qemu PATH, or QEMU=PATH)"))
-            .ToList();
-        var transports = options.Get("transport") switch
-        {
-            null => QemuDifferential.AllTransports,
-            "legacy" => ListModule.OfSeq(new[] { Conformance.Qemu.VirtioTransport.Legacy }),
-            "modern" => ListModule.OfSeq(new[] { Conformance.Qemu.VirtioTransport.Modern }),
-            var t => throw new UsageException($"--transport is legacy or modern, not '{t}'"),
-        };
+        if (options.Get("property") is not null) return CheckCatalogueOnQemu(options, stdout);
+        if (options.Get("save") is not null) throw new UsageException("--save does not apply to the differential (--target qemu without --property)");
+        var binaries = QemuBinaries(options);
+        var transports = Transports(options);
         var variant = CommandLine.VariantOf(options);
         if (variant.Variant.VirtioFault != Conformance.Model.Virtio.VirtioFault.None)
             throw new UsageException("--target qemu compares the model's DMA layer: give a variant of it (a virtio-layer variant does not apply)");
         var fault = variant.Variant.Fault;
-        int cases = QemuDifferential.defaultCases();
-        if (options.Get("max-test") is { } m && (!int.TryParse(m, out cases) || cases < 1))
-            throw new UsageException($"--max-test takes a positive number, not '{m}'");
-        var replay = FSharpOption<Runner.ReplayToken>.None;
-        if (options.Get("replay") is { } token)
-        {
-            try { replay = Runner.ReplayToken.Parse(token); }
-            catch (Exception) { throw new UsageException($"--replay takes seed,gamma,size as printed by a failure, not '{token}'"); }
-        }
+        int cases = MaxTest(options) ?? QemuDifferential.defaultCases();
+        var replay = Replay(options);
         string? matrixFile = options.Get("matrix");
         bool matrix = binaries.Count > 1 || matrixFile is not null;
         var columns = new List<QemuDifferential.VersionColumn>();
@@ -85,6 +66,88 @@ public static class CheckCommand
         }
         CiReport.Write(options, results);
         return passed ? 0 : 1;
+    }
+
+    /// <summary>--max-test N, if given.</summary>
+    private static int? MaxTest(Options options)
+    {
+        if (options.Get("max-test") is not { } m) return null;
+        return int.TryParse(m, out var n) && n >= 1 ? n : throw new UsageException($"--max-test takes a positive number, not '{m}'");
+    }
+
+    /// <summary>--replay TOKEN, if given.</summary>
+    private static FSharpOption<Runner.ReplayToken> Replay(Options options)
+    {
+        if (options.Get("replay") is not { } token) return FSharpOption<Runner.ReplayToken>.None;
+        try { return Runner.ReplayToken.Parse(token); }
+        catch (Exception) { throw new UsageException($"--replay takes seed,gamma,size as printed by a failure, not '{token}'"); }
+    }
+
+    /// <summary>One catalogue entry on one target and profile: checked, saved where it belongs (--save DIR, or
+    /// the regression corpus for the reference model), reported; true when it passed (or was skipped).</summary>
+    private static bool CheckEntry(Options options, TextWriter stdout, Catalogue.Entry entry, Profile profile, Conformance.Model.Targets.ITarget target,
+        int? maxTest, FSharpOption<Runner.ReplayToken> replay, List<CiResult> results)
+    {
+        var checkedOutcome = Runner.check(entry, profile, target, maxTest ?? Runner.defaultCases(entry), replay);
+        var outcome = options.Get("save") is { } dir ? Runner.recordTo(dir, checkedOutcome) : Runner.record(checkedOutcome);
+        string report = Runner.report(outcome, target);
+        stdout.Write(report);
+        stdout.WriteLine();
+        results.Add(new CiResult(target.Name, $"P{entry.Number} {entry.Name}", profile.ToString(), outcome.Passed, outcome.Tests, report, CiReport.ReproduceLines(report)));
+        return outcome.Passed;
+    }
+
+    private static List<Conformance.Qemu.QemuBinary> QemuBinaries(Options options)
+    {
+        var paths = options.GetAll("qemu");
+        return (paths.Count == 0 ? new string?[] { null } : paths.ToArray())
+            .Select(path => Conformance.Qemu.QemuBinary.Find(path)
+                ?? throw new UsageException(path is not null
+                    ? $"no QEMU at '{path}'"
+                    : "no qemu-system-x86_64 found (apt-get install qemu-system-x86, or --qemu PATH, or QEMU=PATH)"))
+            .ToList();
+    }
+
+    private static FSharpList<Conformance.Qemu.VirtioTransport> Transports(Options options) => options.Get("transport") switch
+    {
+        null => QemuDifferential.AllTransports,
+        "legacy" => ListModule.OfSeq(new[] { Conformance.Qemu.VirtioTransport.Legacy }),
+        "modern" => ListModule.OfSeq(new[] { Conformance.Qemu.VirtioTransport.Modern }),
+        var t => throw new UsageException($"--transport is legacy or modern, not '{t}'"),
+    };
+
+    /// <summary>
+    /// `check --target qemu --property NAME|all [--qemu PATH]... [--transport legacy|modern] [--max-test N]
+    /// [--replay TOKEN] [--save DIR]`: catalogue properties judged on QEMU itself (QemuTarget), each QEMU and
+    /// transport in turn, with cases generated on that QEMU's machine; a property that needs what QEMU cannot
+    /// do or show is reported SKIP with what is missing.
+    /// </summary>
+    private static int CheckCatalogueOnQemu(Options options, TextWriter stdout)
+    {
+        if (options.Get("variant") is not null) throw new UsageException("--variant names a broken variant of the model; QEMU has none");
+        if (options.Get("matrix") is not null) throw new UsageException("--matrix goes with the differential (--target qemu without --property)");
+        string name = options.Get("property")!;
+        var entries = name == "all" ? Catalogue.all.ToList()
+            : FSharpOption<Catalogue.Entry>.get_IsSome(Catalogue.find(name)) ? new List<Catalogue.Entry> { Catalogue.find(name).Value }
+            : throw new UsageException($"unknown property '{name}' (see: conformance list)");
+        int? maxTest = MaxTest(options);
+        var replay = Replay(options);
+        int failed = 0, ran = 0;
+        var results = new List<CiResult>();
+        foreach (var binary in QemuBinaries(options))
+            foreach (var transport in Transports(options))
+            {
+                using var target = new Conformance.Targets.Qemu.QemuTarget(binary, transport);
+                Profile profile = options.Get("profile") is { } p && p != "all" ? CommandLine.ParseProfile(p) : binary.Profile;
+                foreach (var entry in entries)
+                {
+                    ran++;
+                    if (!CheckEntry(options, stdout, entry, profile, target, maxTest, replay, results)) failed++;
+                }
+            }
+        stdout.WriteLine($"{ran - failed} passed (skipped ones included), {failed} failed");
+        CiReport.Write(options, results);
+        return failed == 0 ? 0 : 1;
     }
 
     public static int Run(Options options, TextWriter stdout)
@@ -134,24 +197,8 @@ public static class CheckCommand
         var profiles = options.Get("profile") is { } p && p != "all"
             ? new[] { CommandLine.ParseProfile(p) }
             : new[] { Profile.Qemu72, Profile.Qemu92 };
-        int? maxTest = null;
-        if (options.Get("max-test") is { } m)
-        {
-            if (!int.TryParse(m, out var n) || n < 1) throw new UsageException($"--max-test takes a positive number, not '{m}'");
-            maxTest = n;
-        }
-        var replay = FSharpOption<Runner.ReplayToken>.None;
-        if (options.Get("replay") is { } token)
-        {
-            try
-            {
-                replay = Runner.ReplayToken.Parse(token);
-            }
-            catch (Exception e) when (e is FormatException or OverflowException or Exception)
-            {
-                throw new UsageException($"--replay takes seed,gamma,size as printed by a failure, not '{token}'");
-            }
-        }
+        int? maxTest = MaxTest(options);
+        var replay = Replay(options);
         var target = CommandLine.VariantOf(options);
 
         int failed = 0, ran = 0;
@@ -160,14 +207,8 @@ public static class CheckCommand
         {
             foreach (var profile in profiles)
             {
-                var checkedOutcome = Runner.check(entry, profile, target, maxTest ?? Runner.defaultCases(entry), replay);
-                var outcome = options.Get("save") is { } dir ? Runner.recordTo(dir, checkedOutcome) : Runner.record(checkedOutcome);
-                string report = Runner.report(outcome, target);
-                stdout.Write(report);
-                stdout.WriteLine();
-                results.Add(new CiResult(target.Name, $"P{entry.Number} {entry.Name}", profile.ToString(), outcome.Passed, outcome.Tests, report, CiReport.ReproduceLines(report)));
                 ran++;
-                if (!outcome.Passed) failed++;
+                if (!CheckEntry(options, stdout, entry, profile, target, maxTest, replay, results)) failed++;
             }
         }
         stdout.WriteLine($"{ran - failed} passed, {failed} failed");

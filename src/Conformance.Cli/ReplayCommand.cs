@@ -20,6 +20,21 @@ public static class ReplayCommand
         switch (options.Get("target"))
         {
             case null or "model": break;
+            case "qemu" when options.Get("seed") is { } qemuSeed:
+                {
+                    // a catalogue property's failure on QEMU itself (check --target qemu --property P), regenerated
+                    if (options.Get("variant") is not null) throw new UsageException("--variant names a broken variant of the model; QEMU has none");
+                    var binary = Conformance.Qemu.QemuBinary.Find(options.Get("qemu"))
+                        ?? throw new UsageException(options.Get("qemu") is { } q ? $"no QEMU at '{q}'" : "no qemu-system-x86_64 found (apt-get install qemu-system-x86, or --qemu PATH)");
+                    var transport = options.Get("transport") switch
+                    {
+                        null or "legacy" => Conformance.Qemu.VirtioTransport.Legacy,
+                        "modern" => Conformance.Qemu.VirtioTransport.Modern,
+                        var t => throw new UsageException($"--transport is legacy or modern, not '{t}'"),
+                    };
+                    using var qemu = new Conformance.Targets.Qemu.QemuTarget(binary, transport);
+                    return RunSeed(options, qemuSeed, qemu, stdout);
+                }
             case "qemu": return RunOnQemu(options, stdout);
             case var t: throw new UsageException($"--target is 'model' (the default) or 'qemu', not '{t}'");
         }

@@ -47,7 +47,20 @@ public sealed class QemuTarget : ITarget, IDisposable
     public bool IsReference => false;
 
     /// <summary>This QEMU's machine as the model sees it (starts the process the first time).</summary>
-    public QemuMachine Machine => _machine ??= QemuMachine.Of(Binary, _session);
+    public QemuMachine QemuMachine => _machine ??= QemuMachine.Of(Binary, _session);
+
+    /// <summary>The machine for generators: the device as its driver sets it up (no EVENT_IDX, no indirect
+    /// descriptors, VERSION_1 on the modern transport), its disk, RAM above the rings for a scenario's own
+    /// buffers, and pc-testdev's 64 KiB of MMIO storage.</summary>
+    public TargetMachine Machine
+    {
+        get
+        {
+            var m = QemuMachine;
+            return new TargetMachine(m.Layout, m.Space, m.QueueSize, m.Rings.Desc, m.Rings.Avail, m.Rings.Used, DiskSectors, "",
+                EventIdx: false, Indirect: false, Version1: false, FreeRam: (0x200000UL, 0x3000000UL), MmioStorage: (0xff000000UL, 0xff010000UL));
+        }
+    }
 
     /// <summary>The profile of the model this QEMU's version follows.</summary>
     public Profile Profile => Binary.Profile;
@@ -263,7 +276,7 @@ public sealed class QemuTarget : ITarget, IDisposable
         private void SetUp(VirtioSetupOp v)
         {
             if (_blk is not null) throw new TargetCannotRun("a virtio device is already set up");
-            var machine = _target.Machine;
+            var machine = _target.QemuMachine;
             if (v.EventIdx || v.Indirect) throw new TargetCannotRun("QEMU's driver negotiates neither EVENT_IDX nor indirect descriptors");
             if (v.DiskSectors != DiskSectors) throw new TargetCannotRun($"the device's disk has {DiskSectors} sectors, not {v.DiskSectors}");
             if (v.Serial.Length != 0) throw new TargetCannotRun("the device has no serial");
@@ -305,9 +318,19 @@ public sealed class QemuTarget : ITarget, IDisposable
                     0, 0, 0, 0, 0, Array.Empty<RingWrite>(), Array.Empty<(uint, uint)>(), Array.Empty<byte>(), 0);
             else if (end is not null)
                 virtio = new VirtioEnd(end.DeviceStatus, end.Broken, _target.Transport == VirtioTransport.Modern,
-                    end.Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                    ErrorLines(end.Errors),
                     0, end.Queue.LastAvailIdx, end.Queue.UsedIdx, end.Queue.InUse, 0, Array.Empty<RingWrite>(), end.Used, end.Disk ?? Array.Empty<byte>(), 0);
             return new Observation(_target.Name, new Scenario(_profile, _layout, _ops.ToArray()), _steps.ToArray(), new Dictionary<string, MappingRecord>(), memory, virtio);
+        }
+
+        /// <summary>QEMU's error lines as the model words them: without the program name QEMU puts in front
+        /// (error_report: "qemu-system-x86_64: virtio: ...").</summary>
+        private string[] ErrorLines(string stderr)
+        {
+            string prefix = Path.GetFileName(_target.Binary.Path) + ": ";
+            return stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(l => l.StartsWith(prefix, StringComparison.Ordinal) ? l[prefix.Length..] : l)
+                .ToArray();
         }
 
         public IReadOnlyDictionary<string, IReadOnlyList<FlatRangeRecord>> FlatViews() =>

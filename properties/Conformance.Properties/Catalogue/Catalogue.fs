@@ -10,10 +10,16 @@ open Conformance.Model.Targets
 
 type ConcurrentCase = ConcurrentCaseFile.ConcurrentCase
 
+/// What a generator writes cases for: the profile, and the fixed machine of the target if it has one (a
+/// target that runs any layout has none, and generators then build their own).
+type Generation =
+    { Profile: Profile
+      Machine: TargetMachine option }
+
 /// How a property draws its cases and judges one on a target.
 type Judging =
     /// Scenarios, one at a time: run on the target, judged from its observation (P1-P19, P25).
-    | OnScenarios of judge: (ITarget -> Scenario -> Verdict.CaseResult) * arbitrary: (Profile -> Arbitrary<Scenario>)
+    | OnScenarios of judge: (ITarget -> Scenario -> Verdict.CaseResult) * arbitrary: (Generation -> Arbitrary<Scenario>)
     /// Concurrent cases: each run many times on real threads and under controlled schedules, on in-process
     /// instances of the target (P20-P24). The judge returns None for a case of another workload.
     | OnConcurrentCases of judge: (IInProcessTarget -> ConcurrentCase -> Verdict.CaseResult option) * arbitrary: (Profile -> Arbitrary<ConcurrentCase>)
@@ -54,6 +60,14 @@ let transferScenarios (profile: Profile) =
         >> Seq.filter (fun s -> s.Ops |> Seq.forall (fun o -> o :? ReadOp || o :? WriteOp))
     )
 
+/// A generator that builds its own layouts: its properties need a target that runs any layout
+/// (Capabilities.AnyLayout).
+let private anyLayout (arb: Profile -> Arbitrary<Scenario>) = fun (g: Generation) -> arb g.Profile
+
+/// virtio-blk requests written on the target's machine (or on the model's test machine).
+let private onTheMachine (g: Generation) =
+    Arb.fromGen (BlkProperties.genRequests (BlkProperties.placementOf g.Machine) g.Profile)
+
 /// What the generated DMA scenarios use (map/unmap, map clients, plain transfers) and what the DMA
 /// properties read (references, bounce bytes, device callbacks, dirty pages).
 let private dma =
@@ -61,6 +75,7 @@ let private dma =
     ||| Capabilities.MapClients
     ||| Capabilities.GuestMemory
     ||| Capabilities.MemoryInternals
+    ||| Capabilities.AnyLayout
 
 /// What the virtqueue scenarios use (rings written as guest memory, pops and releases called directly)
 /// and read (element pieces, dirty pages, references, live mappings).
@@ -68,6 +83,7 @@ let private virtqueue =
     Capabilities.GuestMemory
     ||| Capabilities.VirtqueueCalls
     ||| Capabilities.MemoryInternals
+    ||| Capabilities.AnyLayout
 
 let private dmaEntries: Entry list =
     [ { Number = 1
@@ -79,7 +95,7 @@ let private dmaEntries: Entry list =
             "softmmu/memory.c:memory_region_ref" ]
         Broken = fun _ -> [ Variant.Of Fault.SkipUnref ]
         Requires = dma
-        Judging = OnScenarios(DmaProperties.refcountBalance, Generators.arbScenario) }
+        Judging = OnScenarios(DmaProperties.refcountBalance, anyLayout Generators.arbScenario) }
       { Number = 2
         Name = "write-back-on-unmap"
         Title = "Bounce write mappings reach the device only at unmap, exactly access_len bytes, in address order"
@@ -88,7 +104,7 @@ let private dmaEntries: Entry list =
             "softmmu/physmem.c:flatview_write_continue" ]
         Broken = fun _ -> [ Variant.Of Fault.WriteBackAtMap ]
         Requires = dma
-        Judging = OnScenarios(DmaProperties.writeBackOnUnmap, Generators.arbScenario) }
+        Judging = OnScenarios(DmaProperties.writeBackOnUnmap, anyLayout Generators.arbScenario) }
       { Number = 3
         Name = "read-at-map"
         Title = "Bounce read mappings read the device at map time; their unmap writes nothing"
@@ -97,7 +113,7 @@ let private dmaEntries: Entry list =
             "softmmu/physmem.c:flatview_read_continue" ]
         Broken = fun _ -> [ Variant.Of Fault.ReadAtUnmap ]
         Requires = dma
-        Judging = OnScenarios(DmaProperties.readAtMap, Generators.arbScenario) }
+        Judging = OnScenarios(DmaProperties.readAtMap, anyLayout Generators.arbScenario) }
       { Number = 4
         Name = "dirty-exactness"
         Title = "Write unmaps dirty exactly the pages of [addr, addr+access_len) in every active client; reads dirty nothing"
@@ -107,7 +123,7 @@ let private dmaEntries: Entry list =
             "softmmu/memory.c:memory_region_get_dirty_log_mask" ]
         Broken = fun _ -> [ Variant.Of Fault.DirtyOnRead ]
         Requires = dma
-        Judging = OnScenarios(DmaProperties.dirtyExactness, Generators.arbScenario) }
+        Judging = OnScenarios(DmaProperties.dirtyExactness, anyLayout Generators.arbScenario) }
       { Number = 5
         Name = "map-length"
         Title = "Map lengths: contiguous for direct, page/budget-capped for bounce, > 0 unless failed, never over the request"
@@ -118,7 +134,7 @@ let private dmaEntries: Entry list =
             "softmmu/physmem.c:address_space_map" ]
         Broken = fun _ -> [ Variant.Of Fault.NoSectionClamp ]
         Requires = dma
-        Judging = OnScenarios(DmaProperties.mapLength, Generators.arbScenario) }
+        Judging = OnScenarios(DmaProperties.mapLength, anyLayout Generators.arbScenario) }
       { Number = 6
         Name = "bounce-exclusivity"
         Title = "Qemu72: one bounce mapping system-wide; Qemu92: per-AS bytes within budget; failed maps succeed after release"
@@ -128,7 +144,7 @@ let private dmaEntries: Entry list =
             "system/memory.c:address_space_init" ]
         Broken = fun _ -> [ Variant.Of Fault.LeakBounceSpace ]
         Requires = dma
-        Judging = OnScenarios(DmaProperties.bounceExclusivity, Generators.arbScenario) }
+        Judging = OnScenarios(DmaProperties.bounceExclusivity, anyLayout Generators.arbScenario) }
       { Number = 7
         Name = "map-clients"
         Title = "Map clients are woken once when bounce space frees (or at once), never after unregistering"
@@ -138,7 +154,7 @@ let private dmaEntries: Entry list =
             "softmmu/physmem.c:cpu_notify_map_clients_locked" ]
         Broken = fun _ -> [ Variant.Of Fault.UnregisterIgnored ]
         Requires = dma
-        Judging = OnScenarios(DmaProperties.mapClients, Generators.arbScenario) }
+        Judging = OnScenarios(DmaProperties.mapClients, anyLayout Generators.arbScenario) }
       { Number = 8
         Name = "approaches-agree"
         Title = "map/write/unmap and address_space_read/write leave identical memory, devices and dirty bits"
@@ -150,7 +166,7 @@ let private dmaEntries: Entry list =
           Capabilities.DmaMapping
           ||| Capabilities.GuestMemory
           ||| Capabilities.MemoryContents
-        Judging = OnScenarios(DmaProperties.approachesAgree, transferScenarios) }
+        Judging = OnScenarios(DmaProperties.approachesAgree, anyLayout transferScenarios) }
       { Number = 9
         Name = "no-invented-bytes"
         Title = "Bytes written back were produced by the caller, or are marked as never produced / zero-fill"
@@ -160,7 +176,7 @@ let private dmaEntries: Entry list =
             "include/exec/memory.h:address_space_map (reads OR writes)" ]
         Broken = fun _ -> [ Variant.Of Fault.WriteBackWholeBuffer ]
         Requires = dma
-        Judging = OnScenarios(DmaProperties.noInventedBytes, Generators.arbScenario) }
+        Judging = OnScenarios(DmaProperties.noInventedBytes, anyLayout Generators.arbScenario) }
       { Number = 10
         Name = "flattening"
         Title = "FlatView translation agrees with a naive topmost-region-by-priority search"
@@ -169,8 +185,8 @@ let private dmaEntries: Entry list =
             "softmmu/memory.c:memory_region_update_container_subregions"
             "softmmu/memory.c:flatview_simplify" ]
         Broken = fun _ -> [ Variant.Of Fault.IgnorePriority ]
-        Requires = Capabilities.FlatViews
-        Judging = OnScenarios(DmaProperties.flattening, Generators.arbScenario) } ]
+        Requires = Capabilities.FlatViews ||| Capabilities.AnyLayout
+        Judging = OnScenarios(DmaProperties.flattening, anyLayout Generators.arbScenario) } ]
 
 let private virtioEntries: Entry list =
     let arbGeneric p =
@@ -188,7 +204,7 @@ let private virtioEntries: Entry list =
             "hw/virtio/virtio.c:virtqueue_flush" ]
         Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.FlushKeepsInUse ]
         Requires = virtqueue
-        Judging = OnScenarios(VirtioProperties.elementConservation, arbGeneric) }
+        Judging = OnScenarios(VirtioProperties.elementConservation, anyLayout arbGeneric) }
       { Number = 12
         Name = "mapping-balance"
         Title = "After every element is released (or the device broke), no mapping, bounce byte or extra reference remains"
@@ -199,14 +215,14 @@ let private virtioEntries: Entry list =
             "CVE-2022-26354" ]
         Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.NoUndoOnError ]
         Requires = virtqueue
-        Judging = OnScenarios(VirtioProperties.mappingBalance, arbErrorPaths) }
+        Judging = OnScenarios(VirtioProperties.mappingBalance, anyLayout arbErrorPaths) }
       { Number = 13
         Name = "written-length"
         Title = "A push with length L writes exactly the first L bytes of the in-buffers, nothing of the out-buffers"
         Rules = [ "VIRTIO 1.2 §2.7.8.2"; "hw/virtio/virtio.c:virtqueue_unmap_sg" ]
         Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers ]
         Requires = virtqueue
-        Judging = OnScenarios(VirtioProperties.writtenLength, arbGeneric) }
+        Judging = OnScenarios(VirtioProperties.writtenLength, anyLayout arbGeneric) }
       { Number = 14
         Name = "used-ring"
         Title = "Used elements carry head and length in push order, written before the index that publishes them"
@@ -217,7 +233,7 @@ let private virtioEntries: Entry list =
             "hw/virtio/virtio.c:virtqueue_split_flush" ]
         Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.IndexBeforeEntry ]
         Requires = virtqueue ||| Capabilities.RingWriteOrder
-        Judging = OnScenarios(VirtioProperties.usedRing, arbGeneric) }
+        Judging = OnScenarios(VirtioProperties.usedRing, anyLayout arbGeneric) }
       { Number = 15
         Name = "malformed-rings"
         Title = "Random rings end in an element, an empty queue or a broken device; never an exception; chain walks are bounded"
@@ -228,7 +244,7 @@ let private virtioEntries: Entry list =
             "CVE-2016-7422" ]
         Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.NoLoopDetection ]
         Requires = virtqueue
-        Judging = OnScenarios(VirtioProperties.malformedRings, fun p -> Arb.fromGen (VirtioProperties.genRandomRing p)) }
+        Judging = OnScenarios(VirtioProperties.malformedRings, anyLayout (fun p -> Arb.fromGen (VirtioProperties.genRandomRing p))) }
       { Number = 16
         Name = "malformed-verdicts"
         Title = "Chains built malformed end as QEMU ends them: the expected virtio_error, broken, everything unmapped"
@@ -239,7 +255,7 @@ let private virtioEntries: Entry list =
             "CVE-2016-5403" ]
         Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.NoInUseCheck ]
         Requires = virtqueue
-        Judging = OnScenarios(VirtioProperties.malformedVerdicts, fun p -> Arb.fromGen (VirtioCases.genMalformedCase p)) }
+        Judging = OnScenarios(VirtioProperties.malformedVerdicts, anyLayout (fun p -> Arb.fromGen (VirtioCases.genMalformedCase p))) }
       { Number = 17
         Name = "notification"
         Title = "The device notifies iff vring_need_event (EVENT_IDX) or VRING_AVAIL_F_NO_INTERRUPT is clear"
@@ -249,7 +265,7 @@ let private virtioEntries: Entry list =
             "hw/virtio/virtio.c:virtio_split_should_notify" ]
         Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.AlwaysNotify ]
         Requires = Capabilities.InProcessInstances
-        Judging = OnScenarios(VirtioProperties.notification, VirtioProperties.arbNotify) }
+        Judging = OnScenarios(VirtioProperties.notification, anyLayout VirtioProperties.arbNotify) }
       { Number = 18
         Name = "blk-requests"
         Title = "virtio-blk: reads return the disk, writes change exactly their sectors, status and used length right, MMIO buffers bounce or fail as QEMU does"
@@ -260,14 +276,14 @@ let private virtioEntries: Entry list =
             "softmmu/physmem.c:address_space_map (bounce limit)" ]
         Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers ]
         Requires = Capabilities.VirtioBlk ||| Capabilities.GuestMemory
-        Judging = OnScenarios(BlkProperties.blkRequests, fun p -> Arb.fromGen (BlkProperties.genRequests p)) }
+        Judging = OnScenarios(BlkProperties.blkRequests, onTheMachine) }
       { Number = 19
         Name = "used-length-honesty"
         Title = "A device never reports more used bytes than it produced (VIRTIO 1.2 §2.7.8.2)"
         Rules = [ "VIRTIO 1.2 §2.7.8.2"; "hw/block/virtio-blk.c:virtio_blk_req_complete" ]
         Broken = fun _ -> [ Variant.Of Conformance.Model.Virtio.VirtioFault.ReportedLenPlusOne ]
         Requires = Capabilities.VirtioBlk ||| Capabilities.GuestMemory
-        Judging = OnScenarios(BlkProperties.usedLengthHonesty, fun p -> Arb.fromGen (BlkProperties.genRequests p)) }
+        Judging = OnScenarios(BlkProperties.usedLengthHonesty, onTheMachine) }
       { Number = 25
         Name = "kick-suppression"
         Title = "virtio-blk suppresses guest kicks while it drains the queue and allows them again when done (used->flags or avail_event)"
@@ -281,7 +297,8 @@ let private virtioEntries: Entry list =
           Capabilities.VirtioBlk
           ||| Capabilities.GuestMemory
           ||| Capabilities.RingWriteOrder
-        Judging = OnScenarios(BlkProperties.kickSuppression, fun p -> Arb.fromGenShrink (BlkProperties.genKickCases p, BlkProperties.shrinkKickCase)) } ]
+        Judging =
+          OnScenarios(BlkProperties.kickSuppression, anyLayout (fun p -> Arb.fromGenShrink (BlkProperties.genKickCases p, BlkProperties.shrinkKickCase))) } ]
 
 // ---------------------------------------------------------------- concurrency (P20-P24)
 

@@ -30,7 +30,9 @@ let render () =
 
               let findings =
                   entries
-                  |> List.collect (fun (_, (_, name)) -> Findings.all |> List.filter (fun f -> f.Property = name))
+                  |> List.collect (fun (_, (_, name)) ->
+                      Findings.all
+                      |> List.filter (fun f -> f.Property = name && (f.Rules.IsEmpty || List.contains rule f.Rules)))
                   |> List.map (fun f -> f.Id)
                   |> List.distinct
 

@@ -13,6 +13,8 @@ type Finding =
         Impact: string
         /// A minimal scenario that shows it (fixtures/findings/<id>.json).
         Scenario: string
+        /// The property's rules (as the catalogue words them) that QEMU departs from; [] for all of them.
+        Rules: string list
     }
 
 let zeroLengthDirty =
@@ -24,7 +26,8 @@ let zeroLengthDirty =
           "include/exec/ram_addr.h:cpu_physical_memory_set_dirty_range computes end = TARGET_PAGE_ALIGN(start + length) >> TARGET_PAGE_BITS and page = start >> TARGET_PAGE_BITS, so length 0 at an unaligned start covers one page"
           "docs/qemu-rules.md, DIRTY-2 (zero length at an unaligned start, code-derived)" ]
       Impact = "Harmless over-approximation: one page migrated again (and, under TCG, its translated code invalidated) although nothing was written."
-      Scenario = "fixtures/findings/F-DMA-1.json" }
+      Scenario = "fixtures/findings/F-DMA-1.json"
+      Rules = [] }
 
 let bounceSpansSections =
     { Id = "F-DMA-2"
@@ -36,7 +39,8 @@ let bounceSpansSections =
           "the pre-read (flatview_read) and the write-back (address_space_write) re-translate every piece, so each region still sees its own accesses" ]
       Impact =
         "By design: a device mapping MMIO gets up to a page that may run into the next region or a hole; reads of holes give zeros, writes to them are dropped."
-      Scenario = "fixtures/findings/F-DMA-2.json" }
+      Scenario = "fixtures/findings/F-DMA-2.json"
+      Rules = [] }
 
 let mmioAccessPastRegionEnd =
     { Id = "F-DMA-3"
@@ -49,7 +53,8 @@ let mmioAccessPastRegionEnd =
           "the address_space_translate_internal comment: MMIO registers are expected to take full-width accesses based only on their address" ]
       Impact =
         "A region whose size is not a multiple of the access size receives the neighbouring region's bytes at offsets past its end, and the neighbour (even RAM) never gets them: a DMA write that starts in a hole just below RAM can lose the first RAM bytes."
-      Scenario = "fixtures/findings/F-DMA-3.json" }
+      Scenario = "fixtures/findings/F-DMA-3.json"
+      Rules = [] }
 
 let accessWidened =
     { Id = "F-DMA-4"
@@ -59,7 +64,8 @@ let accessWidened =
         [ "softmmu/memory.c:access_with_adjusted_size: access_size = MAX(MIN(size, access_size_max), access_size_min), no read-modify-write"
           "softmmu/memory.c:memory_region_write_accessor masks the value with the widened access size, so the extra bytes are zeros" ]
       Impact = "A 1-byte DMA write-back to a device with impl.min_access_size 2 or 4 also writes zeros to the neighbouring bytes of that register."
-      Scenario = "fixtures/findings/F-DMA-4.json" }
+      Scenario = "fixtures/findings/F-DMA-4.json"
+      Rules = [] }
 
 let romdMapPastSection =
     { Id = "F-DMA-5"
@@ -73,7 +79,8 @@ let romdMapPastSection =
           "docs/qemu-rules.md, M12 (code-derived)" ]
       Impact =
         "Where a higher-priority region overlays part of a romd device, a device reading through the mapping sees the ROM image instead of the overlaying region."
-      Scenario = "fixtures/findings/F-DMA-5.json" }
+      Scenario = "fixtures/findings/F-DMA-5.json"
+      Rules = [] }
 
 let loopReadsOneMore =
     { Id = "F-VQ-1"
@@ -83,7 +90,8 @@ let loopReadsOneMore =
         [ "hw/virtio/virtio.c:virtqueue_split_pop maps each descriptor first and checks ++elem_entries > max afterwards, so the (max+1)-th descriptor is read and mapped before \"Looped descriptor\""
           "VIRTIO 1.2 §2.7.5.3.1: a driver MUST NOT create a chain longer than the queue size; the device side bound is QEMU's choice" ]
       Impact = "One extra descriptor is read and mapped (and then unmapped) per looping chain; bounded, harmless."
-      Scenario = "fixtures/findings/F-VQ-1.json" }
+      Scenario = "fixtures/findings/F-VQ-1.json"
+      Rules = [] }
 
 let blkUsedLenOverReport =
     { Id = "F-BLK-1"
@@ -95,7 +103,8 @@ let blkUsedLenOverReport =
           "VIRTIO 1.2 §2.7.8.2: the device MUST NOT report more bytes than it wrote (under-reporting is allowed)" ]
       Impact =
         "On an I/O error the driver is told the whole read buffer was written although only the status byte was; guests rely on the status, so in practice it is harmless, but it breaks the spec's used-length rule."
-      Scenario = "fixtures/findings/F-BLK-1.json" }
+      Scenario = "fixtures/findings/F-BLK-1.json"
+      Rules = [] }
 
 let blkUninitialisedWriteBack =
     { Id = "F-BLK-2"
@@ -108,7 +117,23 @@ let blkUninitialisedWriteBack =
           "QEMU 9.2's g_malloc0 turns the garbage into zeros (still bytes the device never produced)" ]
       Impact =
         "Host heap contents reach a guest-visible device register or memory: an information leak from QEMU to the guest, on a guest-triggerable path (needs a DMA buffer in MMIO or ROM-device space)."
-      Scenario = "fixtures/findings/F-BLK-2.json" }
+      Scenario = "fixtures/findings/F-BLK-2.json"
+      Rules = [] }
+
+let zoneReportBreaksDevice =
+    { Id = "F-BLK-3"
+      Title =
+        "A zone report whose in buffer is shorter than 129 bytes breaks the device (virtio_error), also where zones are not offered, instead of completing with UNSUPP (QEMU 8.0 and later)"
+      Property = "blk-requests"
+      Evidence =
+        [ "seen on QEMU 10.0.13 and 11.1.3 by P18 blk-requests judging QEMU itself (conformance check --target qemu --property blk-requests): a type-16 request with a 1-byte in buffer printed \"in buffer too small for zone report\", broke the device and left status 3 (ZONE_INVALID_CMD) unpublished; QEMU 7.2.22 answers UNSUPP"
+          "hw/block/virtio-blk.c:virtio_blk_handle_zone_report checks req->in_len against inhdr + zone report + one descriptor before check_zoned_request, the function that answers UNSUPP without VIRTIO_BLK_F_ZONED"
+          "VIRTIO 1.2 §5.2.6: a request type the device does not support completes with VIRTIO_BLK_S_UNSUPP; zone requests are only defined once VIRTIO_BLK_F_ZONED is negotiated"
+          "docs/qemu-rules.md, VBLK-4" ]
+      Impact =
+        "A guest (or a buggy driver) can put the device into the broken state with one malformed request of a type it never negotiated; a reset is needed. No memory-safety impact: the buffer length is checked, just too early."
+      Scenario = "fixtures/findings/F-BLK-3.json"
+      Rules = [ "VIRTIO 1.2 §5.2.6"; "hw/block/virtio-blk.c:virtio_blk_handle_request" ] }
 
 let budgetReturnedBeforeFree =
     { Id = "F-DMA-6"
@@ -121,7 +146,8 @@ let budgetReturnedBeforeFree =
       Impact =
         "Transient: the budget bounds reserved bytes, not allocated ones; for a moment up to one more buffer's worth of memory exists. 7.2 frees first (U72-2)."
       // a concurrency finding: shown by a controlled interleaving, not by a scenario file (ConcurrencyPropertyTests)
-      Scenario = "" }
+      Scenario = ""
+      Rules = [] }
 
 let all =
     [ zeroLengthDirty
@@ -132,6 +158,7 @@ let all =
       loopReadsOneMore
       blkUsedLenOverReport
       blkUninitialisedWriteBack
+      zoneReportBreaksDevice
       budgetReturnedBeforeFree ]
 
 let byId id = all |> List.find (fun f -> f.Id = id)

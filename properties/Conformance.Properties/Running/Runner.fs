@@ -197,7 +197,12 @@ let check (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (re
             Capture(Collections.Generic.Dictionary())
         else
             match entry.Judging with
-            | OnScenarios(judge, arb) -> runProperty (arb profile) (judge target) maxTest replay
+            | OnScenarios(judge, arb) ->
+                let generation =
+                    { Profile = profile
+                      Machine = Option.ofObj target.Machine }
+
+                runProperty (arb generation) (judge target) maxTest replay
             | OnConcurrentCases(judge, arb) ->
                 let inProcess = target :?> IInProcessTarget
 

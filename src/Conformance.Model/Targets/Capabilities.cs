@@ -43,6 +43,11 @@ public enum Capabilities
 
     /// <summary>The device's writes to the used ring in the order it made them (not only the final ring).</summary>
     RingWriteOrder = 1 << 9,
+
+    /// <summary>Runs a scenario on whatever layout it carries (the model builds any machine). A target without
+    /// it has one machine (<see cref="ITarget.Machine"/>), and only properties that can generate their cases
+    /// on that machine run on it.</summary>
+    AnyLayout = 1 << 10,
 }
 
 public static class CapabilityNames

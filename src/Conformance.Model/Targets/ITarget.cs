@@ -22,6 +22,10 @@ public interface ITarget
     /// <summary>True for the reference model: only its failures are saved to the regression corpus.</summary>
     bool IsReference { get; }
 
+    /// <summary>The one machine this target runs, for generators to write scenarios on (null for a target
+    /// that runs any layout: <see cref="Capabilities.AnyLayout"/>).</summary>
+    TargetMachine? Machine { get; }
+
     /// <summary>A fresh instance of the target on <paramref name="layout"/>, ready for operations.</summary>
     ITargetSession Open(Profile profile, LayoutSpec layout);
 }
@@ -42,6 +46,31 @@ public interface ITargetSession : IDisposable
     /// <summary>Region contents and dirty bitmaps now (needs <see cref="Capabilities.MemoryContents"/>).</summary>
     MemoryContents Contents();
 }
+
+/// <summary>
+/// The fixed machine of a target (a real VMM): its layout as the model sees it, where its virtio-blk device
+/// is and what its driver negotiates, and where a scenario may put buffers of its own. A generator writing
+/// scenarios for this target uses these, so that the target can run them and a property's oracle, reading
+/// the scenario's layout, sees the machine the target really is.
+/// </summary>
+public sealed record TargetMachine(
+    LayoutSpec Layout,
+    /// <summary>The address space the device DMAs through.</summary>
+    string Space,
+    int QueueSize,
+    ulong Desc,
+    ulong Avail,
+    ulong Used,
+    int DiskSectors,
+    string Serial,
+    /// <summary>Whether a scenario may negotiate EVENT_IDX, indirect descriptors and VERSION_1.</summary>
+    bool EventIdx,
+    bool Indirect,
+    bool Version1,
+    /// <summary>Guest RAM free for a scenario's headers, buffers and status bytes: [start, end).</summary>
+    (ulong Start, ulong End) FreeRam,
+    /// <summary>Plain MMIO storage a scenario may put buffers in (bounced), if the machine has some: [start, end).</summary>
+    (ulong Start, ulong End)? MmioStorage);
 
 /// <summary>A target whose instances live in this process, so several threads can drive one at once.</summary>
 public interface IInProcessTarget : ITarget

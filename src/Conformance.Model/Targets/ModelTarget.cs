@@ -36,13 +36,16 @@ public sealed class ModelTarget : IInProcessTarget
     public const Capabilities All =
         Capabilities.DmaMapping | Capabilities.MapClients | Capabilities.MemoryInternals | Capabilities.VirtqueueCalls
         | Capabilities.VirtioBlk | Capabilities.FlatViews | Capabilities.MemoryContents | Capabilities.InProcessInstances
-        | Capabilities.GuestMemory | Capabilities.RingWriteOrder;
+        | Capabilities.GuestMemory | Capabilities.RingWriteOrder | Capabilities.AnyLayout;
 
     public Capabilities Capabilities => All;
 
     public string CommandLine => Variant.IsReference ? "" : $"--variant {Variant.OptionValue}";
 
     public bool IsReference => Variant.IsReference;
+
+    /// <summary>None: the model runs any layout.</summary>
+    public TargetMachine? Machine => null;
 
     public ITargetSession Open(Profile profile, LayoutSpec layout) =>
         new Session(Name, profile, layout, NewSystem(layout, profile), Variant.VirtioFault);

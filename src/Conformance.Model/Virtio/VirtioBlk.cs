@@ -13,7 +13,14 @@ namespace Conformance.Model.Virtio;
 public sealed class VirtioBlk
 {
     public const uint TypeIn = 0, TypeOut = 1, TypeFlush = 4, TypeGetId = 8, TypeBarrier = 0x80000000;
-    public const byte StatusOk = 0, StatusIoErr = 1, StatusUnsupp = 2;
+    public const byte StatusOk = 0, StatusIoErr = 1, StatusUnsupp = 2, StatusZoneInvalidCmd = 3;
+
+    /// <summary>VIRTIO_BLK_T_ZONE_REPORT.</summary>
+    public const uint TypeZoneReport = 16;
+
+    /// <summary>What a zone report's in buffer must hold in QEMU 8.0 and later: the status byte, the report
+    /// header (64 bytes) and one zone descriptor (64 bytes).</summary>
+    public const ulong ZoneReportMinimumIn = 1 + 64 + 64;
     public const int SectorSize = 512;
 
     private readonly List<Request> _inFlight = new();
@@ -102,6 +109,14 @@ public sealed class VirtioBlk
                     Complete(elem, inLen, StatusOk);
                     return true;
                 }
+            case TypeZoneReport when Device.Memory.Profile == Profile.Qemu92 && inLen < ZoneReportMinimumIn:
+                // docs/qemu-rules.md, VBLK-4 (hw/block/virtio-blk.c:virtio_blk_handle_zone_report, QEMU 8.0+): the
+                // in-buffer size is checked before VIRTIO_BLK_F_ZONED, so a short one breaks the device even
+                // where zones are not offered; the request is still completed with ZONE_INVALID_CMD, which
+                // writes the status byte but publishes nothing (finding F-BLK-3)
+                Device.VirtioError("in buffer too small for zone report");
+                Complete(elem, inLen, StatusZoneInvalidCmd);
+                return true;
             case 2 or 10 or 12:   // SCSI_CMD, DISCARD & ~OUT, WRITE_ZEROES & ~OUT
                 throw new NotSupportedException($"virtio-blk request type {type} (SCSI, DISCARD, WRITE_ZEROES) is not modelled");
             default:

@@ -1,0 +1,197 @@
+/// QEMU as a target (QemuTarget): the catalogue's properties judge QEMU itself, with cases generated on its
+/// own machine; what it cannot do or show is skipped and says what is missing; scenarios it cannot run are
+/// refused with a reason; and the finding those properties found on it shows on the versions it was seen on.
+module Conformance.Properties.Tests.QemuTargetTests
+
+open System
+open Xunit
+open Conformance.Model
+open Conformance.Model.Scenarios
+open Conformance.Model.Targets
+open Conformance.Model.Virtio
+open Conformance.Qemu
+open Conformance.Targets.Qemu
+open Conformance.Properties
+open Conformance.Properties.Tests.TestSupport
+
+/// Cases per property, transport and version (a third of the differential's, at least 100).
+let private cases () =
+    max 100 (Conformance.Qemu.Differential.QemuDifferential.defaultCases () / 3)
+
+let private check (target: QemuTarget) (name: string) =
+    let entry = (Catalogue.find name).Value
+    Runner.check entry target.Binary.Profile target (cases ()) None
+
+/// blk-requests (P18) and used-length-honesty (P19) hold on every QEMU, on both transports: reads return
+/// the disk, writes land, status and used length are right, bounce exhaustion breaks the device where the
+/// budget says; the registered findings (F-BLK-1, and F-BLK-3 from 8.0 on) are reported as such.
+[<SkippableTheory; Trait("Category", "Qemu")>]
+[<MemberData("Rows", MemberType = typeof<QemuReleases>)>]
+let ``the virtio-blk properties hold on QEMU itself`` (release: string) =
+    let binary = qemuFor release
+
+    for transport in [ VirtioTransport.Legacy; VirtioTransport.Modern ] do
+        use target = new QemuTarget(binary, transport)
+
+        for name in [ "blk-requests"; "used-length-honesty" ] do
+            let outcome = check target name
+            let report = Runner.report outcome target
+            Assert.True(outcome.Passed && outcome.Skipped.IsNone, report)
+            Assert.Equal(cases (), outcome.Tests)
+            // the cases reach what the generator aims at on this machine: bounced MMIO buffers and the device breaking
+            if name = "blk-requests" then
+                let share label =
+                    outcome.Distribution
+                    |> List.tryFind (fst >> (=) label)
+                    |> Option.map snd
+                    |> Option.defaultValue 0.0
+
+                Assert.True(share "MMIO buffer" > 10.0, report)
+                Assert.True(share "QEMU runs out of bounce space" > 1.0, report)
+
+/// A property that needs what QEMU cannot do or show is reported SKIP, naming the missing capabilities,
+/// with no case run and no QEMU started for it.
+[<SkippableFact; Trait("Category", "Qemu")>]
+let ``properties QEMU cannot serve are skipped, saying what is missing`` () =
+    let binary = qemuFor "7.2"
+    use target = new QemuTarget(binary, VirtioTransport.Legacy)
+
+    for name, missing in
+        [ "refcount-balance", "MemoryInternals"
+          "linearizability", "InProcessInstances"
+          "kick-suppression", "RingWriteOrder"
+          "flattening", "AnyLayout" ] do
+        let outcome = check target name
+        Assert.True(outcome.Passed, outcome.Message)
+        Assert.Equal(0, outcome.Tests)
+        Assert.Contains(missing, outcome.Skipped.Value)
+        Assert.StartsWith("SKIP", Runner.report outcome target)
+
+    Assert.Equal(0, target.BlkSession.ProcessesStarted)
+
+/// Operations QEMU cannot be asked to do (a map, a pop) are refused with the reason, and the process stays
+/// usable for the next scenario.
+[<SkippableFact; Trait("Category", "Qemu")>]
+let ``a scenario QEMU cannot run is refused with the reason`` () =
+    let binary = qemuFor "7.2"
+    use target = new QemuTarget(binary, VirtioTransport.Legacy)
+    let machine = target.Machine
+    use session = target.Open(binary.Profile, machine.Layout)
+
+    let refused =
+        Assert.Throws<TargetCannotRun>(fun () -> session.Apply(MapOp("m", "memory", 0x200000UL, 16UL, true)) |> ignore)
+
+    Assert.Contains("cannot be asked", refused.Message)
+
+    let wrongQueue =
+        Assert.Throws<TargetCannotRun>(fun () ->
+            session.Apply(VirtioSetupOp(machine.Space, machine.QueueSize / 2, machine.Desc, machine.Avail, machine.Used, false, false, false, 2048, ""))
+            |> ignore)
+
+    Assert.Contains("queue of", wrongQueue.Message)
+    // the next scenario runs: a GET_ID request on the machine's placement
+    let p = BlkProperties.placementOf (Some machine)
+
+    let getId =
+        BlkProperties.toScenario
+            p
+            binary.Profile
+            [ { Type = VirtioBlk.TypeGetId
+                Sector = 0UL
+                Data = [ p.RamBase + 0x20000UL, 20u ]
+                Status = p.RamBase + 0x2000UL
+                Payload = Array.zeroCreate 20 } ]
+
+    let run = target.Run getId
+    Assert.False(run.Virtio.Broken, String.Join("; ", run.Virtio.Errors))
+    Assert.Equal<(uint32 * uint32) list>([ 0u, 21u ], run.Virtio.Used |> Seq.map (fun struct (i, l) -> i, l) |> List.ofSeq)
+
+/// F-BLK-3: a zone report with a 1-byte in buffer breaks the device from QEMU 8.0 on (zoned storage
+/// emulation checks the buffer before VIRTIO_BLK_F_ZONED) and completes with UNSUPP before.
+[<SkippableTheory; Trait("Category", "Qemu")>]
+[<MemberData("Rows", MemberType = typeof<QemuReleases>)>]
+let ``F-BLK-3 shows from QEMU 8.0 on and not before`` (release: string) =
+    let binary = qemuFor release
+    use target = new QemuTarget(binary, VirtioTransport.Legacy)
+    let p = BlkProperties.placementOf (Some target.Machine)
+
+    let zoneReport =
+        BlkProperties.toScenario
+            p
+            binary.Profile
+            [ { Type = VirtioBlk.TypeZoneReport
+                Sector = 0UL
+                Data = []
+                Status = p.RamBase + 0x2000UL
+                Payload = [||] } ]
+
+    let session, run = Observations.openRun target zoneReport
+    use _ = session
+    let status = (Observations.readGuest session "memory" (p.RamBase + 0x2000UL) 1).[0]
+
+    if binary.Version >= Version(8, 0) then
+        Assert.True(run.Virtio.Broken, sprintf "QEMU %O did not break: status %d" binary.Version status)
+        Assert.Contains("in buffer too small for zone report", run.Virtio.Errors)
+        Assert.Equal(VirtioBlk.StatusZoneInvalidCmd, status)
+    else
+        Assert.False(run.Virtio.Broken, String.Join("; ", run.Virtio.Errors))
+        Assert.Equal(VirtioBlk.StatusUnsupp, status)
+    // the model says the same under the profile of this version
+    let model =
+        ModelTarget.Reference.Run(BlkProperties.toScenario BlkProperties.modelPlacement binary.Profile (BlkProperties.fromScenario zoneReport))
+
+    Assert.Equal(run.Virtio.Broken, model.Virtio.Broken)
+
+/// As a user runs it: `check --target qemu --property NAME` judges QEMU itself, prints PASS or SKIP per
+/// transport with the reason, exits 0; a variant of the model makes no sense there and is refused (exit 2).
+[<SkippableFact; Trait("Category", "Qemu")>]
+let ``check --target qemu --property runs catalogue properties on QEMU`` () =
+    let binary = qemuFor "7.2"
+
+    let code, out, err =
+        Conformance.Properties.Tests.CliTests.run
+            [ "check"
+              "--target"
+              "qemu"
+              "--qemu"
+              binary.Path
+              "--property"
+              "blk-requests"
+              "--max-test"
+              "20"
+              "--transport"
+              "legacy" ]
+
+    Assert.True((code = 0), out + err)
+    Assert.Contains("PASS  P18 blk-requests [Qemu72] on the QEMU 7.2.22 (legacy transport): 20 cases", out)
+
+    let code, out, _ =
+        Conformance.Properties.Tests.CliTests.run
+            [ "check"
+              "--target"
+              "qemu"
+              "--qemu"
+              binary.Path
+              "--property"
+              "map-clients"
+              "--transport"
+              "modern" ]
+
+    Assert.Equal(0, code)
+    Assert.Contains("SKIP  P7 map-clients", out)
+    Assert.Contains("not run: the target cannot do or show DmaMapping", out)
+
+    let code, _, err =
+        Conformance.Properties.Tests.CliTests.run
+            [ "check"
+              "--target"
+              "qemu"
+              "--qemu"
+              binary.Path
+              "--property"
+              "blk-requests"
+              "--variant"
+              "SkipUnref" ]
+
+    Assert.Equal(2, code)
+    Assert.Contains("QEMU has none", err)
