@@ -139,3 +139,33 @@ let ``a rootIndex that names another region is an error with its path`` () =
         Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse broken |> ignore)
 
     Assert.Contains("rootIndex", e.Message)
+
+/// System.Text.Json reads the structure (operations by "op", anywhere in the object; unknown fields refused
+/// with the ones allowed; required ones demanded; nulls refused), and every refusal is one line with the path.
+[<Theory>]
+[<InlineData("""{ "addr": 1, "op": "map", "id": "m1", "as": "memory", "len": 4, "write": true }""", "")>]
+[<InlineData("""{ "op": "kick", "extra": 1 }""", "$.ops[0].extra: unknown field (allowed here: op)")>]
+[<InlineData("""{ "op": "map", "id": "m1", "as": "memory", "addr": 0, "len": 4, "write": "yes" }""", "$.ops[0].write: expected true or false, found \"yes\"")>]
+[<InlineData("""{ "op": "map", "id": null, "as": "memory", "addr": 1, "len": 4, "write": true }""", "$.ops[0].id: expected a value, found null")>]
+[<InlineData("""{ "id": "m1" }""", "$.ops[0]: missing field 'op'")>]
+[<InlineData("""{ "op": "publish", "heads": 3 }""", "$.ops[0].heads: expected an array, found 3")>]
+[<InlineData("""3""", "$.ops[0]: expected an object, found 3")>]
+let ``the structure is read by System.Text.Json, refusals name the path`` (op: string, expected: string) =
+    let text = withOps op
+
+    if expected = "" then
+        Assert.Equal(1, (ScenarioJson.Parse text).Ops.Count)
+    else
+        let e =
+            Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse text |> ignore)
+
+        Assert.StartsWith(expected, e.Message)
+
+[<Fact>]
+let ``a file that is not an object is refused, not crashed on`` () =
+    Assert.False(Conformance.Properties.ConcurrentCaseFile.isConcurrent "[]")
+
+    let e =
+        Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse "[]" |> ignore)
+
+    Assert.StartsWith("$: expected an object", e.Message)

@@ -212,9 +212,10 @@ let isConcurrent (text: string) =
         use doc =
             JsonDocument.Parse(text, JsonDocumentOptions(CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true))
 
-        match doc.RootElement.TryGetProperty "kind" with
-        | true, k when k.ValueKind = JsonValueKind.String -> k.GetString() = "concurrent"
-        | _ -> false
+        doc.RootElement.ValueKind = JsonValueKind.Object
+        && (match doc.RootElement.TryGetProperty "kind" with
+            | true, k when k.ValueKind = JsonValueKind.String -> k.GetString() = "concurrent"
+            | _ -> false)
     with :? JsonException ->
         false
 
