@@ -212,17 +212,16 @@ internal sealed class WriteDocument : OpDocument
     [JsonPropertyName("data")] public required HexBytes Data { get; init; }
 }
 
-internal sealed class RegisterClientDocument : OpDocument
+/// <summary>registerClient and unregisterClient name a map client on an address space.</summary>
+internal abstract class ClientDocument : OpDocument
 {
     [JsonPropertyName("as")] public required string Space { get; init; }
     [JsonPropertyName("client")] public required string Client { get; init; }
 }
 
-internal sealed class UnregisterClientDocument : OpDocument
-{
-    [JsonPropertyName("as")] public required string Space { get; init; }
-    [JsonPropertyName("client")] public required string Client { get; init; }
-}
+internal sealed class RegisterClientDocument : ClientDocument;
+
+internal sealed class UnregisterClientDocument : ClientDocument;
 
 internal sealed class RunBottomHalvesDocument : OpDocument;
 
