@@ -265,11 +265,37 @@ let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> =
 
     let points =
         spaces |> Array.map (fun s -> s, interestingAddresses layout s) |> Map.ofArray
-    // where a write mapping bounces: resolved (by the oracle) only for a space a contention motif picks
+    // where a write mapping bounces, by the oracle: every point, resolved only when a contention motif finds
+    // none among a few drawn at random (a fresh layout per case makes resolving them all a large share of a
+    // case's time)
     let bouncing =
         spaces
         |> Array.map (fun s -> s, lazy (points.[s] |> Array.filter (fun p -> not (isDirect (resolve layout s p) true))))
         |> Map.ofArray
+
+    let bounces space p =
+        not (isDirect (resolve layout space p) true)
+
+    /// A point where a write mapping bounces, uniform over all such points: the first bouncing one of eight
+    /// drawn uniformly, else one of the full list (0 when there is none).
+    let genBouncing space =
+        if points.[space].Length = 0 then
+            Gen.constant 0UL
+        else
+            gen {
+                let! tries = Gen.arrayOfLength 8 (Gen.elements points.[space])
+
+                match tries |> Array.tryFind (bounces space) with
+                | Some p -> return p
+                | None ->
+                    let all = bouncing.[space].Value
+
+                    if all.Length = 0 then
+                        return 0UL
+                    else
+                        let! p = Gen.elements all
+                        return p
+            }
 
     let genAddr space =
         Gen.frequency
@@ -349,13 +375,7 @@ let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> =
             | 7 -> ops.Add(RunBottomHalvesOp())
             | 9 ->
                 // Contention motif: take bounce space, wait for it as a map client (perhaps giving up), release it.
-                let candidates = bouncing.[space].Value
-
-                let! contendAddr =
-                    if candidates.Length = 0 then
-                        Gen.constant 0UL
-                    else
-                        Gen.elements candidates
+                let! contendAddr = genBouncing space
 
                 let! contendLen = Gen.elements [ 4096UL; 8192UL; 65536UL ]
                 let! client = genClient

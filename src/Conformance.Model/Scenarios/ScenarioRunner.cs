@@ -168,7 +168,10 @@ public static class ScenarioRunner
                 })
                 .ToList();
             dirtySeen = system.Dirty.NewlyDirtyJournal.Count;
-            var liveIds = mappings.Where(kv => kv.Value.Live).Select(kv => kv.Key).Order(StringComparer.Ordinal).ToList();
+            // the scenario's own mappings change only by its maps and unmaps
+            if (_liveIds is null || op is MapOp or UnmapOp)
+                _liveIds = mappings.Where(kv => kv.Value.Live).Select(kv => kv.Key).Order(StringComparer.Ordinal).ToList();
+            var liveIds = _liveIds;
             VirtioStep? virtioStep = null;
             if (virtio is not null && (IsVirtioOp(op) || op is VirtioSetupOp))
             {
@@ -180,14 +183,32 @@ public static class ScenarioRunner
                     vq.InUse, vq.LastAvailIdx, vq.UsedIdx, virtio.Device.Interrupts, virtio.Blk.InFlight, virtio.Device.DescriptorReads)
                 { Element = popped?.Element is { } el ? ElementRecordOf(el) : null };
             }
-            var step = new StepRecord(i, op, skipped, map, unmap, bytes, scheduled, ran, accesses, newlyDirty,
-                system.Owners.ToDictionary(o => o.Name, o => o.RefCount),
-                system.AddressSpaces.ToDictionary(a => a.Name, a => system.BounceBytesInUse(a)),
+            var step = new StepRecord(i, op, skipped, map, unmap, bytes, scheduled, ran, accesses, newlyDirty, RefCounts(), BounceBytes(),
                 system.LiveMappings.Count(m => m.Kind == MappingKind.Bounce),
                 liveIds)
             { Virtio = virtioStep };
             Steps.Add(step);
             return step;
+        }
+
+        // A step's snapshots of references and bounce bytes are shared with the step before when nothing in
+        // them changed (most steps change neither; the records are read-only).
+        private List<string>? _liveIds;
+        private Dictionary<string, int>? _refCounts;
+        private Dictionary<string, ulong>? _bounceBytes;
+
+        private IReadOnlyDictionary<string, int> RefCounts()
+        {
+            var owners = system.Owners;
+            if (_refCounts is { } last && last.Count == owners.Count && owners.All(o => last.TryGetValue(o.Name, out var c) && c == o.RefCount)) return last;
+            return _refCounts = owners.ToDictionary(o => o.Name, o => o.RefCount);
+        }
+
+        private IReadOnlyDictionary<string, ulong> BounceBytes()
+        {
+            var spaces = system.AddressSpaces;
+            if (_bounceBytes is { } last && last.Count == spaces.Count && spaces.All(a => last.TryGetValue(a.Name, out var b) && b == system.BounceBytesInUse(a))) return last;
+            return _bounceBytes = spaces.ToDictionary(a => a.Name, a => system.BounceBytesInUse(a));
         }
 
         private static Targets.ElementRecord ElementRecordOf(Virtio.VirtQueueElement e) =>
