@@ -60,6 +60,11 @@ public static class CommandLine
             stderr.WriteLine($"conformance: {e.Message}");
             return 2;
         }
+        catch (Conformance.Model.Targets.TargetCannotRun e)
+        {
+            stderr.WriteLine($"conformance: the target cannot run this: {e.Message}");
+            return 2;
+        }
         catch (Conformance.Qemu.QemuException e)
         {
             // a QEMU that cannot be run at all (not a QEMU, refuses the machine, crashes at start): its

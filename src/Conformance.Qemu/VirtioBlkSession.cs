@@ -191,6 +191,16 @@ public sealed class VirtioBlkSession : IDisposable
         }
     }
 
+    /// <summary>Brings the device up again with the rings where <paramref name="rings"/> puts them, in the case
+    /// in progress (guest memory written so far stays).</summary>
+    public VirtioBlkDriver Reconfigure(RingAddresses? rings)
+    {
+        var (_, blk) = Current;
+        blk.RequestedRings = rings;
+        blk.Initialise();
+        return blk;
+    }
+
     private (QemuProcess Qemu, VirtioBlkDriver Blk) Current =>
         _caseOpen && _qemu is { } q && _blk is { } b ? (q, b) : throw new InvalidOperationException("no case in progress (Begin first)");
 

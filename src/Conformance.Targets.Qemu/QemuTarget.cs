@@ -50,15 +50,16 @@ public sealed class QemuTarget : ITarget, IDisposable
     public QemuMachine QemuMachine => _machine ??= QemuMachine.Of(Binary, _session);
 
     /// <summary>The machine for generators: the device as its driver sets it up (no EVENT_IDX, no indirect
-    /// descriptors, VERSION_1 on the modern transport), its disk, RAM above the rings for a scenario's own
-    /// buffers, and pc-testdev's 64 KiB of MMIO storage.</summary>
+    /// descriptors, VERSION_1 on the modern transport, so that the model shows DEVICE_NEEDS_RESET where this
+    /// QEMU does), its disk, RAM above the rings for a scenario's own buffers, and pc-testdev's 64 KiB of MMIO
+    /// storage. (A scenario's own VERSION_1 flag is not checked: it only changes the model's status byte.)</summary>
     public TargetMachine Machine
     {
         get
         {
             var m = QemuMachine;
             return new TargetMachine(m.Layout, m.Space, m.QueueSize, m.Rings.Desc, m.Rings.Avail, m.Rings.Used, DiskSectors, "",
-                EventIdx: false, Indirect: false, Version1: false, FreeRam: (0x200000UL, 0x3000000UL), MmioStorage: (0xff000000UL, 0xff010000UL));
+                EventIdx: false, Indirect: false, Version1: Transport == VirtioTransport.Modern, FreeRam: (0x200000UL, 0x3000000UL), MmioStorage: (0xff000000UL, 0xff010000UL));
         }
     }
 
@@ -71,11 +72,15 @@ public sealed class QemuTarget : ITarget, IDisposable
 
     /// <summary>A session on this QEMU. The layout is the scenario's own; the operations run on the real
     /// machine, so a scenario written on another layout than <see cref="Machine"/>'s means something else here.</summary>
-    public ITargetSession Open(Profile profile, LayoutSpec layout) => new Session(this, profile, layout, mayWriteDisk: true);
+    public ITargetSession Open(Profile profile, LayoutSpec layout) => Open(profile, layout, mayWriteDisk: true);
+
+    /// <summary>Sessions opened so far: one process runs one scenario at a time, so opening a session ends the
+    /// one before (its further operations are refused).</summary>
+    private int _sessions;
 
     /// <summary>A session whose scenario promises, with <paramref name="mayWriteDisk"/> false, not to change the
     /// disk (no OUT request can be formed), which spares reading and restoring the 1 MiB image.</summary>
-    public ITargetSession Open(Profile profile, LayoutSpec layout, bool mayWriteDisk) => new Session(this, profile, layout, mayWriteDisk);
+    public ITargetSession Open(Profile profile, LayoutSpec layout, bool mayWriteDisk) => new Session(this, profile, layout, mayWriteDisk, ++_sessions);
 
     public void Dispose() => _session.Dispose();
 
@@ -90,7 +95,11 @@ public sealed class QemuTarget : ITarget, IDisposable
         private readonly List<StepRecord> _steps = new();
         private VirtioBlkDriver? _blk;
         private bool _ringReadable = true;
+        /// <summary>Whether every kick so far was waited for until its requests were used (else the end asks
+        /// QEMU whether the device broke).</summary>
         private bool _completed = true;
+        private bool _begun;
+        private readonly int _generation;
         private string? _failure;
         private string _failureErrors = "";
         private int _errorsSeen;
@@ -100,8 +109,9 @@ public sealed class QemuTarget : ITarget, IDisposable
         /// <summary>After a kick not yet waited for: how many heads were published and the used index then.</summary>
         private (ushort Published, ushort UsedIdx)? _kickNotWaited;
 
-        internal Session(QemuTarget target, Profile profile, LayoutSpec layout, bool mayWriteDisk)
+        internal Session(QemuTarget target, Profile profile, LayoutSpec layout, bool mayWriteDisk, int generation)
         {
+            _generation = generation;
             _target = target;
             _profile = profile;
             _layout = layout;
@@ -112,7 +122,7 @@ public sealed class QemuTarget : ITarget, IDisposable
 
         public StepRecord Apply(ScenarioOp op)
         {
-            _ops.Add(op);
+            if (_generation != _target._sessions) throw new TargetCannotRun("a later session of this QEMU has taken its process over");
             _end = null;
             string? skipped = null;
             byte[]? bytesRead = null;
@@ -131,11 +141,13 @@ public sealed class QemuTarget : ITarget, IDisposable
                             break;
                         case WriteOp w:
                             Memory(w.Space);
+                            BeginCase();
                             Blk.WriteGuest(w.Addr, w.Data);
                             break;
                         case ReadOp r:
                             Memory(r.Space);
                             if (r.Len > 1 << 20) throw new TargetCannotRun("reads above 1 MiB are not asked of QEMU");
+                            BeginCase();
                             bytesRead = Blk.ReadGuest(r.Addr, (int)r.Len);
                             break;
                         case DescriptorsOp d:
@@ -167,6 +179,7 @@ public sealed class QemuTarget : ITarget, IDisposable
                         case KickOp:
                             virtioOp = true;
                             DriverOf().Kick();
+                            _completed = false;   // until a completion wait says otherwise
                             _kickNotWaited = (Ring().AvailIdx, Ring().UsedIdx());
                             newUsed = Collect();
                             break;
@@ -199,6 +212,7 @@ public sealed class QemuTarget : ITarget, IDisposable
                 virtio = new VirtioStep(null, null, string.IsNullOrEmpty(newErrors) ? null : newErrors, newUsed, false,
                     _queue.InUse, _queue.LastAvail, _queue.Used, 0, 0, 0);
             }
+            _ops.Add(op);
             var step = new StepRecord(_steps.Count, op, skipped, null, null, bytesRead, Array.Empty<string>(), Array.Empty<string>(),
                 Array.Empty<DeviceAccess>(), Array.Empty<DirtyPage>(), new Dictionary<string, int>(), new Dictionary<string, ulong>(), 0,
                 Array.Empty<string>())
@@ -224,11 +238,17 @@ public sealed class QemuTarget : ITarget, IDisposable
             int index = head % ring.Num;
             for (int step = 0; step <= ring.Num; step++)
             {
-                var d = VringDesc.Decode(Blk.ReadGuest(ring.DescAddr + (ulong)index * VirtioConstants.DescSize, VirtioConstants.DescSize));
+                ulong at = ring.DescAddr + (ulong)index * VirtioConstants.DescSize;
+                // tables are read only where reading has no side effect: RAM, pc-testdev's storage, the BIOS ROM
+                if (!Inert(at, VirtioConstants.DescSize)) break;
+                var d = VringDesc.Decode(Blk.ReadGuest(at, VirtioConstants.DescSize));
                 if (d.IsIndirect)
                 {
                     int entries = (int)Math.Min(d.Len / VirtioConstants.DescSize, 1024u);
-                    var table = entries == 0 ? Array.Empty<byte>() : Blk.ReadGuest(d.Addr, entries * VirtioConstants.DescSize);
+                    var table = entries == 0 || !Inert(d.Addr, entries * VirtioConstants.DescSize)
+                        ? Array.Empty<byte>()
+                        : Blk.ReadGuest(d.Addr, entries * VirtioConstants.DescSize);
+                    entries = table.Length / VirtioConstants.DescSize;
                     for (int k = 0; k < entries; k++)
                     {
                         var e = VringDesc.Decode(table.AsSpan(k * VirtioConstants.DescSize, VirtioConstants.DescSize));
@@ -261,8 +281,29 @@ public sealed class QemuTarget : ITarget, IDisposable
                 }
         }
 
+        /// <summary>Whether [addr, addr + length) lies in memory whose reads have no side effect.</summary>
+        private static bool Inert(ulong addr, int length)
+        {
+            ulong last = addr + (ulong)length - 1;
+            return last >= addr && (ReadableWindows.Any(w => addr >= w.Start && last < w.End) || (addr >= BiosStart && last <= 0xffffffffUL));
+        }
+
+        /// <summary>pc.bios, the top 256 KiB below 4 GiB.</summary>
+        private const ulong BiosStart = 0xfffc0000UL;
+
         /// <summary>Guest RAM (64 MiB) and pc-testdev's 64 KiB of MMIO storage: [start, end).</summary>
         private static readonly (ulong Start, ulong End)[] ReadableWindows = { (0UL, 0x4000000UL), (0xff000000UL, 0xff010000UL) };
+
+        /// <summary>The session's fresh start on the process (the previous scenario undone), made by its first
+        /// operation that reaches the machine.</summary>
+        private void BeginCase()
+        {
+            if (_begun) return;
+            var machine = _target.QemuMachine;
+            Blk.Begin(null, _mayWriteDisk);
+            _begun = true;
+            _ringReadable = GuestReadable(machine.Rings.Used);
+        }
 
         private VirtioBlkDriver DriverOf() => _blk ?? throw new TargetCannotRun("no virtio setup before this operation");
 
@@ -284,7 +325,10 @@ public sealed class QemuTarget : ITarget, IDisposable
             if (v.QueueSize != machine.QueueSize) throw new TargetCannotRun($"this QEMU's device reports a queue of {machine.QueueSize}, not {v.QueueSize}");
             var rings = new RingAddresses(v.Desc, v.Avail, v.Used);
             _ringReadable = GuestReadable(v.Used);
-            _blk = Blk.Begin(rings == machine.Rings ? null : rings, _mayWriteDisk);
+            var wanted = rings == machine.Rings ? (RingAddresses?)null : rings;
+            // guest writes made before the setup stay: the device is brought up again where the rings are wanted
+            _blk = _begun ? Blk.Reconfigure(wanted) : Blk.Begin(wanted, _mayWriteDisk);
+            _begun = true;
             _errorsSeen = Blk.ErrorsSoFar.Length;
             _queue = (0, 0, 0);
         }
@@ -320,7 +364,10 @@ public sealed class QemuTarget : ITarget, IDisposable
                 virtio = new VirtioEnd(end.DeviceStatus, end.Broken, _target.Transport == VirtioTransport.Modern,
                     ErrorLines(end.Errors),
                     0, end.Queue.LastAvailIdx, end.Queue.UsedIdx, end.Queue.InUse, 0, Array.Empty<RingWrite>(), end.Used, end.Disk ?? Array.Empty<byte>(), 0);
-            return new Observation(_target.Name, new Scenario(_profile, _layout, _ops.ToArray()), _steps.ToArray(), new Dictionary<string, MappingRecord>(), memory, virtio);
+            return new Observation(_target.Name, new Scenario(_profile, _layout, _ops.ToArray()), _steps.ToArray(), new Dictionary<string, MappingRecord>(), memory, virtio)
+            {
+                Failure = _failure is null ? null : $"QEMU failed ({_failure}); stderr: {_failureErrors}",
+            };
         }
 
         /// <summary>QEMU's error lines as the model words them: without the program name QEMU puts in front

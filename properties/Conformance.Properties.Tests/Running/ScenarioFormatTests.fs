@@ -150,6 +150,10 @@ let ``a rootIndex that names another region is an error with its path`` () =
 [<InlineData("""{ "id": "m1" }""", "$.ops[0]: missing field 'op'")>]
 [<InlineData("""{ "op": "publish", "heads": 3 }""", "$.ops[0].heads: expected an array, found 3")>]
 [<InlineData("""3""", "$.ops[0]: expected an object, found 3")>]
+[<InlineData("""null""", "$.ops[0]: expected a value, found null")>]
+[<InlineData("""{ "op": "unmap", "id": "m", "accessLen": null }""", "$.ops[0].accessLen: expected a value, found null")>]
+[<InlineData("""{ "op": "descriptors", "table": null, "entries": [] }""", "$.ops[0].table: expected a value, found null")>]
+[<InlineData("""{ "op": "descriptors", "entries": [ null ] }""", "$.ops[0].entries[0]: expected a value, found null")>]
 let ``the structure is read by System.Text.Json, refusals name the path`` (op: string, expected: string) =
     let text = withOps op
 
@@ -160,6 +164,16 @@ let ``the structure is read by System.Text.Json, refusals name the path`` (op: s
             Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse text |> ignore)
 
         Assert.StartsWith(expected, e.Message)
+
+[<Fact>]
+let ``nulls in the layout are refused with their path`` () =
+    let text =
+        (withOps "").Replace("\"addressSpaces\": [", "\"addressSpaces\": [ null, ")
+
+    let e =
+        Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse text |> ignore)
+
+    Assert.StartsWith("$.layout.addressSpaces[0]: expected a value, found null", e.Message)
 
 [<Fact>]
 let ``a file that is not an object is refused, not crashed on`` () =

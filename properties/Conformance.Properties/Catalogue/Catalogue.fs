@@ -166,6 +166,7 @@ let private dmaEntries: Entry list =
           Capabilities.DmaMapping
           ||| Capabilities.GuestMemory
           ||| Capabilities.MemoryContents
+          ||| Capabilities.AnyLayout
         Judging = OnScenarios(DmaProperties.approachesAgree, anyLayout transferScenarios) }
       { Number = 9
         Name = "no-invented-bytes"
@@ -297,6 +298,7 @@ let private virtioEntries: Entry list =
           Capabilities.VirtioBlk
           ||| Capabilities.GuestMemory
           ||| Capabilities.RingWriteOrder
+          ||| Capabilities.AnyLayout
         Judging =
           OnScenarios(BlkProperties.kickSuppression, anyLayout (fun p -> Arb.fromGenShrink (BlkProperties.genKickCases p, BlkProperties.shrinkKickCase))) } ]
 

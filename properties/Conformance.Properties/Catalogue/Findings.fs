@@ -126,7 +126,7 @@ let zoneReportBreaksDevice =
         "A zone report whose in buffer is shorter than 129 bytes breaks the device (virtio_error), also where zones are not offered, instead of completing with UNSUPP (QEMU 8.0 and later)"
       Property = "blk-requests"
       Evidence =
-        [ "seen on QEMU 10.0.13 and 11.1.3 by P18 blk-requests judging QEMU itself (conformance check --target qemu --property blk-requests): a type-16 request with a 1-byte in buffer printed \"in buffer too small for zone report\", broke the device and left status 3 (ZONE_INVALID_CMD) unpublished; QEMU 7.2.22 answers UNSUPP"
+        [ "seen on QEMU 10.0.13 and 11.1.3 by P18 blk-requests judging QEMU itself (conformance check --target qemu --property blk-requests): a type-16 request with a 1-byte in buffer printed \"in buffer too small for zone report\", broke the device and left status 3 (ZONE_INVALID_CMD) unpublished (from 9.0; 8.0 and 8.1 write no status at all); QEMU 7.2.22 answers UNSUPP"
           "hw/block/virtio-blk.c:virtio_blk_handle_zone_report checks req->in_len against inhdr + zone report + one descriptor before check_zoned_request, the function that answers UNSUPP without VIRTIO_BLK_F_ZONED"
           "VIRTIO 1.2 §5.2.6: a request type the device does not support completes with VIRTIO_BLK_S_UNSUPP; zone requests are only defined once VIRTIO_BLK_F_ZONED is negotiated"
           "docs/qemu-rules.md, VBLK-4" ]

@@ -173,9 +173,17 @@ let runProperty (arb: Arbitrary<'c>) (judge: 'c -> Verdict.CaseResult) (maxTest:
 
     let property =
         FsCheck.FSharp.Prop.forAll arb (fun (c: 'c) ->
-            let r = judge c
-            lock labelsOf (fun () -> labelsOf.[box c] <- Verdict.distributionLabels r)
-            Verdict.toProperty r)
+            // a case the target cannot run is no verdict on it: discarded (a run of nothing else gives up)
+            match
+                (try
+                    Some(judge c)
+                 with :? Conformance.Model.Targets.TargetCannotRun ->
+                     None)
+            with
+            | Some r ->
+                lock labelsOf (fun () -> labelsOf.[box c] <- Verdict.distributionLabels r)
+                Verdict.toProperty r
+            | None -> FsCheck.FSharp.Prop.discard ())
 
     Check.One(config, property)
     capture
@@ -389,17 +397,21 @@ let report (o: Outcome) (target: ITarget) =
         | None -> ()
 
         match o.SavedAs with
-        | Some path ->
+        | Some path when target.IsReference ->
             line (sprintf "      saved to the regression corpus: %s (replayed by every test run; commit it once fixed)" path)
+            line (sprintf "        dotnet run --project src/Conformance.Cli -- replay %s" path)
+        | Some path when target.Capabilities.HasFlag Capabilities.AnyLayout ->
+            line (sprintf "      saved to %s" path)
             line (sprintf "        dotnet run --project src/Conformance.Cli -- replay %s%s" path (targetOptions target))
+        | Some path -> line (sprintf "      saved to %s (on this target it replays with the replay token above)" path)
         | None -> ()
 
         match o.Counterexample with
-        | Some s ->
+        | Some s when target.IsReference ->
             line "      as an F# regression test, ready to paste:"
 
             for l in (Regression.fsharpTest o.Entry s).Split('\n') do
                 line ("        " + l)
-        | None -> ()
+        | _ -> ()
 
     sb.ToString()

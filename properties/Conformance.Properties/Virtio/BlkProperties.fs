@@ -291,6 +291,17 @@ let outOfBounce (scenario: Scenario) (r: Request) =
     | Profile.Qemu72 -> (bounced |> List.sumBy (fun b -> (b + 4095UL) / 4096UL)) > 1UL
     | _ -> List.sum bounced > 4096UL
 
+/// The verdict on a virtio-blk run: a target that stopped answering part-way is a violation in itself,
+/// named first with its reason (QEMU's error and stderr tail), whatever else its partial run showed.
+let private judgedWithFailure (run: Observation) (labels: ResizeArray<string>) (verdicts: ResizeArray<Verdict>) =
+    match run.Failure with
+    | null -> judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    | failure ->
+        judged
+            [ "the target failed" ]
+            (Violated(sprintf "the target failed: %s" failure)
+             :: (List.ofSeq verdicts |> List.truncate 2))
+
 /// P18: a read returns the disk's bytes, a write changes exactly the addressed sectors, the status byte is
 /// right, the used length is the total in length; buffers in MMIO give the same results through bounce
 /// buffers, or the device breaks exactly where QEMU runs out of bounce space.
@@ -304,7 +315,12 @@ let blkRequests (target: ITarget) (scenario: Scenario) =
     let setup = setupOf scenario
     let DiskSectors, Serial = setup.DiskSectors, setup.Serial
     let disk = VirtioContext.InitialDisk DiskSectors
-    let read (a: uint64) (n: int) = readGuest session "memory" a n
+    // a target that failed part-way (QEMU crashed or hung) is judged on that failure, not on what it left
+    let read (a: uint64) (n: int) =
+        if isNull run.Failure then
+            readGuest session "memory" a n
+        else
+            Array.zeroCreate n
 
     let used =
         run.Steps
@@ -439,13 +455,14 @@ let blkRequests (target: ITarget) (scenario: Scenario) =
                     else
                         Array.blit r.Payload 0 disk at n)
 
-    if not broken && run.Virtio.Disk <> disk then
+    // an empty disk was not looked at (a target that cannot read it back)
+    if not broken && run.Virtio.Disk.Length > 0 && run.Virtio.Disk <> disk then
         let firstDiff =
             Array.zip run.Virtio.Disk disk |> Array.findIndex (fun (x, y) -> x <> y)
 
         verdicts.Add(Violated(sprintf "the disk differs from what the writes address, first at byte %d (sector %d)" firstDiff (firstDiff / 512)))
 
-    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    judgedWithFailure run labels verdicts
 
 /// P19 (VIRTIO 1.2 §2.7.8.2): a device may under-report the used length, never over-report it — the bytes it
 /// produced must cover the first len bytes. QEMU's virtio-blk reports the whole in length whatever it wrote
@@ -494,7 +511,7 @@ let usedLengthHonesty (target: ITarget) (scenario: Scenario) =
             else
                 labels.Add "honest"
 
-    judged (List.ofSeq labels |> List.distinct) (List.ofSeq verdicts |> List.truncate 3)
+    judgedWithFailure run labels verdicts
 
 /// A virtio-blk case with VIRTIO_RING_F_EVENT_IDX negotiated or not.
 let withEventIdx (eventIdx: bool) (s: Scenario) =

@@ -87,6 +87,16 @@ public sealed class MemorySystem
         finally { _bql.Exit(il); }
     }
 
+    /// <summary>Forgets the device callbacks after the first <paramref name="count"/>: those of reads made to
+    /// observe the machine, not by any step (the used ring read back for an observation, say).</summary>
+    public void TrimAccessJournal(int count)
+    {
+        var il = Interleaver;
+        _bql.Enter(il);
+        try { if (_journal.Count > count) _journal.RemoveRange(count, _journal.Count - count); }
+        finally { _bql.Exit(il); }
+    }
+
     public AddressSpace Space(string name) =>
         AddressSpaces.FirstOrDefault(a => a.Name == name) ?? throw new ArgumentException($"no address space '{name}'");
 

@@ -27,6 +27,7 @@ internal static partial class ScenarioReading
     internal static Scenario Read(JsonElement root, Func<LayoutReference, LayoutSpec>? resolve)
     {
         if (root.ValueKind != JsonValueKind.Object) throw new ScenarioFormatException("$", $"expected an object, found {Describe(root)}");
+        RefuseNulls(root, "$");
         var file = Deserialize<ScenarioFile>(root, "$");
         var profile = file.Profile is null ? Profile.Qemu72 : ParseProfile(file.Profile, "$.profile");
         var (layout, reference) = ReadLayout(file.Layout, resolve);
@@ -39,6 +40,23 @@ internal static partial class ScenarioReading
             ops.Add(op);
         }
         return new Scenario(profile, layout, ops) { LayoutFrom = reference, Property = file.Property, Description = file.Description };
+    }
+
+    /// <summary>The format has no nulls: a field is given or left out.</summary>
+    private static void RefuseNulls(JsonElement e, string path)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.Null:
+                throw new ScenarioFormatException(path, "expected a value, found null (leave an optional field out instead)");
+            case JsonValueKind.Object:
+                foreach (var p in e.EnumerateObject()) RefuseNulls(p.Value, $"{path}.{p.Name}");
+                break;
+            case JsonValueKind.Array:
+                int i = 0;
+                foreach (var item in e.EnumerateArray()) RefuseNulls(item, $"{path}[{i++}]");
+                break;
+        }
     }
 
     internal static Profile ParseProfile(string s, string path) => s switch

@@ -64,10 +64,13 @@ internal static class ModelObservation
         {
             var d = virtio.Device;
             var q = d.Queues[0];
+            // the used ring as the guest reads it; reads of a ring in MMIO reach the device, which is no step's doing
             var ring = virtio.Driver;
+            int journal = sys.AccessJournal.Count;
             var used = Enumerable.Range(0, Math.Min(ring.UsedIdx(), ring.Num)).Select(ring.UsedElement).ToList();
+            sys.TrimAccessJournal(journal);
             v = new VirtioEnd(d.Status, d.Broken, d.Has(Virtio.VirtioConstants.FeatureVersion1), d.Errors.ToList(), d.Interrupts,
-                q.LastAvailIdx, q.UsedIdx, q.InUse, virtio.Blk.InFlight, d.RingWrites.ToList(), used, virtio.Blk.Disk, d.BounceBytesUndone);
+                q.LastAvailIdx, q.UsedIdx, q.InUse, virtio.Blk.InFlight, d.RingWrites.ToList(), used, (byte[])virtio.Blk.Disk.Clone(), d.BounceBytesUndone);
         }
         return new Observation(target, scenario, steps, records, memory, v);
     }

@@ -14,7 +14,12 @@ public sealed record Observation(
     IReadOnlyList<StepRecord> Steps,
     IReadOnlyDictionary<string, MappingRecord> Mappings,
     MemoryEnd Memory,
-    VirtioEnd? Virtio);
+    VirtioEnd? Virtio)
+{
+    /// <summary>Why the target stopped answering part-way (a QEMU that crashed or hung, with its stderr tail);
+    /// null when it ran the whole scenario. Steps after the failure are recorded as skipped.</summary>
+    public string? Failure { get; init; }
+}
 
 /// <summary>A mapping address_space_map handed out. <see cref="Id"/> is the scenario's name for it, or
 /// "#n" for a mapping a device model made (a popped element's piece).</summary>

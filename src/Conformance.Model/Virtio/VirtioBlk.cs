@@ -110,7 +110,7 @@ public sealed class VirtioBlk
                     return true;
                 }
             case TypeZoneReport when Device.Memory.Profile == Profile.Qemu92 && inLen < ZoneReportMinimumIn:
-                // docs/qemu-rules.md, VBLK-4 (hw/block/virtio-blk.c:virtio_blk_handle_zone_report, QEMU 8.0+): the
+                // docs/qemu-rules.md, VBLK-4 (hw/block/virtio-blk.c:virtio_blk_handle_zone_report, QEMU 9.0+): the
                 // in-buffer size is checked before VIRTIO_BLK_F_ZONED, so a short one breaks the device even
                 // where zones are not offered; the request is still completed with ZONE_INVALID_CMD, which
                 // writes the status byte but publishes nothing (finding F-BLK-3)
