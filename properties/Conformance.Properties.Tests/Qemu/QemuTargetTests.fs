@@ -22,6 +22,17 @@ let private check (target: QemuTarget) (name: string) =
     let entry = (Catalogue.find name).Value
     Runner.check entry target.Binary.Profile target (cases ()) None
 
+/// One virtio-blk request on a placement: its type, sector and data buffers; the status byte at RAM + 0x2000.
+let private oneRequest (p: BlkProperties.BlkPlacement) (profile: Profile) (typ: uint32) (sector: uint64) (data: (uint64 * uint32) list) =
+    BlkProperties.toScenario
+        p
+        profile
+        [ { Type = typ
+            Sector = sector
+            Data = data
+            Status = p.RamBase + 0x2000UL
+            Payload = Array.zeroCreate (data |> List.sumBy (snd >> int)) } ]
+
 /// blk-requests (P18) and used-length-honesty (P19) hold on every QEMU, on both transports: reads return
 /// the disk, writes land, status and used length are right, bounce exhaustion breaks the device where the
 /// budget says; the registered findings (F-BLK-1, and F-BLK-3 from 8.0 on) are reported as such.
@@ -93,14 +104,7 @@ let ``a scenario QEMU cannot run is refused with the reason`` () =
     let p = BlkProperties.placementOf (Some machine)
 
     let getId =
-        BlkProperties.toScenario
-            p
-            binary.Profile
-            [ { Type = VirtioBlk.TypeGetId
-                Sector = 0UL
-                Data = [ p.RamBase + 0x20000UL, 20u ]
-                Status = p.RamBase + 0x2000UL
-                Payload = Array.zeroCreate 20 } ]
+        oneRequest p binary.Profile VirtioBlk.TypeGetId 0UL [ p.RamBase + 0x20000UL, 20u ]
 
     let run = target.Run getId
     Assert.False(run.Virtio.Broken, String.Join("; ", run.Virtio.Errors))
@@ -115,15 +119,7 @@ let ``F-BLK-3 shows from QEMU 8.0 on and not before`` (release: string) =
     use target = new QemuTarget(binary, VirtioTransport.Legacy)
     let p = BlkProperties.placementOf (Some target.Machine)
 
-    let zoneReport =
-        BlkProperties.toScenario
-            p
-            binary.Profile
-            [ { Type = VirtioBlk.TypeZoneReport
-                Sector = 0UL
-                Data = []
-                Status = p.RamBase + 0x2000UL
-                Payload = [||] } ]
+    let zoneReport = oneRequest p binary.Profile VirtioBlk.TypeZoneReport 0UL []
 
     let session, run = Observations.openRun target zoneReport
     use _ = session
@@ -201,14 +197,7 @@ let ``a QEMU that hangs part-way is named in the observation`` () =
     let p = BlkProperties.placementOf (Some target.Machine)
 
     let read =
-        BlkProperties.toScenario
-            p
-            binary.Profile
-            [ { Type = VirtioBlk.TypeIn
-                Sector = 1UL
-                Data = [ p.RamBase + 0x20000UL, 512u ]
-                Status = p.RamBase + 0x2000UL
-                Payload = Array.zeroCreate 512 } ]
+        oneRequest p binary.Profile VirtioBlk.TypeIn 1UL [ p.RamBase + 0x20000UL, 512u ]
 
     let ops = List.ofSeq read.Ops
     use session = target.Open(binary.Profile, read.Layout)
@@ -252,14 +241,7 @@ type private FailingTarget() =
 [<Fact>]
 let ``a target that failed part-way is P18's verdict`` () =
     let scenario =
-        BlkProperties.toScenario
-            BlkProperties.modelPlacement
-            Profile.Qemu72
-            [ { Type = VirtioBlk.TypeGetId
-                Sector = 0UL
-                Data = [ 0x40000UL, 20u ]
-                Status = 0x22000UL
-                Payload = Array.zeroCreate 20 } ]
+        oneRequest BlkProperties.modelPlacement Profile.Qemu72 VirtioBlk.TypeGetId 0UL [ 0x40000UL, 20u ]
 
     let result =
         Catalogue.judgeScenario (Catalogue.find "blk-requests").Value (FailingTarget()) scenario
