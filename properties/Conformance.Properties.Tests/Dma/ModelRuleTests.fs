@@ -165,3 +165,41 @@ let ``a region cache in MMIO that runs past the region's end is cut there (physm
     let ram = s.OpenCache(mem, 0xff00UL, 0x200UL, false)
     Assert.Equal(0x100UL, ram.Length)
     s.CloseCache ram
+
+/// R5 for virtio-blk (hw/block/virtio-blk.c:virtio_blk_reset): a reset drains the block layer first, so a
+/// request in flight completes — status written, element pushed and unmapped — before the queue is reset;
+/// the device then starts over (indices zero, working) and nothing stays mapped.
+[<Fact>]
+let ``a virtio-blk reset completes the requests in flight before resetting the queue`` () =
+    let p = Conformance.Properties.BlkProperties.modelPlacement
+
+    let read =
+        Conformance.Properties.BlkProperties.toScenario
+            p
+            Profile.Qemu72
+            [ { Type = Virtio.VirtioBlk.TypeIn
+                Sector = 1UL
+                Data = [ 0x40000UL, 512u ]
+                Status = 0x22000UL
+                Payload = Array.zeroCreate 512 } ]
+
+    let ops =
+        read.Ops
+        |> Seq.map (fun o ->
+            match o with
+            | :? Scenarios.CompleteIoOp -> Scenarios.VirtioResetOp() :> Scenarios.ScenarioOp
+            | o -> o)
+        |> Array.ofSeq
+
+    let run =
+        Scenarios.ScenarioRunner.Run(Scenarios.Scenario(read.Profile, read.Layout, ops))
+
+    let obs = run.Observe()
+    Assert.Equal<(uint32 * uint32) list>([ 0u, 513u ], obs.Virtio.Used |> Seq.map (fun struct (i, l) -> i, l) |> List.ofSeq)
+    Assert.Empty(obs.Memory.LiveMappings)
+    Assert.False(obs.Virtio.Broken)
+    Assert.Equal(0us, obs.Virtio.UsedIdx)
+    Assert.Equal(0, obs.Virtio.InUse)
+    let status = Array.zeroCreate<byte> 1
+    run.System.Read(run.System.Space "memory", 0x22000UL, Span status)
+    Assert.Equal(Virtio.VirtioBlk.StatusOk, status.[0])

@@ -43,10 +43,41 @@ let elementConservation (target: ITarget) (scenario: Scenario) =
     let labels = ResizeArray<string>()
     let mutable popped, released, pushes = 0, 0, 0
     let mutable lastAvail = None
+    // since the last reset (virtio_reset: indices, inuse and broken start over, R5)
+    let mutable brokenBefore = false
+    let mutable afterReset = false
 
     for s in run.Steps do
         match Option.ofObj s.Virtio with
         | None -> ()
+        | Some v when (s.Op :? VirtioResetOp) && isNull s.Skipped ->
+            labels.Add "reset and set up again"
+
+            if v.InUse <> 0 || v.LastAvailIdx <> 0us || v.UsedIdx <> 0us || v.Broken then
+                verdicts.Add(
+                    Violated(
+                        sprintf
+                            "%s: after a reset the queue has inuse %d, last_avail_idx %d, used idx %d, broken %b (expected all zero, working)"
+                            (describe s)
+                            v.InUse
+                            v.LastAvailIdx
+                            v.UsedIdx
+                            v.Broken
+                    )
+                )
+
+            popped <- 0
+            released <- 0
+            pushes <- 0
+            lastAvail <- None
+            brokenBefore <- false
+            afterReset <- true
+        | Some v when (s.Op :? VirtioSetupOp) && afterReset ->
+            // set up again: a working device with nothing of its former life (virtio_reset clears the errors)
+            if not v.Broken && not (isNull v.Error) then
+                verdicts.Add(Violated(sprintf "%s: the device set up again after a reset still reports \"%s\"" (describe s) v.Error))
+
+            afterReset <- false
         | Some v ->
             if v.Popped <> null then
                 popped <- popped + 1
@@ -55,14 +86,7 @@ let elementConservation (target: ITarget) (scenario: Scenario) =
             | :? ReleaseOp as r when isNull s.Skipped ->
                 released <- released + 1
 
-                if
-                    r.How = "push"
-                    && not (
-                        run.Steps
-                        |> Seq.take s.Index
-                        |> Seq.exists (fun p -> not (isNull p.Virtio) && p.Virtio.Broken)
-                    )
-                then
+                if r.How = "push" && not brokenBefore then
                     pushes <- pushes + 1
 
                 labels.Add("released by " + r.How)
@@ -87,6 +111,7 @@ let elementConservation (target: ITarget) (scenario: Scenario) =
 
             if v.Broken then
                 labels.Add "device broke"
+                brokenBefore <- true
 
     labels.Add(
         sprintf
@@ -129,6 +154,31 @@ let mappingBalance (target: ITarget) (scenario: Scenario) =
 
         if count <> before then
             verdicts.Add(Violated(sprintf "owner %s has %d references; it had %d after setup" owner count before))
+
+    // a reset drops the ring caches: with nothing outstanding, every owner is back to its baseline
+    let held = Dictionary<string, int>()
+
+    for s in run.Steps do
+        match s.Op, Option.ofObj s.Virtio with
+        | (:? PopOp as p), Some v when not (isNull v.Element) -> held.[p.Element] <- 1
+        | (:? ReleaseOp as r), _ when isNull s.Skipped -> held.Remove r.Element |> ignore
+        | :? VirtioResetOp, _ when isNull s.Skipped ->
+            if held.Count = 0 then
+                for KeyValue(owner, count) in s.RefCounts do
+                    if count <> Owner.Baseline then
+                        verdicts.Add(
+                            Violated(
+                                sprintf
+                                    "%s: owner %s has %d references after a reset with nothing outstanding (baseline %d)"
+                                    (describe s)
+                                    owner
+                                    count
+                                    Owner.Baseline
+                            )
+                        )
+
+            held.Clear()
+        | _ -> ()
 
     if
         run.Steps
@@ -307,13 +357,19 @@ let usedRing (target: ITarget) (scenario: Scenario) =
 
             if not (isNull s.Virtio) && s.Virtio.Broken then
                 broken <- true
-        // every idx write publishes only elements already written
+
+            if s.Op :? VirtioResetOp && isNull s.Skipped then
+                broken <- false
+        // every idx write publishes only elements already written (the ring starts over at a reset)
         let written = HashSet<int>()
         let mutable published = 0
 
         for w in v.RingWrites do
             match w.What with
             | "elem" -> written.Add w.Slot |> ignore
+            | "reset" ->
+                written.Clear()
+                published <- 0
             | "idx" ->
                 let target = int w.Value
 

@@ -145,8 +145,8 @@ public static class ScenarioRunner
                     ran = system.RunBottomHalves();
                     break;
                 case VirtioSetupOp v when SpaceOf(v.Space) is { } space:
-                    if (virtio is not null) skipped = "a virtio device is already set up";
-                    else Virtio = virtio = SetUpVirtio(system, space, v, virtioFaults);
+                    if (virtio is null) Virtio = virtio = SetUpVirtio(system, space, v, virtioFaults);
+                    else skipped = SetUpAgain(virtio, space, v);
                     break;
                 default:
                     if (IsVirtioOp(op))
@@ -220,6 +220,23 @@ public static class ScenarioRunner
     private static bool IsVirtioOp(ScenarioOp op) =>
         op is DescriptorsOp or PublishOp or AvailIdxOp or InterruptSuppressionOp or KickOp or CompleteIoOp or PopOp or ReleaseOp or VirtioResetOp;
 
+    /// <summary>A device that was reset is set up again as a driver does after a reset (docs/qemu-rules.md,
+    /// R5): the same device and disk, its queue at the given rings, status back to DRIVER_OK. Returns why not.</summary>
+    private static string? SetUpAgain(VirtioContext virtio, AddressSpace space, VirtioSetupOp v)
+    {
+        var device = virtio.Device;
+        if (device.Status != 0) return "a virtio device is already set up (reset it first)";
+        if (space != device.DmaAs || v.EventIdx != device.Has(Virtio.VirtioConstants.FeatureEventIdx)
+            || v.Indirect != device.Has(Virtio.VirtioConstants.FeatureIndirectDesc) || v.Version1 != device.Has(Virtio.VirtioConstants.FeatureVersion1))
+            return "a reset device is set up again in the same address space, with the features it had";
+        var driver = new Virtio.SplitRingDriver(device.Memory, space, v.QueueSize, v.Desc, v.Avail, v.Used);
+        driver.ClearRings(v.EventIdx);
+        device.DriverOk();
+        device.SetupQueue(0, v.QueueSize, v.Desc, v.Avail, v.Used);
+        virtio.Driver = driver;
+        return null;
+    }
+
     private static VirtioContext SetUpVirtio(MemorySystem system, AddressSpace space, VirtioSetupOp v, Virtio.VirtioFault faults)
     {
         ulong features = 0;
@@ -287,7 +304,7 @@ public static class ScenarioRunner
                 }
                 return null;
             case VirtioResetOp:
-                v.Device.Reset();
+                v.Blk.Reset();
                 return null;
         }
         return null;

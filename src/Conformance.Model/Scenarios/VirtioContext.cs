@@ -14,7 +14,8 @@ public sealed class VirtioContext
 
     public VirtioDevice Device { get; }
     public VirtioBlk Blk { get; }
-    public SplitRingDriver Driver { get; }
+    /// <summary>The guest's ring driver (a new one when the device is set up again after a reset).</summary>
+    public SplitRingDriver Driver { get; internal set; }
     public Dictionary<string, VirtQueueElement> Elements { get; } = new();
 
     /// <summary>The disk's initial contents: a deterministic pattern, so reads return recognisable bytes.</summary>

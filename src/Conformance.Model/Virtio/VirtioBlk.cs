@@ -135,6 +135,15 @@ public sealed class VirtioBlk
         return sector <= total && sectors <= total - sector;
     }
 
+    /// <summary>virtio_reset of a virtio-blk device (docs/qemu-rules.md, R5; hw/block/virtio-blk.c:virtio_blk_reset):
+    /// the block layer is drained first, so requests in flight complete (pushed, unmapped) before the queues
+    /// are reset; then the device forgets everything else.</summary>
+    public void Reset()
+    {
+        CompleteIo();
+        Device.Reset();
+    }
+
     /// <summary>The block layer finishes every submitted request, in order (virtio_blk_rw_complete / flush_complete).</summary>
     public void CompleteIo()
     {

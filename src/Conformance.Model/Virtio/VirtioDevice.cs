@@ -34,7 +34,7 @@ public sealed class VirtioDevice
 
     public VirtioFault Faults { get; }
     public VirtQueue[] Queues { get; }
-    public byte Status { get; private set; } = 0x7;
+    public byte Status { get; private set; } = InitialStatus;
     public bool Broken { get; private set; }
     public IReadOnlyList<string> Errors => _errors;
 
@@ -48,7 +48,7 @@ public sealed class VirtioDevice
     public int Interrupts { get; private set; }
 
     /// <summary>Every write to a used ring, in order (to check that entries precede the index).</summary>
-    public IReadOnlyList<RingWrite> RingWrites => _ringWrites;
+    public IReadOnlyList<RingWrite> RingWrites => _ringWrites;   // with a "reset" entry where the device was reset
 
     /// <summary>Descriptors read by pops, in total (for the bound on chain walks).</summary>
     public int DescriptorReads { get; private set; }
@@ -112,6 +112,12 @@ public sealed class VirtioDevice
         vq.Caches = null;
     }
 
+    /// <summary>The driver sets ACKNOWLEDGE, DRIVER and DRIVER_OK again after a reset (the status a new device
+    /// starts with in the model).</summary>
+    public void DriverOk() => Status = InitialStatus;
+
+    private const byte InitialStatus = 0x7;
+
     /// <summary>virtio_reset: per-queue state back to zero without unmapping outstanding elements (R5).</summary>
     public void Reset()
     {
@@ -129,6 +135,7 @@ public sealed class VirtioDevice
         Broken = false;
         Status = 0;
         _errors.Clear();
+        _ringWrites.Add(new RingWrite("reset", -1, 0));   // not a ring write: where the used ring starts over
     }
 
     // ------------------------------------------------------------------ ring access (little-endian)
