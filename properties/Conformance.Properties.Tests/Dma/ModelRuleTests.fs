@@ -181,7 +181,8 @@ let ``a virtio-blk reset completes the requests in flight before resetting the q
                 Sector = 1UL
                 Data = [ 0x40000UL, 512u ]
                 Status = 0x22000UL
-                Payload = Array.zeroCreate 512 } ]
+                Payload = Array.zeroCreate 512
+                Framing = Conformance.Properties.BlkProperties.Separate } ]
 
     let ops =
         read.Ops

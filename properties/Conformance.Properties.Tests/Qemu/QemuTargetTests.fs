@@ -31,7 +31,8 @@ let private oneRequest (p: BlkProperties.BlkPlacement) (profile: Profile) (typ: 
             Sector = sector
             Data = data
             Status = p.RamBase + 0x2000UL
-            Payload = Array.zeroCreate (data |> List.sumBy (snd >> int)) } ]
+            Payload = Array.zeroCreate (data |> List.sumBy (snd >> int))
+            Framing = BlkProperties.Separate } ]
 
 /// blk-requests (P18) and used-length-honesty (P19) hold on every QEMU, on both transports: reads return
 /// the disk, writes land, status and used length are right, bounce exhaustion breaks the device where the

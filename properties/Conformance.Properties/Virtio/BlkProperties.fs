@@ -77,12 +77,47 @@ let private setupOf (scenario: Scenario) =
         | :? VirtioSetupOp as v -> Some v
         | _ -> None)
 
+/// How a request's buffers are cut into descriptors — any framing is allowed (VIRTIO 1.2 §2.6.4) — or what
+/// a chain leaves out that virtio-blk needs (hw/block/virtio-blk.c:virtio_blk_handle_request's first checks).
+type Framing =
+    /// header, data pieces and status byte each in descriptors of their own
+    | Separate
+    /// the header and the first data piece of an OUT request in one descriptor
+    | HeaderWithData
+    /// the last data piece of a request that reads and the status byte in one descriptor
+    | StatusWithData
+    /// the header in two descriptors of 8 bytes
+    | SplitHeader
+    /// no device-readable descriptor: "virtio-blk missing headers"
+    | NoHeader
+    /// only 8 header bytes: "virtio-blk request outhdr too short"
+    | ShortHeader
+    /// no device-writable descriptor (a request without data to read): "virtio-blk missing headers"
+    | NoStatus
+
 type Request =
     { Type: uint32
       Sector: uint64
       Data: (uint64 * uint32) list
       Status: uint64
-      Payload: byte[] }
+      Payload: byte[]
+      Framing: Framing }
+
+/// The error line a chain without what virtio-blk needs ends in (the device breaks), if it is one.
+let malformation (r: Request) =
+    match r.Framing with
+    | NoHeader
+    | NoStatus -> Some "virtio-blk missing headers"
+    | ShortHeader -> Some "virtio-blk request outhdr too short"
+    | _ -> None
+
+/// Where request i's joined header-and-data descriptor goes (RAM, room for 16 + 8192 bytes).
+let private joinedAt (p: BlkPlacement) (i: int) =
+    p.RamBase + 0xc0000UL + uint64 i * 0x4000UL
+
+/// Where the second half of request i's split header goes.
+let private secondHalfAt (p: BlkPlacement) (i: int) =
+    p.RamBase + 0x1000UL + uint64 i * 0x10UL
 
 /// Where piece k of request i's data goes: RAM or MMIO, never overlapping another request's buffers
 /// (the property reads them back after the run).
@@ -157,13 +192,44 @@ let genRequest (p: BlkPlacement) (i: int) =
             | None -> Gen.constant (p.RamBase + 0x2000UL + uint64 i * 0x10UL)
 
         let! payload = Gen.arrayOfLength total (Gen.choose (0, 255) |> Gen.map byte)
+        let writes = t = VirtioBlk.TypeOut
+
+        let! framing =
+            Gen.frequency
+                [ yield 12, Gen.constant Separate
+                  if writes && not data.IsEmpty then
+                      yield 2, Gen.constant HeaderWithData
+                  if not writes && not data.IsEmpty then
+                      yield 2, Gen.constant StatusWithData
+                  yield 2, Gen.constant SplitHeader
+                  // without device-readable data after it, a short or missing header is short or missing
+                  if not writes then
+                      yield 1, Gen.constant NoHeader
+                      yield 1, Gen.constant ShortHeader
+                  if writes || data.IsEmpty then
+                      yield 1, Gen.constant NoStatus ]
+
+        // a joined header-and-data descriptor lives in RAM: its data piece starts right after the header
+        let data =
+            match framing, data with
+            | HeaderWithData, (_, l) :: rest -> (joinedAt p i + 16UL, l) :: rest
+            | _ -> data
+
+        // the status byte right after the last data piece, in the same descriptor
+        let status =
+            match framing with
+            | StatusWithData ->
+                let a, l = List.last data
+                a + uint64 l
+            | _ -> status
 
         return
             { Type = t
               Sector = sector
               Data = data
               Status = status
-              Payload = payload }
+              Payload = payload
+              Framing = framing }
     }
 
 /// The scenario a guest would run: per request write the header (and, for writes, the data), lay the
@@ -184,22 +250,65 @@ let toScenario (p: BlkPlacement) (profile: Profile) (requests: Request list) =
         BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(), r.Type)
         BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(8), r.Sector)
         let headerAddr = p.RamBase + uint64 i * 0x10UL
-        ops.Add(WriteOp("memory", headerAddr, header))
         let isWrite = r.Type = VirtioBlk.TypeOut
-
-        if isWrite then
+        let dataFlags = if isWrite then 0us else VirtioConstants.DescFlagWrite
+        let W = VirtioConstants.DescFlagWrite
+        // the payload of each data piece (OUT requests), in order
+        let pieces =
             let mutable off = 0
 
-            for (a, l) in r.Data do
-                ops.Add(WriteOp("memory", a, Array.sub r.Payload off (int l)))
-                off <- off + int l
+            [ for (a, l) in r.Data ->
+                  let bytes = if isWrite then Array.sub r.Payload off (int l) else [||]
+                  off <- off + int l
+                  a, l, bytes ]
 
-        let dataFlags = if isWrite then 0us else VirtioConstants.DescFlagWrite
+        let writeAll (a: uint64) (bytes: byte[]) =
+            if bytes.Length > 0 then
+                ops.Add(WriteOp("memory", a, bytes))
+
+        let headerBufs =
+            match r.Framing with
+            | NoHeader -> []
+            | ShortHeader ->
+                writeAll headerAddr header.[..7]
+                [ headerAddr, 8u, 0us ]
+            | SplitHeader ->
+                writeAll headerAddr header.[..7]
+                writeAll (secondHalfAt p i) header.[8..]
+                [ headerAddr, 8u, 0us; secondHalfAt p i, 8u, 0us ]
+            | _ -> []
 
         let bufs =
-            [ yield headerAddr, 16u, 0us
-              for (a, l) in r.Data -> a, l, dataFlags
-              yield r.Status, 1u, VirtioConstants.DescFlagWrite ]
+            match r.Framing, pieces with
+            | HeaderWithData, (_, l, bytes) :: rest ->
+                writeAll (joinedAt p i) (Array.append header bytes)
+
+                [ yield joinedAt p i, 16u + l, 0us
+                  for (a, l, bytes) in rest do
+                      writeAll a bytes
+                      yield a, l, dataFlags
+                  yield r.Status, 1u, W ]
+            | StatusWithData, _ ->
+                writeAll headerAddr header
+                let front, (la, ll, _) = List.take (pieces.Length - 1) pieces, List.last pieces
+
+                [ yield headerAddr, 16u, 0us
+                  for (a, l, _) in front -> a, l, dataFlags
+                  yield la, ll + 1u, W ]
+            | framing, _ ->
+                let wholeHeader = framing = Separate || framing = NoStatus
+
+                if wholeHeader then
+                    writeAll headerAddr header
+
+                [ yield! headerBufs
+                  if wholeHeader then
+                      yield headerAddr, 16u, 0us
+                  for (a, l, bytes) in pieces do
+                      writeAll a bytes
+                      yield a, l, dataFlags
+                  if framing <> NoStatus then
+                      yield r.Status, 1u, W ]
 
         let idx = [ for k in 0 .. bufs.Length - 1 -> (next + k) % p.QueueSize ]
         next <- next + bufs.Length
@@ -234,7 +343,9 @@ let genRequests (p: BlkPlacement) (profile: Profile) =
         return toScenario p profile rs
     }
 
-/// Recovers the requests from a scenario built by toScenario (so saved cases replay on their own).
+/// Recovers the requests from a scenario built by toScenario (so saved cases replay on their own): from each
+/// chain's descriptors in order and the guest writes that filled them — the header is the first 16
+/// device-readable bytes, the status the last device-writable byte, whatever the framing.
 let fromScenario (s: Scenario) =
     let ops = List.ofSeq s.Ops
 
@@ -244,47 +355,98 @@ let fromScenario (s: Scenario) =
             | :? WriteOp as w -> Some w
             | _ -> None)
 
+    let bytesAt (a: uint64) (l: uint32) =
+        match
+            writes
+            |> List.tryFindBack (fun w -> w.Addr <= a && a + uint64 l <= w.Addr + uint64 w.Data.Length)
+        with
+        | Some w -> Array.sub w.Data (int (a - w.Addr)) (int l)
+        | None -> Array.zeroCreate (int l)
+
+    let isWrite (x: DescriptorEntry) =
+        x.Flags &&& VirtioConstants.DescFlagWrite <> 0us
+
     ops
     |> List.choose (function
         | :? DescriptorsOp as d -> Some d
         | _ -> None)
     |> List.map (fun d ->
         let e = List.ofSeq d.Entries
+        let outs = e |> List.filter (isWrite >> not)
+        let ins = e |> List.filter isWrite
+
+        let outBytes = outs |> Array.ofList |> Array.collect (fun x -> bytesAt x.Addr x.Len)
 
         let header =
-            writes |> List.findBack (fun w -> w.Addr = e.Head.Addr && w.Data.Length = 16)
+            Array.append outBytes (Array.zeroCreate (max 0 (16 - outBytes.Length)))
+            |> Array.truncate 16
 
-        let typ = BinaryPrimitives.ReadUInt32LittleEndian(ReadOnlySpan(header.Data))
+        let typ = BinaryPrimitives.ReadUInt32LittleEndian(ReadOnlySpan(header))
 
-        let data =
-            e
-            |> List.skip 1
-            |> List.take (e.Length - 2)
-            |> List.map (fun x -> x.Addr, x.Len)
+        let framing =
+            if outs.IsEmpty then NoHeader
+            elif ins.IsEmpty then NoStatus
+            elif outBytes.Length < 16 then ShortHeader
+            elif outs.Head.Len = 8u then SplitHeader
+            elif outs.Head.Len > 16u then HeaderWithData
+            elif (List.last ins).Len > 1u then StatusWithData
+            else Separate
 
-        let payload =
-            if typ = VirtioBlk.TypeOut then
-                data
-                |> List.collect (fun (a, _) -> (writes |> List.findBack (fun w -> w.Addr = a)).Data |> List.ofArray)
-                |> Array.ofList
-            else
-                Array.zeroCreate (data |> List.sumBy (fun (_, l) -> int l))
+        // the device-readable pieces past the 16 header bytes
+        let outData =
+            let mutable skip = 16UL
+
+            [ for x in outs do
+                  let cut = min skip (uint64 x.Len)
+                  skip <- skip - cut
+
+                  if uint64 x.Len > cut then
+                      yield x.Addr + cut, x.Len - uint32 cut ]
+
+        // the device-writable pieces before the status byte, and the status byte
+        let inData, status =
+            match ins with
+            | [] -> [], 0UL
+            | _ ->
+                let last = List.last ins
+                let front = ins |> List.take (ins.Length - 1) |> List.map (fun x -> x.Addr, x.Len)
+
+                if last.Len > 1u then
+                    front @ [ last.Addr, last.Len - 1u ], last.Addr + uint64 last.Len - 1UL
+                else
+                    front, last.Addr
+
+        let data = if typ = VirtioBlk.TypeOut then outData else inData
 
         { Type = typ
-          Sector = BinaryPrimitives.ReadUInt64LittleEndian(ReadOnlySpan(header.Data, 8, 8))
+          Sector = BinaryPrimitives.ReadUInt64LittleEndian(ReadOnlySpan(header, 8, 8))
           Data = data
-          Status = (List.last e).Addr
-          Payload = payload })
+          Status = status
+          Payload =
+            if typ = VirtioBlk.TypeOut then
+                outBytes.[16..]
+            else
+                Array.zeroCreate (data |> List.sumBy (fun (_, l) -> int l))
+          Framing = framing })
 
 /// Whether QEMU runs out of bounce space mapping this chain (the one page of 7.2, or 4096 bytes of budget in 9.2),
 /// on the scenario's layout.
 let outOfBounce (scenario: Scenario) (r: Request) =
     let profile = scenario.Profile
 
+    // what the pop maps, descriptor by descriptor (headers are in RAM, mapped directly)
+    let descriptors =
+        match r.Framing with
+        | StatusWithData ->
+            let front, (la, ll) = List.take (r.Data.Length - 1) r.Data, List.last r.Data
+            front @ [ la, ll + 1u ]
+        | NoStatus -> r.Data
+        | _ -> r.Data @ [ r.Status, 1u ]
+
     let bounced =
-        [ for (a, l) in r.Data @ [ r.Status, 1u ] do
+        [ for (a, l) in descriptors do
               for (k0, k1, hit) in segments scenario.Layout (setupOf scenario).Space a (uint64 l) do
-                  if not (isDirect hit (r.Type <> VirtioBlk.TypeOut || a = r.Status)) then
+                  if not (isDirect hit (r.Type <> VirtioBlk.TypeOut || a = r.Status || a + uint64 l - 1UL = r.Status)) then
                       yield k1 - k0 ]
 
     match profile with
@@ -366,7 +528,20 @@ let blkRequests (target: ITarget) (scenario: Scenario) =
                     verdicts.Add(
                         Violated(sprintf "request %d: expected \"virtio: bogus descriptor or out of resources\", got %A" i (List.ofSeq run.Virtio.Errors))
                     )
+            elif (malformation r).IsSome then
+                // no header, a short one, or no status byte: virtio_blk_handle_request fails the device
+                let expected = (malformation r).Value
+                labels.Add(sprintf "chain without what virtio-blk needs: %A" r.Framing)
+                broken <- true
+
+                if not run.Virtio.Broken then
+                    verdicts.Add(Violated(sprintf "request %d (%A) should break the device with \"%s\"" i r.Framing expected))
+                elif not (run.Virtio.Errors |> Seq.contains expected) then
+                    verdicts.Add(Violated(sprintf "request %d (%A): expected \"%s\", got %A" i r.Framing expected (List.ofSeq run.Virtio.Errors)))
             else
+                if r.Framing <> Separate then
+                    labels.Add(sprintf "framing: %A" r.Framing)
+
                 let baseType = r.Type &&& ~~~(VirtioBlk.TypeOut ||| VirtioBlk.TypeBarrier)
 
                 let rangeOk =
