@@ -360,6 +360,56 @@ let usedRing (target: ITarget) (scenario: Scenario) =
 
             if s.Op :? VirtioResetOp && isNull s.Skipped then
                 broken <- false
+        // every push on a working device interrupts the driver exactly when it asked to be (VIRTIO 1.2
+        // §2.7.7.2, §2.7.10): without EVENT_IDX unless VRING_AVAIL_F_NO_INTERRUPT (these cases leave the flags
+        // clear), with it when used.idx passes used_event (0 here: the rings start zeroed) since the last
+        // interrupt, and always for the first; a broken device interrupts nothing
+        let eventIdx =
+            scenario.Ops
+            |> Seq.exists (function
+                | :? VirtioSetupOp as v -> v.EventIdx
+                | _ -> false)
+
+        if not (scenario.Ops |> Seq.exists (fun o -> o :? InterruptSuppressionOp)) then
+            let mutable interrupts = 0
+            let mutable signalledValid = false
+            let mutable signalled = 0us
+
+            for s in run.Steps do
+                match s.Op, Option.ofObj s.Virtio with
+                | (:? VirtioResetOp), Some vs when isNull s.Skipped ->
+                    signalledValid <- false
+                    signalled <- 0us
+                    interrupts <- vs.Interrupts
+                | (:? ReleaseOp as r), Some vs when isNull s.Skipped && r.How = "push" ->
+                    let expected =
+                        if vs.Broken then
+                            0
+                        elif not eventIdx then
+                            1
+                        else
+                            let wasValid = signalledValid
+                            let old = signalled
+                            signalledValid <- true
+                            signalled <- vs.UsedIdx
+
+                            if not wasValid || uint16 (vs.UsedIdx - 0us - 1us) < uint16 (vs.UsedIdx - old) then
+                                1
+                            else
+                                0
+
+                    if vs.Interrupts - interrupts <> expected then
+                        verdicts.Add(Violated(sprintf "%s: %d interrupts raised, the driver asked for %d" (describe s) (vs.Interrupts - interrupts) expected))
+
+                    if expected = 1 then
+                        labels.Add "push interrupted the driver"
+                    elif not vs.Broken then
+                        labels.Add "push without an interrupt (used_event not passed)"
+
+                    interrupts <- vs.Interrupts
+                | _, Some vs -> interrupts <- vs.Interrupts
+                | _ -> ()
+
         // every idx write publishes only elements already written (the ring starts over at a reset)
         let written = HashSet<int>()
         let mutable published = 0
