@@ -204,3 +204,19 @@ let ``a virtio-blk reset completes the requests in flight before resetting the q
     let status = Array.zeroCreate<byte> 1
     run.System.Read(run.System.Space "memory", 0x22000UL, Span status)
     Assert.Equal(Virtio.VirtioBlk.StatusOk, status.[0])
+
+/// VBLK-4 (QEMU 9.0+, profile Qemu92): a short zone report breaks the device and is still completed with
+/// ZONE_INVALID_CMD: the status byte is written, nothing is published, nothing stays mapped.
+[<Fact>]
+let ``a short zone report is completed with ZONE_INVALID_CMD after breaking the device`` () =
+    let scenario =
+        Scenarios.ScenarioJson.Parse(IO.File.ReadAllText(Conformance.Properties.Tests.TestSupport.fromRoot "fixtures/findings/F-BLK-3.json"))
+
+    let run = Scenarios.ScenarioRunner.Run scenario
+    let obs = run.Observe()
+    Assert.True(obs.Virtio.Broken)
+    Assert.Empty(obs.Virtio.Used)
+    Assert.Empty(obs.Memory.LiveMappings)
+    let status = Array.zeroCreate<byte> 1
+    run.System.Read(run.System.Space "memory", 0x22000UL, Span status)
+    Assert.Equal(Virtio.VirtioBlk.StatusZoneInvalidCmd, status.[0])

@@ -630,6 +630,18 @@ let blkRequests (target: ITarget) (scenario: Scenario) =
                     else
                         Array.blit r.Payload 0 disk at n)
 
+    // every element is released once the block layer is done, also those a fatal parse error detached
+    // (virtqueue_detach_element); a target that cannot show its mappings shows none
+    if run.Memory.LiveMappings.Count > 0 then
+        verdicts.Add(
+            Violated(
+                sprintf
+                    "%d mappings are still live after every request ended: %s"
+                    run.Memory.LiveMappings.Count
+                    (String.Join(", ", run.Memory.LiveMappings |> Seq.map string))
+            )
+        )
+
     // an empty disk was not looked at (a target that cannot read it back)
     if not broken && run.Virtio.Disk.Length > 0 && run.Virtio.Disk <> disk then
         let firstDiff =

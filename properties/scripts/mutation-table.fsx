@@ -1,0 +1,156 @@
+// The mutation table from Stryker.NET's own report, not typed by hand: one row per report (a group of
+// files), its score with timed-out mutants counted as detected (Stryker's) and without (a timeout on a
+// busy machine is not proof that the tests would catch the mutant), and every surviving or uncovered
+// mutant with the reason recorded for it in fixtures/mutation/reasons.json (or "no reason recorded").
+//
+//   dotnet fsi properties/scripts/mutation-table.fsx StrykerOutput/*/reports/mutation-report.json
+//
+// A reason is keyed by the file (relative to src/Conformance.Model), the mutator and the text of the
+// mutated code, so it survives line moves; an entry no report matches is listed at the end as stale.
+
+open System
+open System.IO
+open System.Text.Json
+
+type Mutant =
+    { File: string
+      Line: int
+      Mutator: string
+      Replacement: string
+      Original: string
+      Status: string }
+
+let relative (path: string) =
+    let marker = "src/Conformance.Model/"
+    let p = path.Replace('\\', '/')
+    let i = p.IndexOf marker
+    if i >= 0 then p.Substring(i + marker.Length) else p
+
+let read (report: string) =
+    use doc = JsonDocument.Parse(File.ReadAllText report)
+
+    [ for file in doc.RootElement.GetProperty("files").EnumerateObject() do
+          let source = file.Value.GetProperty("source").GetString().Split('\n')
+
+          for m in file.Value.GetProperty("mutants").EnumerateArray() do
+              let start = m.GetProperty("location").GetProperty("start")
+              let finish = m.GetProperty("location").GetProperty("end")
+              let line = start.GetProperty("line").GetInt32()
+              let endLine = finish.GetProperty("line").GetInt32()
+
+              let original =
+                  if line = endLine && line <= source.Length then
+                      let text = source.[line - 1]
+                      let c0 = max 0 (start.GetProperty("column").GetInt32() - 1)
+                      let c1 = min text.Length (finish.GetProperty("column").GetInt32() - 1)
+
+                      if c1 > c0 then
+                          text.Substring(c0, c1 - c0).Trim()
+                      else
+                          text.Trim()
+                  else
+                      (if line <= source.Length then
+                           source.[line - 1].Trim()
+                       else
+                           "")
+                      + " …"
+
+              yield
+                  { File = relative file.Name
+                    Line = line
+                    Mutator = m.GetProperty("mutatorName").GetString()
+                    Replacement =
+                      (match m.TryGetProperty "replacement" with
+                       | true, r -> r.GetString()
+                       | _ -> "")
+                    Original = original
+                    Status = m.GetProperty("status").GetString() } ]
+
+let key (m: Mutant) =
+    sprintf "%s | %s | %s" m.File m.Mutator m.Original
+
+let reasons =
+    let path =
+        Path.Combine(__SOURCE_DIRECTORY__, "../../fixtures/mutation/reasons.json")
+
+    if File.Exists path then
+        use doc = JsonDocument.Parse(File.ReadAllText path)
+
+        [ for e in doc.RootElement.EnumerateArray() ->
+              sprintf "%s | %s | %s" (e.GetProperty("file").GetString()) (e.GetProperty("mutator").GetString()) (e.GetProperty("original").GetString()),
+              e.GetProperty("reason").GetString() ]
+        |> Map.ofList
+    else
+        Map.empty
+
+let reports = fsi.CommandLineArgs |> Array.skip 1
+
+if reports.Length = 0 then
+    eprintfn "usage: dotnet fsi properties/scripts/mutation-table.fsx REPORT.json..."
+    exit 2
+
+let commit =
+    try
+        let p =
+            Diagnostics.Process.Start(Diagnostics.ProcessStartInfo("git", "rev-parse --short HEAD", RedirectStandardOutput = true))
+
+        p.StandardOutput.ReadToEnd().Trim()
+    with _ ->
+        "?"
+
+printfn "| files | score (timeouts detected) | score (timeouts not) | killed | timed out | survived | not covered |"
+printfn "|-------|-------|-------|--------|-----------|----------|-------------|"
+
+let all = ResizeArray<Mutant>()
+
+for report in reports do
+    let ms = read report
+    all.AddRange ms
+
+    let count s =
+        ms |> List.filter (fun m -> m.Status = s) |> List.length
+
+    let killed, timeout, survived, nocov =
+        count "Killed", count "Timeout", count "Survived", count "NoCoverage"
+
+    let valid = killed + timeout + survived + nocov
+
+    let pct n =
+        if valid = 0 then
+            "-"
+        else
+            sprintf "%.2f%%" (100.0 * float n / float valid)
+
+    let files =
+        ms
+        |> List.map (fun m -> m.File)
+        |> List.distinct
+        |> List.sort
+        |> String.concat ", "
+
+    printfn "| %s | **%s** | %s | %d | %d | %d | %d |" files (pct (killed + timeout)) (pct killed) killed timeout survived nocov
+
+printfn ""
+printfn "Measured at commit `%s`. Undetected mutants and why they stay:" commit
+printfn ""
+printfn "| file:line | mutator | code -> mutant | status | reason |"
+printfn "|-----------|---------|----------------|--------|--------|"
+
+for m in
+    all
+    |> Seq.filter (fun m -> m.Status = "Survived" || m.Status = "NoCoverage")
+    |> Seq.sortBy (fun m -> m.File, m.Line) do
+    let reason =
+        reasons |> Map.tryFind (key m) |> Option.defaultValue "**no reason recorded**"
+
+    let cell (s: string) =
+        s.Replace("|", "\\|").Replace("\n", " ")
+
+    printfn "| %s:%d | %s | `%s` -> `%s` | %s | %s |" m.File m.Line m.Mutator (cell m.Original) (cell m.Replacement) m.Status (cell reason)
+
+let seen = all |> Seq.map key |> Set.ofSeq
+
+for KeyValue(k, _) in reasons do
+    if not (seen.Contains k) then
+        printfn ""
+        printfn "stale reason (no mutant matches it any more): %s" k
