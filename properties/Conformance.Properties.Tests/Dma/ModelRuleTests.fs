@@ -220,3 +220,48 @@ let ``a short zone report is completed with ZONE_INVALID_CMD after breaking the 
     let status = Array.zeroCreate<byte> 1
     run.System.Read(run.System.Space "memory", 0x22000UL, Span status)
     Assert.Equal(Virtio.VirtioBlk.StatusZoneInvalidCmd, status.[0])
+
+/// RC-1: each ring must be covered by one region cache of exactly its size (VIRTIO 1.2 §2.7: descriptor
+/// table 16·num bytes; available ring 4 + 2·num, used ring 4 + 8·num, each 2 more with EVENT_IDX). A ring
+/// that ends exactly at the end of RAM works; one byte further it is "Cannot map …".
+[<Theory>]
+[<InlineData("desc", false)>]
+[<InlineData("desc", true)>]
+[<InlineData("avail", false)>]
+[<InlineData("avail", true)>]
+[<InlineData("used", false)>]
+[<InlineData("used", true)>]
+let ``a ring fits its cache exactly, and one byte more does not`` (ring: string, eventIdx: bool) =
+    let num = 8
+    let ramEnd = 0x100000UL
+    let extra = if eventIdx then 2UL else 0UL
+
+    let size =
+        match ring with
+        | "desc" -> 16UL * uint64 num
+        | "avail" -> 4UL + 2UL * uint64 num + extra
+        | _ -> 4UL + 8UL * uint64 num + extra
+
+    let run (at: uint64) =
+        let desc, avail, used =
+            match ring with
+            | "desc" -> at, 0x11000UL, 0x12000UL
+            | "avail" -> 0x10000UL, at, 0x12000UL
+            | _ -> 0x10000UL, 0x11000UL, at
+
+        let setup =
+            Scenarios.VirtioSetupOp("memory", num, desc, avail, used, eventIdx, false, true, 64, "")
+
+        let obs =
+            Scenarios.ScenarioRunner
+                .Run(Scenarios.Scenario(Profile.Qemu72, Conformance.Properties.VirtioCases.layout, [| setup :> Scenarios.ScenarioOp |]))
+                .Observe()
+
+        List.ofSeq obs.Virtio.Errors, obs.Memory.RefCounts
+
+    Assert.Empty(fst (run (ramEnd - size)))
+    let errors, refs = run (ramEnd - size + 1UL)
+    Assert.Equal<string list>([ sprintf "Cannot map %s" ring ], errors)
+    // the caches opened before the one that failed are closed again: nothing stays referenced
+    for KeyValue(owner, count) in refs do
+        Assert.True((count = Owner.Baseline), sprintf "%s keeps %d references" owner count)
