@@ -149,8 +149,10 @@ for m in
     printfn "| %s:%d | %s | `%s` -> `%s` | %s | %s |" m.File m.Line m.Mutator (cell m.Original) (cell m.Replacement) m.Status (cell reason)
 
 let seen = all |> Seq.map key |> Set.ofSeq
+let measured = all |> Seq.map (fun m -> m.File) |> Set.ofSeq
 
+// stale: a reason for a file these reports measured that no mutant of it matches any more
 for KeyValue(k, _) in reasons do
-    if not (seen.Contains k) then
+    if measured.Contains(k.Split(" | ").[0]) && not (seen.Contains k) then
         printfn ""
         printfn "stale reason (no mutant matches it any more): %s" k
