@@ -188,7 +188,7 @@ public sealed class QemuTarget : ITarget, IDisposable
                             _kickNotWaited = null;
                             _completed = Blk.WaitForCompletion(Ring().AvailIdx, _ringReadable);
                             newUsed = Collect();
-                            _queue = DriverOf().QueueStatus();
+                            // QEMU's own queue indices cost a QMP round trip: read once, at the end
                             break;
                         default:
                             throw new TargetCannotRun($"{ScenarioTrace.Describe(op)}: QEMU cannot be asked to do this (it runs virtio-blk as a guest drives it)");
