@@ -811,31 +811,23 @@ let mapClients (target: ITarget) (scenario: Scenario) =
             if not (pending.Contains c) then
                 pending.Add c
 
-        let sortedList (xs: string seq) = xs |> Seq.sort |> List.ofSeq
-
-        if sortedList s.Scheduled <> sortedList expectedScheduled then
-            verdicts.Add(
-                Violated(
-                    sprintf
-                        "step %d (%s) scheduled [%s]; expected [%s]"
-                        (s.Index + 1)
-                        (ScenarioTrace.Describe s.Op)
-                        (String.Join(", ", s.Scheduled))
-                        (String.Join(", ", expectedScheduled))
+        // the clients a step scheduled (or ran), in any order, against the expected ones
+        let expect (what: string) (actual: string seq) (expected: string list) =
+            if List.sort (List.ofSeq actual) <> List.sort expected then
+                verdicts.Add(
+                    Violated(
+                        sprintf
+                            "step %d (%s) %s [%s]; expected [%s]"
+                            (s.Index + 1)
+                            (ScenarioTrace.Describe s.Op)
+                            what
+                            (String.Join(", ", actual))
+                            (String.Join(", ", expected))
+                    )
                 )
-            )
 
-        if sortedList s.Ran <> sortedList expectedRan then
-            verdicts.Add(
-                Violated(
-                    sprintf
-                        "step %d (%s) ran [%s]; expected [%s]"
-                        (s.Index + 1)
-                        (ScenarioTrace.Describe s.Op)
-                        (String.Join(", ", s.Ran))
-                        (String.Join(", ", expectedRan))
-                )
-            )
+        expect "scheduled" s.Scheduled expectedScheduled
+        expect "ran" s.Ran expectedRan
 
         if (s.Ran |> Seq.distinct |> Seq.length) <> s.Ran.Count then
             verdicts.Add(Violated(sprintf "step %d ran a client twice" (s.Index + 1)))

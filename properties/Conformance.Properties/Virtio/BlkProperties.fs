@@ -313,21 +313,7 @@ let toScenario (p: BlkPlacement) (profile: Profile) (requests: Request list) =
         let idx = [ for k in 0 .. bufs.Length - 1 -> (next + k) % p.QueueSize ]
         next <- next + bufs.Length
 
-        let entries =
-            List.mapi2
-                (fun k (a, l, f) d ->
-                    DescriptorEntry(
-                        d,
-                        a,
-                        l,
-                        (if k < bufs.Length - 1 then
-                             f ||| VirtioConstants.DescFlagNext
-                         else
-                             f),
-                        (if k < bufs.Length - 1 then uint16 idx.[k + 1] else 0us)
-                    ))
-                bufs
-                idx
+        let entries = linked bufs idx
 
         ops.Add(DescriptorsOp(Nullable(), Array.ofList entries))
         ops.Add(PublishOp [| uint16 idx.Head |])

@@ -85,6 +85,16 @@ let expectedError (m: Malformation) (num: int) =
 
 /// Builds the operations that put chains into the ring, allocating descriptor indices from `next`
 /// (indirect tables go at 0x30000 + 0x1000 per chain). Returns the ops and the heads.
+/// A chain's descriptors: buffer k at index k of `indices`, each but the last with NEXT to the one after.
+let linked (bufs: (uint64 * uint32 * uint16) list) (indices: int list) =
+    List.mapi2
+        (fun k (a, l, f) idx ->
+            let last = k = bufs.Length - 1
+
+            DescriptorEntry(idx, a, l, (if last then f else f ||| VirtioConstants.DescFlagNext), (if last then 0us else uint16 indices.[k + 1])))
+        bufs
+        indices
+
 let layChains (num: int) (firstIndex: int) (firstTable: int) (chains: Chain list) =
     let ops = ResizeArray<ScenarioOp>()
     let heads = ResizeArray<uint16>()
@@ -100,19 +110,7 @@ let layChains (num: int) (firstIndex: int) (firstTable: int) (chains: Chain list
             let tableAddr = 0x30000UL + uint64 table * 0x1000UL
             table <- table + 1
 
-            let entries =
-                bufs
-                |> List.mapi (fun i (a, l, f) ->
-                    DescriptorEntry(
-                        i,
-                        a,
-                        l,
-                        (if i < bufs.Length - 1 then
-                             f ||| VirtioConstants.DescFlagNext
-                         else
-                             f),
-                        uint16 (i + 1)
-                    ))
+            let entries = linked bufs [ 0 .. bufs.Length - 1 ]
 
             ops.Add(DescriptorsOp(Nullable tableAddr, Array.ofList entries))
             let head = next % num
@@ -123,21 +121,7 @@ let layChains (num: int) (firstIndex: int) (firstTable: int) (chains: Chain list
             let indices = bufs |> List.mapi (fun i _ -> (next + i) % num)
             next <- next + bufs.Length
 
-            let entries =
-                List.mapi2
-                    (fun i (a, l, f) idx ->
-                        DescriptorEntry(
-                            idx,
-                            a,
-                            l,
-                            (if i < bufs.Length - 1 then
-                                 f ||| VirtioConstants.DescFlagNext
-                             else
-                                 f),
-                            (if i < bufs.Length - 1 then uint16 indices.[i + 1] else 0us)
-                        ))
-                    bufs
-                    indices
+            let entries = linked bufs indices
 
             ops.Add(DescriptorsOp(Nullable(), Array.ofList entries))
             heads.Add(uint16 indices.Head)
