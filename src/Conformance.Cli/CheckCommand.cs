@@ -1,4 +1,5 @@
 using Conformance.Model;
+using Conformance.Model.Targets;
 using Conformance.Properties;
 using Conformance.Qemu.Differential;
 using Microsoft.FSharp.Collections;
@@ -19,6 +20,7 @@ public static class CheckCommand
     {
         if (options.Get("property") is not null) return CheckCatalogueOnQemu(options, stdout);
         if (options.Get("save") is not null) throw new UsageException("--save does not apply to the differential (--target qemu without --property)");
+        if (options.Get("bounce-budget") is not null) throw new UsageException("--bounce-budget goes with --property (the differential covers every budget)");
         var binaries = QemuBinaries(options);
         var transports = Transports(options);
         var variant = CommandLine.VariantOf(options);
@@ -86,9 +88,9 @@ public static class CheckCommand
     /// <summary>One catalogue entry on one target and profile: checked, saved where it belongs (--save DIR, or
     /// the regression corpus for the reference model), reported; true when it passed (or was skipped).</summary>
     private static bool CheckEntry(Options options, TextWriter stdout, Catalogue.Entry entry, Profile profile, Conformance.Model.Targets.ITarget target,
-        int? maxTest, FSharpOption<Runner.ReplayToken> replay, List<CiResult> results)
+        Conformance.Model.Targets.ITarget reference, int? maxTest, FSharpOption<Runner.ReplayToken> replay, List<CiResult> results)
     {
-        var checkedOutcome = Runner.check(entry, profile, target, maxTest ?? Runner.defaultCases(entry), replay);
+        var checkedOutcome = Runner.checkWith(FSharpOption<ITarget>.Some(reference), entry, profile, target, maxTest ?? Runner.defaultCases(entry), replay);
         var outcome = options.Get("save") is { } dir ? Runner.recordTo(dir, checkedOutcome) : Runner.record(checkedOutcome);
         string report = Runner.report(outcome, target);
         stdout.Write(report);
@@ -117,38 +119,56 @@ public static class CheckCommand
     };
 
     /// <summary>
-    /// `check --target qemu --property NAME|all [--qemu PATH]... [--transport legacy|modern] [--max-test N]
-    /// [--replay TOKEN] [--save DIR]`: catalogue properties judged on QEMU itself (QemuTarget), each QEMU and
-    /// transport in turn, with cases generated on that QEMU's machine; a property that needs what QEMU cannot
-    /// do or show is reported SKIP with what is missing.
+    /// `check --target qemu --property NAME|all [--qemu PATH]... [--transport legacy|modern] [--bounce-budget B]
+    /// [--variant V] [--max-test N] [--replay TOKEN] [--save DIR]`: catalogue properties judged on QEMU itself
+    /// (QemuTarget), each QEMU and transport in turn, with cases generated on that QEMU's machine; a property that
+    /// needs what QEMU cannot do or show is reported SKIP with what is missing. P26 targets-agree compares QEMU
+    /// with the reference model (with --variant: that broken variant of it, to see the comparison catch it).
     /// </summary>
     private static int CheckCatalogueOnQemu(Options options, TextWriter stdout)
     {
-        if (options.Get("variant") is not null) throw new UsageException("--variant names a broken variant of the model; QEMU has none");
         if (options.Get("matrix") is not null) throw new UsageException("--matrix goes with the differential (--target qemu without --property)");
         string name = options.Get("property")!;
         var entries = name == "all" ? Catalogue.all.ToList()
             : FSharpOption<Catalogue.Entry>.get_IsSome(Catalogue.find(name)) ? new List<Catalogue.Entry> { Catalogue.find(name).Value }
             : throw new UsageException($"unknown property '{name}' (see: conformance list)");
+        if (options.Get("variant") is not null && !entries.Any(e => e.NeedsReference))
+            throw new UsageException("--variant names a broken variant of the model; QEMU has none (with --target qemu it makes the model side of targets-agree that variant)");
         int? maxTest = MaxTest(options);
         var replay = Replay(options);
         int failed = 0, ran = 0;
         var results = new List<CiResult>();
+        ulong? budget = BounceBudget(options);
+        var variant = CommandLine.VariantOf(options).Variant;
         foreach (var binary in QemuBinaries(options))
             foreach (var transport in Transports(options))
             {
-                using var target = new Conformance.Targets.Qemu.QemuTarget(binary, transport);
+                if (budget is not null && transport == Conformance.Qemu.VirtioTransport.Legacy)
+                    throw new UsageException("--bounce-budget needs the modern transport (iommu_platform=on): add --transport modern");
+                using var target = QemuTargetFor(binary, transport, budget);
+                var reference = QemuDifferential.modelTargetOf(variant, FSharpOption<byte[]>.Some(QemuDifferential.romImageOf.Invoke(binary)));
                 Profile profile = options.Get("profile") is { } p && p != "all" ? CommandLine.ParseProfile(p) : binary.Profile;
                 foreach (var entry in entries)
                 {
                     ran++;
-                    if (!CheckEntry(options, stdout, entry, profile, target, maxTest, replay, results)) failed++;
+                    if (!CheckEntry(options, stdout, entry, profile, target, reference, maxTest, replay, results)) failed++;
                 }
             }
         stdout.WriteLine($"{ran - failed} passed (skipped ones included), {failed} failed");
         CiReport.Write(options, results);
         return failed == 0 ? 0 : 1;
     }
+
+    /// <summary>--bounce-budget B, if given.</summary>
+    internal static ulong? BounceBudget(Options options)
+    {
+        if (options.Get("bounce-budget") is not { } b) return null;
+        return ulong.TryParse(b, out var n) && n >= 1 ? n : throw new UsageException($"--bounce-budget takes a positive number of bytes, not '{b}'");
+    }
+
+    /// <summary>A QEMU configuration as a target, with the known deviations registered for its release.</summary>
+    internal static Conformance.Targets.Qemu.QemuTarget QemuTargetFor(Conformance.Qemu.QemuBinary binary, Conformance.Qemu.VirtioTransport transport, ulong? budget) =>
+        new(binary, transport, budget, null, QemuDifferential.deviationsOf(binary).ToArray());
 
     public static int Run(Options options, TextWriter stdout)
     {
@@ -164,7 +184,7 @@ public static class CheckCommand
 
     private static int RunSharded(Options options, TextWriter stdout)
     {
-        options.Allow("property", "profile", "max-test", "replay", "variant", "save", "target", "qemu", "transport", "matrix", "junit", "json", "shard");
+        options.Allow("property", "profile", "max-test", "replay", "variant", "save", "target", "qemu", "transport", "bounce-budget", "matrix", "junit", "json", "shard");
         if (options.Get("shard") is { } shard)
         {
             if (options.Get("replay") is not null) throw new UsageException("--shard and --replay do not go together (a replay token names one case)");
@@ -184,7 +204,7 @@ public static class CheckCommand
             case "qemu": return CheckQemu(options, stdout);
             case var t: throw new UsageException($"--target is 'model' (the default) or 'qemu', not '{t}'");
         }
-        foreach (var qemuOnly in new[] { "qemu", "transport", "matrix" })
+        foreach (var qemuOnly in new[] { "qemu", "transport", "bounce-budget", "matrix" })
             if (options.GetAll(qemuOnly).Count > 0) throw new UsageException($"--{qemuOnly} goes with --target qemu");
         var entries = Catalogue.all.ToList();
         if (options.Get("property") is { } name)
@@ -208,7 +228,7 @@ public static class CheckCommand
             foreach (var profile in profiles)
             {
                 ran++;
-                if (!CheckEntry(options, stdout, entry, profile, target, maxTest, replay, results)) failed++;
+                if (!CheckEntry(options, stdout, entry, profile, target, ModelTarget.Reference, maxTest, replay, results)) failed++;
             }
         }
         stdout.WriteLine($"{ran - failed} passed, {failed} failed");

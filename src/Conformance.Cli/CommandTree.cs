@@ -20,13 +20,14 @@ public static class CommandTree
     private static readonly OptionSpec Target = new("target", "model (the default) or qemu");
     private static readonly OptionSpec Qemu = new("qemu", "a qemu-system-x86_64 to run (default: $QEMU, then PATH); repeat it for a version matrix", Repeatable: true);
     private static readonly OptionSpec Transport = new("transport", "legacy or modern (default: both)");
+    private static readonly OptionSpec BounceBudget = new("bounce-budget", "with --target qemu and --property: the device's own bounce budget in bytes (x-max-bounce-buffer-size, modern transport)");
 
     private static readonly VerbSpec[] Verbs =
     {
         new("check", "Runs the property catalogue against the reference model (or a broken variant), or with --target qemu generated virtio-blk requests on real QEMU and on the model.", null, new[]
         {
             new OptionSpec("property", "only this property"), Profile, MaxTest, new("replay", "a replay token (seed,gamma,size) as a failure printed"),
-            Variant, new("save", "save every failure's counterexample to this folder"), Target, Qemu, Transport,
+            Variant, new("save", "save every failure's counterexample to this folder"), Target, Qemu, Transport, BounceBudget,
             new("matrix", "with --target qemu: also write the version matrix to this file"),
             new("junit", "also write the results as JUnit XML to this file (for CI systems)"),
             new("json", "also write the results as JSON to this file"),
@@ -41,7 +42,7 @@ public static class CommandTree
         new("replay", "Runs a scenario file (its trace; with a property its verdict), regenerates a printed failure (--property --profile --seed), or with --target qemu runs a scenario on QEMU and on the model.", "FILE", new[]
         {
             Profile, Variant, new OptionSpec("property", "judge the scenario with this property"), new("seed", "a replay token to regenerate (with --property and --profile)"),
-            Target, Qemu, Transport,
+            Target, Qemu, Transport, BounceBudget,
         }),
         new("explain", "Runs a scenario and explains each step in the words of the QEMU rules.", "FILE", new[] { Profile, Variant }),
         new("approve", "Shows the diff of every pending snapshot and moves it over the approved one.", null, new[]

@@ -16,14 +16,13 @@ public static class ReplayCommand
 {
     public static int Run(Options options, TextWriter stdout)
     {
-        options.Allow("profile", "variant", "property", "seed", "target", "qemu", "transport");
+        options.Allow("profile", "variant", "property", "seed", "target", "qemu", "transport", "bounce-budget");
         switch (options.Get("target"))
         {
             case null or "model": break;
             case "qemu" when options.Get("seed") is { } qemuSeed:
                 {
                     // a catalogue property's failure on QEMU itself (check --target qemu --property P), regenerated
-                    if (options.Get("variant") is not null) throw new UsageException("--variant names a broken variant of the model; QEMU has none");
                     var binary = Conformance.Qemu.QemuBinary.Find(options.Get("qemu"))
                         ?? throw new UsageException(options.Get("qemu") is { } q ? $"no QEMU at '{q}'" : "no qemu-system-x86_64 found (apt-get install qemu-system-x86, or --qemu PATH)");
                     var transport = options.Get("transport") switch
@@ -32,14 +31,19 @@ public static class ReplayCommand
                         "modern" => Conformance.Qemu.VirtioTransport.Modern,
                         var t => throw new UsageException($"--transport is legacy or modern, not '{t}'"),
                     };
-                    using var qemu = new Conformance.Targets.Qemu.QemuTarget(binary, transport);
-                    return RunSeed(options, qemuSeed, qemu, stdout);
+                    ulong? budget = CheckCommand.BounceBudget(options);
+                    if (budget is not null && transport == Conformance.Qemu.VirtioTransport.Legacy)
+                        throw new UsageException("--bounce-budget needs the modern transport (iommu_platform=on): add --transport modern");
+                    using var qemu = CheckCommand.QemuTargetFor(binary, transport, budget);
+                    var reference = QemuDifferential.modelTargetOf(CommandLine.VariantOf(options).Variant, FSharpOption<byte[]>.Some(QemuDifferential.romImageOf.Invoke(binary)));
+                    return RunSeed(options, qemuSeed, qemu, reference, stdout);
                 }
             case "qemu": return RunOnQemu(options, stdout);
             case var t: throw new UsageException($"--target is 'model' (the default) or 'qemu', not '{t}'");
         }
         var impl = CommandLine.VariantOf(options);
-        if (options.Get("seed") is { } seed) return RunSeed(options, seed, impl, stdout);
+        if (options.Get("bounce-budget") is not null) throw new UsageException("--bounce-budget goes with --target qemu");
+        if (options.Get("seed") is { } seed) return RunSeed(options, seed, impl, ModelTarget.Reference, stdout);
 
         if (options.Positional.Count != 1) throw new UsageException("replay takes one scenario file, or --property P --seed S,G,SIZE");
         string path = options.Positional[0];
@@ -66,7 +70,7 @@ public static class ReplayCommand
     private static int RunOnQemu(Options options, TextWriter stdout)
     {
         if (options.Positional.Count != 1) throw new UsageException("replay --target qemu takes one scenario file");
-        foreach (var modelOnly in new[] { "variant", "property", "seed" })
+        foreach (var modelOnly in new[] { "variant", "property", "seed", "bounce-budget" })
             if (options.Get(modelOnly) is not null) throw new UsageException($"--{modelOnly} does not apply to --target qemu");
         string path = options.Positional[0];
         var scenario = CommandLine.LoadScenario(path, options);
@@ -91,7 +95,7 @@ public static class ReplayCommand
         return found.Value;
     }
 
-    private static int RunSeed(Options options, string seed, ITarget impl, TextWriter stdout)
+    private static int RunSeed(Options options, string seed, ITarget impl, ITarget reference, TextWriter stdout)
     {
         var entry = Find(options.Get("property") ?? throw new UsageException("--seed needs --property"));
         var profile = CommandLine.ParseProfile(options.Get("profile") ?? throw new UsageException("--seed needs --profile (the failure report names it)"));
@@ -104,7 +108,7 @@ public static class ReplayCommand
         {
             throw new UsageException($"--seed takes seed,gamma,size as printed by a failure, not '{seed}'");
         }
-        var outcome = Runner.check(entry, profile, impl, 1, token);
+        var outcome = Runner.checkWith(FSharpOption<ITarget>.Some(reference), entry, profile, impl, 1, token);
         if (outcome.Passed && outcome.FirstCase is { } first && FSharpOption<Scenario>.get_IsSome(first))
         {
             stdout.WriteLine("the regenerated case (it passes):");

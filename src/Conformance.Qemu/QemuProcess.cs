@@ -36,6 +36,7 @@ public sealed class QemuProcess : IDisposable
         string qtestPath = Path.Combine(_dir, "qtest.sock"), qmpPath = Path.Combine(_dir, "qmp.sock"), diskPath = Path.Combine(_dir, "disk.img");
         _diskPath = diskPath;
         File.WriteAllBytes(diskPath, disk);
+        MarkDiskUntouched();
         var t = timeout ?? TimeSpan.FromSeconds(20);
 
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -185,10 +186,23 @@ public sealed class QemuProcess : IDisposable
     /// </summary>
     public void RestoreDisk(byte[] disk)
     {
-        using var f = new FileStream(_diskPath, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
-        f.Write(disk);
-        f.Flush();   // to the page cache QEMU reads through; no fsync needed
+        using (var f = new FileStream(_diskPath, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+        {
+            f.Write(disk);
+            f.Flush();   // to the page cache QEMU reads through; no fsync needed
+        }
+        MarkDiskUntouched();
     }
+
+    /// <summary>A modification time no write of QEMU's can give the image: any write QEMU makes (an OUT request,
+    /// whatever its bytes) sets the file's time to now, so <see cref="DiskWritten"/> tells whether the image
+    /// needs reading back and restoring without reading its megabyte.</summary>
+    private static readonly DateTime Untouched = new(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+
+    private void MarkDiskUntouched() => File.SetLastWriteTimeUtc(_diskPath, Untouched);
+
+    /// <summary>Whether QEMU has written the disk image since it was created or last restored.</summary>
+    public bool DiskWritten => File.GetLastWriteTimeUtc(_diskPath) != Untouched;
 
     /// <summary>The raw disk image as QEMU left it (read through the page cache QEMU writes through).</summary>
     public byte[] ReadDisk() => File.ReadAllBytes(_diskPath);

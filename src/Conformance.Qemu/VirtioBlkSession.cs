@@ -249,6 +249,38 @@ public sealed class VirtioBlkSession : IDisposable
         }
     }
 
+    /// <summary>Waits (up to 2 s) until the requests popped before a virtio_error have left the block layer:
+    /// their completion still unmaps them (writing bounce buffers back) although nothing more is published.
+    /// The queue's state once they have.</summary>
+    private static (ushort LastAvailIdx, ushort UsedIdx, int InUse) Drain(VirtioBlkDriver blk)
+    {
+        var queue = blk.QueueStatus();
+        var drain = System.Diagnostics.Stopwatch.StartNew();
+        while (queue.InUse > 0 && drain.Elapsed < TimeSpan.FromSeconds(2))
+        {
+            Thread.Sleep(1);
+            queue = blk.QueueStatus();
+        }
+        return queue;
+    }
+
+    /// <summary>After a completion wait that ended without every request used (a virtio_error, or the time
+    /// ran out): waits until the requests already popped have completed, as the block layer completing its
+    /// I/O means (the guest may read their buffers next).</summary>
+    public void DrainInFlight()
+    {
+        var (_, blk) = Current;
+        _wait.Start();
+        try
+        {
+            Drain(blk);
+        }
+        finally
+        {
+            _wait.Stop();
+        }
+    }
+
     /// <summary>The error lines QEMU printed since the case began.</summary>
     public string ErrorsSoFar => Current.Qemu.Stderr()[_errorsFrom..];
 
@@ -270,16 +302,7 @@ public sealed class VirtioBlkSession : IDisposable
         // A broken device publishes nothing more, but requests popped before the error are still in the
         // block layer: their completion unmaps (writes bounce buffers back) and releases them. Observe
         // only once inuse has drained, as the model does after completing the I/O.
-        var queue = blk.QueueStatus();
-        if (broken || askLater)
-        {
-            var drain = System.Diagnostics.Stopwatch.StartNew();
-            while (queue.InUse > 0 && drain.Elapsed < TimeSpan.FromSeconds(2))
-            {
-                Thread.Sleep(1);
-                queue = blk.QueueStatus();
-            }
-        }
+        var queue = broken || askLater ? Drain(blk) : blk.QueueStatus();
         _wait.Stop();
         _readBack.Start();
         // the used ring as the guest reads it back (from ROM or unassigned space: whatever is there)
@@ -287,7 +310,8 @@ public sealed class VirtioBlkSession : IDisposable
         var used = Enumerable.Range(0, usedCount).Select(blk.UsedElement).ToArray();
         var bytes = look.Select(r => q.Qtest.Read(r.Addr, r.Length)).ToList();
         byte status = blk.DeviceStatus();
-        var disk = _diskChanged ? q.ReadDisk() : null;
+        // an image QEMU has not written is the initial one (QemuProcess.DiskWritten: its modification time)
+        var disk = !_diskChanged ? null : q.DiskWritten ? q.ReadDisk() : (byte[])_disk.Clone();
         if (askLater)
         {
             var (probeAt, probeLength) = VirtioBlkDriver.ProbeRange;
@@ -336,7 +360,7 @@ public sealed class VirtioBlkSession : IDisposable
         _blk.Initialise();
         foreach (var r in _touched) _qemu.Qtest.Memset(r.Addr, r.Length, 0);
         _touched.Clear();
-        if (_diskChanged) _qemu.RestoreDisk(_disk);
+        if (_diskChanged && _qemu.DiskWritten) _qemu.RestoreDisk(_disk);
         return (_qemu, _blk);
     }
 

@@ -10,10 +10,11 @@ open FsCheck.FSharp
 open global.Xunit
 open Conformance.Model
 open Conformance.Properties.Tests.TestSupport
+open Conformance.Properties.DifferentialCases
 open Conformance.Qemu.Differential.QemuDifferential
 
 let private specs =
-    Gen.sampleWithSeed (Rnd(20261130UL, 0x9e3779b97f4a7c15UL)) 30 2000 genSpec
+    Gen.sampleWithSeed (Rnd(20261130UL, 0x9e3779b97f4a7c15UL)) 30 2000 (genSpecWith true true)
 
 [<Fact>]
 let ``in-flight kicks are generated often enough and only where no race decides the outcome`` () =
@@ -43,7 +44,7 @@ let ``shrinking an in-flight case never makes a racy one`` () =
 [<Fact>]
 let ``an in-flight case completes I/O once, after the last kick, and its scenario is driven the same way`` () =
     let c = specs |> Array.find (fun c -> c.InFlight && c.Kicks.Length >= 2)
-    let _, _, r = build 256 c
+    let _, r = build 256 c
     Assert.True r.KicksInFlight
     let ops = requestOps "memory" 256 (0x100000UL, 0x101000UL, 0x102000UL) r
     let names = ops |> List.map (fun o -> o.GetType().Name)

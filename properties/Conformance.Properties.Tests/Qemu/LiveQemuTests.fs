@@ -11,6 +11,7 @@ open Conformance.Model.Virtio
 open Conformance.Qemu
 open Conformance.Targets.Qemu
 open Conformance.Properties
+open Conformance.Properties.DifferentialCases
 open Conformance.Qemu.Differential.QemuDifferential
 open Conformance.Properties.Tests.TestSupport
 

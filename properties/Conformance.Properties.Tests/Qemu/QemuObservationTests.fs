@@ -11,6 +11,7 @@ open Conformance.Model.Scenarios
 open Conformance.Model.Virtio
 open Conformance.Properties.Tests.TestSupport
 
+open Conformance.Properties.DifferentialCases
 open Conformance.Qemu.Differential.QemuDifferential
 
 /// One request: header (type, sector) in RAM unless given, then the chain as (addr, len, flags), then kick

@@ -23,6 +23,9 @@ type Judging =
     /// Concurrent cases: each run many times on real threads and under controlled schedules, on in-process
     /// instances of the target (P20-P24). The judge returns None for a case of another workload.
     | OnConcurrentCases of judge: (IInProcessTarget -> ConcurrentCase -> Verdict.CaseResult option) * arbitrary: (Profile -> Arbitrary<ConcurrentCase>)
+    /// Scenarios run on the target and on a reference target the runner is given, judged from both
+    /// observations (P26: the differential).
+    | AgainstReference of judge: (ITarget -> ITarget -> Scenario -> Verdict.CaseResult) * arbitrary: (Generation -> Arbitrary<Scenario>)
 
 /// One property: every sequential and concurrent property is an entry of this one catalogue.
 type Entry =
@@ -42,7 +45,14 @@ type Entry =
     member e.IsConcurrent =
         match e.Judging with
         | OnConcurrentCases _ -> true
-        | OnScenarios _ -> false
+        | OnScenarios _
+        | AgainstReference _ -> false
+
+    member e.NeedsReference =
+        match e.Judging with
+        | AgainstReference _ -> true
+        | OnScenarios _
+        | OnConcurrentCases _ -> false
 
 /// Scenarios whose operations are plain transfers (address_space_read/write), for comparing approaches.
 let transferScenarios (profile: Profile) =
@@ -302,6 +312,27 @@ let private virtioEntries: Entry list =
         Judging =
           OnScenarios(BlkProperties.kickSuppression, anyLayout (fun p -> Arb.fromGenShrink (BlkProperties.genKickCases p, BlkProperties.shrinkKickCase))) } ]
 
+// ---------------------------------------------------------------- the differential (P26)
+
+let private differentialEntries: Entry list =
+    [ { Number = 26
+        Name = "targets-agree"
+        Title =
+          "A target and the reference model, given the same virtio-blk requests, look alike to the guest: used ring, broken flag, DEVICE_NEEDS_RESET, queue indices, buffers, disk and error lines"
+        Rules =
+          [ "VIRTIO 1.2 §2.7.8"
+            "VIRTIO 1.2 §5.2.6"
+            "hw/block/virtio-blk.c:virtio_blk_handle_request"
+            "hw/virtio/virtio.c:virtqueue_split_pop"
+            "softmmu/physmem.c:address_space_map (bounce)"
+            "softmmu/physmem.c:address_space_unmap (write-back)" ]
+        Broken =
+          fun _ ->
+              [ Variant.Of Fault.WriteBackAtMap
+                Variant.Of Conformance.Model.Virtio.VirtioFault.LengthToOutBuffers ]
+        Requires = Capabilities.VirtioBlk ||| Capabilities.GuestMemory
+        Judging = AgainstReference(Agreement.judge, (fun g -> DifferentialCases.arbitrary g.Machine g.Profile)) } ]
+
 // ---------------------------------------------------------------- concurrency (P20-P24)
 
 /// A concurrency property over one workload: its cases as catalogue cases, its judge on an in-process target.
@@ -408,7 +439,7 @@ let private concurrencyEntries: Entry list =
 
 /// The whole catalogue, in number order.
 let all: Entry list =
-    dmaEntries @ virtioEntries @ concurrencyEntries
+    dmaEntries @ virtioEntries @ concurrencyEntries @ differentialEntries
     |> List.sortBy (fun e -> e.Number)
 
 let find (name: string) =
@@ -419,10 +450,19 @@ let find (name: string) =
 let judgeCase (entry: Entry) (target: IInProcessTarget) (case: ConcurrentCase) =
     match entry.Judging with
     | OnConcurrentCases(judge, _) -> judge target case
-    | OnScenarios _ -> None
+    | OnScenarios _
+    | AgainstReference _ -> None
 
 /// Judges one scenario with a sequential property (fails for a concurrency property).
 let judgeScenario (entry: Entry) (target: ITarget) (scenario: Scenario) =
     match entry.Judging with
+    | OnScenarios(judge, _) -> judge target scenario
+    | AgainstReference _ -> invalidArg "entry" (sprintf "P%d %s compares a target with a reference: judgeAgainst" entry.Number entry.Name)
+    | OnConcurrentCases _ -> invalidArg "entry" (sprintf "P%d %s judges concurrent cases, not scenarios" entry.Number entry.Name)
+
+/// Judges one scenario with a property that compares a target with a reference.
+let judgeAgainst (entry: Entry) (target: ITarget) (reference: ITarget) (scenario: Scenario) =
+    match entry.Judging with
+    | AgainstReference(judge, _) -> judge target reference scenario
     | OnScenarios(judge, _) -> judge target scenario
     | OnConcurrentCases _ -> invalidArg "entry" (sprintf "P%d %s judges concurrent cases, not scenarios" entry.Number entry.Name)

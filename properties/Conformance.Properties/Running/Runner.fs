@@ -35,7 +35,10 @@ type Outcome =
         Target: string
         /// Whether the reference model was checked (only its failures go to the regression corpus).
         OfReference: bool
-        /// The capabilities the property needs that the target lacks: the property was not run.
+        /// The options that select what the target was compared with (P26: a broken variant as the reference),
+        /// with a leading space; "" otherwise.
+        ReferenceOptions: string
+        /// Why the property was not run (the capabilities the target lacks, or no reference to compare with).
         Skipped: string option
         Passed: bool
         Exhausted: bool
@@ -90,8 +93,8 @@ let targetOptions (target: ITarget) =
 
 /// Commands that reproduce a failure exactly as it failed: the property, the profile, the variant and the
 /// token (the `dotnet test` line only for the reference model, whose failure is a test failure).
-let replayCommands (entry: Entry) (profile: Profile) (target: ITarget) (token: ReplayToken) =
-    let variant = targetOptions target
+let replayCommands (entry: Entry) (profile: Profile) (target: ITarget) (referenceOptions: string) (token: ReplayToken) =
+    let variant = targetOptions target + referenceOptions
 
     [ if target.IsReference then
           sprintf
@@ -196,21 +199,29 @@ let failureMessage (data: TestData) (outcome: FsCheck.Outcome) =
     | _ -> "the property does not hold"
 
 /// Checks one catalogue entry against a target for one profile (skipped when the target cannot do or
-/// show what the property needs).
-let check (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (replay: ReplayToken option) : Outcome =
-    let missing = CapabilityNames.Missing(entry.Requires, target.Capabilities)
+/// show what the property needs). A property comparing targets (P26) compares `target` with `reference`,
+/// and is skipped without one, or when the target is the reference itself.
+let checkWith (reference: ITarget option) (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (replay: ReplayToken option) : Outcome =
+    let missing =
+        match CapabilityNames.Missing(entry.Requires, target.Capabilities), reference with
+        | "", None when entry.NeedsReference -> "no reference target was given to compare with"
+        | "", _ when entry.NeedsReference && target.IsReference ->
+            "it compares a target with the reference model: run it on a broken variant (--variant) or on QEMU (--target qemu)"
+        | "", _ -> ""
+        | m, _ -> sprintf "the target cannot do or show %s" m
+
+    // the target's machine is asked for only when a case is generated (a QEMU starts to show it)
+    let generation () =
+        { Profile = profile
+          Machine = Option.ofObj target.Machine }
 
     let capture =
         if missing <> "" then
             Capture(Collections.Generic.Dictionary())
         else
             match entry.Judging with
-            | OnScenarios(judge, arb) ->
-                let generation =
-                    { Profile = profile
-                      Machine = Option.ofObj target.Machine }
-
-                runProperty (arb generation) (judge target) maxTest replay
+            | OnScenarios(judge, arb) -> runProperty (arb (generation ())) (judge target) maxTest replay
+            | AgainstReference(judge, arb) -> runProperty (arb (generation ())) (judge target reference.Value) maxTest replay
             | OnConcurrentCases(judge, arb) ->
                 let inProcess = target :?> IInProcessTarget
 
@@ -236,6 +247,10 @@ let check (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (re
           Profile = profile
           Target = target.Name
           OfReference = target.IsReference
+          ReferenceOptions =
+            match reference with
+            | Some r when entry.NeedsReference -> targetOptions r
+            | _ -> ""
           Skipped = None
           Passed = false
           Exhausted = false
@@ -254,7 +269,7 @@ let check (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (re
         { blank with
             Passed = true
             Skipped = Some missing
-            Message = sprintf "skipped: %s cannot do or show %s" target.Name missing }
+            Message = sprintf "skipped on the %s: %s" target.Name missing }
     | Some(TestResult.Passed(data, _)) ->
         { blank with
             Passed = true
@@ -281,6 +296,10 @@ let check (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (re
     | None ->
         { blank with
             Message = "FsCheck reported no result" }
+
+/// Checks one catalogue entry against a target for one profile (`checkWith` without a reference).
+let check (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (replay: ReplayToken option) : Outcome =
+    checkWith None entry profile target maxTest replay
 
 /// Saves a reference-model failure's counterexample into the regression corpus (broken variants are
 /// expected to fail and are never saved there).
@@ -338,7 +357,7 @@ let report (o: Outcome) (target: ITarget) =
     line (sprintf "      %s" o.Entry.Title)
 
     match o.Skipped with
-    | Some missing -> line (sprintf "      not run: the target cannot do or show %s" missing)
+    | Some why -> line (sprintf "      not run: %s" why)
     | None -> ()
 
     for (label, pct) in o.Distribution |> List.truncate 12 do
@@ -392,7 +411,7 @@ let report (o: Outcome) (target: ITarget) =
 
             line "      reproduce with:"
 
-            for c in replayCommands o.Entry o.Profile target token do
+            for c in replayCommands o.Entry o.Profile target o.ReferenceOptions token do
                 line ("        " + c)
         | None -> ()
 

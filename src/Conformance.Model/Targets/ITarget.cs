@@ -70,7 +70,19 @@ public sealed record TargetMachine(
     /// <summary>Guest RAM free for a scenario's headers, buffers and status bytes: [start, end).</summary>
     (ulong Start, ulong End) FreeRam,
     /// <summary>Plain MMIO storage a scenario may put buffers in (bounced), if the machine has some: [start, end).</summary>
-    (ulong Start, ulong End)? MmioStorage);
+    (ulong Start, ulong End)? MmioStorage)
+{
+    /// <summary>The registered findings (ids such as "F-BLK-2", docs/findings.md) in which this target is known
+    /// to deviate from the reference: generators avoid what such a finding makes meaningless, and comparisons
+    /// leave out what it makes unspecified. Empty for a faithful target.</summary>
+    public IReadOnlyList<string> Deviations { get; init; } = Array.Empty<string>();
+
+    /// <summary>The files the layout was read from, for scenario files to name instead of inlining it (null: inline).</summary>
+    public Scenarios.LayoutReference? LayoutFrom { get; init; }
+
+    /// <summary>Whether the target has a registered deviation (<see cref="Deviations"/>).</summary>
+    public bool Deviates(string finding) => Deviations.Contains(finding);
+}
 
 /// <summary>A target whose instances live in this process, so several threads can drive one at once.</summary>
 public interface IInProcessTarget : ITarget
@@ -106,3 +118,14 @@ public static class TargetRuns
 /// <summary>A scenario, or one operation of it, that the target cannot run (not a failure of the target:
 /// the scenario is outside what it can be asked to do). The message says why.</summary>
 public sealed class TargetCannotRun(string message) : Exception(message);
+
+/// <summary>
+/// A target that, by a known deviation, keeps state across scenarios that a faithful target would not (QEMU
+/// releases with F-QEMU-2 keep the bounce bytes of failed pops for the life of the process). A comparison with
+/// the reference tells it what the reference saw the scenario do, so it can start the next scenario afresh
+/// when the scenario did what leaves such state behind.
+/// </summary>
+public interface IKeepsStateAcrossScenarios
+{
+    void AfterReference(Observation reference);
+}
