@@ -876,7 +876,7 @@ let versionMatrix (columns: VersionColumn list) =
                   let n = c.Runs |> List.sumBy (fun (_, o) -> share o "bounce budget ")
 
                   if KnownDeviations.appliesTo deviations "F-QEMU-2" c.Binary.Version then
-                      sprintf "%d cases; KD-2: a fresh process after each broken device" n
+                      sprintf "%d cases; KD-2: a fresh process after each case whose failed pop kept bounce bytes" n
                   else
                       sprintf "%d cases" n)
           for d in deviations do
