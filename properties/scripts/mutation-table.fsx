@@ -83,10 +83,17 @@ let reasons =
     else
         Map.empty
 
-let reports = fsi.CommandLineArgs |> Array.skip 1
+// --gate N: exit 1 when fewer than N% of the reports' mutants are detected (killed or timed out; a timeout
+// is a hang: stryker-config.json gives each mutant 20 s beyond the unmutated run)
+let args = fsi.CommandLineArgs |> Array.skip 1 |> List.ofArray
+
+let gate, reports =
+    match args with
+    | "--gate" :: n :: rest -> Some(float n), Array.ofList rest
+    | _ -> None, Array.ofList args
 
 if reports.Length = 0 then
-    eprintfn "usage: dotnet fsi properties/scripts/mutation-table.fsx REPORT.json..."
+    eprintfn "usage: dotnet fsi properties/scripts/mutation-table.fsx [--gate PERCENT] REPORT.json..."
     exit 2
 
 let commit =
@@ -156,3 +163,32 @@ for KeyValue(k, _) in reasons do
     if measured.Contains(k.Split(" | ").[0]) && not (seen.Contains k) then
         printfn ""
         printfn "stale reason (no mutant matches it any more): %s" k
+
+match gate with
+| None -> ()
+| Some threshold ->
+    let count s =
+        all |> Seq.filter (fun m -> m.Status = s) |> Seq.length
+
+    let detected = count "Killed" + count "Timeout"
+    let valid = detected + count "Survived" + count "NoCoverage"
+
+    if valid = 0 then
+        printfn ""
+        printfn "gate: no mutants in the changed code (nothing Stryker can mutate there): passed"
+    else
+        let score = 100.0 * float detected / float valid
+        printfn ""
+
+        printfn
+            "gate: %.2f%% of %d mutants detected (%d killed, %d timed out), %.2f%% without the timeouts; %s %.0f%%"
+            score
+            valid
+            (count "Killed")
+            (count "Timeout")
+            (100.0 * float (count "Killed") / float valid)
+            (if score >= threshold then "passes" else "FAILS")
+            threshold
+
+        if score < threshold then
+            exit 1

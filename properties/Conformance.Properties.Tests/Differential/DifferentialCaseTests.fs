@@ -2,7 +2,7 @@
 /// only where the outcome cannot depend on when QEMU's block layer completes, a write never runs together
 /// with another request on its sectors, shrinking keeps both so, and the scenario a failure prints is
 /// driven on QEMU the same way again.
-module Conformance.Properties.Tests.InFlightKickTests
+module Conformance.Properties.Tests.DifferentialCaseTests
 
 open System.IO
 open FsCheck
