@@ -690,12 +690,17 @@ public sealed class MemorySystem
     /// <summary>The dirty clients active for a region (memory_region_get_dirty_log_mask).</summary>
     public IReadOnlyList<DirtyClient> ActiveClients(MemoryRegion mr)
     {
-        var clients = new List<DirtyClient>(3);
-        if (mr.LogVga) clients.Add(DirtyClient.Vga);
-        if (_topology.Dirty.Code && mr.RamBlock is not null) clients.Add(DirtyClient.Code);
-        if (_topology.Dirty.Migration && mr.RamBlock is not null) clients.Add(DirtyClient.Migration);
-        return clients;
+        int set = (mr.LogVga ? 1 : 0)
+            | (_topology.Dirty.Code && mr.RamBlock is not null ? 2 : 0)
+            | (_topology.Dirty.Migration && mr.RamBlock is not null ? 4 : 0);
+        return ClientSets[set];
     }
+
+    /// <summary>Every set of dirty clients, in client order, by bits (1 VGA, 2 code, 4 migration): every
+    /// write to RAM asks which are active (a virtqueue push makes several), without allocating.</summary>
+    private static readonly DirtyClient[][] ClientSets = Enumerable.Range(0, 8)
+        .Select(bits => new[] { DirtyClient.Vga, DirtyClient.Code, DirtyClient.Migration }.Where((_, i) => (bits & (1 << i)) != 0).ToArray())
+        .ToArray();
 
     /// <summary>softmmu/physmem.c:invalidate_and_set_dirty(mr, addr, length).</summary>
     private void SetDirty(MemoryRegion mr, ulong offset, ulong length) =>

@@ -170,7 +170,8 @@ public static class ScenarioRunner
                 .ToList();
             dirtySeen = system.Dirty.NewlyDirtyJournal.Count;
             // the scenario's own mappings change only by its maps and unmaps
-            if (op is MapOp or UnmapOp) _liveIds = null;
+            if (op is MapOp mo && map is { Succeeded: true }) _liveIds = WithId(LiveIds(), mo.Id, add: true);
+            else if (op is UnmapOp uo && unmap is { Performed: true }) _liveIds = WithId(LiveIds(), uo.Id, add: false);
             var liveIds = LiveIds();
             VirtioStep? virtioStep = null;
             if (virtio is not null && (IsVirtioOp(op) || op is VirtioSetupOp))
@@ -227,6 +228,18 @@ public static class ScenarioRunner
         /// <summary>The scenario's own live mappings, by id in ordinal order.</summary>
         internal List<string> LiveIds() =>
             _liveIds ??= Mappings.Where(kv => kv.Value.Live).Select(kv => kv.Key).Order(StringComparer.Ordinal).ToList();
+
+        /// <summary>A copy of the sorted ids <paramref name="ids"/> with <paramref name="id"/> added or removed:
+        /// the one change a successful map or an executed unmap makes (earlier steps keep their lists).</summary>
+        private static List<string> WithId(List<string> ids, string id, bool add)
+        {
+            var copy = new List<string>(ids.Count + 1);
+            copy.AddRange(ids);
+            int at = copy.BinarySearch(id, StringComparer.Ordinal);
+            if (add && at < 0) copy.Insert(~at, id);
+            else if (!add && at >= 0) copy.RemoveAt(at);
+            return copy;
+        }
 
         private int LiveBounceMappings()
         {
