@@ -5,6 +5,7 @@ using Conformance.Properties;
 namespace Conformance.Benchmarks;
 
 /// <summary>Generated cases per second for property families (100 cases per invocation). Target: ≥ 20,000/s for the DMA properties.</summary>
+[MemoryDiagnoser]
 public class PropertyBenchmarks
 {
     [Params("refcount-balance", "write-back-on-unmap", "dirty-exactness", "flattening", "used-ring", "blk-requests")]

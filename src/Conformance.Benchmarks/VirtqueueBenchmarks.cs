@@ -5,6 +5,7 @@ using Conformance.Model.Virtio;
 namespace Conformance.Benchmarks;
 
 /// <summary>Pop + push of a 3-descriptor virtio-blk-shaped chain (header, data, status) in RAM. Target: ≥ 1 million chains/s.</summary>
+[MemoryDiagnoser]
 public class VirtqueueBenchmarks
 {
     private VirtioDevice _device = null!;

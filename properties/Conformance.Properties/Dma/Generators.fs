@@ -11,44 +11,70 @@ open Conformance.Model.Scenarios
 open Conformance.Properties.Oracle
 open Conformance.Properties.LayoutBuilding
 
-/// Runs `next` n times, each seeing what was generated before (newest first).
-let private genSequential (n: int) (next: 'a list -> Gen<'a>) : Gen<'a list> =
-    let rec loop i acc =
-        if i = 0 then
-            Gen.constant (List.rev acc)
-        else
-            Gen.bind (fun x -> loop (i - 1) (x :: acc)) (next acc)
+/// Draws a case's values from one seed (SplitMix64). FsCheck's gen builder pays a bind, a few closures and
+/// a split of its random state for every value, which made generating a case cost as much as running and
+/// judging it; the draws below make the same choices with the same weights, so the cases' distribution is
+/// the same. FsCheck still supplies the seed, so a case is reproducible from its replay token.
+type private Draw(seed: uint64) =
+    let mutable x = seed
 
-    loop n []
+    member _.Next() : uint64 =
+        x <- x + 0x9E3779B97F4A7C15UL
+        let z = (x ^^^ (x >>> 30)) * 0xBF58476D1CE4E5B9UL
+        let z = (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
+        z ^^^ (z >>> 31)
 
-let private hex (x: uint64) = sprintf "0x%x" x
+    /// Uniform over [lo, hi] (Gen.choose); the modulo bias is below 2^-31 for these ranges.
+    member d.Choose(lo: int, hi: int) : int =
+        int (int64 lo + int64 (d.Next() % uint64 (int64 hi - int64 lo + 1L)))
+
+    /// One of `xs`, uniformly (Gen.elements).
+    member d.Element(xs: 'a[]) : 'a = xs.[d.Choose(0, xs.Length - 1)]
+
+    /// The index of an alternative, chosen with the given weights (Gen.frequency).
+    member d.Pick(weights: int[]) : int =
+        let mutable r = d.Choose(0, Array.sum weights - 1)
+        let mutable i = 0
+
+        while r >= weights.[i] do
+            r <- r - weights.[i]
+            i <- i + 1
+
+        i
+
+/// A generator over a seed drawn by FsCheck.
+let private drawing (f: Draw -> 'a) : Gen<'a> =
+    Gen.map2
+        (fun (hi: int) (lo: int) -> f (Draw((uint64 (uint32 hi) <<< 32) ||| uint64 (uint32 lo))))
+        (Gen.choose (Int32.MinValue, Int32.MaxValue))
+        (Gen.choose (Int32.MinValue, Int32.MaxValue))
 
 let private sizes =
-    [ 1UL
-      2UL
-      3UL
-      8UL
-      0x10UL
-      0x40UL
-      0xfffUL
-      0x1000UL
-      0x1001UL
-      0x2000UL
-      0x3000UL
-      0x10000UL ]
+    [| 1UL
+       2UL
+       3UL
+       8UL
+       0x10UL
+       0x40UL
+       0xfffUL
+       0x1000UL
+       0x1001UL
+       0x2000UL
+       0x3000UL
+       0x10000UL |]
 
-let private genSize =
-    Gen.frequency
-        [ 12, Gen.elements sizes
-          2, Gen.choose (1, 0x5000) |> Gen.map uint64
-          1, Gen.elements [ 0x100000UL; 0x200000UL ] ]
+let private drawSize (d: Draw) =
+    match d.Pick [| 12; 2; 1 |] with
+    | 0 -> d.Element sizes
+    | 1 -> uint64 (d.Choose(1, 0x5000))
+    | _ -> d.Element [| 0x100000UL; 0x200000UL |]
 
 /// Where the interesting regions of a layout cluster: near 0, in the middle, or near the top of 2^64.
-let private genZone =
-    Gen.frequency
-        [ 5, Gen.constant 0UL
-          2, Gen.elements [ 0xff000000UL; 0x1_0000_0000UL ]
-          2, Gen.elements [ UInt64.MaxValue - 0xffffUL; UInt64.MaxValue - 0x2fffUL ] ]
+let private drawZone (d: Draw) =
+    match d.Pick [| 5; 2; 2 |] with
+    | 0 -> 0UL
+    | 1 -> d.Element [| 0xff000000UL; 0x1_0000_0000UL |]
+    | _ -> d.Element [| UInt64.MaxValue - 0xffffUL; UInt64.MaxValue - 0x2fffUL |]
 
 type private Kind =
     | Ram
@@ -61,352 +87,362 @@ type private Kind =
     | Alias
     | Nest
 
-let private genKind =
-    Gen.frequency
-        [ 6, Gen.constant Ram
-          2, Gen.constant Rom
-          1, Gen.constant RomD
-          1, Gen.constant RomDOff
-          1, Gen.constant RamDev
-          5, Gen.constant Io
-          1, Gen.constant IoWide
-          3, Gen.constant Alias
-          2, Gen.constant Nest ]
+let private kinds = [| Ram; Rom; RomD; RomDOff; RamDev; Io; IoWide; Alias; Nest |]
+let private kindWeights = [| 6; 2; 1; 1; 1; 5; 1; 3; 2 |]
+let private nestedKinds = [| Ram; Io; Alias; Rom |]
+
+let private drawBool (d: Draw) (trueWeight: int) (falseWeight: int) =
+    d.Pick [| trueWeight; falseWeight |] = 0
 
 /// A layout: a 2^64 "system" container, a detached RAM block "backing" (alias target), 1-6 regions
 /// placed around one zone, and one or two address spaces ("memory", and "dev" seeing system through
 /// an alias window).
-let genLayout: Gen<LayoutSpec> =
-    gen {
-        let! zone = genZone
-        let! count = Gen.choose (1, 6)
-        let! backingSize = Gen.elements [ 0x1000UL; 0x4000UL; 0x20000UL ]
-        let mutable counter = 0
+let private drawLayout (d: Draw) : LayoutSpec =
+    let zone = drawZone d
+    let count = d.Choose(1, 6)
+    let backingSize = d.Element [| 0x1000UL; 0x4000UL; 0x20000UL |]
+    let mutable counter = 0
 
-        let fresh prefix =
-            counter <- counter + 1
-            sprintf "%s%d" prefix counter
+    let fresh prefix =
+        counter <- counter + 1
+        prefix + string counter
 
-        let room (addr: uint64) (size: uint64) =
-            if UInt64.MaxValue - addr < size - 1UL then
-                UInt64.MaxValue - addr + 1UL
+    let room (addr: uint64) (size: uint64) =
+        if UInt64.MaxValue - addr < size - 1UL then
+            UInt64.MaxValue - addr + 1UL
+        else
+            size
+
+    /// `others`: the regions placed before this one at its level, newest first.
+    let rec drawRegion depth (baseZone: uint64) (others: RegionSpec list) : RegionSpec =
+        let kind =
+            if depth > 0 then
+                d.Element nestedKinds
             else
-                size
+                kinds.[d.Pick kindWeights]
 
-        let rec genRegion depth (baseZone: uint64) (others: RegionSpec list) =
-            gen {
-                let! kind =
-                    if depth > 0 then
-                        Gen.elements [ Ram; Io; Alias; Rom ]
-                    else
-                        genKind
+        let size = drawSize d
+        // place at the zone start, right after a sibling, overlapping one, or at a random page offset
+        let placement = d.Choose(0, 3)
+        let pageOffset = uint64 (d.Choose(0, 8)) * 0x1000UL
+        let jitter = d.Element [| 0UL; 1UL; 2UL; 0x10UL; 0x800UL |]
 
-                let! size = genSize
-                // place at the zone start, right after a sibling, overlapping one, or at a random page offset
-                let! placement = Gen.choose (0, 3)
-                let! pageOffset = Gen.choose (0, 8) |> Gen.map (fun p -> uint64 p * 0x1000UL)
-                let! jitter = Gen.elements [ 0UL; 1UL; 2UL; 0x10UL; 0x800UL ]
+        let anchor =
+            match others with
+            | o :: _ when placement = 1 -> o.Addr + (low64 (min o.Size (u128 0x100000UL)))
+            | o :: _ when placement = 2 -> o.Addr + jitter
+            | _ when placement = 3 -> baseZone + pageOffset + jitter
+            | _ -> baseZone
 
-                let anchor =
-                    match others with
-                    | o :: _ when placement = 1 -> o.Addr + (low64 (min o.Size (u128 0x100000UL)))
-                    | o :: _ when placement = 2 -> o.Addr + jitter
-                    | _ when placement = 3 -> baseZone + pageOffset + jitter
-                    | _ -> baseZone
+        let addr = if anchor < baseZone then baseZone else anchor
+        let size = room addr size
+        let priority = [| 0; 1; -1; 2 |].[d.Pick [| 4; 2; 1; 1 |]]
+        let enabled = drawBool d 9 1
+        let aliasOffset = d.Element [| 0UL; 0x10UL; 0x1000UL; 0x800UL |]
+        let vga = drawBool d 1 5
 
-                let addr = if anchor < baseZone then baseZone else anchor
-                let size = room addr size
-                let! priority = Gen.frequency [ 4, Gen.constant 0; 2, Gen.constant 1; 1, Gen.constant -1; 1, Gen.constant 2 ]
-                let! enabled = Gen.frequency [ 9, Gen.constant true; 1, Gen.constant false ]
-                let! aliasOffset = Gen.elements [ 0UL; 0x10UL; 0x1000UL; 0x800UL ]
-                let! vga = Gen.frequency [ 5, Gen.constant false; 1, Gen.constant true ]
+        let basic name k =
+            Spec.Region(name, k, u128 size, addr, priority, enabled)
 
-                let basic name k =
-                    Spec.Region(name, k, u128 size, addr, priority, enabled)
+        match kind with
+        | Ram -> Spec.Copy(basic (fresh "ram") RegionKind.Ram, logVga = vga)
+        | Rom -> basic (fresh "rom") RegionKind.Rom
+        | RomD -> basic (fresh "romd") RegionKind.RomDevice
+        | RomDOff -> Spec.Copy(basic (fresh "romdev") RegionKind.RomDevice, romdMode = false)
+        | RamDev -> basic (fresh "ramdev") RegionKind.RamDevice
+        | Io -> basic (fresh "mmio") RegionKind.Io
+        | IoWide ->
+            let rules =
+                d.Element
+                    [| AccessRules(8u, 1u, 8u, false)
+                       AccessRules(2u, 2u, 2u, false)
+                       AccessRules(4u, 1u, 1u, true) |]
 
-                match kind with
-                | Ram -> return Spec.Copy(basic (fresh "ram") RegionKind.Ram, logVga = vga)
-                | Rom -> return basic (fresh "rom") RegionKind.Rom
-                | RomD -> return basic (fresh "romd") RegionKind.RomDevice
-                | RomDOff -> return Spec.Copy(basic (fresh "romdev") RegionKind.RomDevice, romdMode = false)
-                | RamDev -> return basic (fresh "ramdev") RegionKind.RamDevice
-                | Io -> return basic (fresh "mmio") RegionKind.Io
-                | IoWide ->
-                    let! rules =
-                        Gen.elements
-                            [ AccessRules(8u, 1u, 8u, false)
-                              AccessRules(2u, 2u, 2u, false)
-                              AccessRules(4u, 1u, 1u, true) ]
+            Spec.Copy(basic (fresh "mmio") RegionKind.Io, access = rules)
+        | Alias ->
+            // Placed right after an alias of the same block, it sometimes continues that alias's bytes:
+            // two flat ranges of one RAM block, host-contiguous, which only a different readonly flag
+            // keeps flatview_simplify from merging — what flatview_extend_translation extends a direct
+            // mapping across. (A readonly alias changes no access: memory_access_is_direct looks at
+            // the RAM region's own flag.)
+            let continues = drawBool d 1 1
+            let readonly = drawBool d 1 3
 
-                    return Spec.Copy(basic (fresh "mmio") RegionKind.Io, access = rules)
-                | Alias ->
-                    // Placed right after an alias of the same block, it sometimes continues that alias's bytes:
-                    // two flat ranges of one RAM block, host-contiguous, which only a different readonly flag
-                    // keeps flatview_simplify from merging — what flatview_extend_translation extends a direct
-                    // mapping across. (A readonly alias changes no access: memory_access_is_direct looks at
-                    // the RAM region's own flag.)
-                    let! continues = Gen.frequency [ 1, Gen.constant false; 1, Gen.constant true ]
-                    let! readonly = Gen.frequency [ 3, Gen.constant false; 1, Gen.constant true ]
+            let continuation =
+                match others with
+                | o :: _ when
+                    continues
+                    && o.Kind = RegionKind.Alias
+                    && o.AliasTarget = "backing"
+                    && o.AliasOffset + low64 o.Size < backingSize
+                    && u128 o.Addr + o.Size < two64
+                    ->
+                    Some(o.Addr + low64 o.Size, o.AliasOffset + low64 o.Size, not o.Readonly)
+                | _ -> None
 
-                    let continuation =
-                        match others with
-                        | o :: _ when
-                            continues
-                            && o.Kind = RegionKind.Alias
-                            && o.AliasTarget = "backing"
-                            && o.AliasOffset + low64 o.Size < backingSize
-                            && u128 o.Addr + o.Size < two64
-                            ->
-                            Some(o.Addr + low64 o.Size, o.AliasOffset + low64 o.Size, not o.Readonly)
-                        | _ -> None
+            match continuation with
+            | Some(at, next, flipped) ->
+                let asize = min (room at size) (backingSize - next)
 
-                    match continuation with
-                    | Some(at, next, flipped) ->
-                        let asize = min (room at size) (backingSize - next)
+                Spec.Copy(
+                    Spec.Region(fresh "alias", RegionKind.Alias, u128 asize, at, priority, enabled),
+                    target = "backing",
+                    aliasOffset = next,
+                    readonly = flipped
+                )
+            | None ->
+                let off = if aliasOffset >= backingSize then 0UL else aliasOffset
+                let asize = min size (backingSize - off)
+                Spec.Copy(basic (fresh "alias") RegionKind.Alias, size = u128 asize, target = "backing", aliasOffset = off, readonly = readonly)
+        | Nest ->
+            let n = d.Choose(1, 3)
+            let size' = room addr (max size 0x4000UL)
+            let children = drawSequence n (fun acc -> drawRegion (depth + 1) 0UL acc)
 
-                        return
-                            Spec.Copy(
-                                Spec.Region(fresh "alias", RegionKind.Alias, u128 asize, at, priority, enabled),
-                                target = "backing",
-                                aliasOffset = next,
-                                readonly = flipped
-                            )
-                    | None ->
-                        let off = if aliasOffset >= backingSize then 0UL else aliasOffset
-                        let asize = min size (backingSize - off)
-                        return Spec.Copy(basic (fresh "alias") RegionKind.Alias, size = u128 asize, target = "backing", aliasOffset = off, readonly = readonly)
-                | Nest ->
-                    let! n = Gen.choose (1, 3)
-                    let size' = room addr (max size 0x4000UL)
-                    let! children = genSequential n (fun acc -> genRegion (depth + 1) 0UL acc)
-                    let children = children |> List.filter (fun c -> u128 c.Addr + c.Size <= u128 size')
-                    return Spec.Copy(basic (fresh "box") RegionKind.Container, size = u128 size', subregions = children)
-            }
+            let children =
+                children
+                |> List.filter (fun (c: RegionSpec) -> u128 c.Addr + c.Size <= u128 size')
 
-        let! regions = genSequential count (fun acc -> genRegion 0 zone acc)
+            Spec.Copy(basic (fresh "box") RegionKind.Container, size = u128 size', subregions = children)
 
-        let system =
-            Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = regions)
+    /// `n` regions, each drawn seeing those before it (newest first); in drawing order.
+    and drawSequence (n: int) (next: RegionSpec list -> RegionSpec) : RegionSpec list =
+        let mutable acc = []
 
-        let backing = Spec.Region("backing", RegionKind.Ram, u128 backingSize)
-        let! twoSpaces = Gen.frequency [ 3, Gen.constant false; 1, Gen.constant true ]
-        let! window = Gen.elements [ 0UL; 0x1000UL ]
+        for _ in 1..n do
+            acc <- next acc :: acc
 
-        let! budget =
-            Gen.frequency
-                [ 6, Gen.constant ProfileFacts.DefaultMaxBounceBufferSize
-                  1, Gen.elements [ 1UL; 100UL; 8192UL; 65536UL ] ]
+        List.rev acc
 
-        let! dirty =
-            Gen.frequency
-                [ 6, Gen.constant DirtyLogging.Default
-                  1, Gen.constant (DirtyLogging(false, true))
-                  1, Gen.constant (DirtyLogging(true, false)) ]
+    let regions = drawSequence count (fun acc -> drawRegion 0 zone acc)
 
-        let windowBase = zone &&& 0xffffffffff000000UL
+    let system =
+        Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = regions)
 
-        let devWindow =
-            Spec.Copy(Spec.Region("dev-window", RegionKind.Alias, two64 - u128 windowBase - u128 window, window), target = "system", aliasOffset = windowBase)
+    let backing = Spec.Region("backing", RegionKind.Ram, u128 backingSize)
+    let twoSpaces = drawBool d 1 3
+    let window = d.Element [| 0UL; 0x1000UL |]
 
-        let devRoot =
-            Spec.Copy(Spec.Region("dev-root", RegionKind.Container, two64), subregions = [ devWindow ])
+    let budget =
+        match d.Pick [| 6; 1 |] with
+        | 0 -> ProfileFacts.DefaultMaxBounceBufferSize
+        | _ -> d.Element [| 1UL; 100UL; 8192UL; 65536UL |]
 
-        let spaces =
-            [ AddressSpaceSpec("memory", "system", budget) ]
-            @ (if twoSpaces then
-                   [ AddressSpaceSpec("dev", "dev-root", budget) ]
-               else
-                   [])
+    let dirty =
+        match d.Pick [| 6; 1; 1 |] with
+        | 0 -> DirtyLogging.Default
+        | 1 -> DirtyLogging(false, true)
+        | _ -> DirtyLogging(true, false)
 
-        let roots = [ system; backing ] @ (if twoSpaces then [ devRoot ] else [])
-        return LayoutSpec(List.toArray roots, List.toArray spaces, dirty)
-    }
+    let windowBase = zone &&& 0xffffffffff000000UL
+
+    let devWindow =
+        Spec.Copy(Spec.Region("dev-window", RegionKind.Alias, two64 - u128 windowBase - u128 window, window), target = "system", aliasOffset = windowBase)
+
+    let devRoot =
+        Spec.Copy(Spec.Region("dev-root", RegionKind.Container, two64), subregions = [ devWindow ])
+
+    let spaces =
+        [ AddressSpaceSpec("memory", "system", budget) ]
+        @ (if twoSpaces then
+               [ AddressSpaceSpec("dev", "dev-root", budget) ]
+           else
+               [])
+
+    let roots = [ system; backing ] @ (if twoSpaces then [ devRoot ] else [])
+    LayoutSpec(List.toArray roots, List.toArray spaces, dirty)
+
+let genLayout: Gen<LayoutSpec> = drawing drawLayout
 
 /// Addresses worth probing in a layout: region edges, one byte either side, page-aligned neighbours,
-/// and a few arbitrary ones.
+/// and a few arbitrary ones; sorted, each once.
 let interestingAddresses (layout: LayoutSpec) (space: string) =
-    boundaries layout space
-    |> Seq.collect (fun p -> [ p; p - 1UL; p + 1UL; p - 0x10UL; p + 0x800UL; p &&& ~~~0xfffUL ])
-    |> Seq.distinct
-    |> Seq.sort
-    |> Array.ofSeq
+    let b = boundaries layout space
+    let xs = Array.zeroCreate (6 * b.Length)
+
+    for i in 0 .. b.Length - 1 do
+        let p = b.[i]
+        xs.[6 * i] <- p
+        xs.[6 * i + 1] <- p - 1UL
+        xs.[6 * i + 2] <- p + 1UL
+        xs.[6 * i + 3] <- p - 0x10UL
+        xs.[6 * i + 4] <- p + 0x800UL
+        xs.[6 * i + 5] <- p &&& ~~~0xfffUL
+
+    Array.sortInPlace xs
+    let mutable n = 0
+
+    for x in xs do
+        if n = 0 || xs.[n - 1] <> x then
+            xs.[n] <- x
+            n <- n + 1
+
+    Array.truncate n xs
 
 /// 1-16 bytes mostly, up to 300 sometimes. The bytes come from one drawn seed (SplitMix64) rather than one
-/// generator call per byte: the property only needs them distinct and reproducible, and per-byte
-/// generation was a tenth of a DMA case's cost.
-let private genData =
-    gen {
-        let! n = Gen.frequency [ 3, Gen.choose (1, 16); 1, Gen.choose (17, 300) ]
-        let! seed = Gen.choose (Int32.MinValue, Int32.MaxValue)
-        let mutable x = uint64 (uint32 seed) * 0x9E3779B97F4A7C15UL
+/// draw per byte: the property only needs them distinct and reproducible.
+let private drawData (d: Draw) =
+    let n =
+        match d.Pick [| 3; 1 |] with
+        | 0 -> d.Choose(1, 16)
+        | _ -> d.Choose(17, 300)
 
-        return
-            Array.init n (fun _ ->
-                x <- x + 0x9E3779B97F4A7C15UL
-                let z = (x ^^^ (x >>> 30)) * 0xBF58476D1CE4E5B9UL
-                let z = (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
-                byte (z ^^^ (z >>> 31)))
-    }
+    let seed = d.Choose(Int32.MinValue, Int32.MaxValue)
+    let mutable x = uint64 (uint32 seed) * 0x9E3779B97F4A7C15UL
 
-let genMapLen =
-    Gen.frequency
-        [ 3, Gen.elements [ 1UL; 2UL; 4UL; 7UL; 8UL; 16UL; 100UL ]
-          4, Gen.elements [ 4095UL; 4096UL; 4097UL; 8192UL; 12288UL ]
-          2, Gen.choose (1, 0x3000) |> Gen.map uint64
-          1, Gen.elements [ 0UL; 0x100000UL ] ]
+    Array.init n (fun _ ->
+        x <- x + 0x9E3779B97F4A7C15UL
+        let z = (x ^^^ (x >>> 30)) * 0xBF58476D1CE4E5B9UL
+        let z = (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
+        byte (z ^^^ (z >>> 31)))
 
-let private genClient = Gen.elements [ "c1"; "c2"; "c3" ]
+let private drawMapLen (d: Draw) =
+    match d.Pick [| 3; 4; 2; 1 |] with
+    | 0 -> d.Element [| 1UL; 2UL; 4UL; 7UL; 8UL; 16UL; 100UL |]
+    | 1 -> d.Element [| 4095UL; 4096UL; 4097UL; 8192UL; 12288UL |]
+    | 2 -> uint64 (d.Choose(1, 0x3000))
+    | _ -> d.Element [| 0UL; 0x100000UL |]
+
+let genMapLen = drawing drawMapLen
+
+let private clients = [| "c1"; "c2"; "c3" |]
+
+/// The ten kinds of operation below, by weight.
+let private opWeights = [| 8; 4; 6; 2; 2; 2; 1; 2; 1; 3 |]
 
 /// Operations over a layout. Mappings are named m<i> after the position that created them, so removing
 /// operations while shrinking never renames the others; operations on a mapping that is not live are skipped.
 /// Each operation draws only the values its kind uses.
-let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> =
+let private drawOps (layout: LayoutSpec) (d: Draw) : ScenarioOp list =
     let spaces = layout.AddressSpaces |> Seq.map (fun a -> a.Name) |> Array.ofSeq
-
-    let points =
-        spaces |> Array.map (fun s -> s, interestingAddresses layout s) |> Map.ofArray
-    // where a write mapping bounces, by the oracle: every point, resolved only when a contention motif finds
-    // none among a few drawn at random (a fresh layout per case makes resolving them all a large share of a
-    // case's time)
-    let bouncing =
-        spaces
-        |> Array.map (fun s -> s, lazy (points.[s] |> Array.filter (fun p -> not (isDirect (resolve layout s p) true))))
-        |> Map.ofArray
+    let points = spaces |> Array.map (fun s -> interestingAddresses layout s)
 
     let bounces space p =
         not (isDirect (resolve layout space p) true)
 
+    // where a write mapping bounces, by the oracle: every point, resolved only when a contention motif finds
+    // none among a few drawn at random (a fresh layout per case makes resolving them all a large share of a
+    // case's time)
+    let bouncing =
+        spaces |> Array.mapi (fun i s -> lazy (points.[i] |> Array.filter (bounces s)))
+
     /// A point where a write mapping bounces, uniform over all such points: the first bouncing one of eight
     /// drawn uniformly, else one of the full list (0 when there is none).
-    let genBouncing space =
-        if points.[space].Length = 0 then
-            Gen.constant 0UL
+    let drawBouncing si =
+        let space = spaces.[si]
+
+        if points.[si].Length = 0 then
+            0UL
         else
-            gen {
-                let! tries = Gen.arrayOfLength 8 (Gen.elements points.[space])
+            let tries = Array.init 8 (fun _ -> d.Element points.[si])
 
-                match tries |> Array.tryFind (bounces space) with
-                | Some p -> return p
-                | None ->
-                    let all = bouncing.[space].Value
+            match tries |> Array.tryFind (bounces space) with
+            | Some p -> p
+            | None ->
+                let all = bouncing.[si].Value
+                if all.Length = 0 then 0UL else d.Element all
 
-                    if all.Length = 0 then
-                        return 0UL
-                    else
-                        let! p = Gen.elements all
-                        return p
-            }
+    let drawAddr si =
+        match d.Pick [| 9; 1 |] with
+        | 0 -> d.Element points.[si]
+        | _ -> uint64 (d.Choose(0, Int32.MaxValue)) * 0x9E3779B9UL
 
-    let genAddr space =
-        Gen.frequency
-            [ 9, Gen.elements points.[space]
-              1, Gen.choose (0, Int32.MaxValue) |> Gen.map (fun x -> uint64 x * 0x9E3779B9UL) ]
+    let mapIds = ResizeArray<string>()
 
-    let genPick (mapIds: ResizeArray<string>) =
+    let drawPick () =
         if mapIds.Count = 0 then
-            Gen.constant None
+            None
         else
-            Gen.choose (0, mapIds.Count - 1) |> Gen.map (fun i -> Some mapIds.[i])
+            Some mapIds.[d.Choose(0, mapIds.Count - 1)]
 
-    gen {
-        let! n = Gen.choose (1, 25)
-        let ops = ResizeArray<ScenarioOp>()
-        let mapIds = ResizeArray<string>()
+    let n = d.Choose(1, 25)
+    let ops = ResizeArray<ScenarioOp>()
 
-        for i in 0 .. n - 1 do
-            let! space = Gen.elements spaces
+    for i in 0 .. n - 1 do
+        let si = d.Choose(0, spaces.Length - 1)
+        let space = spaces.[si]
 
-            let! choice =
-                Gen.frequency
-                    [ 8, Gen.constant 0
-                      4, Gen.constant 1
-                      6, Gen.constant 2
-                      2, Gen.constant 3
-                      2, Gen.constant 4
-                      2, Gen.constant 5
-                      1, Gen.constant 6
-                      2, Gen.constant 7
-                      1, Gen.constant 8
-                      3, Gen.constant 9 ]
+        match d.Pick opWeights with
+        | 0 ->
+            let addr = drawAddr si
+            let len = drawMapLen d
+            let write = drawBool d 3 2
+            let id = "m" + string i
+            mapIds.Add id
+            ops.Add(MapOp(id, space, addr, len, write))
+        | 1 ->
+            let picked = drawPick ()
+            let offset = d.Element [| 0UL; 0UL; 1UL; 3UL; 0x800UL |]
 
-            match choice with
-            | 0 ->
-                let! addr = genAddr space
-                let! len = genMapLen
-                let! write = Gen.frequency [ 3, Gen.constant true; 2, Gen.constant false ]
-                let id = sprintf "m%d" i
-                mapIds.Add id
-                ops.Add(MapOp(id, space, addr, len, write))
-            | 1 ->
-                let! picked = genPick mapIds
-                let! offset = Gen.elements [ 0UL; 0UL; 1UL; 3UL; 0x800UL ]
-                let! fill = Gen.frequency [ 2, Gen.constant None; 1, Gen.choose (0, 255) |> Gen.map (byte >> Some) ]
-                let! data = if fill.IsSome then Gen.constant null else genData
+            let fill =
+                match d.Pick [| 2; 1 |] with
+                | 0 -> None
+                | _ -> Some(byte (d.Choose(0, 255)))
 
-                match picked with
-                | Some id -> ops.Add(WriteMappedOp(id, offset, data, Option.toNullable fill))
-                | None -> ()
-            | 2 ->
-                let! picked = genPick mapIds
+            let data = if fill.IsSome then null else drawData d
 
-                let! access =
-                    Gen.frequency
-                        [ 5, Gen.constant None
-                          2, Gen.constant (Some 0UL)
-                          2, Gen.elements [ Some 1UL; Some 3UL; Some 8UL; Some 4095UL; Some 4096UL ] ]
+            match picked with
+            | Some id -> ops.Add(WriteMappedOp(id, offset, data, Option.toNullable fill))
+            | None -> ()
+        | 2 ->
+            let picked = drawPick ()
 
-                match picked with
-                | Some id -> ops.Add(UnmapOp(id, Option.toNullable access))
-                | None -> ()
-            | 3 ->
-                let! addr = genAddr space
-                let! readLen = Gen.elements [ 1UL; 4UL; 8UL; 64UL; 4097UL ]
-                ops.Add(ReadOp(space, addr, readLen))
-            | 4 ->
-                let! addr = genAddr space
-                let! data = genData
-                ops.Add(WriteOp(space, addr, data))
-            | 5 ->
-                let! client = genClient
-                ops.Add(RegisterClientOp(space, client))
-            | 6 ->
-                let! client = genClient
+            let access =
+                match d.Pick [| 5; 2; 2 |] with
+                | 0 -> None
+                | 1 -> Some 0UL
+                | _ -> d.Element [| Some 1UL; Some 3UL; Some 8UL; Some 4095UL; Some 4096UL |]
+
+            match picked with
+            | Some id -> ops.Add(UnmapOp(id, Option.toNullable access))
+            | None -> ()
+        | 3 ->
+            let addr = drawAddr si
+            let readLen = d.Element [| 1UL; 4UL; 8UL; 64UL; 4097UL |]
+            ops.Add(ReadOp(space, addr, readLen))
+        | 4 ->
+            let addr = drawAddr si
+            let data = drawData d
+            ops.Add(WriteOp(space, addr, data))
+        | 5 -> ops.Add(RegisterClientOp(space, d.Element clients))
+        | 6 -> ops.Add(UnregisterClientOp(space, d.Element clients))
+        | 7 -> ops.Add(RunBottomHalvesOp())
+        | 9 ->
+            // Contention motif: take bounce space, wait for it as a map client (perhaps giving up), release it.
+            let contendAddr = drawBouncing si
+            let contendLen = d.Element [| 4096UL; 8192UL; 65536UL |]
+            let client = d.Element clients
+            let withdraw = d.Element [| true; false |]
+            let id = "m" + string i
+            ops.Add(MapOp(id, space, contendAddr, contendLen, true))
+            ops.Add(RegisterClientOp(space, client))
+
+            if withdraw then
                 ops.Add(UnregisterClientOp(space, client))
-            | 7 -> ops.Add(RunBottomHalvesOp())
-            | 9 ->
-                // Contention motif: take bounce space, wait for it as a map client (perhaps giving up), release it.
-                let! contendAddr = genBouncing space
 
-                let! contendLen = Gen.elements [ 4096UL; 8192UL; 65536UL ]
-                let! client = genClient
-                let! withdraw = Gen.elements [ true; false ]
-                let id = sprintf "m%d" i
-                ops.Add(MapOp(id, space, contendAddr, contendLen, true))
-                ops.Add(RegisterClientOp(space, client))
+            ops.Add(UnmapOp(id, Nullable 0UL))
+            ops.Add(RunBottomHalvesOp())
+        | _ ->
+            let picked = drawPick ()
+            let offset = d.Element [| 0UL; 0UL; 1UL; 3UL; 0x800UL |]
 
-                if withdraw then
-                    ops.Add(UnregisterClientOp(space, client))
+            let len =
+                match d.Pick [| 2; 1 |] with
+                | 0 -> None
+                | _ -> d.Element [| Some 1UL; Some 8UL; Some 4096UL |]
 
-                ops.Add(UnmapOp(id, Nullable 0UL))
-                ops.Add(RunBottomHalvesOp())
-            | _ ->
-                let! picked = genPick mapIds
-                let! offset = Gen.elements [ 0UL; 0UL; 1UL; 3UL; 0x800UL ]
-                let! len = Gen.frequency [ 2, Gen.constant None; 1, Gen.elements [ Some 1UL; Some 8UL; Some 4096UL ] ]
+            match picked with
+            | Some id -> ops.Add(ReadMappedOp(id, offset, Option.toNullable len))
+            | None -> ()
 
-                match picked with
-                | Some id -> ops.Add(ReadMappedOp(id, offset, Option.toNullable len))
-                | None -> ()
+    List.ofSeq ops
 
-        return List.ofSeq ops
-    }
+let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> = drawing (drawOps layout)
 
 let genScenario (profile: Profile) : Gen<Scenario> =
-    gen {
-        let! layout = genLayout
-        let! ops = genOps layout
-        return Scenario(profile, layout, List.toArray ops)
-    }
+    drawing (fun d ->
+        let layout = drawLayout d
+        Scenario(profile, layout, List.toArray (drawOps layout d)))
 
 // ---------------------------------------------------------------- shrinking
 

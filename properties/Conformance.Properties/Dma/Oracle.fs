@@ -31,15 +31,21 @@ let rec private find (spec: LayoutSpec) (r: RegionSpec) (rel: UInt128) : Hit opt
     elif r.Kind = RegionKind.Alias then
         find spec (byName spec r.AliasTarget) (rel + u128 r.AliasOffset)
     else
-        let hit =
-            r.Subregions
-            |> Seq.indexed
-            |> Seq.sortBy (fun (i, c) -> -c.Priority, -i)
-            |> Seq.tryPick (fun (_, c) ->
-                if rel >= u128 c.Addr then
-                    find spec c (rel - u128 c.Addr)
-                else
-                    None)
+        // children from the most recently added back: one found later replaces it only with a higher
+        // priority, so the hit is the first by (priority descending, most recent first)
+        let subs = r.Subregions
+        let mutable hit = None
+        let mutable hitPriority = Int32.MinValue
+
+        for i in subs.Count - 1 .. -1 .. 0 do
+            let c = subs.[i]
+
+            if (hit.IsNone || c.Priority > hitPriority) && rel >= u128 c.Addr then
+                match find spec c (rel - u128 c.Addr) with
+                | Some _ as h ->
+                    hit <- h
+                    hitPriority <- c.Priority
+                | None -> ()
 
         match hit with
         | Some _ -> hit
@@ -108,11 +114,11 @@ let ownerOf (hit: Hit option) =
 /// Every absolute address where the resolution of `space` may change: starts and ends of all regions
 /// as placed (through aliases too). Between two consecutive points the hit is one region, contiguous.
 let private computeBoundaries (spec: LayoutSpec) (space: string) : uint64[] =
-    let points = Collections.Generic.HashSet<uint64>()
+    let points = ResizeArray<uint64>(16)
 
     let add (x: UInt128) =
         if x < two64 then
-            points.Add(low64 x) |> ignore
+            points.Add(low64 x)
 
     let rec walk (r: RegionSpec) (start: UInt128) depth =
         if depth < 8 then
@@ -138,18 +144,44 @@ let private computeBoundaries (spec: LayoutSpec) (space: string) : uint64[] =
 
     let root = rootOf spec space
     walk root (u128 root.Addr) 0
-    points.Add 0UL |> ignore
-    points |> Seq.sort |> Array.ofSeq
+    points.Add 0UL
+    points.Sort()
+    // each point once
+    let mutable n = 0
 
-let private boundaryCache =
-    System.Runtime.CompilerServices.ConditionalWeakTable<LayoutSpec, Collections.Concurrent.ConcurrentDictionary<string, uint64[]>>()
+    for i in 0 .. points.Count - 1 do
+        if n = 0 || points.[n - 1] <> points.[i] then
+            points.[n] <- points.[i]
+            n <- n + 1
 
-/// Sorted boundary points of an address space (cached per layout).
+    points.GetRange(0, n).ToArray()
+
+/// The boundaries of the address spaces asked for last. A case asks about one layout many times (while
+/// generating its operations, then judging each step), and a run moves on to the next layout for good: a
+/// few recent entries hold every reuse, where a table keyed by every layout ever seen cost a lock and a
+/// weak handle per case. Entries are immutable and replaced whole, so racing threads at worst recompute.
+let private recentBoundaries: (LayoutSpec * string * uint64[])[] =
+    Array.zeroCreate 8
+
+let mutable private nextSlot = 0
+
+/// Sorted boundary points of an address space (cached for the layouts in use).
 let boundaries (spec: LayoutSpec) (space: string) : uint64[] =
-    let perSpace =
-        boundaryCache.GetValue(spec, fun _ -> Collections.Concurrent.ConcurrentDictionary<string, uint64[]>())
+    let mutable found = null
 
-    perSpace.GetOrAdd(space, fun s -> computeBoundaries spec s)
+    for entry in recentBoundaries do
+        if not (isNull (box entry)) then
+            let (l, s, points) = entry
+
+            if Object.ReferenceEquals(l, spec) && s = space then
+                found <- points
+
+    if isNull found then
+        found <- computeBoundaries spec space
+        let slot = Threading.Interlocked.Increment(&nextSlot) &&& 7
+        recentBoundaries.[slot] <- (spec, space, found)
+
+    found
 
 /// The transfer [addr, addr+len) cut where the resolution may change: (first byte, end byte, hit at the
 /// first byte) with offsets relative to addr; inside a piece the hit's offset grows with the address.

@@ -11,8 +11,19 @@ public sealed class ByteStore
     private const int PageBits = 12;
     private const ulong PageSize = 1UL << PageBits;
     // Concurrent: devices on several threads touch memory at once (their bytes are their own business, as
-    // in QEMU, but materialising a page must not corrupt the page table).
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, StoredPage> _pages = new();
+    // in QEMU, but materialising a page must not corrupt the page table). Created on first touch: most
+    // regions of a generated layout are never touched, and a case builds a fresh memory system.
+    private System.Collections.Concurrent.ConcurrentDictionary<ulong, StoredPage>? _pagesOrNull;
+
+    private System.Collections.Concurrent.ConcurrentDictionary<ulong, StoredPage> Pages
+    {
+        get
+        {
+            if (_pagesOrNull is { } pages) return pages;
+            var fresh = new System.Collections.Concurrent.ConcurrentDictionary<ulong, StoredPage>();
+            return Interlocked.CompareExchange(ref _pagesOrNull, fresh, null) ?? fresh;   // a racing thread's table may win
+        }
+    }
 
     /// <summary>A materialised page with its index, allocated once, so the last-page cache can point at it.</summary>
     private sealed record StoredPage(ulong Index, byte[] Bytes);
@@ -51,12 +62,29 @@ public sealed class ByteStore
 
     private StoredPage Materialise(ulong pageIndex, bool wholePageOverwritten)
     {
-        if (_pages.TryGetValue(pageIndex, out var stored)) return stored;
+        var pages = Pages;
+        if (pages.TryGetValue(pageIndex, out var stored)) return stored;
+        var page = new byte[PageSize];
+        if (Seed != 0 && !wholePageOverwritten)   // the pattern would be overwritten at once
+            InitialPage(Seed, pageIndex).CopyTo(page, 0);
+        return pages.GetOrAdd(pageIndex, new StoredPage(pageIndex, page));   // a racing thread's identical page may win
+    }
+
+    /// <summary>Initial pages already computed, by seed and page index. Seeds come from region names, and
+    /// generated layouts reuse a few names ("ram1", "mmio2") at a few offsets, so one case after another
+    /// materialises the same pages; copying one is a small fraction of computing its 4,096 bytes.
+    /// Bounded: past the limit pages are computed each time.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(uint Seed, ulong Page), byte[]> InitialPages = new();
+    private const int InitialPagesKept = 2048;
+
+    private static byte[] InitialPage(uint seed, ulong pageIndex)
+    {
+        if (InitialPages.TryGetValue((seed, pageIndex), out var known)) return known;
         var page = new byte[PageSize];
         ulong baseOffset = pageIndex << PageBits;
-        if (Seed != 0 && !wholePageOverwritten)   // the pattern would be overwritten at once
-            for (ulong i = 0; i < PageSize; i++) page[i] = Pattern(Seed, baseOffset + i);
-        return _pages.GetOrAdd(pageIndex, new StoredPage(pageIndex, page));   // a racing thread's identical page may win
+        for (ulong i = 0; i < PageSize; i++) page[i] = Pattern(seed, baseOffset + i);
+        if (InitialPages.Count < InitialPagesKept) InitialPages.TryAdd((seed, pageIndex), page);
+        return page;
     }
 
     public void Read(ulong offset, Span<byte> destination)
@@ -120,7 +148,8 @@ public sealed class ByteStore
     /// <summary>Offsets of pages whose bytes differ from the initial pattern, with the page contents (for comparisons).</summary>
     public IEnumerable<KeyValuePair<ulong, byte[]>> ModifiedPages()
     {
-        foreach (var (index, stored) in _pages.OrderBy(p => p.Key))
+        if (_pagesOrNull is not { } pages) yield break;
+        foreach (var (index, stored) in pages.OrderBy(p => p.Key))
         {
             ulong baseOffset = index << PageBits;
             var page = stored.Bytes;

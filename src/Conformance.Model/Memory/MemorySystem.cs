@@ -23,7 +23,7 @@ public sealed class MemorySystem
     private readonly LiveMappings _live = new();
     private readonly List<string> _pendingBottomHalves = new();
     private readonly MapClientList _globalClients = new();
-    private readonly List<DeviceAccess> _journal = new();
+    private readonly DeviceAccessList _journal = new();
     // Stryker disable once String : the name only labels interleaving points, and entering the BQL is never one
     private readonly ModelLock _bql = new("BQL", pointOnEnter: false);
     private int _nextMappingId;
@@ -77,13 +77,16 @@ public sealed class MemorySystem
     /// <summary>Every device callback in the order it happened, across all devices.</summary>
     public IReadOnlyList<DeviceAccess> AccessJournal => _journal;
 
+    /// <summary>The journal's callbacks from <paramref name="from"/> on, as a copy later callbacks do not change.</summary>
+    internal DeviceAccessList AccessesSince(int from) => _journal.CopyFrom(from);
+
     /// <summary>Forgets the journal so far, keeping its storage: a caller that runs one system for millions
     /// of transfers (a benchmark, a soak) would otherwise hold every device callback ever made.</summary>
     public void ClearAccessJournal()
     {
         var il = Interleaver;
         _bql.Enter(il);   // the journal is appended to under the BQL (see DispatchWrite)
-        try { _journal.Clear(); }
+        try { _journal.Truncate(0); }
         finally { _bql.Exit(il); }
     }
 
@@ -93,7 +96,7 @@ public sealed class MemorySystem
     {
         var il = Interleaver;
         _bql.Enter(il);
-        try { if (_journal.Count > count) _journal.RemoveRange(count, _journal.Count - count); }
+        try { _journal.Truncate(count); }
         finally { _bql.Exit(il); }
     }
 
@@ -634,7 +637,7 @@ public sealed class MemorySystem
         for (uint i = 0; i < size; i += accessSize)
         {
             var access = mr.Device.Read(addr + i, accessSize);
-            _journal.Add(new DeviceAccess(mr.Name, access));
+            _journal.Add(mr.Name, access);
             value |= (access.Value & mask) << (int)(i * 8);
         }
         return value;
@@ -656,7 +659,7 @@ public sealed class MemorySystem
         uint accessSize = Math.Max(Math.Min(size, rules.EffectiveImplMax), rules.EffectiveImplMin);
         ulong mask = accessSize >= 8 ? ulong.MaxValue : (1UL << (int)(accessSize * 8)) - 1;
         for (uint i = 0; i < size; i += accessSize)
-            _journal.Add(new DeviceAccess(mr.Name, mr.Device.Write(addr + i, accessSize, (value >> (int)(i * 8)) & mask)));
+            _journal.Add(mr.Name, mr.Device.Write(addr + i, accessSize, (value >> (int)(i * 8)) & mask));
     }
 
     // ------------------------------------------------------------------ references and dirty memory
@@ -687,12 +690,17 @@ public sealed class MemorySystem
     /// <summary>The dirty clients active for a region (memory_region_get_dirty_log_mask).</summary>
     public IReadOnlyList<DirtyClient> ActiveClients(MemoryRegion mr)
     {
-        var clients = new List<DirtyClient>(3);
-        if (mr.LogVga) clients.Add(DirtyClient.Vga);
-        if (_topology.Dirty.Code && mr.RamBlock is not null) clients.Add(DirtyClient.Code);
-        if (_topology.Dirty.Migration && mr.RamBlock is not null) clients.Add(DirtyClient.Migration);
-        return clients;
+        int set = (mr.LogVga ? 1 : 0)
+            | (_topology.Dirty.Code && mr.RamBlock is not null ? 2 : 0)
+            | (_topology.Dirty.Migration && mr.RamBlock is not null ? 4 : 0);
+        return ClientSets[set];
     }
+
+    /// <summary>Every set of dirty clients, in client order, by bits (1 VGA, 2 code, 4 migration): every
+    /// write to RAM asks which are active (a virtqueue push makes several), without allocating.</summary>
+    private static readonly DirtyClient[][] ClientSets = Enumerable.Range(0, 8)
+        .Select(bits => new[] { DirtyClient.Vga, DirtyClient.Code, DirtyClient.Migration }.Where((_, i) => (bits & (1 << i)) != 0).ToArray())
+        .ToArray();
 
     /// <summary>softmmu/physmem.c:invalidate_and_set_dirty(mr, addr, length).</summary>
     private void SetDirty(MemoryRegion mr, ulong offset, ulong length) =>

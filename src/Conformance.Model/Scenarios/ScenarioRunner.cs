@@ -70,9 +70,10 @@ public static class ScenarioRunner
 
             AddressSpace? SpaceOf(string name)
             {
-                var s = system.AddressSpaces.FirstOrDefault(a => a.Name == name);
-                if (s is null) skipped = $"no address space '{name}'";
-                return s;
+                foreach (var a in system.AddressSpaces)
+                    if (a.Name == name) return a;
+                skipped = $"no address space '{name}'";
+                return null;
             }
 
             switch (op)
@@ -157,7 +158,7 @@ public static class ScenarioRunner
                     break;
             }
 
-            var accesses = system.AccessJournal.Count == journalSeen ? (IReadOnlyList<DeviceAccess>)Array.Empty<DeviceAccess>() : system.AccessJournal.Skip(journalSeen).ToList();
+            var accesses = system.AccessesSince(journalSeen);
             journalSeen = system.AccessJournal.Count;
             var newlyDirty = system.Dirty.NewlyDirtyJournal.Count == dirtySeen ? (IReadOnlyList<DirtyPage>)Array.Empty<DirtyPage>() : system.Dirty.NewlyDirtyJournal.Skip(dirtySeen)
                 .OrderBy(d => d.Client).ThenBy(d => d.Page)
@@ -169,9 +170,9 @@ public static class ScenarioRunner
                 .ToList();
             dirtySeen = system.Dirty.NewlyDirtyJournal.Count;
             // the scenario's own mappings change only by its maps and unmaps
-            if (_liveIds is null || op is MapOp or UnmapOp)
-                _liveIds = mappings.Where(kv => kv.Value.Live).Select(kv => kv.Key).Order(StringComparer.Ordinal).ToList();
-            var liveIds = _liveIds;
+            if (op is MapOp mo && map is { Succeeded: true }) _liveIds = WithId(LiveIds(), mo.Id, add: true);
+            else if (op is UnmapOp uo && unmap is { Performed: true }) _liveIds = WithId(LiveIds(), uo.Id, add: false);
+            var liveIds = LiveIds();
             VirtioStep? virtioStep = null;
             if (virtio is not null && (IsVirtioOp(op) || op is VirtioSetupOp))
             {
@@ -184,8 +185,7 @@ public static class ScenarioRunner
                 { Element = popped?.Element is { } el ? ElementRecordOf(el) : null };
             }
             var step = new StepRecord(i, op, skipped, map, unmap, bytes, scheduled, ran, accesses, newlyDirty, RefCounts(), BounceBytes(),
-                system.LiveMappings.Count(m => m.Kind == MappingKind.Bounce),
-                liveIds)
+                LiveBounceMappings(), liveIds)
             { Virtio = virtioStep };
             Steps.Add(step);
             return step;
@@ -200,15 +200,53 @@ public static class ScenarioRunner
         private IReadOnlyDictionary<string, int> RefCounts()
         {
             var owners = system.Owners;
-            if (_refCounts is { } last && last.Count == owners.Count && owners.All(o => last.TryGetValue(o.Name, out var c) && c == o.RefCount)) return last;
-            return _refCounts = owners.ToDictionary(o => o.Name, o => o.RefCount);
+            if (_refCounts is { } last && last.Count == owners.Count)
+            {
+                bool same = true;
+                foreach (var o in owners) same &= last.TryGetValue(o.Name, out var c) && c == o.RefCount;
+                if (same) return last;
+            }
+            var counts = new Dictionary<string, int>(owners.Count);
+            foreach (var o in owners) counts.Add(o.Name, o.RefCount);
+            return _refCounts = counts;
         }
 
         private IReadOnlyDictionary<string, ulong> BounceBytes()
         {
             var spaces = system.AddressSpaces;
-            if (_bounceBytes is { } last && last.Count == spaces.Count && spaces.All(a => last.TryGetValue(a.Name, out var b) && b == system.BounceBytesInUse(a))) return last;
-            return _bounceBytes = spaces.ToDictionary(a => a.Name, a => system.BounceBytesInUse(a));
+            if (_bounceBytes is { } last && last.Count == spaces.Count)
+            {
+                bool same = true;
+                foreach (var a in spaces) same &= last.TryGetValue(a.Name, out var b) && b == system.BounceBytesInUse(a);
+                if (same) return last;
+            }
+            var bytes = new Dictionary<string, ulong>(spaces.Count);
+            foreach (var a in spaces) bytes.Add(a.Name, system.BounceBytesInUse(a));
+            return _bounceBytes = bytes;
+        }
+
+        /// <summary>The scenario's own live mappings, by id in ordinal order.</summary>
+        internal List<string> LiveIds() =>
+            _liveIds ??= Mappings.Where(kv => kv.Value.Live).Select(kv => kv.Key).Order(StringComparer.Ordinal).ToList();
+
+        /// <summary>A copy of the sorted ids <paramref name="ids"/> with <paramref name="id"/> added or removed:
+        /// the one change a successful map or an executed unmap makes (earlier steps keep their lists).</summary>
+        private static List<string> WithId(List<string> ids, string id, bool add)
+        {
+            var copy = new List<string>(ids.Count + 1);
+            copy.AddRange(ids);
+            int at = copy.BinarySearch(id, StringComparer.Ordinal);
+            if (add && at < 0) copy.Insert(~at, id);
+            else if (!add && at >= 0) copy.RemoveAt(at);
+            return copy;
+        }
+
+        private int LiveBounceMappings()
+        {
+            int n = 0;
+            foreach (var m in system.LiveMappings)
+                if (m.Kind == MappingKind.Bounce) n++;
+            return n;
         }
 
         private static Targets.ElementRecord ElementRecordOf(Virtio.VirtQueueElement e) =>

@@ -107,6 +107,7 @@ public static class TargetRuns
     /// state a balanced caller would leave.</summary>
     public static Observation RunAndRelease(this ITarget target, Scenario scenario)
     {
+        if (target is ModelTarget model) return model.RunAndReleaseWhole(scenario);
         using var session = target.Open(scenario.Profile, scenario.Layout);
         foreach (var op in scenario.Ops) session.Apply(op);
         foreach (var id in session.Observe().Memory.LiveIds) session.Apply(new UnmapOp(id, null));

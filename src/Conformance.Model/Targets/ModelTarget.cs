@@ -67,6 +67,24 @@ public sealed class ModelTarget : IInProcessTarget
             ? ScenarioRunner.Run(scenario, Variant.Fault, Variant.VirtioFault)
             : ScenarioRunner.Run(scenario, NewSystem(scenario.Layout, scenario.Profile), Variant.VirtioFault)).Observe(Name);
 
+    /// <summary><see cref="TargetRuns.RunAndRelease"/> without a session, which observes the whole run once
+    /// to learn what is still live and again at the end: the same operations, the same observation.</summary>
+    internal Observation RunAndReleaseWhole(Scenario scenario)
+    {
+        var stepper = new ScenarioRunner.ScenarioStepper(NewSystem(scenario.Layout, scenario.Profile), Variant.VirtioFault);
+        var ops = new List<ScenarioOp>(scenario.Ops.Count + 4);
+        void Apply(ScenarioOp op)
+        {
+            ops.Add(op);
+            stepper.Apply(op);
+        }
+        foreach (var op in scenario.Ops) Apply(op);
+        foreach (var id in stepper.LiveIds()) Apply(new UnmapOp(id, null));
+        Apply(new RunBottomHalvesOp());
+        return ModelObservation.Of(Name, new Scenario(scenario.Profile, scenario.Layout, ops.ToArray()), stepper.System, stepper.Steps,
+            stepper.Mappings, stepper.Records, stepper.Virtio);
+    }
+
     public override string ToString() => Name;
 
     private sealed class Session : ITargetSession
