@@ -1,0 +1,74 @@
+/// The model target's whole-scenario paths (RunAndRelease without a session, live ids kept incrementally) are
+/// shortcuts of the generic session path (TargetRuns over ITargetSession): for generated DMA scenarios both
+/// must give the same operations, the same trace and nothing left live after a release. The properties
+/// judge the shortcut's observations, so a shortcut that drops an unmap or misorders the live ids would
+/// otherwise go unseen (mutation testing found exactly such survivors).
+module Conformance.Properties.Tests.ModelFastPathTests
+
+open FsCheck
+open FsCheck.FSharp
+open global.Xunit
+open Conformance.Model
+open Conformance.Model.Scenarios
+open Conformance.Model.Targets
+open Conformance.Properties
+
+/// The generic path: a session, every operation, every still-live mapping unmapped, bottom halves run.
+let private releasedThroughSession (target: ITarget) (s: Scenario) =
+    use session = target.Open(s.Profile, s.Layout)
+
+    for op in s.Ops do
+        session.Apply op |> ignore
+
+    let live = session.Observe().Memory.LiveIds |> List.ofSeq
+
+    for id in live do
+        session.Apply(UnmapOp(id, System.Nullable())) |> ignore
+
+    session.Apply(RunBottomHalvesOp()) |> ignore
+    session.Observe(), live
+
+[<Fact>]
+let ``RunAndRelease on the model is the session path: same operations, same trace, nothing left live`` () =
+    let target = ModelTarget.Reference :> ITarget
+    let mutable withLive = 0
+
+    for profile in [ Profile.Qemu72; Profile.Qemu92 ] do
+        for s in Gen.sampleWithSeed (Rnd(20261130UL, 0x9e3779b97f4a7c15UL)) 25 150 (Generators.genScenario profile) do
+            let fast = target.RunAndRelease s
+            let slow, live = releasedThroughSession target s
+
+            if not live.IsEmpty then
+                withLive <- withLive + 1
+
+            Assert.Equal<string list>(
+                slow.Scenario.Ops |> Seq.map ScenarioTrace.Describe |> List.ofSeq,
+                fast.Scenario.Ops |> Seq.map ScenarioTrace.Describe |> List.ofSeq
+            )
+
+            Assert.Equal(ScenarioTrace.Render slow, ScenarioTrace.Render fast)
+            Assert.Empty(fast.Memory.LiveIds)
+            Assert.Empty(fast.Memory.LiveMappings)
+
+    // the cases must leave mappings live for the release to matter
+    Assert.True(withLive > 30, sprintf "only %d of 300 scenarios left a mapping live" withLive)
+
+[<Fact>]
+let ``live ids after every step are the scenario's live mappings in ordinal order`` () =
+    let target = ModelTarget.Reference :> ITarget
+
+    for s in Gen.sampleWithSeed (Rnd(20261201UL, 0x9e3779b97f4a7c15UL)) 25 150 (Generators.genScenario Profile.Qemu92) do
+        use session = target.Open(s.Profile, s.Layout)
+
+        for op in s.Ops do
+            session.Apply op |> ignore
+            let o = session.Observe()
+
+            let expected =
+                o.Mappings
+                |> Seq.filter (fun kv -> o.Memory.LiveMappings |> Seq.exists (fun m -> m.Id = kv.Key))
+                |> Seq.map (fun kv -> kv.Key)
+                |> Seq.sortWith (fun a b -> System.String.CompareOrdinal(a, b))
+                |> List.ofSeq
+
+            Assert.Equal<string list>(expected, List.ofSeq o.Memory.LiveIds)
