@@ -29,7 +29,8 @@ let shrinkBounds =
           "mapping-balance", (12, 4)
           "written-length", (12, 4)
           "used-ring", (12, 4)
-          "malformed-rings", (20, 4)
+          // a random ring's case is its setup, two writes and up to 16 + 2 pops (VirtioProperties.genRandomRing)
+          "malformed-rings", (21, 4)
           "malformed-verdicts", (20, 4)
           "notification", (0, 4)
           // virtio-blk cases are a guest's request sequence (up to 5 requests of ~8 operations), not shrunk
