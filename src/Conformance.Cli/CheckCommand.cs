@@ -102,13 +102,19 @@ public static class CheckCommand
     private static List<Conformance.Qemu.QemuBinary> QemuBinaries(Options options)
     {
         var paths = options.GetAll("qemu");
-        return (paths.Count == 0 ? new string?[] { null } : paths.ToArray())
-            .Select(path => Conformance.Qemu.QemuBinary.Find(path)
-                ?? throw new UsageException(path is not null
-                    ? $"no QEMU at '{path}'"
-                    : "no qemu-system-x86_64 found (apt-get install qemu-system-x86, or --qemu PATH, or QEMU=PATH)"))
-            .ToList();
+        return (paths.Count == 0 ? new string?[] { null } : paths.ToArray()).Select(FindQemu).ToList();
     }
+
+    /// <summary>The QEMU at <paramref name="path"/> (null: $QEMU, then PATH).</summary>
+    internal static Conformance.Qemu.QemuBinary FindQemu(string? path) =>
+        Conformance.Qemu.QemuBinary.Find(path)
+        ?? throw new UsageException(path is not null
+            ? $"no QEMU at '{path}'"
+            : "no qemu-system-x86_64 found (apt-get install qemu-system-x86, or --qemu PATH, or QEMU=PATH)");
+
+    /// <summary>--transport for a command that runs one (default legacy).</summary>
+    internal static Conformance.Qemu.VirtioTransport OneTransport(Options options) =>
+        options.Get("transport") is null ? Conformance.Qemu.VirtioTransport.Legacy : Transports(options).Head;
 
     private static FSharpList<Conformance.Qemu.VirtioTransport> Transports(Options options) => options.Get("transport") switch
     {
@@ -143,8 +149,6 @@ public static class CheckCommand
         foreach (var binary in QemuBinaries(options))
             foreach (var transport in Transports(options))
             {
-                if (budget is not null && transport == Conformance.Qemu.VirtioTransport.Legacy)
-                    throw new UsageException("--bounce-budget needs the modern transport (iommu_platform=on): add --transport modern");
                 using var target = QemuTargetFor(binary, transport, budget);
                 var reference = QemuDifferential.modelTargetOf(variant, FSharpOption<byte[]>.Some(QemuDifferential.romImageOf.Invoke(binary)));
                 Profile profile = options.Get("profile") is { } p && p != "all" ? CommandLine.ParseProfile(p) : binary.Profile;
@@ -167,8 +171,12 @@ public static class CheckCommand
     }
 
     /// <summary>A QEMU configuration as a target, with the known deviations registered for its release.</summary>
-    internal static Conformance.Targets.Qemu.QemuTarget QemuTargetFor(Conformance.Qemu.QemuBinary binary, Conformance.Qemu.VirtioTransport transport, ulong? budget) =>
-        new(binary, transport, budget, null, QemuDifferential.deviationsOf(binary).ToArray());
+    internal static Conformance.Targets.Qemu.QemuTarget QemuTargetFor(Conformance.Qemu.QemuBinary binary, Conformance.Qemu.VirtioTransport transport, ulong? budget)
+    {
+        if (budget is not null && transport == Conformance.Qemu.VirtioTransport.Legacy)
+            throw new UsageException("--bounce-budget needs the modern transport (iommu_platform=on): add --transport modern");
+        return new(binary, transport, budget, null, QemuDifferential.deviationsOf(binary).ToArray());
+    }
 
     public static int Run(Options options, TextWriter stdout)
     {

@@ -23,17 +23,9 @@ public static class ReplayCommand
             case "qemu" when options.Get("seed") is { } qemuSeed:
                 {
                     // a catalogue property's failure on QEMU itself (check --target qemu --property P), regenerated
-                    var binary = Conformance.Qemu.QemuBinary.Find(options.Get("qemu"))
-                        ?? throw new UsageException(options.Get("qemu") is { } q ? $"no QEMU at '{q}'" : "no qemu-system-x86_64 found (apt-get install qemu-system-x86, or --qemu PATH)");
-                    var transport = options.Get("transport") switch
-                    {
-                        null or "legacy" => Conformance.Qemu.VirtioTransport.Legacy,
-                        "modern" => Conformance.Qemu.VirtioTransport.Modern,
-                        var t => throw new UsageException($"--transport is legacy or modern, not '{t}'"),
-                    };
+                    var binary = CheckCommand.FindQemu(options.Get("qemu"));
+                    var transport = CheckCommand.OneTransport(options);
                     ulong? budget = CheckCommand.BounceBudget(options);
-                    if (budget is not null && transport == Conformance.Qemu.VirtioTransport.Legacy)
-                        throw new UsageException("--bounce-budget needs the modern transport (iommu_platform=on): add --transport modern");
                     using var qemu = CheckCommand.QemuTargetFor(binary, transport, budget);
                     var reference = QemuDifferential.modelTargetOf(CommandLine.VariantOf(options).Variant, FSharpOption<byte[]>.Some(QemuDifferential.romImageOf.Invoke(binary)));
                     return RunSeed(options, qemuSeed, qemu, reference, stdout);
@@ -56,7 +48,7 @@ public static class ReplayCommand
             throw new UsageException($"{path}: $.property: unknown property '{propertyName}' (see: conformance list)");
         var entry = Find(propertyName);
         if (entry.IsConcurrent) throw new UsageException($"{path}: P{entry.Number} {entry.Name} judges concurrent case files, not scenarios");
-        var result = Catalogue.judgeScenario(entry, impl, scenario);
+        var result = Catalogue.judgeScenario(entry, impl, ModelTarget.Reference, scenario);
         var violations = Verdict.violations(result).ToList();
         foreach (var f in Verdict.findings(result)) stdout.WriteLine($"registered finding {f}");
         stdout.WriteLine(violations.Count == 0
@@ -70,18 +62,12 @@ public static class ReplayCommand
     private static int RunOnQemu(Options options, TextWriter stdout)
     {
         if (options.Positional.Count != 1) throw new UsageException("replay --target qemu takes one scenario file");
-        foreach (var modelOnly in new[] { "variant", "property", "seed", "bounce-budget" })
+        foreach (var modelOnly in new[] { "variant", "property", "bounce-budget" })
             if (options.Get(modelOnly) is not null) throw new UsageException($"--{modelOnly} does not apply to --target qemu");
         string path = options.Positional[0];
         var scenario = CommandLine.LoadScenario(path, options);
-        var transport = options.Get("transport") switch
-        {
-            null or "legacy" => Conformance.Qemu.VirtioTransport.Legacy,
-            "modern" => Conformance.Qemu.VirtioTransport.Modern,
-            var t => throw new UsageException($"--transport is legacy or modern, not '{t}'"),
-        };
-        var binary = Conformance.Qemu.QemuBinary.Find(options.Get("qemu"))
-            ?? throw new UsageException(options.Get("qemu") is { } q ? $"no QEMU at '{q}'" : "no qemu-system-x86_64 found (apt-get install qemu-system-x86, or --qemu PATH)");
+        var transport = CheckCommand.OneTransport(options);
+        var binary = CheckCommand.FindQemu(options.Get("qemu"));
         var result = QemuDifferential.replayOnQemu(binary, transport, scenario);
         if (result.IsError) throw new UsageException($"{path} cannot be run on QEMU: {result.ErrorValue}");
         stdout.Write(result.ResultValue.Item2);

@@ -1,3 +1,5 @@
+using Conformance.Model.Virtio;
+
 namespace Conformance.Qemu;
 
 /// <summary>
@@ -29,7 +31,7 @@ public sealed class LegacyVirtioBlk(QemuProcess qemu, ulong ringBase) : VirtioBl
         Q.OutW(Bar + 0x0e, 0);      // queue 0
         QueueSize = Q.InW(Bar + 0x0c);
         PlaceRings();
-        if (Desc % 4096 != 0 || Avail != LegacyAvail(Desc, QueueSize) || Used != LegacyUsed(Desc, QueueSize) || Desc >> 12 > uint.MaxValue)
+        if (Desc % 4096 != 0 || Avail != VirtioConstants.LegacyAvail(Desc, QueueSize) || Used != VirtioConstants.LegacyUsed(Desc, QueueSize) || Desc >> 12 > uint.MaxValue)
             throw new QemuException($"the legacy transport lays its rings out from one page frame; 0x{Desc:x}/0x{Avail:x}/0x{Used:x} is not that layout");
         ClearRing();
         Q.OutL(Bar + 0x08, (uint)(Desc >> 12));

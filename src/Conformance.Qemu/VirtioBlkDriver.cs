@@ -50,18 +50,13 @@ public abstract class VirtioBlkDriver
     /// starts the ring driver from index 0.</summary>
     protected void PlaceRings()
     {
-        Rings = RequestedRings ?? new RingAddresses(RingBase, LegacyAvail(RingBase, QueueSize), LegacyUsed(RingBase, QueueSize));
+        Rings = RequestedRings ?? new RingAddresses(RingBase, VirtioConstants.LegacyAvail(RingBase, QueueSize), VirtioConstants.LegacyUsed(RingBase, QueueSize));
         Ring = new SplitRingDriver(Q, QueueSize, Rings.Desc, Rings.Avail, Rings.Used);
     }
 
-    /// <summary>The legacy layout of a split ring at <paramref name="desc"/> (VIRTIO 1.2 §2.7.2, QEMU's
-    /// hw/virtio/virtio.c:virtio_queue_update_rings): avail after the descriptors, used 4096-aligned after avail.</summary>
-    public static ulong LegacyAvail(ulong desc, int size) => desc + (ulong)size * VirtioConstants.DescSize;
-
-    public static ulong LegacyUsed(ulong desc, int size) => (LegacyAvail(desc, size) + 4 + 2 * (ulong)size + 2 + 4095) & ~4095UL;
 
     /// <summary>Bytes from the descriptor table to the end of the used ring (with used_event/avail_event).</summary>
-    public static ulong LegacyRingBytes(ulong desc, int size) => LegacyUsed(desc, size) + 4 + 8 * (ulong)size + 2 - desc;
+    public static ulong LegacyRingBytes(ulong desc, int size) => VirtioConstants.LegacyUsed(desc, size) + 4 + 8 * (ulong)size + 2 - desc;
 
     public static VirtioBlkDriver For(VirtioTransport transport, QemuProcess qemu, ulong ringBase) => transport switch
     {

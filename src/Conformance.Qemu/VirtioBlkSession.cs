@@ -223,11 +223,31 @@ public sealed class VirtioBlkSession : IDisposable
             Touch(q, table + (ulong)index * VirtioConstants.DescSize, b.Length, b);
         }
         // only device-writable buffers can change (the device reads the others)
-        if (d.IsWrite) _touched.Add(new GuestRange(d.Addr, (int)Math.Min(d.Len, 16384u)));
+        if (d.IsWrite) MayWrite(d.Addr, d.Len);
     }
 
-    /// <summary>Memory the device may write that no descriptor of the ring names (buffers of indirect tables).</summary>
-    public void MayWrite(GuestRange range) => _touched.Add(range);
+    /// <summary>Guest RAM (the process's 64 MiB) and pc-testdev's 64 KiB of MMIO storage, [start, end): the only
+    /// memory a case's cleanup zeroes. Zeroing whatever a garbage descriptor names (a device's registers, say)
+    /// would change the machine.</summary>
+    public static readonly (ulong Start, ulong End)[] ClearableWindows = { (0UL, 0x4000000UL), (0xff000000UL, 0xff010000UL) };
+
+    /// <summary>Memory the device may write (the first 16 KiB of a buffer), zeroed again before the next case
+    /// where it lies in <see cref="ClearableWindows"/>. A buffer that runs over the end of the address space
+    /// continues at 0, as the device's accesses wrap.</summary>
+    public void MayWrite(ulong addr, uint length)
+    {
+        int n = (int)Math.Min(length, 16384u);
+        if (n == 0) return;
+        ulong last = addr + (ulong)n - 1;
+        var pieces = last >= addr ? new[] { (addr, n) } : new[] { (addr, (int)(0UL - addr)), (0UL, (int)(last + 1)) };
+        foreach (var (at, count) in pieces)
+            foreach (var (start, end) in ClearableWindows)
+            {
+                // the part of [at, at + count) inside the window (a buffer may run out of RAM into unassigned space)
+                ulong from = Math.Max(at, start), to = Math.Min(at + (ulong)(count - 1), end - 1);
+                if (from <= to) _touched.Add(new GuestRange(from, (int)(to - from + 1)));
+            }
+    }
 
     /// <summary>Waits until the used index reaches <paramref name="published"/>, a virtio_error line appears, or
     /// 3 s pass; true when it got there. Where the guest cannot read the used ring, QEMU's own index is polled.</summary>
@@ -360,7 +380,8 @@ public sealed class VirtioBlkSession : IDisposable
         _blk.Initialise();
         foreach (var r in _touched) _qemu.Qtest.Memset(r.Addr, r.Length, 0);
         _touched.Clear();
-        if (_diskChanged && _qemu.DiskWritten) _qemu.RestoreDisk(_disk);
+        // whatever the case promised: the image's modification time says whether QEMU wrote it
+        if (_qemu.DiskWritten) _qemu.RestoreDisk(_disk);
         return (_qemu, _blk);
     }
 

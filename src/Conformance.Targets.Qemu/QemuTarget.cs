@@ -65,7 +65,7 @@ public sealed class QemuTarget : ITarget, IKeepsStateAcrossScenarios, IDisposabl
         {
             var m = QemuMachine;
             return new TargetMachine(m.Layout, m.Space, m.QueueSize, m.Rings.Desc, m.Rings.Avail, m.Rings.Used, DiskSectors, "",
-                EventIdx: false, Indirect: false, Version1: Transport == VirtioTransport.Modern, FreeRam: (0x200000UL, 0x3000000UL), MmioStorage: (0xff000000UL, 0xff010000UL))
+                EventIdx: false, Indirect: false, Version1: Transport == VirtioTransport.Modern, FreeRam: (0x200000UL, 0x3000000UL), MmioStorage: VirtioBlkSession.ClearableWindows[1])
             {
                 Deviations = Deviations,
                 LayoutFrom = m.LayoutFrom,
@@ -92,42 +92,35 @@ public sealed class QemuTarget : ITarget, IKeepsStateAcrossScenarios, IDisposabl
     /// disk (no OUT request can be formed), which spares reading and restoring the 1 MiB image.</summary>
     public ITargetSession Open(Profile profile, LayoutSpec layout, bool mayWriteDisk)
     {
-        if (_keptBounceBytes || _brokenSinceReference)
+        if (_freshProcessNext)
         {
             Restart();
-            _keptBounceBytes = _brokenSinceReference = false;
+            RestartsForKeptBounceBytes++;
+            _freshProcessNext = false;
         }
         return new Session(this, profile, layout, mayWriteDisk, ++_sessions);
     }
 
     /// <summary>Known deviation F-QEMU-2 (docs/findings.md): this release keeps the bounce bytes a failed pop
     /// had been granted counted against the device's budget for the life of the process, which a device reset
-    /// does not undo. After a scenario in which the reference saw a pop give bounce bytes back (or, without a
-    /// reference, whose device broke) on a budgeted process, the next scenario gets a fresh process (started in
-    /// the background).</summary>
-    private bool _keptBounceBytes;
+    /// does not undo. After a scenario whose device broke on a budgeted process, the next scenario gets a fresh
+    /// process (started in the background) unless a reference that broke alike saw no pop give bounce bytes
+    /// back (a disagreement always ends the process: shrinking must not inherit its state).</summary>
+    private bool _freshProcessNext;
 
     private bool KeepsBounceBytes => _session.MaxBounceBufferSize is not null && Deviations.Contains("F-QEMU-2");
 
     private void NoteEnd(bool broken)
     {
-        if (broken && KeepsBounceBytes) _brokenSinceReference = true;
+        if (broken && KeepsBounceBytes) _freshProcessNext = true;
     }
 
-    /// <summary>The device broke in the last scenario and no reference has said whether bounce bytes were kept.</summary>
-    private bool _brokenSinceReference;
-
-    /// <summary>Processes ended because the reference saw a failed pop give bounce bytes back (F-QEMU-2).</summary>
+    /// <summary>Processes ended because a failed pop may have kept bounce bytes (F-QEMU-2).</summary>
     public int RestartsForKeptBounceBytes { get; private set; }
 
     public void AfterReference(Observation reference)
     {
-        _brokenSinceReference = false;
-        if (KeepsBounceBytes && reference.Virtio is { BounceBytesUndone: > 0 })
-        {
-            _keptBounceBytes = true;
-            RestartsForKeptBounceBytes++;
-        }
+        if (_freshProcessNext && reference.Virtio is { Broken: true, BounceBytesUndone: 0 }) _freshProcessNext = false;
     }
 
     public void Dispose() => _session.Dispose();
@@ -152,7 +145,6 @@ public sealed class QemuTarget : ITarget, IKeepsStateAcrossScenarios, IDisposabl
         private string _failureErrors = "";
         private int _errorsSeen;
         private BlkObservation? _end;
-        private (ushort LastAvail, ushort Used, int InUse) _queue;
         private readonly bool _mayWriteDisk;
         /// <summary>After a kick not yet waited for: how many heads were published and the used index then.</summary>
         private (ushort Published, ushort UsedIdx)? _kickNotWaited;
@@ -260,7 +252,7 @@ public sealed class QemuTarget : ITarget, IKeepsStateAcrossScenarios, IDisposabl
                 string? newErrors = errors.Length > _errorsSeen ? errors[_errorsSeen..].Trim() : null;
                 _errorsSeen = errors.Length;
                 virtio = new VirtioStep(null, null, string.IsNullOrEmpty(newErrors) ? null : newErrors, newUsed, false,
-                    _queue.InUse, _queue.LastAvail, _queue.Used, 0, 0, 0);
+                    0, 0, 0, 0, 0, 0);   // QEMU's queue indices cost a QMP round trip: read once, at the end
             }
             _ops.Add(op);
             var step = new StepRecord(_steps.Count, op, skipped, null, null, bytesRead, Array.Empty<string>(), Array.Empty<string>(),
@@ -311,38 +303,17 @@ public sealed class QemuTarget : ITarget, IKeepsStateAcrossScenarios, IDisposabl
             }
         }
 
-        /// <summary>Only guest RAM and pc-testdev's plain MMIO storage are cleared: zeroing whatever a garbage
-        /// descriptor names (a device's registers, say) would change the machine.</summary>
-        /// A buffer that runs over the end of the address space continues at 0 (the device's accesses wrap).
-        private void MayWrite(VringDesc d)
-        {
-            int length = (int)Math.Min(d.Len, 16384u);
-            if (length == 0) return;
-            ulong last = d.Addr + (ulong)length - 1;
-            var pieces = last >= d.Addr
-                ? new[] { (d.Addr, length) }
-                : new[] { (d.Addr, (int)(0UL - d.Addr)), (0UL, (int)(last + 1)) };
-            foreach (var (at, n) in pieces)
-                foreach (var (start, end) in ReadableWindows)
-                {
-                    // the part of [at, at + n) inside the window (a buffer may run out of RAM into unassigned space)
-                    ulong from = Math.Max(at, start), to = Math.Min(at + (ulong)(n - 1), end - 1);
-                    if (from <= to) Blk.MayWrite(new GuestRange(from, (int)(to - from + 1)));
-                }
-        }
+        private void MayWrite(VringDesc d) => Blk.MayWrite(d.Addr, d.Len);
 
         /// <summary>Whether [addr, addr + length) lies in memory whose reads have no side effect.</summary>
         private static bool Inert(ulong addr, int length)
         {
             ulong last = addr + (ulong)length - 1;
-            return last >= addr && (ReadableWindows.Any(w => addr >= w.Start && last < w.End) || (addr >= BiosStart && last <= 0xffffffffUL));
+            return last >= addr && (VirtioBlkSession.ClearableWindows.Any(w => addr >= w.Start && last < w.End) || (addr >= BiosStart && last <= 0xffffffffUL));
         }
 
         /// <summary>pc.bios, the top 256 KiB below 4 GiB.</summary>
         private const ulong BiosStart = 0xfffc0000UL;
-
-        /// <summary>Guest RAM (64 MiB) and pc-testdev's 64 KiB of MMIO storage: [start, end).</summary>
-        private static readonly (ulong Start, ulong End)[] ReadableWindows = { (0UL, 0x4000000UL), (0xff000000UL, 0xff010000UL) };
 
         /// <summary>The session's fresh start on the process (the previous scenario undone), made by its first
         /// operation that reaches the machine.</summary>
@@ -380,15 +351,15 @@ public sealed class QemuTarget : ITarget, IKeepsStateAcrossScenarios, IDisposabl
             _blk = _begun ? Blk.Reconfigure(wanted) : Blk.Begin(wanted, _mayWriteDisk);
             _begun = true;
             _errorsSeen = Blk.ErrorsSoFar.Length;
-            _queue = (0, 0, 0);
         }
 
         /// <summary>Whether the guest can read back what the device writes at an address: RAM (64 MiB) or
         /// pc-testdev's MMIO; elsewhere (ROM, unassigned) completion is read from QEMU's own used index.</summary>
-        private static bool GuestReadable(ulong addr) => ReadableWindows.Any(w => addr >= w.Start && addr < w.End);
+        private static bool GuestReadable(ulong addr) => VirtioBlkSession.ClearableWindows.Any(w => addr >= w.Start && addr < w.End);
 
         public Observation Observe()
         {
+            if (_generation != _target._sessions) throw new TargetCannotRun("a later session of this QEMU has taken its process over");
             BlkObservation? end = null;
             if (_failure is null && _blk is not null)
             {

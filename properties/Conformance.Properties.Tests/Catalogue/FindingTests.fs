@@ -23,7 +23,7 @@ type FindingTests() =
         let entry = (Catalogue.find finding.Property).Value
 
         let result =
-            Catalogue.judgeScenario entry Conformance.Model.Targets.ModelTarget.Reference scenario
+            Catalogue.judgeScenario entry Conformance.Model.Targets.ModelTarget.Reference Conformance.Model.Targets.ModelTarget.Reference scenario
 
         Assert.Empty(Verdict.violations result)
         Assert.Contains(id, Verdict.findings result)

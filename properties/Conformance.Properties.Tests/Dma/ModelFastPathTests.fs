@@ -13,20 +13,16 @@ open Conformance.Model.Scenarios
 open Conformance.Model.Targets
 open Conformance.Properties
 
-/// The generic path: a session, every operation, every still-live mapping unmapped, bottom halves run.
-let private releasedThroughSession (target: ITarget) (s: Scenario) =
-    use session = target.Open(s.Profile, s.Layout)
-
-    for op in s.Ops do
-        session.Apply op |> ignore
-
-    let live = session.Observe().Memory.LiveIds |> List.ofSeq
-
-    for id in live do
-        session.Apply(UnmapOp(id, System.Nullable())) |> ignore
-
-    session.Apply(RunBottomHalvesOp()) |> ignore
-    session.Observe(), live
+/// The model behind a plain ITarget: TargetRuns then takes its generic path (a session, every operation, the
+/// still-live mappings unmapped, bottom halves run) instead of the model's shortcut.
+type private Plain(inner: ITarget) =
+    interface ITarget with
+        member _.Name = inner.Name
+        member _.Capabilities = inner.Capabilities
+        member _.CommandLine = inner.CommandLine
+        member _.IsReference = inner.IsReference
+        member _.Machine = inner.Machine
+        member _.Open(profile, layout) = inner.Open(profile, layout)
 
 [<Fact>]
 let ``RunAndRelease on the model is the session path: same operations, same trace, nothing left live`` () =
@@ -36,9 +32,9 @@ let ``RunAndRelease on the model is the session path: same operations, same trac
     for profile in [ Profile.Qemu72; Profile.Qemu92 ] do
         for s in Gen.sampleWithSeed (Rnd(20261130UL, 0x9e3779b97f4a7c15UL)) 25 150 (Generators.genScenario profile) do
             let fast = target.RunAndRelease s
-            let slow, live = releasedThroughSession target s
+            let slow = (Plain target :> ITarget).RunAndRelease s
 
-            if not live.IsEmpty then
+            if slow.Scenario.Ops.Count > s.Ops.Count + 1 then
                 withLive <- withLive + 1
 
             Assert.Equal<string list>(

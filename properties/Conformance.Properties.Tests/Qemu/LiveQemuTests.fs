@@ -169,7 +169,12 @@ let private kd2Shows (binary: QemuBinary) =
 let private kd3Shows (binary: QemuBinary) =
     let read =
         { single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ] [] [ Data, 512 ] with
-            Rings = Some(Mmio + 0x8000UL, VirtioBlkDriver.LegacyAvail(0x100000UL, 1024), VirtioBlkDriver.LegacyUsed(0x100000UL, 1024)) }
+            Rings =
+                Some(
+                    Mmio + 0x8000UL,
+                    Conformance.Model.Virtio.VirtioConstants.LegacyAvail(0x100000UL, 1024),
+                    Conformance.Model.Virtio.VirtioConstants.LegacyUsed(0x100000UL, 1024)
+                ) }
 
     let real, model, _ = bothOnFresh binary VirtioTransport.Modern read
     Assert.False(model.IsBroken, "the model fails a descriptor table in MMIO")

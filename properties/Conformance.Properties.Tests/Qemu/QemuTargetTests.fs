@@ -245,7 +245,7 @@ let ``a target that failed part-way is P18's verdict`` () =
         oneRequest BlkProperties.modelPlacement Profile.Qemu72 VirtioBlk.TypeGetId 0UL [ 0x40000UL, 20u ]
 
     let result =
-        Catalogue.judgeScenario (Catalogue.find "blk-requests").Value (FailingTarget()) scenario
+        Catalogue.judgeScenario (Catalogue.find "blk-requests").Value (FailingTarget()) ModelTarget.Reference scenario
 
     Assert.StartsWith("the target failed: QEMU failed (hung)", List.head (Verdict.violations result))
 

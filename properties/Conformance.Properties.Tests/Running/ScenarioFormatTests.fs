@@ -96,7 +96,7 @@ type ScenarioFormatTests() =
 /// A scenario names its layout by file (QEMU's q35 dump here) instead of inlining thousands of lines; it
 /// round-trips as such, and without anything to read the file it is an error naming the file.
 [<Fact>]
-let ``a scenario over QEMU's q35 layout names the dump, round-trips and can be driven on QEMU`` () =
+let ``a scenario over QEMU's q35 layout names the dump and round-trips`` () =
     let path = fromRoot "fixtures/qemu/scenarios/two-reads-one-bounce-buffer.json"
     let text = File.ReadAllText path
     let s = Conformance.Properties.LayoutFiles.parseScenarioFile path text
@@ -104,9 +104,14 @@ let ``a scenario over QEMU's q35 layout names the dump, round-trips and can be d
     Assert.Contains("\"layout\": \"fixtures/layouts/qemu-7.2/q35.mtree-D.txt\"", text)
     Assert.Contains(s.Layout.AddressSpaces, fun a -> a.RootIndex.HasValue)
 
-    match Conformance.Qemu.Differential.QemuDifferential.requestOfScenario None s with
-    | Ok r -> Assert.Equal<uint16 list>([ 0us; 3us ], r.Heads)
-    | Error why -> failwith why
+    // (LiveQemuTests replays it on QEMU)
+    Assert.Equal<uint16>(
+        [ 0us; 3us ],
+        s.Ops
+        |> Seq.pick (function
+            | :? PublishOp as p -> Some p.Heads
+            | _ -> None)
+    )
 
     let e =
         Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse text |> ignore)

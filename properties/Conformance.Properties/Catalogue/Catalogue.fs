@@ -453,16 +453,10 @@ let judgeCase (entry: Entry) (target: IInProcessTarget) (case: ConcurrentCase) =
     | OnScenarios _
     | AgainstReference _ -> None
 
-/// Judges one scenario with a sequential property (fails for a concurrency property).
-let judgeScenario (entry: Entry) (target: ITarget) (scenario: Scenario) =
+/// Judges one scenario with a sequential property on `target`; a property comparing targets (P26) compares
+/// it with `reference` (fails for a concurrency property).
+let judgeScenario (entry: Entry) (target: ITarget) (reference: ITarget) (scenario: Scenario) =
     match entry.Judging with
     | OnScenarios(judge, _) -> judge target scenario
-    | AgainstReference _ -> invalidArg "entry" (sprintf "P%d %s compares a target with a reference: judgeAgainst" entry.Number entry.Name)
-    | OnConcurrentCases _ -> invalidArg "entry" (sprintf "P%d %s judges concurrent cases, not scenarios" entry.Number entry.Name)
-
-/// Judges one scenario with a property that compares a target with a reference.
-let judgeAgainst (entry: Entry) (target: ITarget) (reference: ITarget) (scenario: Scenario) =
-    match entry.Judging with
     | AgainstReference(judge, _) -> judge target reference scenario
-    | OnScenarios(judge, _) -> judge target scenario
     | OnConcurrentCases _ -> invalidArg "entry" (sprintf "P%d %s judges concurrent cases, not scenarios" entry.Number entry.Name)

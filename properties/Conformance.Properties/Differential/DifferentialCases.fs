@@ -25,14 +25,6 @@ let W, N = VirtioConstants.DescFlagWrite, VirtioConstants.DescFlagNext
 /// Where the driver puts queue 0's rings by default (the legacy layout from here).
 let RingBase = 0x100000UL
 
-/// The legacy (virtio 0.9.5) ring layout: the available ring right after the descriptor table, the used ring
-/// at the next 4 KiB boundary after it.
-let legacyAvail (desc: uint64) (size: int) =
-    desc + uint64 size * uint64 VirtioConstants.DescSize
-
-let legacyUsed (desc: uint64) (size: int) =
-    (legacyAvail desc size + 4UL + 2UL * uint64 size + 2UL + 4095UL) &&& ~~~4095UL
-
 /// What the guest does: the 16-byte header written at Header, other guest writes, the given descriptor table
 /// (index, addr, len, flags, next), the heads published (one kick for all); then the used ring, the broken
 /// flag and the bytes at each of `Look` are compared.
@@ -183,7 +175,7 @@ let ringBase =
 
 /// The three ring addresses of a placement for a queue of `queueSize`.
 let ringAddresses (queueSize: int) (r: RingSpec) =
-    ringBase r.DescIn, legacyAvail (ringBase r.AvailIn) queueSize, legacyUsed (ringBase r.UsedIn) queueSize
+    ringBase r.DescIn, VirtioConstants.LegacyAvail(ringBase r.AvailIn, queueSize), VirtioConstants.LegacyUsed(ringBase r.UsedIn, queueSize)
 
 /// A generated case: 1-4 requests in one or several kicks, and where the rings are. The transport and the
 /// device's bounce budget are the target's (a QEMU started so); `SeparateRings` says whether the target's
@@ -674,8 +666,8 @@ let q35Machine =
              "memory",
              256,
              RingBase,
-             legacyAvail RingBase 256,
-             legacyUsed RingBase 256,
+             VirtioConstants.LegacyAvail(RingBase, 256),
+             VirtioConstants.LegacyUsed(RingBase, 256),
              2048,
              "",
              false,

@@ -252,8 +252,6 @@ let private drawLayout (d: Draw) : LayoutSpec =
     let roots = [ system; backing ] @ (if twoSpaces then [ devRoot ] else [])
     LayoutSpec(List.toArray roots, List.toArray spaces, dirty)
 
-let genLayout: Gen<LayoutSpec> = drawing drawLayout
-
 /// Addresses worth probing in a layout: region edges, one byte either side, page-aligned neighbours,
 /// and a few arbitrary ones; sorted, each once.
 let interestingAddresses (layout: LayoutSpec) (space: string) =
@@ -288,13 +286,8 @@ let private drawData (d: Draw) =
         | _ -> d.Choose(17, 300)
 
     let seed = d.Choose(Int32.MinValue, Int32.MaxValue)
-    let mutable x = uint64 (uint32 seed) * 0x9E3779B97F4A7C15UL
-
-    Array.init n (fun _ ->
-        x <- x + 0x9E3779B97F4A7C15UL
-        let z = (x ^^^ (x >>> 30)) * 0xBF58476D1CE4E5B9UL
-        let z = (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
-        byte (z ^^^ (z >>> 31)))
+    let bytes = Draw(uint64 (uint32 seed) * 0x9E3779B97F4A7C15UL)
+    Array.init n (fun _ -> byte (bytes.Next()))
 
 let private drawMapLen (d: Draw) =
     match d.Pick [| 3; 4; 2; 1 |] with
@@ -302,8 +295,6 @@ let private drawMapLen (d: Draw) =
     | 1 -> d.Element [| 4095UL; 4096UL; 4097UL; 8192UL; 12288UL |]
     | 2 -> uint64 (d.Choose(1, 0x3000))
     | _ -> d.Element [| 0UL; 0x100000UL |]
-
-let genMapLen = drawing drawMapLen
 
 let private clients = [| "c1"; "c2"; "c3" |]
 
@@ -436,8 +427,6 @@ let private drawOps (layout: LayoutSpec) (d: Draw) : ScenarioOp list =
             | None -> ()
 
     List.ofSeq ops
-
-let genOps (layout: LayoutSpec) : Gen<ScenarioOp list> = drawing (drawOps layout)
 
 let genScenario (profile: Profile) : Gen<Scenario> =
     drawing (fun d ->

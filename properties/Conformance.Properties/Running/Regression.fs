@@ -59,13 +59,15 @@ let saveCaseTo (dir: string) (entry: Entry) (targetName: string) (case: Concurre
     File.WriteAllText(path, text)
     path
 
-/// Judges a regression scenario with the property it names, on `target` (the reference model in the tests).
+/// Judges a regression scenario with the property it names, on `target` (the reference model in the tests;
+/// only the reference model's failures are kept here, so P26, which compares a target with the reference,
+/// compares it with itself).
 let judge (target: Conformance.Model.Targets.ITarget) (scenario: Scenario) =
     match scenario.Property with
     | null -> failwith "a regression scenario must name its property (\"property\": \"...\")"
     | name ->
         match find name with
-        | Some entry -> entry, judgeScenario entry target scenario
+        | Some entry -> entry, judgeScenario entry target target scenario
         | None -> failwithf "unknown property '%s' (see: conformance list)" name
 
 /// A ready-to-paste F# xunit test that pins the case as a regression.

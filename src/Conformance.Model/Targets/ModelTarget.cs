@@ -25,10 +25,6 @@ public sealed class ModelTarget : IInProcessTarget
 
     public static readonly ModelTarget Reference = new(Variant.Reference);
 
-    public static ModelTarget Of(Fault fault) => new(Variant.Of(fault));
-
-    public static ModelTarget Of(VirtioFault fault) => new(Variant.Of(fault));
-
     public Variant Variant { get; }
 
     public string Name => Variant.ToString();

@@ -34,6 +34,14 @@ public static class VirtioConstants
     public static ulong UsedElemAddr(ulong used, int i) => used + 4 + 8 * (ulong)i;
     public static ulong AvailEventAddr(ulong used, int num) => UsedElemAddr(used, num);
 
+    /// <summary>The legacy layout of a split ring whose descriptor table is at <paramref name="desc"/> (VIRTIO 1.2
+    /// §2.7.2; hw/virtio/virtio.c:virtio_queue_update_rings): the available ring right after the descriptors,
+    /// the used ring 4096-aligned after the available ring and its used_event.</summary>
+    public static ulong LegacyAvail(ulong desc, int size) => desc + DescTableSize(size);
+
+    /// <inheritdoc cref="LegacyAvail"/>
+    public static ulong LegacyUsed(ulong desc, int size) => (LegacyAvail(desc, size) + AvailSize(size, eventIdx: true) + 4095) & ~4095UL;
+
     /// <summary>vring_need_event (include/standard-headers/linux/virtio_ring.h).</summary>
     public static bool NeedEvent(ushort eventIdx, ushort newIdx, ushort oldIdx) =>
         (ushort)(newIdx - eventIdx - 1) < (ushort)(newIdx - oldIdx);
