@@ -10,8 +10,8 @@ public static class ExplainCommand
     {
         options.Allow("profile", "variant");
         if (options.Positional.Count != 1) throw new UsageException("explain takes one scenario file");
-        if (ConcurrentCases.IsCaseFile(options.Positional[0])) return ConcurrentCases.Run(options.Positional[0], options, stdout, explain: true);
         var scenario = CommandLine.LoadScenario(options.Positional[0], options);
+        if (scenario.IsConcurrent) return ConcurrentCases.Run(options.Positional[0], scenario, options, stdout, explain: true);
         var impl = CommandLine.VariantOf(options);
         stdout.Write(ScenarioExplanation.Render(ScenarioRunner.Run(scenario, impl.Variant.Fault, impl.Variant.VirtioFault)));
         return 0;

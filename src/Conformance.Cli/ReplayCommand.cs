@@ -39,15 +39,15 @@ public static class ReplayCommand
 
         if (options.Positional.Count != 1) throw new UsageException("replay takes one scenario file, or --property P --seed S,G,SIZE");
         string path = options.Positional[0];
-        if (ConcurrentCases.IsCaseFile(path)) return ConcurrentCases.Run(path, options, stdout, explain: false);
         var scenario = CommandLine.LoadScenario(path, options);
+        if (scenario.IsConcurrent) return ConcurrentCases.Run(path, scenario, options, stdout, explain: false);
         stdout.Write(ScenarioTrace.Render(impl.Run(scenario)));
         var propertyName = options.Get("property") ?? scenario.Property;
         if (propertyName is null) return 0;
         if (options.Get("property") is null && FSharpOption<Catalogue.Entry>.get_IsNone(Catalogue.find(propertyName)))
             throw new UsageException($"{path}: $.property: unknown property '{propertyName}' (see: conformance list)");
         var entry = Find(propertyName);
-        if (entry.IsConcurrent) throw new UsageException($"{path}: P{entry.Number} {entry.Name} judges concurrent case files, not scenarios");
+        if (entry.IsConcurrent) throw new UsageException($"{path}: P{entry.Number} {entry.Name} judges scenarios with threads (\"threads\": [[operations], ...]), and this one has none");
         var result = Catalogue.judgeScenario(entry, impl, ModelTarget.Reference, scenario);
         var violations = Verdict.violations(result).ToList();
         foreach (var f in Verdict.findings(result)) stdout.WriteLine($"registered finding {f}");
@@ -66,6 +66,7 @@ public static class ReplayCommand
             if (options.Get(modelOnly) is not null) throw new UsageException($"--{modelOnly} does not apply to --target qemu");
         string path = options.Positional[0];
         var scenario = CommandLine.LoadScenario(path, options);
+        if (scenario.IsConcurrent) throw new UsageException($"{path}: a scenario with threads runs on in-process instances of a target, not on QEMU");
         var transport = CheckCommand.OneTransport(options);
         var binary = CheckCommand.FindQemu(options.Get("qemu"));
         var result = QemuDifferential.replayOnQemu(binary, transport, scenario);

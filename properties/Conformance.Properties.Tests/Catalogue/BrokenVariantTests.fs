@@ -69,8 +69,12 @@ type BrokenVariantTests(output: ITestOutputHelper) =
         Assert.False(outcome.Passed, sprintf "%s did not catch the %s in %d cases" name broken.Name outcome.Tests)
         Assert.False(outcome.Message.StartsWith "the property threw", "the failure must be a violation, not an exception: " + outcome.Message)
 
-        match outcome.Counterexample, outcome.Case with
-        | Some s, _ ->
+        match outcome.Counterexample with
+        | Some s when s.IsConcurrent ->
+            // a handful of threads and commands (the rendered case has a header line per actor)
+            let lines = ConcurrentScenarios.render (ConcurrentScenarios.ofScenario s)
+            Assert.True(lines.Length <= 16, sprintf "the shrunk case is still %d lines:\n%s" lines.Length (String.concat "\n" lines))
+        | Some s ->
             // Shrinking must get the case small: a handful of operations and regions, bounded per property.
             let maxOps, maxRegions = shrinkBounds.[name]
             Assert.True(s.Ops.Count <= maxOps, sprintf "shrunk case still has %d operations (bound %d)\n%s" s.Ops.Count maxOps (ScenarioJson.Write s))
@@ -78,11 +82,7 @@ type BrokenVariantTests(output: ITestOutputHelper) =
 
             if entry.NeedsReference then
                 Assert.Same(DifferentialCases.q35Machine.Value.Layout, s.Layout)
-        | None, Some c ->
-            // a handful of threads and commands (the rendered case has a header line per actor)
-            let lines = ConcurrentCaseFile.render c
-            Assert.True(lines.Length <= 16, sprintf "the shrunk case is still %d lines:\n%s" lines.Length (String.concat "\n" lines))
-        | None, None -> failwith "the failure has no counterexample"
+        | None -> failwith "the failure has no counterexample"
 
     /// The replay token printed for a failure regenerates the failing case as the first case, and it
     /// shrinks to the same counterexample.

@@ -228,13 +228,31 @@ type CliTests() =
             Assert.Equal(0, code4)
             Assert.Contains("what the runs showed:", out4)
 
-            // the shrunk case differs from seed to seed: put the bad command where every case has room for it
+            // it is a scenario with threads
             let node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText file)
-            node["prefix"] <- System.Text.Json.Nodes.JsonNode.Parse """[ { "op": "unmap", "mapping": 0, "percent": 101 } ]"""
+            Assert.NotNull(node["threads"])
+            Assert.NotNull(node["layout"])
+            // the shrunk case differs from seed to seed: put the bad operations where every case has room for them
+            node["ops"] <- System.Text.Json.Nodes.JsonNode.Parse """[ { "op": "unmap", "id": "m0", "percent": 101 } ]"""
             let broken = temp "bad-case.json" (node.ToJsonString())
             let code5, _, err5 = run [ "replay"; broken ]
             Assert.Equal(2, code5)
-            Assert.Contains("$.prefix[0].percent", err5)
+            Assert.Contains("$.ops[0].percent", err5)
+
+            node["ops"] <-
+                System.Text.Json.Nodes.JsonNode.Parse """[ { "op": "map", "id": "m0", "as": "memory", "addr": "0x3000", "len": 1, "write": true } ]"""
+
+            let outside = temp "outside-case.json" (node.ToJsonString())
+            let code6, _, err6 = run [ "explain"; outside ]
+            Assert.Equal(2, code6)
+            Assert.Contains("$.ops[0].addr", err6)
+            // a sequential property does not take threads, nor a concurrency property a scenario without them
+            node["ops"] <- System.Text.Json.Nodes.JsonNode.Parse "[]"
+            node["property"] <- "map-length"
+            let sequential = temp "sequential-property.json" (node.ToJsonString())
+            let code7, _, err7 = run [ "replay"; sequential ]
+            Assert.Equal(2, code7)
+            Assert.Contains("not a concurrency property", err7)
         finally
             if Directory.Exists dir then
                 Directory.Delete(dir, true)

@@ -27,34 +27,26 @@ type RegressionTests() =
     [<MemberData(nameof RegressionTests.Files)>]
     member _.regression_still_holds(file: string) =
         let path = fromRoot ("fixtures/regressions/" + file)
-        let text = File.ReadAllText path
 
-        if ConcurrentCaseFile.isConcurrent text then
-            // a concurrency counterexample: its property, on the reference model, holds again
-            let property, _, case = ConcurrentCaseFile.read text
-            let entry = (Catalogue.find property).Value
+        let scenario =
+            Conformance.Properties.LayoutFiles.parseScenarioFile path (File.ReadAllText path)
 
-            let result =
-                (Catalogue.judgeCase entry Conformance.Model.Targets.ModelTarget.Reference case).Value
+        // a concurrency counterexample (a scenario with threads) is judged by its property like any other
+        let entry, result =
+            Regression.judge Conformance.Model.Targets.ModelTarget.Reference scenario
 
-            Assert.True(List.isEmpty (Verdict.violations result), String.concat "\n" (Verdict.violations result))
-        else
-
-            let scenario =
-                Conformance.Properties.LayoutFiles.parseScenarioFile path (File.ReadAllText path)
-
-            let entry, result =
-                Regression.judge Conformance.Model.Targets.ModelTarget.Reference scenario
-
-            Assert.True(
-                List.isEmpty (Verdict.violations result),
-                sprintf
-                    "%s fails %s again:\n%s\n%s"
-                    file
-                    entry.Name
-                    (String.concat "\n" (Verdict.violations result))
-                    (ScenarioTrace.Render(ScenarioRunner.Run scenario))
-            )
+        Assert.True(
+            List.isEmpty (Verdict.violations result),
+            sprintf
+                "%s fails %s again:\n%s\n%s"
+                file
+                entry.Name
+                (String.concat "\n" (Verdict.violations result))
+                (if scenario.IsConcurrent then
+                     ScenarioJson.Write scenario
+                 else
+                     ScenarioTrace.Render(ScenarioRunner.Run scenario))
+        )
 
     /// A counterexample written to the corpus reads back as the same scenario, naming its property.
     [<Fact>]
@@ -74,6 +66,45 @@ type RegressionTests() =
             Assert.StartsWith("map-length-", Path.GetFileName path)
             Assert.Equal(ScenarioJson.Write(Regression.asRegression entry scenario), ScenarioJson.Write back)
             Assert.Contains("Regression.judge", Regression.fsharpTest entry scenario)
+        finally
+            if Directory.Exists dir then
+                Directory.Delete(dir, true)
+
+    /// A concurrency counterexample is saved as a scenario with threads, reads back as the same case and is
+    /// judged by the property it names.
+    [<Fact>]
+    member _.saved_concurrency_counterexamples_round_trip() =
+        let dir =
+            Path.Combine(Path.GetTempPath(), "conformance-regressions-" + string (System.Guid.NewGuid()))
+
+        try
+            let entry = (Catalogue.find "no-lost-wakeup").Value
+
+            let case =
+                ConcurrentScenarios.Wakeup
+                    { Profile = Conformance.Model.Profile.Qemu72
+                      Devices =
+                        [ [ { Space = 0
+                              Offset = 0
+                              Length = 4096
+                              Write = true } ]
+                          [ { Space = 1
+                              Offset = 16
+                              Length = 100
+                              Write = false } ] ] }
+
+            let path = Regression.saveTo dir entry (ConcurrentScenarios.toScenario case)
+            let back = ScenarioJson.Parse(File.ReadAllText path)
+            Assert.Equal("no-lost-wakeup", back.Property)
+            Assert.Equal(2, back.Threads.Count)
+            Assert.Equal(case, ConcurrentScenarios.ofScenario back)
+
+            let judgedBy, result =
+                Regression.judge Conformance.Model.Targets.ModelTarget.Reference back
+
+            Assert.Equal("no-lost-wakeup", judgedBy.Name)
+            Assert.Empty(Verdict.violations result)
+            Assert.Contains("2 devices", result.Labels |> String.concat "; ")
         finally
             if Directory.Exists dir then
                 Directory.Delete(dir, true)

@@ -8,7 +8,7 @@ open Conformance.Model
 open Conformance.Model.Scenarios
 open Conformance.Model.Targets
 
-type ConcurrentCase = ConcurrentCaseFile.ConcurrentCase
+type ConcurrentCase = ConcurrentScenarios.ConcurrentCase
 
 /// What a generator writes cases for: the profile, and the fixed machine of the target if it has one (a
 /// target that runs any layout has none, and generators then build their own).
@@ -20,9 +20,10 @@ type Generation =
 type Judging =
     /// Scenarios, one at a time: run on the target, judged from its observation (P1-P19, P25).
     | OnScenarios of judge: (ITarget -> Scenario -> Verdict.CaseResult) * arbitrary: (Generation -> Arbitrary<Scenario>)
-    /// Concurrent cases: each run many times on real threads and under controlled schedules, on in-process
-    /// instances of the target (P20-P24). The judge returns None for a case of another workload.
-    | OnConcurrentCases of judge: (IInProcessTarget -> ConcurrentCase -> Verdict.CaseResult option) * arbitrary: (Profile -> Arbitrary<ConcurrentCase>)
+    /// Scenarios with threads (concurrency cases): each run many times on real threads and under controlled
+    /// schedules, on in-process instances of the target (P20-P24). The judge refuses a scenario that is not
+    /// a case of its workload with a ScenarioFormatException.
+    | OnConcurrentCases of judge: (IInProcessTarget -> Scenario -> Verdict.CaseResult) * arbitrary: (Profile -> Arbitrary<Scenario>)
     /// Scenarios run on the target and on a reference target the runner is given, judged from both
     /// observations (P26: the differential).
     | AgainstReference of judge: (ITarget -> ITarget -> Scenario -> Verdict.CaseResult) * arbitrary: (Generation -> Arbitrary<Scenario>)
@@ -335,47 +336,47 @@ let private differentialEntries: Entry list =
 
 // ---------------------------------------------------------------- concurrency (P20-P24)
 
-/// A concurrency property over one workload: its cases as catalogue cases, its judge on an in-process target.
+/// A concurrency property over one workload: its cases drawn and shrunk as the workload's own and seen as
+/// scenarios with threads (ConcurrentScenarios), judged on an in-process target.
 let private concurrent
     (wrap: 'c -> ConcurrentCase)
     (unwrap: ConcurrentCase -> 'c option)
+    (workload: string)
     (arb: Profile -> Arbitrary<'c>)
     (judge: IInProcessTarget -> 'c -> Verdict.CaseResult)
     =
-    OnConcurrentCases(
-        (fun target case -> unwrap case |> Option.map (judge target)),
-        fun profile ->
-            Arb.convert
-                wrap
-                (fun c ->
-                    match unwrap c with
-                    | Some x -> x
-                    | None -> invalidArg "c" "a case of another workload")
-                (arb profile)
-    )
+    let caseOf (s: Scenario) =
+        match unwrap (ConcurrentScenarios.caseOf s) with
+        | Some c -> c
+        | None -> raise (ScenarioFormatException("$.threads", sprintf "not a case of this property, whose threads %s" workload))
+
+    OnConcurrentCases((fun target s -> judge target (caseOf s)), (fun profile -> Arb.convert (wrap >> ConcurrentScenarios.scenarioOf) caseOf (arb profile)))
 
 let private onCommands =
     concurrent
-        ConcurrentCaseFile.Commands
+        ConcurrentScenarios.Commands
         (function
-        | ConcurrentCaseFile.Commands c -> Some c
+        | ConcurrentScenarios.Commands c -> Some c
         | _ -> None)
+        "map, write through, unmap and register map clients"
         ParallelCases.arbCase
 
 let private onWakeups =
     concurrent
-        ConcurrentCaseFile.Wakeup
+        ConcurrentScenarios.Wakeup
         (function
-        | ConcurrentCaseFile.Wakeup c -> Some c
+        | ConcurrentScenarios.Wakeup c -> Some c
         | _ -> None)
+        "map or wait (mapOrWait), write and unmap"
         WakeupWorkload.arbCase
 
 let private onQueues =
     concurrent
-        ConcurrentCaseFile.Queues
+        ConcurrentScenarios.Queues
         (function
-        | ConcurrentCaseFile.Queues c -> Some c
+        | ConcurrentScenarios.Queues c -> Some c
         | _ -> None)
+        "serve their own queues (serveQueue)"
         ParallelVirtqueues.arbCase
 
 /// Rule ids in parentheses (B72-1, BM-1, UM-2, C2, U72-3, UM-4) are headings in docs/qemu-rules.md.
@@ -446,17 +447,17 @@ let find (name: string) =
     all
     |> List.tryFind (fun e -> e.Name = name || string e.Number = name || sprintf "P%d" e.Number = name)
 
-/// Judges one concurrent case with a concurrency property (None: the case is another workload's).
-let judgeCase (entry: Entry) (target: IInProcessTarget) (case: ConcurrentCase) =
-    match entry.Judging with
-    | OnConcurrentCases(judge, _) -> judge target case
-    | OnScenarios _
-    | AgainstReference _ -> None
-
-/// Judges one scenario with a sequential property on `target`; a property comparing targets (P26) compares
-/// it with `reference` (fails for a concurrency property).
+/// Judges one scenario with a property on `target`; a property comparing targets (P26) compares it with
+/// `reference`. A concurrency property needs an in-process target and a scenario with threads, and a
+/// sequential one a scenario without (both refused with an ArgumentException).
 let judgeScenario (entry: Entry) (target: ITarget) (reference: ITarget) (scenario: Scenario) =
     match entry.Judging with
+    | OnConcurrentCases(judge, _) ->
+        match target with
+        | :? IInProcessTarget as t when scenario.IsConcurrent -> judge t scenario
+        | _ when scenario.IsConcurrent ->
+            invalidArg "target" (sprintf "P%d %s runs in-process instances of a target, which the %s cannot make" entry.Number entry.Name target.Name)
+        | _ -> invalidArg "scenario" (sprintf "P%d %s judges scenarios with threads (concurrency cases)" entry.Number entry.Name)
+    | _ when scenario.IsConcurrent -> invalidArg "scenario" (sprintf "P%d %s judges sequential scenarios; threads are for P20-P24" entry.Number entry.Name)
     | OnScenarios(judge, _) -> judge target scenario
     | AgainstReference(judge, _) -> judge target reference scenario
-    | OnConcurrentCases _ -> invalidArg "entry" (sprintf "P%d %s judges concurrent cases, not scenarios" entry.Number entry.Name)

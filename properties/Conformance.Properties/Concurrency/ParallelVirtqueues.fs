@@ -10,6 +10,7 @@ open FsCheck
 open FsCheck.FSharp
 open Conformance.Model
 open Conformance.Model.Virtio
+open Conformance.Model.Scenarios
 open Conformance.Properties.ParallelCommands
 open Conformance.Properties.Verdict
 
@@ -24,11 +25,50 @@ type QueuesCase =
       Devices: Buffer list list list }
 
 /// Ring layout inside each device's RAM slice; buffers in RAM start above it.
-let private QueueSize = 16
-let private DescOffset = 0x0
-let private AvailOffset = 0x200
-let private UsedOffset = 0x400
-let private RamBufferBase = 0x1000
+let QueueSize = 16
+let DescOffset = 0x0
+let AvailOffset = 0x200
+let UsedOffset = 0x400
+let RamBufferBase = 0x1000
+
+/// Device `d`'s RAM slice, where its rings live.
+let sliceOf (d: int) = RamBase + uint64 (d * SliceSize)
+
+/// The descriptors device `d`'s driver writes for its chains, one after another from index 0 (each chained
+/// to the next by VRING_DESC_F_NEXT), and the heads it publishes.
+let descriptorsOf (d: int) (chains: Buffer list list) : DescriptorEntry list * uint16 list =
+    let slice = sliceOf d
+
+    let entries, heads, _ =
+        chains
+        |> List.fold
+            (fun (entries, heads, next) chain ->
+                let chainEntries =
+                    chain
+                    |> List.mapi (fun k b ->
+                        let addr =
+                            (if b.Target = Ram then
+                                 slice + uint64 RamBufferBase
+                             else
+                                 MmioBase + uint64 (d * SliceSize))
+                            + uint64 b.Offset
+
+                        let flags =
+                            (if b.DeviceWrites then
+                                 VirtioConstants.DescFlagWrite
+                             else
+                                 0us)
+                            ||| (if k < chain.Length - 1 then
+                                     VirtioConstants.DescFlagNext
+                                 else
+                                     0us)
+
+                        DescriptorEntry(next + k, addr, uint32 b.Length, flags, uint16 (next + k + 1)))
+
+                entries @ chainEntries, heads @ [ uint16 next ], next + chain.Length)
+            ([], [], 0)
+
+    entries, heads
 
 let render (c: QueuesCase) =
     [ yield sprintf "profile %A" c.Profile
@@ -120,41 +160,16 @@ let private runOnce (target: Conformance.Model.Targets.IInProcessTarget) (c: Que
         c.Devices
         |> List.mapi (fun i chains ->
             let d = i + 1
-            let slice = RamBase + uint64 (d * SliceSize)
+            let slice = sliceOf d
 
             let driver =
                 SplitRingDriver(sys, space, QueueSize, slice + uint64 DescOffset, slice + uint64 AvailOffset, slice + uint64 UsedOffset)
 
             driver.ClearRings(false)
-            let mutable next = 0
+            let entries, heads = descriptorsOf d chains
 
-            let heads =
-                [ for chain in chains do
-                      let head = next
-
-                      chain
-                      |> List.iteri (fun k b ->
-                          let addr =
-                              (if b.Target = Ram then
-                                   slice + uint64 RamBufferBase
-                               else
-                                   MmioBase + uint64 (d * SliceSize))
-                              + uint64 b.Offset
-
-                          let flags =
-                              (if b.DeviceWrites then
-                                   VirtioConstants.DescFlagWrite
-                               else
-                                   0us)
-                              ||| (if k < chain.Length - 1 then
-                                       VirtioConstants.DescFlagNext
-                                   else
-                                       0us)
-
-                          driver.WriteDescriptor(next, VringDesc(addr, uint32 b.Length, flags, uint16 (next + 1)))
-                          next <- next + 1)
-
-                      yield uint16 head ]
+            for e in entries do
+                driver.WriteDescriptor(e.Index, VringDesc(e.Addr, e.Len, e.Flags, e.Next))
 
             driver.Publish heads
             let dev = target.NewVirtioDevice(sys, space, 1, 0UL)

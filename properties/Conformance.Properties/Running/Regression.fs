@@ -25,6 +25,8 @@ let asRegression (entry: Entry) (scenario: Scenario) =
         scenario.Profile,
         scenario.Layout,
         scenario.Ops,
+        Threads = scenario.Threads,
+        LayoutFrom = scenario.LayoutFrom,
         Property = entry.Name,
         Description = sprintf "Shrunk counterexample of P%d %s (%s) on %A" entry.Number entry.Name entry.Title scenario.Profile
     )
@@ -32,7 +34,7 @@ let asRegression (entry: Entry) (scenario: Scenario) =
 /// <property>-<8 hex digits of a hash of the scenario>.json
 let fileName (entry: Entry) (scenario: Scenario) =
     let text =
-        ScenarioJson.Write(Scenario(scenario.Profile, scenario.Layout, scenario.Ops))
+        ScenarioJson.Write(Scenario(scenario.Profile, scenario.Layout, scenario.Ops, Threads = scenario.Threads, LayoutFrom = scenario.LayoutFrom))
 
     sprintf "%s-%08x.json" entry.Name (MemoryTopology.StableHash text)
 
@@ -45,19 +47,6 @@ let saveTo (dir: string) (entry: Entry) (scenario: Scenario) =
 
 /// Writes the counterexample into the corpus (fixtures/regressions); returns its path.
 let save (entry: Entry) (scenario: Scenario) = saveTo (folder ()) entry scenario
-
-/// Writes a concurrency counterexample as a case file into `dir` (creating it); returns its path.
-let saveCaseTo (dir: string) (entry: Entry) (targetName: string) (case: ConcurrentCase) =
-    let text =
-        ConcurrentCaseFile.write entry.Name (Some(sprintf "Shrunk counterexample of P%d %s on the %s" entry.Number entry.Name targetName)) case
-
-    Directory.CreateDirectory dir |> ignore
-
-    let path =
-        Path.Combine(dir, sprintf "%s-%08x.json" entry.Name (MemoryTopology.StableHash text))
-
-    File.WriteAllText(path, text)
-    path
 
 /// Judges a regression scenario with the property it names, on `target` (the reference model in the tests;
 /// only the reference model's failures are kept here, so P26, which compares a target with the reference,

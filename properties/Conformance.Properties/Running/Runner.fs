@@ -47,10 +47,8 @@ type Outcome =
         /// Labels with the percentage of cases that carried them.
         Distribution: (string * float) list
         Message: string
-        /// The shrunk scenario (properties judging scenarios).
+        /// The shrunk scenario (with threads for a concurrency property).
         Counterexample: Scenario option
-        /// The shrunk concurrent case (concurrency properties).
-        Case: ConcurrentCase option
         Replay: ReplayToken option
         /// Where the counterexample was saved in the regression corpus, if it was.
         SavedAs: string option
@@ -222,24 +220,11 @@ let checkWith (reference: ITarget option) (entry: Entry) (profile: Profile) (tar
             match entry.Judging with
             | OnScenarios(judge, arb) -> runProperty (arb (generation ())) (judge target) maxTest replay
             | AgainstReference(judge, arb) -> runProperty (arb (generation ())) (judge target reference.Value) maxTest replay
-            | OnConcurrentCases(judge, arb) ->
-                let inProcess = target :?> IInProcessTarget
-
-                let judgeOne (c: ConcurrentCase) =
-                    match judge inProcess c with
-                    | Some r -> r
-                    | None -> invalidOp (sprintf "P%d %s drew a case of another workload" entry.Number entry.Name)
-
-                runProperty (arb profile) judgeOne maxTest replay
+            | OnConcurrentCases(judge, arb) -> runProperty (arb profile) (judge (target :?> IInProcessTarget)) maxTest replay
 
     let asScenario (o: obj) =
         match o with
         | :? Scenario as s -> Some s
-        | _ -> None
-
-    let asCase (o: obj) =
-        match o with
-        | :? ConcurrentCase as c -> Some c
         | _ -> None
 
     let blank =
@@ -259,7 +244,6 @@ let checkWith (reference: ITarget option) (entry: Entry) (profile: Profile) (tar
           Distribution = []
           Message = ""
           Counterexample = None
-          Case = None
           Replay = None
           SavedAs = None
           FirstCase = capture.First |> Option.bind asScenario }
@@ -287,7 +271,6 @@ let checkWith (reference: ITarget option) (entry: Entry) (profile: Profile) (tar
             Shrinks = data.NumberOfShrinks
             Message = failureMessage data outcome
             Counterexample = shrunk |> List.tryPick asScenario
-            Case = shrunk |> List.tryPick asCase
             Replay =
                 Some
                     { Seed = failingRnd.Seed
@@ -304,24 +287,18 @@ let check (entry: Entry) (profile: Profile) (target: ITarget) (maxTest: int) (re
 /// Saves a reference-model failure's counterexample into the regression corpus (broken variants are
 /// expected to fail and are never saved there).
 let record (o: Outcome) =
-    match o.Counterexample, o.Case with
-    | Some s, _ when not o.Passed && o.OfReference ->
+    match o.Counterexample with
+    | Some s when not o.Passed && o.OfReference ->
         { o with
             SavedAs = Some(Regression.save o.Entry s) }
-    | None, Some c when not o.Passed && o.OfReference ->
-        { o with
-            SavedAs = Some(Regression.saveCaseTo (Regression.folder ()) o.Entry o.Target c) }
     | _ -> o
 
 /// Saves any failure's counterexample into `dir`.
 let recordTo (dir: string) (o: Outcome) =
-    match o.Counterexample, o.Case with
-    | Some s, _ when not o.Passed ->
+    match o.Counterexample with
+    | Some s when not o.Passed ->
         { o with
             SavedAs = Some(Regression.saveTo dir o.Entry s) }
-    | None, Some c when not o.Passed ->
-        { o with
-            SavedAs = Some(Regression.saveCaseTo dir o.Entry o.Target c) }
     | _ -> o
 
 /// The report a user reads: verdict, distribution, and for a failure everything needed to act on it.
@@ -370,6 +347,22 @@ let report (o: Outcome) (target: ITarget) =
             line ("        " + l)
 
         match o.Counterexample with
+        | Some s when s.IsConcurrent ->
+            line "      shrunk case:"
+
+            let described =
+                try
+                    ConcurrentScenarios.render (ConcurrentScenarios.caseOf s)
+                with :? ScenarioFormatException as e ->
+                    [ sprintf "(the case could not be read back: %s)" e.Message ]
+
+            for l in described do
+                line ("        " + l)
+
+            line "      as a scenario with threads (conformance replay FILE replays it, conformance explain FILE explains it):"
+
+            for l in (ScenarioJson.Write s).TrimEnd().Split('\n') do
+                line ("        " + l)
         | Some s ->
             line "      shrunk counterexample (scenario JSON):"
 
@@ -385,19 +378,6 @@ let report (o: Outcome) (target: ITarget) =
                     sprintf "(the trace could not be rendered: %s)" e.Message
 
             for l in trace.TrimEnd().Split('\n') do
-                line ("        " + l)
-        | None -> ()
-
-        match o.Case with
-        | Some c ->
-            line "      shrunk case:"
-
-            for l in ConcurrentCaseFile.render c do
-                line ("        " + l)
-
-            line "      as a case file (conformance replay FILE replays it, conformance explain FILE explains it):"
-
-            for l in (ConcurrentCaseFile.write o.Entry.Name None c).TrimEnd().Split('\n') do
                 line ("        " + l)
         | None -> ()
 

@@ -3,6 +3,16 @@ namespace Conformance.Model.Scenarios;
 /// <summary>A layout plus a sequence of operations: the suite's language for cases, regressions and replays.</summary>
 public sealed record Scenario(Profile Profile, LayoutSpec Layout, IReadOnlyList<ScenarioOp> Ops)
 {
+    /// <summary>
+    /// Operations that run in parallel after <see cref="Ops"/>, one list per thread: the cases of the
+    /// concurrency properties (P20-P24), which run them on real threads and under controlled schedules.
+    /// Empty for a sequential scenario; <see cref="ScenarioRunner"/> runs only sequential ones.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<ScenarioOp>> Threads { get; init; } = Array.Empty<IReadOnlyList<ScenarioOp>>();
+
+    /// <summary>Whether the scenario has threads (a concurrency case).</summary>
+    public bool IsConcurrent => Threads.Count > 0;
+
     /// <summary>For a regression file: the catalogue property the scenario is replayed against.</summary>
     public string? Property { get; init; }
 

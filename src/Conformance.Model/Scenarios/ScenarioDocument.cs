@@ -80,6 +80,7 @@ internal sealed class ScenarioFile
     [JsonPropertyName("profile")] public string? Profile { get; init; }
     [JsonPropertyName("layout")] public required JsonElement Layout { get; init; }
     [JsonPropertyName("ops")] public required List<OpDocument> Ops { get; init; }
+    [JsonPropertyName("threads")] public List<List<OpDocument>>? Threads { get; init; }
 }
 
 /// <summary>A layout by reference: an `info mtree` dump, optionally QEMU's flat view of the same machine,
@@ -165,9 +166,11 @@ internal sealed class AccessDocument
 [JsonDerivedType(typeof(DetachDocument), "detach")]
 [JsonDerivedType(typeof(UnpopDocument), "unpop")]
 [JsonDerivedType(typeof(VirtioResetDocument), "virtioReset")]
+[JsonDerivedType(typeof(MapOrWaitDocument), "mapOrWait")]
+[JsonDerivedType(typeof(ServeQueueDocument), "serveQueue")]
 internal abstract class OpDocument;
 
-internal sealed class MapDocument : OpDocument
+internal class MapDocument : OpDocument
 {
     [JsonPropertyName("id")] public required string Id { get; init; }
     [JsonPropertyName("as")] public required string Space { get; init; }
@@ -191,11 +194,19 @@ internal sealed class ReadMappedDocument : OpDocument
     [JsonPropertyName("len")] public Number? Len { get; init; }
 }
 
-/// <summary>"accessLen": a number, or "all" (the whole mapping, as leaving it out).</summary>
+/// <summary>"accessLen": a number, or "all" (the whole mapping, as leaving it out); or "percent" of the
+/// granted length.</summary>
 internal sealed class UnmapDocument : OpDocument
 {
     [JsonPropertyName("id")] public required string Id { get; init; }
     [JsonPropertyName("accessLen")] public JsonElement? AccessLen { get; init; }
+    [JsonPropertyName("percent")] public Number? Percent { get; init; }
+}
+
+/// <summary>A map that waits as a map client while it fails (threads only).</summary>
+internal sealed class MapOrWaitDocument : MapDocument
+{
+    [JsonPropertyName("client")] public required string Client { get; init; }
 }
 
 internal sealed class ReadDocument : OpDocument
@@ -293,3 +304,14 @@ internal sealed class DetachDocument : ReleaseDocument;
 internal sealed class UnpopDocument : ReleaseDocument;
 
 internal sealed class VirtioResetDocument : OpDocument;
+
+internal sealed class ServeQueueDocument : OpDocument
+{
+    [JsonPropertyName("as")] public required string Space { get; init; }
+    [JsonPropertyName("queueSize")] public required Number QueueSize { get; init; }
+    [JsonPropertyName("desc")] public required Number Desc { get; init; }
+    [JsonPropertyName("avail")] public required Number Avail { get; init; }
+    [JsonPropertyName("used")] public required Number Used { get; init; }
+    [JsonPropertyName("entries")] public required List<DescriptorDocument> Entries { get; init; }
+    [JsonPropertyName("heads")] public required List<Number> Heads { get; init; }
+}

@@ -56,20 +56,28 @@ public static class ScenarioJson
             throw new ScenarioFormatException(e.Path, e.Message[(e.Path.Length + 2)..]);
         }
         var spaces = system.AddressSpaces.Select(a => a.Name).ToHashSet();
-        for (int i = 0; i < scenario.Ops.Count; i++)
+        ValidateSpaces(scenario.Ops, "$.ops", spaces);
+        for (int t = 0; t < scenario.Threads.Count; t++) ValidateSpaces(scenario.Threads[t], $"$.threads[{t}]", spaces);
+    }
+
+    private static void ValidateSpaces(IReadOnlyList<ScenarioOp> ops, string path, HashSet<string> spaces)
+    {
+        for (int i = 0; i < ops.Count; i++)
         {
-            string? space = scenario.Ops[i] switch
+            string? space = ops[i] switch
             {
                 MapOp m => m.Space,
+                MapOrWaitOp m => m.Space,
                 ReadOp r => r.Space,
                 VirtioSetupOp v => v.Space,
+                ServeQueueOp q => q.Space,
                 WriteOp w => w.Space,
                 RegisterClientOp c => c.Space,
                 UnregisterClientOp c => c.Space,
                 _ => null,
             };
             if (space is not null && !spaces.Contains(space))
-                throw new ScenarioFormatException($"$.ops[{i}].as", $"no address space '{space}' in the layout");
+                throw new ScenarioFormatException($"{path}[{i}].as", $"no address space '{space}' in the layout");
         }
     }
 
@@ -91,6 +99,17 @@ public static class ScenarioJson
             w.WriteStartArray("ops");
             foreach (var op in scenario.Ops) WriteOp(w, op);
             w.WriteEndArray();
+            if (scenario.IsConcurrent)
+            {
+                w.WriteStartArray("threads");
+                foreach (var thread in scenario.Threads)
+                {
+                    w.WriteStartArray();
+                    foreach (var op in thread) WriteOp(w, op);
+                    w.WriteEndArray();
+                }
+                w.WriteEndArray();
+            }
             w.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.ToArray()) + "\n";
@@ -205,7 +224,19 @@ public static class ScenarioJson
                 break;
             case UnmapOp u:
                 w.WriteString("op", "unmap"); w.WriteString("id", u.Id);
-                if (u.AccessLen is { } al) w.WriteNumber("accessLen", al); else w.WriteString("accessLen", "all");
+                if (u.AccessPercent is { } percent) w.WriteNumber("percent", percent);
+                else if (u.AccessLen is { } al) w.WriteNumber("accessLen", al);
+                else w.WriteString("accessLen", "all");
+                break;
+            case MapOrWaitOp mw:
+                w.WriteString("op", "mapOrWait"); w.WriteString("id", mw.Id); w.WriteString("as", mw.Space);
+                w.WriteString("addr", Hex(mw.Addr)); w.WriteNumber("len", mw.Len); w.WriteBoolean("write", mw.Write); w.WriteString("client", mw.Client);
+                break;
+            case ServeQueueOp q:
+                w.WriteString("op", "serveQueue"); w.WriteString("as", q.Space); w.WriteNumber("queueSize", q.QueueSize);
+                w.WriteString("desc", Hex(q.Desc)); w.WriteString("avail", Hex(q.Avail)); w.WriteString("used", Hex(q.Used));
+                WriteEntries(w, q.Entries);
+                WriteHeads(w, q.Heads);
                 break;
             case ReadOp r:
                 w.WriteString("op", "read"); w.WriteString("as", r.Space); w.WriteString("addr", Hex(r.Addr)); w.WriteNumber("len", r.Len);
@@ -235,22 +266,11 @@ public static class ScenarioJson
             case DescriptorsOp d:
                 w.WriteString("op", "descriptors");
                 if (d.Table is { } t) w.WriteString("table", Hex(t));
-                w.WriteStartArray("entries");
-                foreach (var e in d.Entries)
-                {
-                    w.WriteStartObject();
-                    w.WriteNumber("index", e.Index); w.WriteString("addr", Hex(e.Addr)); w.WriteNumber("len", e.Len);
-                    if (e.Flags != 0) w.WriteNumber("flags", e.Flags);
-                    if (e.Next != 0) w.WriteNumber("next", e.Next);
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
+                WriteEntries(w, d.Entries);
                 break;
             case PublishOp p:
                 w.WriteString("op", "publish");
-                w.WriteStartArray("heads");
-                foreach (var h in p.Heads) w.WriteNumberValue(h);
-                w.WriteEndArray();
+                WriteHeads(w, p.Heads);
                 break;
             case AvailIdxOp a:
                 w.WriteString("op", "availIdx"); w.WriteNumber("idx", a.Idx);
@@ -275,5 +295,26 @@ public static class ScenarioJson
                 break;
         }
         w.WriteEndObject();
+    }
+
+    private static void WriteEntries(Utf8JsonWriter w, IReadOnlyList<DescriptorEntry> entries)
+    {
+        w.WriteStartArray("entries");
+        foreach (var e in entries)
+        {
+            w.WriteStartObject();
+            w.WriteNumber("index", e.Index); w.WriteString("addr", Hex(e.Addr)); w.WriteNumber("len", e.Len);
+            if (e.Flags != 0) w.WriteNumber("flags", e.Flags);
+            if (e.Next != 0) w.WriteNumber("next", e.Next);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
+
+    private static void WriteHeads(Utf8JsonWriter w, IReadOnlyList<ushort> heads)
+    {
+        w.WriteStartArray("heads");
+        foreach (var h in heads) w.WriteNumberValue(h);
+        w.WriteEndArray();
     }
 }

@@ -14,7 +14,13 @@ public sealed record WriteMappedOp(string Id, ulong Offset, byte[]? Data, byte? 
 public sealed record ReadMappedOp(string Id, ulong Offset, ulong? Len) : ScenarioOp;
 
 /// <summary>address_space_unmap with access_len; null <see cref="AccessLen"/> means the whole mapped length.</summary>
-public sealed record UnmapOp(string Id, ulong? AccessLen) : ScenarioOp;
+public sealed record UnmapOp(string Id, ulong? AccessLen) : ScenarioOp
+{
+    /// <summary>access_len as a share of the length the map granted (floor of length × percent / 100), for
+    /// threads that cannot know how much of their request a contended map granted; replaces
+    /// <see cref="AccessLen"/> when set.</summary>
+    public int? AccessPercent { get; init; }
+}
 
 /// <summary>address_space_read.</summary>
 public sealed record ReadOp(string Space, ulong Addr, ulong Len) : ScenarioOp;
@@ -29,3 +35,10 @@ public sealed record UnregisterClientOp(string Space, string Client) : ScenarioO
 
 /// <summary>The main loop runs every scheduled bottom half.</summary>
 public sealed record RunBottomHalvesOp : ScenarioOp;
+
+/// <summary>
+/// A device on a thread of a concurrency case maps the way QEMU's dma-helpers do: address_space_map, and
+/// while that fails, register map client <see cref="Client"/>, wait until its bottom half has run, and map
+/// again. Only in <see cref="Scenario.Threads"/>: on one thread nothing could free the space it waits for.
+/// </summary>
+public sealed record MapOrWaitOp(string Id, string Space, ulong Addr, ulong Len, bool Write, string Client) : ScenarioOp;

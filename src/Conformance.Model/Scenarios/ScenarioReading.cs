@@ -31,15 +31,33 @@ internal static partial class ScenarioReading
         var file = Deserialize<ScenarioFile>(root, "$");
         var profile = file.Profile is null ? Profile.Qemu72 : ParseProfile(file.Profile, "$.profile");
         var (layout, reference) = ReadLayout(file.Layout, resolve);
-        var ops = new List<ScenarioOp>(file.Ops.Count);
         var ids = new HashSet<string>();
-        for (int i = 0; i < file.Ops.Count; i++)
+        var ops = ReadOps(file.Ops, "$.ops", ids, onThread: false);
+        var threads = new List<IReadOnlyList<ScenarioOp>>();
+        if (file.Threads is { } listed)
         {
-            var op = ToOp(file.Ops[i], $"$.ops[{i}]");
-            if (op is MapOp m && !ids.Add(m.Id)) throw new ScenarioFormatException($"$.ops[{i}].id", $"mapping id '{m.Id}' is used by an earlier map");
+            if (listed.Count == 0) throw new ScenarioFormatException("$.threads", "expected at least one thread (leave 'threads' out for a sequential scenario)");
+            for (int t = 0; t < listed.Count; t++) threads.Add(ReadOps(listed[t], $"$.threads[{t}]", ids, onThread: true));
+        }
+        return new Scenario(profile, layout, ops) { LayoutFrom = reference, Property = file.Property, Description = file.Description, Threads = threads };
+    }
+
+    /// <summary>One list of operations: the scenario's, or one thread's. Mapping ids are unique across all of
+    /// them; mapOrWait and serveQueue belong to threads.</summary>
+    private static List<ScenarioOp> ReadOps(List<OpDocument> documents, string path, HashSet<string> ids, bool onThread)
+    {
+        var ops = new List<ScenarioOp>(documents.Count);
+        for (int i = 0; i < documents.Count; i++)
+        {
+            string at = $"{path}[{i}]";
+            var op = ToOp(documents[i], at);
+            if (!onThread && op is MapOrWaitOp or ServeQueueOp)
+                throw new ScenarioFormatException(at + ".op", "runs only on a thread of a concurrency case ($.threads): on one thread nothing could free what it waits for");
+            string? id = op switch { MapOp m => m.Id, MapOrWaitOp w => w.Id, _ => null };
+            if (id is not null && !ids.Add(id)) throw new ScenarioFormatException(at + ".id", $"mapping id '{id}' is used by an earlier map");
             ops.Add(op);
         }
-        return new Scenario(profile, layout, ops) { LayoutFrom = reference, Property = file.Property, Description = file.Description };
+        return ops;
     }
 
     /// <summary>The format has no nulls: a field is given or left out.</summary>
@@ -194,6 +212,8 @@ internal static partial class ScenarioReading
         ulong? Opt(Number? n, string field, ulong max = ulong.MaxValue) => n is { } v ? U64(v, $"{path}.{field}", max) : null;
         switch (d)
         {
+            case MapOrWaitDocument mw:
+                return new MapOrWaitOp(mw.Id, mw.Space, U(mw.Addr, "addr"), U(mw.Len, "len"), mw.Write, mw.Client);
             case MapDocument m:
                 return new MapOp(m.Id, m.Space, U(m.Addr, "addr"), U(m.Len, "len"), m.Write);
             case WriteMappedDocument w:
@@ -205,7 +225,14 @@ internal static partial class ScenarioReading
                 ulong? accessLen = null;
                 if (u.AccessLen is { } al && !(al.ValueKind == JsonValueKind.String && al.GetString() == "all"))
                     accessLen = U(Deserialize<Number>(al, path + ".accessLen"), "accessLen");
-                return new UnmapOp(u.Id, accessLen);
+                if (u.Percent is not { } percent) return new UnmapOp(u.Id, accessLen);
+                if (u.AccessLen is not null) throw new ScenarioFormatException(path, "give at most one of 'accessLen' and 'percent'");
+                return new UnmapOp(u.Id, null) { AccessPercent = (int)U(percent, "percent", 100) };
+            case ServeQueueDocument sq:
+                int size = (int)U(sq.QueueSize, "queueSize", 1024);
+                if (size == 0 || (size & (size - 1)) != 0) throw new ScenarioFormatException(path + ".queueSize", "a split queue size is a power of two from 1 to 1024");
+                return new ServeQueueOp(sq.Space, size, U(sq.Desc, "desc"), U(sq.Avail, "avail"), U(sq.Used, "used"), Entries(sq.Entries, path),
+                    sq.Heads.Select((h, i) => (ushort)U64(h, $"{path}.heads[{i}]", 65535)).ToList());
             case ReadDocument r:
                 return new ReadOp(r.Space, U(r.Addr, "addr"), U(r.Len, "len", 1 << 20));
             case WriteDocument w:
@@ -222,12 +249,7 @@ internal static partial class ScenarioReading
                 return new VirtioSetupOp(v.Space, qs, U(v.Desc, "desc"), U(v.Avail, "avail"), U(v.Used, "used"), v.EventIdx, v.Indirect, v.Version1,
                     (int)(Opt(v.DiskSectors, "diskSectors", 1 << 16) ?? 128), v.Serial);
             case DescriptorsDocument ds:
-                return new DescriptorsOp(Opt(ds.Table, "table"), ds.Entries.Select((e, i) =>
-                {
-                    string dp = $"{path}.entries[{i}]";
-                    return new DescriptorEntry((int)U64(e.Index, dp + ".index", 65535), U64(e.Addr, dp + ".addr"), (uint)U64(e.Len, dp + ".len", uint.MaxValue),
-                        (ushort)(e.Flags is { } fl ? U64(fl, dp + ".flags", ushort.MaxValue) : 0), (ushort)(e.Next is { } nx ? U64(nx, dp + ".next", ushort.MaxValue) : 0));
-                }).ToList());
+                return new DescriptorsOp(Opt(ds.Table, "table"), Entries(ds.Entries, path));
             case PublishDocument p:
                 return new PublishOp(p.Heads.Select((h, i) => (ushort)U64(h, $"{path}.heads[{i}]", 65535)).ToList());
             case AvailIdxDocument a:
@@ -249,6 +271,14 @@ internal static partial class ScenarioReading
                 throw new ScenarioFormatException(path + ".op", $"unknown operation (expected {OperationNames})");
         }
     }
+
+    private static List<DescriptorEntry> Entries(List<DescriptorDocument> entries, string path) =>
+        entries.Select((e, i) =>
+        {
+            string dp = $"{path}.entries[{i}]";
+            return new DescriptorEntry((int)U64(e.Index, dp + ".index", 65535), U64(e.Addr, dp + ".addr"), (uint)U64(e.Len, dp + ".len", uint.MaxValue),
+                (ushort)(e.Flags is { } fl ? U64(fl, dp + ".flags", ushort.MaxValue) : 0), (ushort)(e.Next is { } nx ? U64(nx, dp + ".next", ushort.MaxValue) : 0));
+        }).ToList();
 
     private static ulong U64(Number n, string path, ulong max = ulong.MaxValue)
     {

@@ -20,6 +20,8 @@ public static class ScenarioRunner
 
     public static ScenarioRun Run(Scenario scenario, MemorySystem system, Virtio.VirtioFault virtioFaults)
     {
+        if (scenario.IsConcurrent)
+            throw new ArgumentException("a scenario with threads is a concurrency case: the concurrency properties (P20-P24) run it", nameof(scenario));
         var stepper = new ScenarioStepper(system, virtioFaults);
         foreach (var op in scenario.Ops) stepper.Apply(op);
         return new ScenarioRun(scenario, system, stepper.Steps, stepper.Mappings) { Virtio = stepper.Virtio, Records = stepper.Records };
@@ -115,7 +117,7 @@ public static class ScenarioRunner
                     break;
                 case UnmapOp u when Live(u.Id) is { } mapping:
                     {
-                        ulong access = u.AccessLen ?? mapping.Length;
+                        ulong access = u.AccessPercent is { } percent ? mapping.Length * (ulong)percent / 100 : u.AccessLen ?? mapping.Length;
                         if (access > mapping.Length) skipped = $"access_len {access} exceeds the {mapping.Length} mapped bytes of {u.Id} (caller misuse)";
                         else
                         {
@@ -148,6 +150,9 @@ public static class ScenarioRunner
                 case VirtioSetupOp v when SpaceOf(v.Space) is { } space:
                     if (virtio is null) Virtio = virtio = SetUpVirtio(system, space, v, virtioFaults);
                     else skipped = SetUpAgain(virtio, space, v);
+                    break;
+                case MapOrWaitOp or ServeQueueOp:
+                    skipped = "runs only on a thread of a concurrency case";
                     break;
                 default:
                     if (IsVirtioOp(op))

@@ -96,7 +96,10 @@ public static class ScenarioTrace
         MapOp m => $"map {m.Id} {m.Space} 0x{m.Addr:x} len {m.Len} {(m.Write ? "write" : "read")}",
         WriteMappedOp w => w.Data is not null ? $"write through {w.Id} +{w.Offset} {Hex(w.Data)}" : $"fill {w.Id} from +{w.Offset} with 0x{w.FillByte:x2}",
         ReadMappedOp r => $"read through {r.Id} +{r.Offset} len {(r.Len is { } l ? l.ToString() : "rest")}",
-        UnmapOp u => $"unmap {u.Id} access_len {(u.AccessLen is { } a ? a.ToString() : "all")}",
+        UnmapOp u => $"unmap {u.Id} access_len {(u.AccessPercent is { } p ? $"{p}% of the mapped length" : u.AccessLen is { } a ? a.ToString() : "all")}",
+        MapOrWaitOp m => $"map {m.Id} {m.Space} 0x{m.Addr:x} len {m.Len} {(m.Write ? "write" : "read")}, waiting as map client {m.Client} while it fails",
+        ServeQueueOp q => $"serve a queue of {q.QueueSize} on {q.Space} at desc 0x{q.Desc:x} avail 0x{q.Avail:x} used 0x{q.Used:x}: heads {string.Join(", ", q.Heads)} of "
+            + string.Join(", ", q.Entries.Select(e => $"[{e.Index}] 0x{e.Addr:x}+{e.Len}{DescFlags(e.Flags)}{((e.Flags & 1) != 0 ? $" next {e.Next}" : "")}")),
         ReadOp r => $"read {r.Space} 0x{r.Addr:x} len {r.Len}",
         WriteOp w => $"write {w.Space} 0x{w.Addr:x} {Hex(w.Data)}",
         RegisterClientOp c => $"register map client {c.Client} on {c.Space}",

@@ -34,3 +34,13 @@ public sealed record ReleaseOp(string Element, string How, uint Len) : ScenarioO
 
 /// <summary>The device is reset (virtio_reset).</summary>
 public sealed record VirtioResetOp : ScenarioOp;
+
+/// <summary>
+/// A generic virtio device serves queue 0 on its own rings in <see cref="Space"/>: before any thread starts,
+/// the driver writes <see cref="Entries"/> into the descriptor table at <see cref="Desc"/> and publishes
+/// <see cref="Heads"/>; on its thread the device then pops every available element and pushes each with the
+/// length of its device-writable buffers. Only in <see cref="Scenario.Threads"/> (the devices of a
+/// concurrency case run side by side).
+/// </summary>
+public sealed record ServeQueueOp(string Space, int QueueSize, ulong Desc, ulong Avail, ulong Used,
+    IReadOnlyList<DescriptorEntry> Entries, IReadOnlyList<ushort> Heads) : ScenarioOp;
