@@ -28,14 +28,17 @@ let private le (data: byte[]) (at: int) (size: int) =
 let private write region offset size value =
     DeviceAccess(region, MmioAccess(true, offset, size, value))
 
-[<Fact>]
-let ``the journal lists every callback with its own offset, size and value, across runs that break and resume`` () =
+let private baseOf region =
+    if region = "dev" then 0x100000UL else 0x110000UL
+
+/// A fresh system whose journal holds five runs: 1, 2 and 4 bytes (alignment at +1), then 1,024 four-byte
+/// callbacks of one page, then two in another region; and those 1,029 callbacks.
+let private journalled () =
     let s = MemorySystem(layout, Profile.Qemu72)
     let mem = s.Space "memory"
     let odd = bytes 7 1
     let page = bytes 4096 2
     let two = bytes 8 3
-    // 1, 2 and 4 bytes (alignment at +1), then a run of 1,024 four-byte callbacks, then another region
     s.Write(mem, 0x100001UL, System.ReadOnlySpan odd)
     s.Write(mem, 0x100000UL, System.ReadOnlySpan page)
     s.Write(mem, 0x110000UL, System.ReadOnlySpan two)
@@ -47,17 +50,74 @@ let ``the journal lists every callback with its own offset, size and value, acro
         @ [ for k in 0..1023 -> write "dev" (uint64 (4 * k)) 4u (le page (4 * k) 4) ]
         @ [ write "dev2" 0UL 4u (le two 0 4); write "dev2" 4UL 4u (le two 4 4) ]
 
+    s, expected
+
+/// The journal read both ways: enumerated, and index by index up to its Count.
+let private bothWays (journal: System.Collections.Generic.IReadOnlyList<DeviceAccess>) =
+    List.ofSeq journal, [ for i in 0 .. journal.Count - 1 -> journal.[i] ]
+
+/// Index i of the list is refused (ArgumentOutOfRangeException), not answered with a stale or made-up callback.
+let private noCallbackAt (list: System.Collections.Generic.IReadOnlyList<DeviceAccess>) (i: int) =
+    Assert.Throws<System.ArgumentOutOfRangeException>(fun () -> list.[i] |> ignore)
+    |> ignore
+
+[<Fact>]
+let ``the journal lists every callback with its own offset, size and value, across runs that break and resume`` () =
+    let s, expected = journalled ()
     let journal = s.AccessJournal
     Assert.Equal(expected.Length, journal.Count)
-    Assert.Equal<DeviceAccess list>(expected, List.ofSeq journal)
-    Assert.Equal<DeviceAccess list>(expected, [ for i in 0 .. journal.Count - 1 -> journal.[i] ])
+    let listed, indexed = bothWays journal
+    Assert.Equal<DeviceAccess list>(expected, listed)
+    Assert.Equal<DeviceAccess list>(expected, indexed)
 
     // cut inside the long run, then continue it: the callbacks after the cut are gone, the new one follows
     s.TrimAccessJournal 503
-    s.Write(mem, 0x100000UL + 500UL * 4UL, System.ReadOnlySpan(bytes 4 9))
+    s.Write(s.Space "memory", 0x100000UL + 500UL * 4UL, System.ReadOnlySpan(bytes 4 9))
     Assert.Equal(504, journal.Count)
     Assert.Equal<DeviceAccess list>(List.take 503 expected, List.ofSeq journal |> List.take 503)
     Assert.Equal(write "dev" 2000UL 4u (le (bytes 4 9) 0 4), journal.[503])
+
+/// Cuts before the start, at and next to every edge between runs, inside the long run and past the end:
+/// what is left is exactly the callbacks before the cut (read either way, nothing more by index), and the
+/// callbacks made afterwards follow them, the first one continuing the cut run where it can.
+[<Fact>]
+let ``trimming the journal anywhere keeps exactly the callbacks before the cut, and later ones follow them`` () =
+    for cut in [ -1; 0; 1; 2; 3; 4; 503; 1025; 1026; 1027; 1028; 1029; 1030; 5000 ] do
+        let s, expected = journalled ()
+        let mem = s.Space "memory"
+        let journal = s.AccessJournal
+        s.TrimAccessJournal cut
+        let kept = List.take (min expected.Length (max 0 cut)) expected
+        Assert.Equal(kept.Length, journal.Count)
+        let listed, indexed = bothWays journal
+        Assert.Equal<DeviceAccess list>(kept, listed)
+        Assert.Equal<DeviceAccess list>(kept, indexed)
+        // a forgotten callback (or one never made) is not there to be read by index
+        noCallbackAt journal kept.Length
+        noCallbackAt journal -1
+
+        // the callback the cut removed first, made again with new bytes (past the end: one more in dev2),
+        // then one that continues nothing
+        let again =
+            match List.tryItem kept.Length expected with
+            | Some a -> a
+            | None -> write "dev2" 8UL 4u 0UL
+
+        let size = int again.Access.Size
+        let data = bytes size (cut &&& 0xff)
+        let other = bytes 4 11
+        s.Write(mem, baseOf again.Region + again.Access.Offset, System.ReadOnlySpan data)
+        s.Write(mem, 0x110040UL, System.ReadOnlySpan other)
+
+        let after =
+            kept
+            @ [ write again.Region again.Access.Offset again.Access.Size (le data 0 size)
+                write "dev2" 0x40UL 4u (le other 0 4) ]
+
+        Assert.Equal(after.Length, journal.Count)
+        let listed, indexed = bothWays journal
+        Assert.Equal<DeviceAccess list>(after, listed)
+        Assert.Equal<DeviceAccess list>(after, indexed)
 
 [<Fact>]
 let ``a step's callbacks start where the step did, and later changes to the journal leave them alone`` () =
@@ -75,6 +135,31 @@ let ``a step's callbacks start where the step did, and later changes to the jour
     let second = run.Steps.[1].DeviceAccesses
     Assert.Equal<DeviceAccess list>(all |> List.skip counts.[0] |> List.take counts.[1], List.ofSeq second)
     Assert.Equal(write "dev" 6UL 2u (le page 0 2), second.[0])
+    noCallbackAt second second.Count
+    // clearing forgets every callback so far: the journal starts again with the next one
     run.System.ClearAccessJournal()
-    run.System.Write(run.System.Space "memory", 0x100000UL, System.ReadOnlySpan(bytes 16 7))
+    let sixteen = bytes 16 7
+    run.System.Write(run.System.Space "memory", 0x100000UL, System.ReadOnlySpan sixteen)
+
+    Assert.Equal<DeviceAccess list>([ for k in 0..3 -> write "dev" (uint64 (4 * k)) 4u (le sixteen (4 * k) 4) ], List.ofSeq run.System.AccessJournal)
+
     Assert.Equal<DeviceAccess list>(all |> List.skip counts.[0] |> List.take counts.[1], List.ofSeq second)
+
+/// What the runs are for: a page written to a device (a bounce write-back to MMIO: 1,024 four-byte callbacks,
+/// one run) costs the journal little more than its values (8 bytes each, twice that while the array grows).
+/// The whole write, device storage included, allocates about 22 KB and must stay under one DeviceAccess
+/// record per callback (40 KB); a run per callback made it 87 KB.
+[<Fact>]
+let ``a page of callbacks to one device costs the journal less than a record per callback`` () =
+    let s = MemorySystem(layout, Profile.Qemu72)
+    let mem = s.Space "memory"
+    let page = bytes 4096 8
+    let before = System.GC.GetAllocatedBytesForCurrentThread()
+    s.Write(mem, 0x100000UL, System.ReadOnlySpan page)
+    let allocated = System.GC.GetAllocatedBytesForCurrentThread() - before
+    Assert.Equal(1024, s.AccessJournal.Count)
+
+    let records =
+        1024L * int64 (System.Runtime.CompilerServices.Unsafe.SizeOf<DeviceAccess>())
+
+    Assert.True(allocated < records, sprintf "writing the page allocated %d bytes; 1,024 records are %d" allocated records)

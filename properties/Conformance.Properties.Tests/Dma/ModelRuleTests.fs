@@ -147,6 +147,49 @@ let ``virtqueue_rewind gives back up to inuse elements without unmapping them (h
     Assert.Equal(2, s.LiveMappings.Count) // the caller still owns the elements' mappings
     Assert.Equal(0u, (device.Pop vq).Element.Head)
 
+/// access_with_adjusted_size (softmmu/memory.c): an access wider than the device's callbacks
+/// (impl.max_access_size) reaches a little-endian device as consecutive callbacks, each carrying its own
+/// bytes of the value, lowest first; a read puts the pieces back together the same way.
+[<Fact>]
+let ``an access wider than the device's callbacks reaches it in pieces, each with its own bytes (access_with_adjusted_size)`` () =
+    let system =
+        Spec.Copy(
+            Spec.Region("system", RegionKind.Container, two64),
+            subregions =
+                [ Spec.Copy(Spec.Region("bytewise", RegionKind.Io, u128 0x1000UL, 0x100000UL), access = AccessRules(4u, 1u, 1u, false))
+                  Spec.Copy(Spec.Region("halves", RegionKind.Io, u128 0x1000UL, 0x110000UL), access = AccessRules(8u, 2u, 2u, false)) ]
+        )
+
+    let s =
+        MemorySystem(LayoutSpec([| system |], [| AddressSpaceSpec("memory", "system", 4096UL) |], DirtyLogging.Default), Profile.Qemu72)
+
+    let mem = s.Space "memory"
+    let data = [| 0x11uy; 0x22uy; 0x33uy; 0x44uy; 0x55uy; 0x66uy; 0x77uy; 0x88uy |]
+    s.Write(mem, 0x100000UL, ReadOnlySpan(data, 0, 4))
+    s.Write(mem, 0x110000UL, ReadOnlySpan data)
+
+    let write region offset size value =
+        DeviceAccess(region, MmioAccess(true, offset, size, value))
+
+    Assert.Equal<DeviceAccess list>(
+        [ write "bytewise" 0UL 1u 0x11UL
+          write "bytewise" 1UL 1u 0x22UL
+          write "bytewise" 2UL 1u 0x33UL
+          write "bytewise" 3UL 1u 0x44UL
+          write "halves" 0UL 2u 0x2211UL
+          write "halves" 2UL 2u 0x4433UL
+          write "halves" 4UL 2u 0x6655UL
+          write "halves" 6UL 2u 0x8877UL ],
+        List.ofSeq s.AccessJournal
+    )
+
+    let four = Array.zeroCreate<byte> 4
+    let eight = Array.zeroCreate<byte> 8
+    s.Read(mem, 0x100000UL, Span four)
+    s.Read(mem, 0x110000UL, Span eight)
+    Assert.Equal<byte[]>(data.[0..3], four)
+    Assert.Equal<byte[]>(data, eight)
+
 /// RC-1: a region cache stops at the end of its section whatever the region is (address_space_cache_init
 /// cuts the length for MMIO too, where address_space_map does not): an indirect table or a ring that runs
 /// out of an MMIO region is short, and virtio fails the device ("Cannot map indirect buffer").

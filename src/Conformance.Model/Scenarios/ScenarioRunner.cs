@@ -207,6 +207,7 @@ public static class ScenarioRunner
             var owners = system.Owners;
             if (_refCounts is { } last && last.Count == owners.Count)
             {
+                // Stryker disable once Boolean : equivalent, a snapshot rebuilt every step is equal to the one it would share (sharing only saves a dictionary)
                 bool same = true;
                 foreach (var o in owners) same &= last.TryGetValue(o.Name, out var c) && c == o.RefCount;
                 if (same) return last;
@@ -221,6 +222,7 @@ public static class ScenarioRunner
             var spaces = system.AddressSpaces;
             if (_bounceBytes is { } last && last.Count == spaces.Count)
             {
+                // Stryker disable once Boolean : equivalent, a snapshot rebuilt every step is equal to the one it would share (sharing only saves a dictionary)
                 bool same = true;
                 foreach (var a in spaces) same &= last.TryGetValue(a.Name, out var b) && b == system.BounceBytesInUse(a);
                 if (same) return last;
@@ -231,6 +233,7 @@ public static class ScenarioRunner
         }
 
         /// <summary>The scenario's own live mappings, by id in ordinal order.</summary>
+        // Stryker disable once all : equivalent, recomputing gives the list the maps and unmaps keep (ModelFastPathTests checks it after every step), and the one computation from scratch (the first call: in the first step, or before any) sees at most one mapping, so its order cannot matter
         internal List<string> LiveIds() =>
             _liveIds ??= Mappings.Where(kv => kv.Value.Live).Select(kv => kv.Key).Order(StringComparer.Ordinal).ToList();
 
