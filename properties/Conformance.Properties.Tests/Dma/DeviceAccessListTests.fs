@@ -144,22 +144,3 @@ let ``a step's callbacks start where the step did, and later changes to the jour
     Assert.Equal<DeviceAccess list>([ for k in 0..3 -> write "dev" (uint64 (4 * k)) 4u (le sixteen (4 * k) 4) ], List.ofSeq run.System.AccessJournal)
 
     Assert.Equal<DeviceAccess list>(all |> List.skip counts.[0] |> List.take counts.[1], List.ofSeq second)
-
-/// What the runs are for: a page written to a device (a bounce write-back to MMIO: 1,024 four-byte callbacks,
-/// one run) costs the journal little more than its values (8 bytes each, twice that while the array grows).
-/// The whole write, device storage included, allocates about 22 KB and must stay under one DeviceAccess
-/// record per callback (40 KB); a run per callback made it 87 KB.
-[<Fact>]
-let ``a page of callbacks to one device costs the journal less than a record per callback`` () =
-    let s = MemorySystem(layout, Profile.Qemu72)
-    let mem = s.Space "memory"
-    let page = bytes 4096 8
-    let before = System.GC.GetAllocatedBytesForCurrentThread()
-    s.Write(mem, 0x100000UL, System.ReadOnlySpan page)
-    let allocated = System.GC.GetAllocatedBytesForCurrentThread() - before
-    Assert.Equal(1024, s.AccessJournal.Count)
-
-    let records =
-        1024L * int64 (System.Runtime.CompilerServices.Unsafe.SizeOf<DeviceAccess>())
-
-    Assert.True(allocated < records, sprintf "writing the page allocated %d bytes; 1,024 records are %d" allocated records)
