@@ -1,8 +1,8 @@
-/// The differential check against real QEMU: virtio-blk requests run on a QEMU (legacy or modern
-/// virtio-blk-pci over qtest, one reused process per transport and bounce budget) and on the model over
-/// the layout that very process prints, with the queue size its device reports and the profile its version
-/// implies, and every difference between the two observations in words. Used by the `Qemu` test category
-/// and by `conformance check --target qemu`.
+/// The differential check against real QEMU: P26 targets-agree run on a QEMU (legacy or modern
+/// virtio-blk-pci over qtest, one reused process per transport and bounce budget, each a QemuTarget) against
+/// the model (ModelTarget) over the layout that very process prints, with the queue size its device reports
+/// and the profile its version implies; scenario files replayed on QEMU the same way; the version matrix.
+/// Used by the `Qemu` test category and by `conformance check --target qemu` and `replay --target qemu`.
 module Conformance.Qemu.Differential.QemuDifferential
 
 open System
@@ -36,23 +36,6 @@ let read (run: ScenarioRun) (addr: uint64) (n: int) =
     run.System.Read(run.System.Space "memory", addr, Span b)
     b
 
-/// What both sides are compared on. Unspecified: the model wrote back bounce bytes nobody produced
-/// (QEMU 7.2 writes heap garbage there, F-BLK-2), so bytes in bounced buffers cannot be compared.
-/// NeedsReset: on the modern transport, whether device_status carries DEVICE_NEEDS_RESET (None elsewhere).
-/// Queue: last_avail_idx, used_idx and inuse of queue 0 (QMP x-query-virtio-queue-status / the model's VirtQueue).
-type Outcome =
-    {
-        UsedList: (uint32 * uint32) list
-        IsBroken: bool
-        Bytes: byte[] list
-        Errors: string
-        Unspecified: bool
-        NeedsReset: bool option
-        Queue: uint16 * uint16 * int
-        /// The disk afterwards, where the case may have written it (None: not looked at).
-        Disk: byte[] option
-    }
-
 /// QEMU's BIOS image as the guest sees it at 0xfffc0000 (256 KiB), read once per binary, so ROM buffers
 /// hold the same bytes on both sides.
 let romImageOf =
@@ -69,91 +52,6 @@ let romImageOf =
 /// The device's own DMA address space in QEMU's layout (QemuMachine.DeviceSpace).
 let DeviceSpace = QemuMachine.DeviceSpace
 
-/// What the model side of a comparison runs on: a layout, a profile, the device's address space and
-/// where the driver put a queue of which size.
-type ModelSide =
-    {
-        Layout: LayoutSpec
-        LayoutSource: string
-        Profile: Profile
-        Space: string
-        QueueSize: int
-        Rings: uint64 * uint64 * uint64
-        /// The files the layout was read from, for scenario files to name instead of inlining it.
-        LayoutFrom: LayoutReference option
-    }
-
-/// One QEMU configuration under test (binary, transport, bounce budget) as a target, and the model's
-/// picture of its machine (QemuMachine: its `info mtree -D` once the driver has set the device up, settled
-/// by its `info mtree -f`; the queue size its device reports; the bounce budget of the device's address
-/// space) with the profile its version implies: the two targets of a comparison.
-type Target =
-    { Qemu: QemuTarget
-      Binary: QemuBinary
-      Model: ModelSide }
-
-let targetOf (binary: QemuBinary) (profile: Profile) (qemu: QemuTarget) : Target =
-    let m = qemu.QemuMachine
-
-    { Qemu = qemu
-      Binary = binary
-      Model =
-        { Layout = m.Layout
-          LayoutSource = m.Source
-          Profile = profile
-          Space = m.Space
-          QueueSize = m.QueueSize
-          Rings = m.Rings.Desc, m.Rings.Avail, m.Rings.Used
-          LayoutFrom = Option.ofObj m.LayoutFrom } }
-
-/// The request as the scenario both targets run: the device set up as `side` says, the guest's writes,
-/// descriptors, publish-kick groups and completion.
-let requestScenario (side: ModelSide) (r: Request) =
-    Scenario(side.Profile, side.Layout, Array.ofList (requestOps side.Space side.QueueSize side.Rings r), LayoutFrom = Option.toObj side.LayoutFrom)
-
-/// What a target did with a request, as the comparison sees it: its observation (with the used ring as the
-/// guest reads it back, from ROM or unassigned space: whatever is there), then the device-writable buffers
-/// read back by the guest through the same session. A QEMU that died or hung shows as error lines the
-/// model never has.
-let private outcomeOf (session: ITargetSession) (r: Request) (needsReset: bool) =
-    let obs = session.Observe()
-
-    let read (addr: uint64) (n: int) =
-        match session.Apply(ReadOp("memory", addr, uint64 n)).BytesRead with
-        | null -> Array.zeroCreate<byte> 0
-        | b -> b
-
-    let seen = Agreement.seen obs
-
-    { UsedList = seen.Used
-      IsBroken = seen.Broken
-      Bytes = r.Look |> List.map (fun (a, l) -> read a l)
-      Errors = String.Join("\n", seen.Errors)
-      Unspecified = seen.Unproduced
-      NeedsReset = if needsReset then seen.NeedsReset else None
-      Queue = seen.Queue
-      Disk = seen.Disk },
-    obs
-
-/// Runs the request's scenario on a target and reads its outcome back.
-let private runOn (session: ITargetSession) (scenario: Scenario) r needsReset =
-    use session = session
-
-    for op in scenario.Ops do
-        session.Apply op |> ignore
-
-    outcomeOf session r needsReset
-
-/// Whether a request may change the disk: an OUT request, or guest writes that could hold another header.
-let mayWriteDisk (r: Request) =
-    BitConverter.ToUInt32(r.Header, 0) = 1u || not r.Before.IsEmpty
-
-/// The request on QEMU (the target's reused process), on the layout `side` describes.
-let requestOnQemu (target: Target) (side: ModelSide) (r: Request) =
-    let scenario = requestScenario side r
-
-    fst (runOn (target.Qemu.Open(side.Profile, side.Layout, mayWriteDisk r)) scenario r (target.Qemu.Transport = VirtioTransport.Modern))
-
 /// The reference model, or a broken variant of it, as the other target: QEMU's BIOS image (`rom`) in
 /// pc.bios, where requests may read ROM.
 let modelTargetOf (variant: Variant) (rom: byte[] option) =
@@ -162,52 +60,6 @@ let modelTargetOf (variant: Variant) (rom: byte[] option) =
     ModelTarget(variant, images)
 
 let modelTarget (fault: Fault) (rom: byte[] option) = modelTargetOf (Variant.Of fault) rom
-
-/// The model side, on `side`; `rom` is QEMU's BIOS image, where the request reads ROM. Also the model's
-/// observation (its trace, what its failed pops kept).
-let requestOnModelWith (fault: Fault) (side: ModelSide) (rom: byte[] option) (r: Request) =
-    let target = modelTarget fault rom
-    let scenario = requestScenario side r
-    runOn (target.Open(side.Profile, side.Layout)) scenario r false
-
-let requestOnModel side rom r =
-    requestOnModelWith Fault.None side rom r
-
-/// One request on a fresh QEMU (a process of one case) and on the model's picture of that QEMU.
-let bothOnFresh (binary: QemuBinary) (transport: VirtioTransport) (r: Request) =
-    use qemu = new QemuTarget(binary, transport)
-    let target = targetOf binary binary.Profile qemu
-    let real = requestOnQemu target target.Model r
-    let model, run = requestOnModel target.Model (Some(romImageOf binary)) r
-    real, model, run
-
-/// An outcome as the comparison of P26 sees it (Agreement.Seen), the bytes read back at the request's `Look`.
-let seenOf (r: Request) (o: Outcome) : Agreement.Seen =
-    { Used = o.UsedList
-      Broken = o.IsBroken
-      NeedsReset = o.NeedsReset
-      Queue = o.Queue
-      Reads = List.zip (r.Look |> List.map fst) o.Bytes
-      Disk = o.Disk
-      Errors = o.Errors.Split('\n', StringSplitOptions.RemoveEmptyEntries) |> List.ofArray
-      Unproduced = o.Unspecified
-      Failure = None }
-
-/// Every difference between QEMU's outcome and the model's, in words (empty: they agree), as P26 words them.
-/// Where the model wrote back bounce bytes nobody produced, those buffers are compared only when KD-1
-/// (F-BLK-2) is not registered for this QEMU's release (`kd1`).
-let differencesWith (kd1: bool) (r: Request) (real: Outcome) (model: Outcome) (run: Observation) =
-    // the old outcome knows DEVICE_NEEDS_RESET on QEMU's side only: the model's is its broken flag
-    Agreement.differences
-        kd1
-        run.Scenario.Layout
-        (seenOf r real)
-        { seenOf r model with
-            NeedsReset = None }
-
-/// The differences on a QEMU of the given version (KD-1 as registered for its release).
-let differences (version: Version) r real model run =
-    differencesWith (KnownDeviations.appliesTo (KnownDeviations.load ()) "F-BLK-2" version) r real model run
 
 /// Bounce budgets a case may give the device (x-max-bounce-buffer-size): one byte under and over the
 /// bounced sizes the requests draw (512, 4096), a page and a half, 64 KiB and 1 MiB.
@@ -224,15 +76,6 @@ let qtestRoundTrips (q: QemuProcess) =
         q.Qtest.Read(Data, 4) |> ignore
 
     float n / sw.Elapsed.TotalSeconds
-
-/// Both outcomes of one request, side by side, rows that differ marked (as P26 shows them).
-let sideBySide (r: Request) (qemuName: string) (real: Outcome) (modelName: string) (model: Outcome) =
-    Agreement.sideBySide
-        qemuName
-        (seenOf r real)
-        modelName
-        { seenOf r model with
-            NeedsReset = real.NeedsReset |> Option.map (fun _ -> model.IsBroken) }
 
 /// Environment variable: generated differential cases per run (default 300).
 let CasesVariable = "CONFORMANCE_QEMU_CASES"
@@ -269,6 +112,18 @@ let deviationsOf (binary: QemuBinary) =
     |> List.map (fun d -> d.Finding)
     |> List.distinct
     |> List.filter (fun f -> KnownDeviations.appliesTo registry f binary.Version)
+
+/// The QEMU at `binary` as P26's target: one reused process on `transport` (with the bounce budget `budget`
+/// where given: iommu_platform=on, modern), carrying the deviations registered for its release, so that a
+/// comparison leaves out what they make unspecified and the target starts afresh where F-QEMU-2 would carry
+/// a failed pop's bounce bytes into the next scenario.
+let qemuTargetFor (binary: QemuBinary) (transport: VirtioTransport) (budget: uint64 option) =
+    new QemuTarget(binary, transport, Option.toNullable budget, Nullable(), Array.ofList (deviationsOf binary))
+
+/// The reference P26 compares a QEMU with: the model with that QEMU's BIOS image in pc.bios, so that ROM
+/// buffers and rings hold the same bytes on both sides.
+let referenceFor (binary: QemuBinary) =
+    modelTarget Fault.None (Some(romImageOf binary))
 
 /// The configurations of a QEMU a differential run covers on `transports`: each transport with QEMU's default
 /// bounce budget, and the modern transport with each budget of `budgets` (iommu_platform=on with
@@ -336,8 +191,7 @@ let checkAgainstOn
                   let transport, budget = config
                   startTime.Start()
 
-                  let target =
-                      new QemuTarget(binary, transport, Option.toNullable budget, Nullable(), Array.ofList deviations)
+                  let target = qemuTargetFor binary transport budget
 
                   targets.Add((config, target))
                   // the machine comes from the running process: started outside the cases
@@ -560,8 +414,6 @@ let private withReadBacks (s: Scenario) =
 /// gives the device's own address space) and on the reference model, and compares them as P26 does: both
 /// runs side by side, every difference in words, and the model's trace. Error: not realisable on this QEMU.
 let replayOnQemu (binary: QemuBinary) (transport: VirtioTransport) (s: Scenario) : Result<bool * string, string> =
-    let romImage = romImageOf binary
-
     // a device that DMAs through its own address space has a bounce budget: x-max-bounce-buffer-size with
     // iommu_platform=on, which needs the modern transport (QemuProcess.DeviceArguments)
     let budget =
@@ -574,8 +426,7 @@ let replayOnQemu (binary: QemuBinary) (transport: VirtioTransport) (s: Scenario)
 
     let transport = if budget.IsSome then VirtioTransport.Modern else transport
 
-    use qemu =
-        new QemuTarget(binary, transport, Option.toNullable budget, Nullable(), Array.ofList (deviationsOf binary))
+    use qemu = qemuTargetFor binary transport budget
 
     match layoutDisagreement s.Layout qemu.Machine.Layout (addressesOf s) with
     | Some where -> Error(sprintf "its layout is not this QEMU's: %s" where)
@@ -584,7 +435,7 @@ let replayOnQemu (binary: QemuBinary) (transport: VirtioTransport) (s: Scenario)
 
         match
             (try
-                Ok(Agreement.compare qemu (modelTarget Fault.None (Some romImage)) s)
+                Ok(Agreement.compare qemu (referenceFor binary) s)
              with :? TargetCannotRun as e ->
                  Error e.Message)
         with

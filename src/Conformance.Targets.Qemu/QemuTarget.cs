@@ -82,15 +82,7 @@ public sealed class QemuTarget : ITarget, IKeepsStateAcrossScenarios, IDisposabl
 
     /// <summary>A session on this QEMU. The layout is the scenario's own; the operations run on the real
     /// machine, so a scenario written on another layout than <see cref="Machine"/>'s means something else here.</summary>
-    public ITargetSession Open(Profile profile, LayoutSpec layout) => Open(profile, layout, mayWriteDisk: true);
-
-    /// <summary>Sessions opened so far: one process runs one scenario at a time, so opening a session ends the
-    /// one before (its further operations are refused).</summary>
-    private int _sessions;
-
-    /// <summary>A session whose scenario promises, with <paramref name="mayWriteDisk"/> false, not to change the
-    /// disk (no OUT request can be formed), which spares reading and restoring the 1 MiB image.</summary>
-    public ITargetSession Open(Profile profile, LayoutSpec layout, bool mayWriteDisk)
+    public ITargetSession Open(Profile profile, LayoutSpec layout)
     {
         if (_freshProcessNext)
         {
@@ -98,8 +90,12 @@ public sealed class QemuTarget : ITarget, IKeepsStateAcrossScenarios, IDisposabl
             RestartsForKeptBounceBytes++;
             _freshProcessNext = false;
         }
-        return new Session(this, profile, layout, mayWriteDisk, ++_sessions);
+        return new Session(this, profile, layout, ++_sessions);
     }
+
+    /// <summary>Sessions opened so far: one process runs one scenario at a time, so opening a session ends the
+    /// one before (its further operations are refused).</summary>
+    private int _sessions;
 
     /// <summary>Known deviation F-QEMU-2 (docs/findings.md): this release keeps the bounce bytes a failed pop
     /// had been granted counted against the device's budget for the life of the process, which a device reset
@@ -145,17 +141,15 @@ public sealed class QemuTarget : ITarget, IKeepsStateAcrossScenarios, IDisposabl
         private string _failureErrors = "";
         private int _errorsSeen;
         private BlkObservation? _end;
-        private readonly bool _mayWriteDisk;
         /// <summary>After a kick not yet waited for: how many heads were published and the used index then.</summary>
         private (ushort Published, ushort UsedIdx)? _kickNotWaited;
 
-        internal Session(QemuTarget target, Profile profile, LayoutSpec layout, bool mayWriteDisk, int generation)
+        internal Session(QemuTarget target, Profile profile, LayoutSpec layout, int generation)
         {
             _generation = generation;
             _target = target;
             _profile = profile;
             _layout = layout;
-            _mayWriteDisk = mayWriteDisk;
         }
 
         private VirtioBlkSession Blk => _target._session;
@@ -321,7 +315,8 @@ public sealed class QemuTarget : ITarget, IKeepsStateAcrossScenarios, IDisposabl
         {
             if (_begun) return;
             var machine = _target.QemuMachine;
-            Blk.Begin(null, _mayWriteDisk);
+            // any scenario may write the disk: its image is part of every observation (P26 compares it)
+            Blk.Begin(null, mayWriteDisk: true);
             _begun = true;
             _ringReadable = GuestReadable(machine.Rings.Used);
         }
@@ -348,7 +343,7 @@ public sealed class QemuTarget : ITarget, IKeepsStateAcrossScenarios, IDisposabl
             _ringReadable = GuestReadable(v.Used);
             var wanted = rings == machine.Rings ? (RingAddresses?)null : rings;
             // guest writes made before the setup stay: the device is brought up again where the rings are wanted
-            _blk = _begun ? Blk.Reconfigure(wanted) : Blk.Begin(wanted, _mayWriteDisk);
+            _blk = _begun ? Blk.Reconfigure(wanted) : Blk.Begin(wanted, mayWriteDisk: true);
             _begun = true;
             _errorsSeen = Blk.ErrorsSoFar.Length;
         }

@@ -11,7 +11,6 @@ open global.Xunit
 open Conformance.Model
 open Conformance.Properties.Tests.TestSupport
 open Conformance.Properties.DifferentialCases
-open Conformance.Qemu.Differential.QemuDifferential
 
 let private specs =
     Gen.sampleWithSeed (Rnd(20261130UL, 0x9e3779b97f4a7c15UL)) 30 2000 (genSpecWith true true)
@@ -45,7 +44,7 @@ let ``an in-flight case publishes each kick's heads and completes I/O once, afte
     let _, r = build 256 c
     Assert.True r.KicksInFlight
     let rings = (0x100000UL, 0x101000UL, 0x102000UL)
-    let ops = requestOps "memory" 256 rings r
+    let ops = requestOpsWith "memory" 256 rings false r
 
     let names (ops: Scenarios.ScenarioOp list) =
         ops |> List.map (fun o -> o.GetType().Name)
@@ -66,7 +65,9 @@ let ``an in-flight case publishes each kick's heads and completes I/O once, afte
     Assert.Equal<int list>(c.Kicks, groups |> List.map List.length)
     Assert.Equal<uint16 list>(r.Heads, List.concat groups)
     // the same kicks each waiting for the previous ones complete after every kick
-    let waiting = requestOps "memory" 256 rings { r with KicksInFlight = false }
+    let waiting =
+        requestOpsWith "memory" 256 rings false { r with KicksInFlight = false }
+
     Assert.Equal(c.Kicks.Length, count "CompleteIoOp" waiting)
 
 /// A write and another request on the same sectors, in flight together, end in whatever order QEMU's block

@@ -1,12 +1,16 @@
-/// Differential checks against real QEMU 7.2, 10.0 and 11.x (category "Qemu"): the same virtio-blk request
-/// is run on QEMU (virtio-blk-pci over qtest) and on the model with the layout that QEMU prints, and the
-/// observations must agree. A missing version is skipped with the reason — except under CI, which needs all.
+/// Differential checks against real QEMU 7.2, 10.0 and 11.x (category "Qemu"): fixed virtio-blk requests,
+/// each written as P26 targets-agree writes its generated cases (DifferentialCases.scenarioOf on the QEMU
+/// target's machine: the layout that process prints, the device's address space, queue size and rings, and
+/// VERSION_1 on the modern transport), run on QEMU (virtio-blk-pci over qtest) and on the reference model and
+/// compared by Agreement.compare, as P26 compares them; and the proofs of the registered deviations and QEMU
+/// findings. A missing version is skipped with the reason — except under CI, which needs all.
 module Conformance.Properties.Tests.LiveQemuTests
 
 open System
 open Xunit
 open Conformance.Model
 open Conformance.Model.Scenarios
+open Conformance.Model.Targets
 open Conformance.Model.Virtio
 open Conformance.Qemu
 open Conformance.Targets.Qemu
@@ -75,6 +79,25 @@ let cases: (string * Request) list =
           KicksInFlight = true }
       "zero-length data descriptor", single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Data, 0u, W ||| N, 2us; 2, Status, 1u, W, 0us ] [] [ Data, 16 ] ]
 
+let private case name =
+    cases |> List.find (fun (n, _) -> n = name) |> snd
+
+/// A fixed request as P26 writes a generated case on this QEMU's machine, described by `name`.
+let private scenarioOn (qemu: QemuTarget) (name: string) (r: Request) =
+    scenarioOf qemu.Machine qemu.Profile name r
+
+/// What the guest sees of a request on QEMU alone, as P26 sees it (where only QEMU's side proves something).
+let private observe (qemu: QemuTarget) (name: string) (r: Request) =
+    Agreement.seen (qemu.Run(scenarioOn qemu name r))
+
+/// A request on QEMU and on the reference model (QEMU's BIOS image in pc.bios), compared as P26 compares
+/// them; with the comparison in P26's words (the case, every difference, both runs side by side).
+let private compareOn (qemu: QemuTarget) (name: string) (r: Request) =
+    let scenario = scenarioOn qemu name r
+    let reference = referenceFor qemu.Binary
+    let c = Agreement.compare qemu reference scenario
+    c, String.concat "\n" (Agreement.explain scenario qemu.Name reference.Name c)
+
 type LiveCases() =
     static member Rows: obj[] seq =
         seq {
@@ -86,11 +109,12 @@ type LiveCases() =
     [<SkippableTheory; Trait("Category", "Qemu")>]
     [<MemberData(nameof LiveCases.Rows)>]
     member _.``QEMU and the model agree on a request``(release: string, name: string, transport: string) =
-        let binary = qemuFor release
-        let r = cases |> List.find (fun (n, _) -> n = name) |> snd
-        let real, model, run = bothOnFresh binary (Enum.Parse<VirtioTransport> transport) r
-        let problems = differences binary.Version r real model run
-        Assert.True(problems.IsEmpty, String.concat "\n" (problems @ sideBySide r "QEMU" real "model" model))
+        // a fresh process per case, carrying its release's registered deviations as P26's targets do
+        use qemu =
+            qemuTargetFor (qemuFor release) (Enum.Parse<VirtioTransport> transport) None
+
+        let c, report = compareOn qemu name (case name)
+        Assert.True(c.Differences.IsEmpty, report)
 
 /// The KD-1 case: a bounce transfer leaves a pattern in QEMU's heap (the out-buffer is bounced at pop
 /// time even though the request then fails), then a failing read into MMIO writes its bounce buffer back.
@@ -136,9 +160,9 @@ let private kd1Shows (binary: QemuBinary) (modelLen: uint32) =
 
 /// KD-2 (F-QEMU-2): a pop that fails after mapping bounce buffers, on a device with its own budget; after a
 /// reset, a read that fits the budget. True when QEMU refuses it (the failed pop's bytes stayed counted).
+/// The target carries no deviations: with F-QEMU-2 registered it would start the read on a fresh process.
 let private kd2Shows (binary: QemuBinary) =
     use qemu = new QemuTarget(binary, VirtioTransport.Modern, Nullable 511UL)
-    let target = targetOf binary binary.Profile qemu
 
     let failing =
         single
@@ -159,13 +183,14 @@ let private kd2Shows (binary: QemuBinary) =
             []
             [ Status, 1 ]
 
-    Assert.True((requestOnQemu target target.Model failing).IsBroken, "the failing pop did not fail")
-    let second = requestOnQemu target target.Model after
+    Assert.True((observe qemu "a pop that fails after mapping 256 of 768 bytes" failing).Broken, "the failing pop did not fail")
+    let second = observe qemu "a read of 300 bytes after the reset" after
     Assert.Equal(1, qemu.BlkSession.ProcessesStarted)
-    second.IsBroken
+    second.Broken
 
 /// KD-3 (F-QEMU-3): the modern transport's descriptor table in pc-testdev's MMIO, one read into RAM. True
-/// when QEMU fails it (the descriptor was read partly from the wrong address).
+/// when QEMU fails it (the descriptor was read partly from the wrong address). On a fresh process without the
+/// registered deviations: the proof must not lean on the registry it checks.
 let private kd3Shows (binary: QemuBinary) =
     let read =
         { single (header 0u 1UL) [ 0, Header, 16u, N, 1us; 1, Data, 512u, W ||| N, 2us; 2, Status, 1u, W, 0us ] [] [ Data, 512 ] with
@@ -176,9 +201,10 @@ let private kd3Shows (binary: QemuBinary) =
                     Conformance.Model.Virtio.VirtioConstants.LegacyUsed(0x100000UL, 1024)
                 ) }
 
-    let real, model, _ = bothOnFresh binary VirtioTransport.Modern read
-    Assert.False(model.IsBroken, "the model fails a descriptor table in MMIO")
-    real.IsBroken
+    use qemu = new QemuTarget(binary, VirtioTransport.Modern)
+    let c, _ = compareOn qemu "the descriptor table in MMIO, one read into RAM" read
+    Assert.False(c.Reference.Broken, "the model fails a descriptor table in MMIO")
+    c.Target.Broken
 
 /// Each deviation's proof on a QEMU, or None where it cannot apply to that QEMU.
 let private deviationShows (binary: QemuBinary) (deviation: string) (modelLen: uint32) =
@@ -210,14 +236,16 @@ let ``each known deviation shows on the versions it was seen on, and not on thos
             [ Mmio + 0x4000UL, 520; Status, 1 ]
 
     use qemu = new QemuTarget(binary, VirtioTransport.Legacy)
-    let target = targetOf binary binary.Profile qemu
-    let model, run = requestOnModel target.Model (Some(romImageOf binary)) failing
-    Assert.True(run.Memory.UnproducedBytesWrittenBack > 0L, "the model no longer writes back never-produced bytes here")
-    Assert.True(model.Bytes.[0] |> Array.forall ((=) 0uy))
+
+    let model =
+        Agreement.seen ((referenceFor binary).Run(scenarioOn qemu "a failing read of 520 bytes into MMIO" failing))
+
+    Assert.True(model.Unproduced, "the model no longer writes back never-produced bytes here")
+    Assert.True(snd model.Reads.Head |> Array.forall ((=) 0uy))
     let version = string binary.Version
 
     for d in deviations do
-        match deviationShows binary d.Id (snd model.UsedList.Head) with
+        match deviationShows binary d.Id (snd model.Used.Head) with
         | None -> Assert.True(List.contains version d.NotApplicableOn, sprintf "%s cannot arise on QEMU %s: list it in notApplicableOn" d.Id version)
         | Some shows ->
             let seen, absent = List.contains version d.SeenOn, List.contains version d.AbsentOn
@@ -263,27 +291,25 @@ let ``each QEMU finding shows on the versions it was seen on, and not on those c
             Assert.True((s = seen), sprintf "%s %s on QEMU %s, against fixtures/qemu/findings.json" f.Id (if s then "shows" else "does not show") version)
 
 /// The modern transport is the only one where the guest sees a virtio_error: DEVICE_NEEDS_RESET (0x40) in
-/// device_status. A looping chain breaks the device and sets it; the reset between cases clears both.
+/// device_status. A looping chain breaks the device and sets it; the reset between cases clears both. The
+/// model, set up as P26 sets up a modern device (VERSION_1 negotiated), sets it too.
 [<SkippableTheory; Trait("Category", "Qemu")>]
 [<MemberData("Rows", MemberType = typeof<QemuReleases>)>]
 let ``modern transport: a broken device shows DEVICE_NEEDS_RESET and a reset clears it`` (release: string) =
-    let binary = qemuFor release
-
-    use qemu = new QemuTarget(binary, VirtioTransport.Modern)
-    let target = targetOf binary binary.Profile qemu
-    let loop = cases |> List.find (fun (n, _) -> n = "chain loop") |> snd
-    let ok = cases |> List.find (fun (n, _) -> n = "read 512 B into RAM") |> snd
-    let broken = requestOnQemu target target.Model loop
-    Assert.Equal(Some true, broken.NeedsReset)
-    Assert.True(broken.IsBroken)
+    use qemu = qemuTargetFor (qemuFor release) VirtioTransport.Modern None
+    let broken, _ = compareOn qemu "chain loop" (case "chain loop")
+    Assert.Equal(Some true, broken.Target.NeedsReset)
+    Assert.True(broken.Target.Broken)
+    Assert.Equal(Some true, broken.Reference.NeedsReset)
     // "Looped descriptor" in a queue of 256; where the device reports 1024 (QEMU 10.0.13), the chain fills
     // the 1024-entry iovec first: "too many write descriptors in indirect table" (the model says the same)
-    let model0, _ = requestOnModel target.Model None loop
-    Assert.Contains(model0.Errors, broken.Errors)
-    let after = requestOnQemu target target.Model ok
-    Assert.Equal(Some false, after.NeedsReset)
-    let model, run = requestOnModel target.Model (Some(romImageOf binary)) ok
-    Assert.Empty(differences binary.Version ok after model run)
+    Assert.Contains(String.Join("\n", broken.Reference.Errors), String.Join("\n", broken.Target.Errors))
+
+    let after, report =
+        compareOn qemu "read 512 B into RAM" (case "read 512 B into RAM")
+
+    Assert.Equal(Some false, after.Target.NeedsReset)
+    Assert.True(after.Differences.IsEmpty, report)
 
 /// Where x-query-virtio-status aborts QEMU (F-QEMU-1), the legacy transport's broken flag comes from a probe
 /// request: a broken device is seen as broken, and a working one (after the reset) as working.
@@ -291,15 +317,12 @@ let ``modern transport: a broken device shows DEVICE_NEEDS_RESET and a reset cle
 [<MemberData("Rows", MemberType = typeof<QemuReleases>)>]
 let ``legacy transport: broken is observed on every version, with or without the status query`` (release: string) =
     let binary = qemuFor release
-    use qemu = new QemuTarget(binary, VirtioTransport.Legacy)
-    let target = targetOf binary binary.Profile qemu
-    let loop = cases |> List.find (fun (n, _) -> n = "chain loop") |> snd
-    let ok = cases |> List.find (fun (n, _) -> n = "read 512 B into RAM") |> snd
-    let broken = requestOnQemu target target.Model loop
-    Assert.True(broken.IsBroken, sprintf "a looping chain did not show as broken on QEMU %O (status query aborts: %b)" binary.Version binary.StatusQueryAborts)
-    let after = requestOnQemu target target.Model ok
-    Assert.False(after.IsBroken)
-    Assert.Equal<(uint32 * uint32) list>([ 0u, 513u ], after.UsedList)
+    use qemu = qemuTargetFor binary VirtioTransport.Legacy None
+    let broken = observe qemu "chain loop" (case "chain loop")
+    Assert.True(broken.Broken, sprintf "a looping chain did not show as broken on QEMU %O (status query aborts: %b)" binary.Version binary.StatusQueryAborts)
+    let after = observe qemu "read 512 B into RAM" (case "read 512 B into RAM")
+    Assert.False(after.Broken)
+    Assert.Equal<(uint32 * uint32) list>([ 0u, 513u ], after.Used)
     Assert.Equal(1, qemu.BlkSession.ProcessesStarted)
 
 /// `conformance replay FILE --target qemu`: the committed QEMU scenario (two reads in one kick, the second
@@ -329,15 +352,13 @@ let ``a hung QEMU in a session is killed and replaced`` () =
     use qemu =
         new QemuTarget(binary, VirtioTransport.Legacy, timeout = Nullable(TimeSpan.FromSeconds 2.0))
 
-    let target = targetOf binary binary.Profile qemu
-    let ok = cases |> List.find (fun (n, _) -> n = "read 512 B into RAM") |> snd
-    Assert.Empty((requestOnQemu target target.Model ok).Errors)
+    let ok = case "read 512 B into RAM"
+    Assert.Empty((observe qemu "read 512 B into RAM" ok).Errors)
     let pid = qemu.BlkSession.Process.Pid
     Diagnostics.Process.Start("kill", [ "-STOP"; string pid ]).WaitForExit()
-    let hung = requestOnQemu target target.Model ok
-    Assert.Contains("QEMU FAILED", hung.Errors)
+    let hung = observe qemu "read 512 B into RAM, QEMU stopped" ok
+    Assert.Contains("QEMU FAILED", String.Join("\n", hung.Errors))
     Assert.False(QemuProcess.IsRunning pid, sprintf "the hung QEMU %d is still running" pid)
-    let after = requestOnQemu target target.Model ok
+    let after, report = compareOn qemu "read 512 B into RAM" ok
     Assert.Equal(2, qemu.BlkSession.ProcessesStarted)
-    let model, run = requestOnModel target.Model (Some(romImageOf binary)) ok
-    Assert.Empty(differences binary.Version ok after model run)
+    Assert.True(after.Differences.IsEmpty, report)

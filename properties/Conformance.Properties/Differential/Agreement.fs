@@ -254,6 +254,15 @@ let compare (target: ITarget) (reference: ITarget) (scenario: Scenario) =
       Differences = differences uninitialisedBounce scenario.Layout t r
       UninitialisedBounce = uninitialisedBounce }
 
+/// A comparison in words, as P26 reports a case: the case's description, every difference, and both runs
+/// side by side.
+let explain (scenario: Scenario) (targetName: string) (referenceName: string) (c: Comparison) =
+    [ match scenario.Description with
+      | null -> ()
+      | d -> sprintf "case: %s" d ]
+    @ c.Differences
+    @ sideBySide targetName c.Target referenceName c.Reference
+
 /// P26's judgement of one scenario: every difference is a violation, with both runs side by side.
 let judge (target: ITarget) (reference: ITarget) (scenario: Scenario) : Verdict.CaseResult =
     let c = compare target reference scenario
@@ -262,14 +271,6 @@ let judge (target: ITarget) (reference: ITarget) (scenario: Scenario) : Verdict.
         if c.Differences.IsEmpty then
             []
         else
-            [ Verdict.Violated(
-                  String.concat
-                      "\n"
-                      ([ match scenario.Description with
-                         | null -> ()
-                         | d -> sprintf "case: %s" d ]
-                       @ c.Differences
-                       @ sideBySide target.Name c.Target reference.Name c.Reference)
-              ) ]
+            [ Verdict.Violated(String.concat "\n" (explain scenario target.Name reference.Name c)) ]
 
     Verdict.judged (labelsOf scenario c.Target c.Reference c.UninitialisedBounce) verdicts

@@ -89,9 +89,6 @@ let requestOpsWith (space: string) (queueSize: int) (defaultRings: uint64 * uint
       if r.KicksInFlight then
           CompleteIoOp() ]
 
-let requestOps space queueSize defaultRings r =
-    requestOpsWith space queueSize defaultRings false r
-
 /// The request as a scenario on `machine`, ending with the guest reading back every buffer of `Look`.
 let scenarioOf (machine: TargetMachine) (profile: Profile) (description: string) (r: Request) =
     let ops =
