@@ -214,11 +214,8 @@ let checkAgainstOn
         |> Seq.sumBy (fun (_, t) -> (f t.BlkSession).Ticks)
         |> TimeSpan.FromTicks
 
-    let prepare, submit, wait, readBack =
-        sum (fun s -> let struct (p, _, _, _) = s.Time in p),
-        sum (fun s -> let struct (_, x, _, _) = s.Time in x),
-        sum (fun s -> let struct (_, _, w, _) = s.Time in w),
-        sum (fun s -> let struct (_, _, _, r) = s.Time in r)
+    let prepare, wait, readBack =
+        sum (fun s -> let struct (p, _, _) = s.Time in p), sum (fun s -> let struct (_, w, _) = s.Time in w), sum (fun s -> let struct (_, _, r) = s.Time in r)
 
     let processes = targets |> Seq.sumBy (fun (_, t) -> t.BlkSession.ProcessesStarted)
 
@@ -296,11 +293,16 @@ let checkAgainstOn
 
     line (
         sprintf
-            "      per case: QEMU reset and restore %.2f ms, request %.2f, device %.2f, read back %.2f"
+            "      per case: QEMU reset and restore %.2f ms, device %.2f, read back %.2f, the rest (the guest's writes and kicks, the model) %.2f"
             (perCase prepare)
-            (perCase submit)
             (perCase wait)
             (perCase readBack)
+            (max
+                0.0
+                (1000.0 * elapsed / float (max 1 ran)
+                 - perCase prepare
+                 - perCase wait
+                 - perCase readBack))
     )
 
     line (

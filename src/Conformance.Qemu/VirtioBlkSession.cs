@@ -3,27 +3,8 @@ using Conformance.Model.Virtio;
 
 namespace Conformance.Qemu;
 
-/// <summary>One guest write before the request: bytes at an address.</summary>
-public sealed record GuestWrite(ulong Addr, byte[] Bytes);
-
 /// <summary>A range of guest memory to read back after the request.</summary>
 public sealed record GuestRange(ulong Addr, int Length);
-
-/// <summary>
-/// One virtio-blk request case: guest writes (the 16-byte header among them, indirect tables too), the descriptor table
-/// (index, descriptor), head 0 published and kicked, then the ranges to read back. <paramref name="MayWriteDisk"/>
-/// false promises the request cannot change the disk (no OUT request), which spares restoring the image.
-/// Memory the device may write must be in the ring's device-writable descriptors or in <paramref name="Look"/>:
-/// that is what the session clears before the next case.
-/// </summary>
-/// <paramref name="Heads"/> are published in order before one kick (default: head 0 alone).
-/// <paramref name="Kicks"/> splits the heads into groups, each published and kicked once the previous group
-/// has completed (default: one kick for all); with <paramref name="WaitBetweenKicks"/> false each kick follows the
-/// previous one at once, its requests still in flight.
-/// <paramref name="Rings"/> places queue 0's rings (default: the legacy layout at <see cref="VirtioBlkSession.RingBase"/>);
-/// where the used ring cannot be read back (ROM, unassigned space), completion is read from QEMU's own used index.
-public sealed record BlkRequestCase(IReadOnlyList<GuestWrite> Writes, IReadOnlyList<(int Index, VringDesc Desc)> Descriptors, IReadOnlyList<GuestRange> Look, bool MayWriteDisk = true, IReadOnlyList<ushort>? Heads = null,
-    RingAddresses? Rings = null, bool UsedRingReadable = true, IReadOnlyList<int>? Kicks = null, bool WaitBetweenKicks = true);
 
 /// <summary>What QEMU did with a case: used elements, the broken flag, the bytes read back, the error lines
 /// printed during the case, the device status byte the driver reads afterwards (DEVICE_NEEDS_RESET 0x40
@@ -50,11 +31,11 @@ public sealed class VirtioBlkSession : IDisposable
     private readonly VirtioTransport _transport;
     private readonly List<GuestRange> _touched = new();
     private bool _diskChanged;
-    private readonly System.Diagnostics.Stopwatch _prepare = new(), _submit = new(), _wait = new(), _readBack = new();
+    private readonly System.Diagnostics.Stopwatch _prepare = new(), _wait = new(), _readBack = new();
 
-    /// <summary>Where the time of the cases went so far: resetting and restoring, writing the request,
-    /// waiting for the device, reading the results back.</summary>
-    public (TimeSpan Prepare, TimeSpan Submit, TimeSpan Wait, TimeSpan ReadBack) Time => (_prepare.Elapsed, _submit.Elapsed, _wait.Elapsed, _readBack.Elapsed);
+    /// <summary>Where the time of the cases went so far: resetting and restoring, waiting for the device,
+    /// reading the results back (the rest is the guest's writes and kicks, timed by whoever drives them).</summary>
+    public (TimeSpan Prepare, TimeSpan Wait, TimeSpan ReadBack) Time => (_prepare.Elapsed, _wait.Elapsed, _readBack.Elapsed);
 
     public const ulong RingBase = 0x100000;
 
@@ -120,50 +101,6 @@ public sealed class VirtioBlkSession : IDisposable
 
     /// <summary>The process of the current case (null between a failure and the next case).</summary>
     public QemuProcess? Process => _qemu;
-
-    public BlkObservation Run(BlkRequestCase c)
-    {
-        try
-        {
-            var blk = Begin(c.Rings, c.MayWriteDisk);
-            _submit.Start();
-            foreach (var w in c.Writes) WriteGuest(w.Addr, w.Bytes);
-            foreach (var (i, d) in c.Descriptors) WriteDescriptor(blk.Desc, i, d);
-            // buffers named by indirect tables are not in the ring: the ranges a case reads back cover them
-            _touched.AddRange(c.Look);
-            var heads = c.Heads ?? new ushort[] { 0 };
-            var kicks = c.Kicks ?? new[] { heads.Count };
-            if (kicks.Sum() != heads.Count || kicks.Any(k => k < 1)) throw new ArgumentException("the kicks must split the heads into non-empty groups");
-            bool completed = true;
-            int published = 0;
-            foreach (int group in kicks)
-            {
-                foreach (var h in heads.Skip(published).Take(group)) blk.Publish(h);
-                published += group;
-                blk.Kick();
-                if (!c.WaitBetweenKicks && published < heads.Count)
-                {
-                    // measured rather than assumed: are the requests kicked so far still without their used
-                    // elements when the next group goes out (the block layer may have been quicker)?
-                    if (c.UsedRingReadable)
-                    {
-                        KicksNotWaitedFor++;
-                        if (blk.UsedIdx() < published) KicksWithRequestsInFlight++;
-                    }
-                    continue;
-                }
-                _submit.Stop();
-                completed = WaitForCompletion((ushort)published, c.UsedRingReadable);
-                _submit.Start();
-            }
-            _submit.Stop();
-            return End(completed, c.Look);
-        }
-        catch (Exception e) when (e is QemuException or IOException or SocketException or InvalidOperationException)
-        {
-            return Failed(e, c.Look);
-        }
-    }
 
     // ------------------------------------------------------------------ a case step by step
 
@@ -347,7 +284,7 @@ public sealed class VirtioBlkSession : IDisposable
     /// (the next case gets a fresh one) and the observation says why, with the tail of its stderr.</summary>
     public BlkObservation Failed(Exception e, IReadOnlyList<GuestRange> look)
     {
-        foreach (var w in new[] { _prepare, _submit, _wait, _readBack }) w.Stop();
+        foreach (var w in new[] { _prepare, _wait, _readBack }) w.Stop();
         _caseOpen = false;
         string tail = _qemu?.StderrTail() ?? "";
         Discard();

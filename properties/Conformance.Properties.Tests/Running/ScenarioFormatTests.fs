@@ -186,3 +186,143 @@ let ``a file that is not an object is refused, not crashed on`` () =
         Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse "[]" |> ignore)
 
     Assert.StartsWith("$: expected an object", e.Message)
+
+/// Threads and the operations that exist for them: every refusal is its path and what is wrong there.
+let private threadInputs: (string * string) list =
+    let mapOrWait (field: string) (value: string) =
+        let fields =
+            [ "id", "\"w\""
+              "as", "\"memory\""
+              "addr", "0"
+              "len", "4"
+              "write", "true"
+              "client", "\"dev1\"" ]
+            |> List.map (fun (k, v) -> if k = field then k, value else k, v)
+
+        "{ \"op\": \"mapOrWait\", "
+        + System.String.Join(", ", fields |> List.map (fun (k, v) -> sprintf "\"%s\": %s" k v))
+        + " }"
+
+    let serveQueue (field: string) (value: string) =
+        let fields =
+            [ "as", "\"memory\""
+              "queueSize", "16"
+              "desc", "0"
+              "avail", "256"
+              "used", "512"
+              "entries", "[ { \"index\": 0, \"addr\": 1024, \"len\": 8 } ]"
+              "heads", "[ 0 ]" ]
+            |> List.map (fun (k, v) -> if k = field then k, value else k, v)
+
+        "{ \"op\": \"serveQueue\", "
+        + System.String.Join(", ", fields |> List.map (fun (k, v) -> sprintf "\"%s\": %s" k v))
+        + " }"
+
+    let threads (ops: string) (threadOps: string) =
+        (withOps ops).TrimEnd('}', ' ')
+        + sprintf ", \"threads\": [ [ %s ] ] }" threadOps
+
+    let huge = "\"0x10000000000000000\""
+
+    let entry (field: string) (value: string) =
+        serveQueue "entries" (sprintf "[ { \"index\": 0, \"addr\": 1024, \"len\": 8, \"%s\": %s } ]" field value)
+
+    [ (withOps "").TrimEnd('}', ' ') + ", \"threads\": [] }", "$.threads: expected at least one thread (leave 'threads' out for a sequential scenario)"
+      withOps (mapOrWait "id" "\"w\""), "$.ops[0].op: runs only on a thread of a concurrency case ($.threads)"
+      withOps (serveQueue "as" "\"memory\""), "$.ops[0].op: runs only on a thread of a concurrency case ($.threads)"
+      threads """{ "op": "map", "id": "w", "as": "memory", "addr": 0, "len": 4, "write": true }""" (mapOrWait "id" "\"w\""),
+      "$.threads[0][0].id: mapping id 'w' is used by an earlier map"
+      threads "" (mapOrWait "as" "\"elsewhere\""), "$.threads[0][0].as: no address space 'elsewhere' in the layout"
+      threads "" (serveQueue "as" "\"elsewhere\""), "$.threads[0][0].as: no address space 'elsewhere' in the layout"
+      threads "" (mapOrWait "addr" huge), "$.threads[0][0].addr: 18446744073709551616 is larger than"
+      threads "" (mapOrWait "len" huge), "$.threads[0][0].len: 18446744073709551616 is larger than"
+      threads "" (serveQueue "queueSize" "12"), "$.threads[0][0].queueSize: a split queue size is a power of two from 1 to 1024"
+      threads "" (serveQueue "queueSize" "0"), "$.threads[0][0].queueSize: a split queue size is a power of two from 1 to 1024"
+      threads "" (serveQueue "queueSize" "2048"), "$.threads[0][0].queueSize: 2048 is larger than 1024"
+      withOps (sprintf """{ "op": "descriptors", "table": %s, "entries": [] }""" huge), "$.ops[0].table: 18446744073709551616 is larger than"
+      threads "" (serveQueue "desc" huge), "$.threads[0][0].desc: 18446744073709551616 is larger than"
+      threads "" (serveQueue "avail" huge), "$.threads[0][0].avail: 18446744073709551616 is larger than"
+      threads "" (serveQueue "used" huge), "$.threads[0][0].used: 18446744073709551616 is larger than"
+      threads "" (serveQueue "heads" "[ 0, 70000 ]"), "$.threads[0][0].heads[1]: 70000 is larger than 65535"
+      threads "" (entry "index" "70000"), "$.threads[0][0].entries[0].index: 70000 is larger than 65535"
+      threads "" (entry "addr" huge), "$.threads[0][0].entries[0].addr: 18446744073709551616 is larger than"
+      threads "" (entry "len" "5000000000"), "$.threads[0][0].entries[0].len: 5000000000 is larger than"
+      threads "" (entry "flags" "70000"), "$.threads[0][0].entries[0].flags: 70000 is larger than 65535"
+      threads "" (entry "next" "70000"), "$.threads[0][0].entries[0].next: 70000 is larger than 65535"
+      withOps """{ "op": "map", "id": "a", "as": "memory", "addr": 0, "len": 4, "write": true }, { "op": "unmap", "id": "a", "percent": 5, "accessLen": 1 }""",
+      "$.ops[1]: give at most one of 'accessLen' and 'percent'"
+      withOps """{ "op": "map", "id": "a", "as": "memory", "addr": 0, "len": 4, "write": true }, { "op": "unmap", "id": "a", "percent": 101 }""",
+      "$.ops[1].percent: 101 is larger than 100" ]
+
+[<Fact>]
+let ``threads and their operations are refused with the path and the reason`` () =
+    for json, expected in threadInputs do
+        let e =
+            Assert.Throws<ScenarioFormatException>(fun () -> ScenarioJson.Parse json |> ignore)
+
+        Assert.StartsWith(expected, e.Message)
+
+[<Fact>]
+let ``the thread operations are written, read back and described`` () =
+    let entries =
+        [| DescriptorEntry(0, 0x1000UL, 8u, 1us, 1us)
+           DescriptorEntry(1, 0x2000UL, 4u, 2us, 0us) |]
+
+    let scenario =
+        Scenario(
+            Profile.Qemu92,
+            ParallelCommands.layout,
+            [| MapOp("m0", "memory", 0x10UL, 4UL, true) :> ScenarioOp
+               UnmapOp("m0", System.Nullable()) |],
+            Threads =
+                [| [| MapOrWaitOp("t1m0", "dev", 0x102000UL, 64UL, false, "dev1") :> ScenarioOp
+                      UnmapOp("t1m0", System.Nullable(), AccessPercent = System.Nullable 25) |]
+                   [| ServeQueueOp("memory", 16, 0x4000UL, 0x4200UL, 0x4400UL, entries, [| 0us |]) |] |]
+        )
+
+    let text = ScenarioJson.Write scenario
+    // canonical: a whole-mapping unmap says so
+    Assert.Contains("\"accessLen\": \"all\"", text)
+    Assert.Contains("\"percent\": 25", text)
+    let back = ScenarioJson.Parse text
+    Assert.Equal(text, ScenarioJson.Write back)
+    Assert.Equal(scenario.Threads.[0].[0], back.Threads.[0].[0])
+    Assert.Equal(scenario.Threads.[0].[1], back.Threads.[0].[1])
+
+    Assert.Equal("map t1m0 dev 0x102000 len 64 read, waiting as map client dev1 while it fails", ScenarioTrace.Describe back.Threads.[0].[0])
+
+    Assert.Equal("unmap t1m0 access_len 25% of the mapped length", ScenarioTrace.Describe back.Threads.[0].[1])
+
+    Assert.Equal(
+        "serve a queue of 16 on memory at desc 0x4000 avail 0x4200 used 0x4400: heads 0 of [0] 0x1000+8 NEXT next 1, [1] 0x2000+4 WRITE",
+        ScenarioTrace.Describe back.Threads.[1].[0]
+    )
+
+    Assert.Equal(
+        "map t1m0 dev 0x102000 len 64 write, waiting as map client dev1 while it fails",
+        ScenarioTrace.Describe(MapOrWaitOp("t1m0", "dev", 0x102000UL, 64UL, true, "dev1"))
+    )
+
+[<Fact>]
+let ``a sequential run refuses threads and skips thread operations`` () =
+    let threaded =
+        Scenario(Profile.Qemu72, ParallelCommands.layout, [||], Threads = [| [| RunBottomHalvesOp() :> ScenarioOp |] |])
+
+    let e =
+        Assert.Throws<System.ArgumentException>(fun () -> ScenarioRunner.Run threaded |> ignore)
+
+    Assert.StartsWith("a scenario with threads is a concurrency case: the concurrency properties (P20-P24) run it", e.Message)
+
+    // built by hand (a file cannot put them there): recorded as skipped with the reason
+    let run =
+        ScenarioRunner.Run(
+            Scenario(
+                Profile.Qemu72,
+                ParallelCommands.layout,
+                [| MapOrWaitOp("w", "memory", 0UL, 4UL, true, "dev1") :> ScenarioOp
+                   ServeQueueOp("memory", 16, 0UL, 0x200UL, 0x400UL, [||], [||]) |]
+            )
+        )
+
+    for step in run.Steps do
+        Assert.Equal("runs only on a thread of a concurrency case", step.Skipped)

@@ -99,14 +99,14 @@ public static class ScenarioTrace
         UnmapOp u => $"unmap {u.Id} access_len {(u.AccessPercent is { } p ? $"{p}% of the mapped length" : u.AccessLen is { } a ? a.ToString() : "all")}",
         MapOrWaitOp m => $"map {m.Id} {m.Space} 0x{m.Addr:x} len {m.Len} {(m.Write ? "write" : "read")}, waiting as map client {m.Client} while it fails",
         ServeQueueOp q => $"serve a queue of {q.QueueSize} on {q.Space} at desc 0x{q.Desc:x} avail 0x{q.Avail:x} used 0x{q.Used:x}: heads {string.Join(", ", q.Heads)} of "
-            + string.Join(", ", q.Entries.Select(e => $"[{e.Index}] 0x{e.Addr:x}+{e.Len}{DescFlags(e.Flags)}{((e.Flags & 1) != 0 ? $" next {e.Next}" : "")}")),
+            + DescribeEntries(q.Entries),
         ReadOp r => $"read {r.Space} 0x{r.Addr:x} len {r.Len}",
         WriteOp w => $"write {w.Space} 0x{w.Addr:x} {Hex(w.Data)}",
         RegisterClientOp c => $"register map client {c.Client} on {c.Space}",
         UnregisterClientOp c => $"unregister map client {c.Client} on {c.Space}",
         RunBottomHalvesOp => "run bottom halves",
         VirtioSetupOp v => $"virtio-blk on {v.Space}: queue of {v.QueueSize} at desc 0x{v.Desc:x} avail 0x{v.Avail:x} used 0x{v.Used:x}{(v.EventIdx ? ", event_idx" : "")}{(v.Indirect ? ", indirect" : "")}{(v.Version1 ? ", version_1" : "")}, {v.DiskSectors} sectors",
-        DescriptorsOp d => $"descriptors{(d.Table is { } t ? $" in table 0x{t:x}" : "")}: " + string.Join(", ", d.Entries.Select(e => $"[{e.Index}] 0x{e.Addr:x}+{e.Len}{DescFlags(e.Flags)}{((e.Flags & 1) != 0 ? $" next {e.Next}" : "")}")),
+        DescriptorsOp d => $"descriptors{(d.Table is { } t ? $" in table 0x{t:x}" : "")}: " + DescribeEntries(d.Entries),
         PublishOp p => $"publish heads {string.Join(", ", p.Heads)}",
         AvailIdxOp a => $"set avail idx {a.Idx}",
         InterruptSuppressionOp si => $"avail flags 0x{si.Flags:x}, used_event {si.UsedEvent}",
@@ -117,6 +117,9 @@ public static class ScenarioTrace
         VirtioResetOp => "virtio reset",
         _ => op.ToString()!,
     };
+
+    private static string DescribeEntries(IReadOnlyList<DescriptorEntry> entries) =>
+        string.Join(", ", entries.Select(e => $"[{e.Index}] 0x{e.Addr:x}+{e.Len}{DescFlags(e.Flags)}{((e.Flags & 1) != 0 ? $" next {e.Next}" : "")}"));
 
     /// <summary>
     /// Device callbacks, with runs of four or more callbacks to one region in one direction, of one size,
