@@ -277,7 +277,7 @@ let ``the thread operations are written, read back and described`` () =
             Threads =
                 [| [| MapOrWaitOp("t1m0", "dev", 0x102000UL, 64UL, false, "dev1") :> ScenarioOp
                       UnmapOp("t1m0", System.Nullable(), AccessPercent = System.Nullable 25) |]
-                   [| ServeQueueOp("memory", 16, 0x4000UL, 0x4200UL, 0x4400UL, entries, [| 0us |]) |] |]
+                   [| ServeQueueOp("memory", 16, 0x4000UL, 0x4200UL, 0x4400UL, entries, [| 0us; 1us |]) |] |]
         )
 
     let text = ScenarioJson.Write scenario
@@ -294,7 +294,7 @@ let ``the thread operations are written, read back and described`` () =
     Assert.Equal("unmap t1m0 access_len 25% of the mapped length", ScenarioTrace.Describe back.Threads.[0].[1])
 
     Assert.Equal(
-        "serve a queue of 16 on memory at desc 0x4000 avail 0x4200 used 0x4400: heads 0 of [0] 0x1000+8 NEXT next 1, [1] 0x2000+4 WRITE",
+        "serve a queue of 16 on memory at desc 0x4000 avail 0x4200 used 0x4400: heads 0, 1 of [0] 0x1000+8 NEXT next 1, [1] 0x2000+4 WRITE",
         ScenarioTrace.Describe back.Threads.[1].[0]
     )
 
