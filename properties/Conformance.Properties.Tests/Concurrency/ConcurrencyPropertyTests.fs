@@ -1,5 +1,5 @@
 /// The concurrency properties (P20-P24) on the reference model (their broken variants are in
-/// BrokenVariantTests with every other property's). CONFORMANCE_PARALLEL_CASES sets the cases per property (default 200) and
+/// BrokenVariantTests with every other property's). CONFORMANCE_PARALLEL_CASES sets the cases per property (default 300) and
 /// CONFORMANCE_PARALLEL_RUNS the free runs and controlled schedules per case (default 20 each).
 module Conformance.Properties.Tests.ConcurrencyPropertyTests
 

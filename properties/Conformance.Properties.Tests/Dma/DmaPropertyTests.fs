@@ -1,6 +1,6 @@
 /// The DMA property catalogue against the reference model, for both profiles. Each test prints its case
 /// distribution; a failure prints the shrunk scenario, its trace and the command that replays it.
-/// CONFORMANCE_MAX_TEST sets the number of cases (default 1000); CONFORMANCE_REPLAY replays one case.
+/// CONFORMANCE_MAX_TEST sets the number of cases (default 5,000); CONFORMANCE_REPLAY replays one case.
 module Conformance.Properties.Tests.DmaPropertyTests
 
 open System

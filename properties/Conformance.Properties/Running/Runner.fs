@@ -61,8 +61,8 @@ let ReplayVariable = Settings.ReplayVariable
 
 let defaultMaxTest () = Settings.maxTest ()
 
-/// Cases per property by default: CONFORMANCE_MAX_TEST for scenario properties (1,000), and
-/// CONFORMANCE_PARALLEL_CASES for concurrency properties (200; each case runs many times).
+/// Cases per property by default: CONFORMANCE_MAX_TEST for scenario properties (5,000), and
+/// CONFORMANCE_PARALLEL_CASES for concurrency properties (300; each case runs many times).
 let defaultCases (entry: Entry) =
     if entry.IsConcurrent then
         Settings.parallelCases ()

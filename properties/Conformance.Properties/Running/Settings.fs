@@ -14,15 +14,15 @@ let private intOr (name: string) (fallback: int) =
 
 /// A replay token (seed,gamma,size) for `dotnet test`: the property runs that one case.
 let ReplayVariable = "CONFORMANCE_REPLAY"
-/// Cases per sequential property (default 1,000).
+/// Cases per sequential property (default 5,000).
 let MaxTestVariable = "CONFORMANCE_MAX_TEST"
-/// Cases per concurrency property (default 200).
+/// Cases per concurrency property (default 300).
 let ParallelCasesVariable = "CONFORMANCE_PARALLEL_CASES"
 /// Free runs on real threads, and controlled schedules, per concurrency case (default 20 each).
 let ParallelRunsVariable = "CONFORMANCE_PARALLEL_RUNS"
 
-let maxTest () = intOr MaxTestVariable 1000
-let parallelCases () = intOr ParallelCasesVariable 200
+let maxTest () = intOr MaxTestVariable 5000
+let parallelCases () = intOr ParallelCasesVariable 300
 let parallelRuns () = intOr ParallelRunsVariable 20
 
 /// Where the suite's data lives (fixtures/: the regression corpus, QEMU layouts and registries; snapshots/).
