@@ -47,3 +47,15 @@ let qemuFor (release: string) : Conformance.Qemu.QemuBinary =
 /// `[<MemberData("Rows", MemberType = typeof<QemuReleases>)>]`: one test row per QEMU release.
 type QemuReleases =
     static member Rows: obj[] seq = qemuReleaseRows
+
+/// Runs `f` with the path of a new folder under the temporary directory (named after `purpose`; `f` may
+/// create it), and deletes the folder afterwards whatever `f` did.
+let withTempFolder (purpose: string) (f: string -> 'a) : 'a =
+    let dir =
+        Path.Combine(Path.GetTempPath(), sprintf "conformance-%s-%s" purpose (Guid.NewGuid().ToString("N")))
+
+    try
+        f dir
+    finally
+        if Directory.Exists dir then
+            Directory.Delete(dir, true)

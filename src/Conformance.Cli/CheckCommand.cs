@@ -175,7 +175,7 @@ public static class CheckCommand
     {
         if (budget is not null && transport == Conformance.Qemu.VirtioTransport.Legacy)
             throw new UsageException("--bounce-budget needs the modern transport (iommu_platform=on): add --transport modern");
-        return new(binary, transport, budget, null, QemuDifferential.deviationsOf(binary).ToArray());
+        return QemuDifferential.qemuTargetFor(binary, transport, budget is { } b ? FSharpOption<ulong>.Some(b) : FSharpOption<ulong>.None);
     }
 
     public static int Run(Options options, TextWriter stdout)

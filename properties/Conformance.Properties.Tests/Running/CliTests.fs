@@ -83,10 +83,8 @@ type CliTests() =
     member _.check_writes_junit_and_json_reports() =
         let junit, json = temp "r.xml" "", temp "r.json" ""
 
-        let dir =
-            Path.Combine(Path.GetTempPath(), "conformance-saved-" + Guid.NewGuid().ToString("N"))
-
-        try
+        withTempFolder "saved"
+        <| fun dir ->
             let code, _, _ =
                 run
                     [ "check"
@@ -128,9 +126,6 @@ type CliTests() =
 
             Assert.Equal(0, code2)
             Assert.Empty((System.Xml.Linq.XDocument.Load junit).Descendants(System.Xml.Linq.XName.Get "failure"))
-        finally
-            if Directory.Exists dir then
-                Directory.Delete(dir, true)
 
     /// `--shard K/N`: a shard's cases are its own and the same every time; `merge` sums the shards' reports.
     [<Fact>]
@@ -199,10 +194,8 @@ type CliTests() =
     /// variant, holding on the reference model) and explained; bad input in it is one line with its JSON path.
     [<Fact>]
     member _.a_concurrency_counterexample_is_saved_replayed_and_explained_from_its_file() =
-        let dir =
-            Path.Combine(Path.GetTempPath(), "conformance-cases-" + Guid.NewGuid().ToString("N"))
-
-        try
+        withTempFolder "cases"
+        <| fun dir ->
             let code, out, _ =
                 run
                     [ "check"
@@ -253,9 +246,6 @@ type CliTests() =
             let code7, _, err7 = run [ "replay"; sequential ]
             Assert.Equal(2, code7)
             Assert.Contains("not a concurrency property", err7)
-        finally
-            if Directory.Exists dir then
-                Directory.Delete(dir, true)
 
     /// Help per verb, a version, and a suggestion for a misspelt verb or option (System.CommandLine).
     [<Fact>]
@@ -348,10 +338,8 @@ type CliTests() =
     /// saved scenario replays it.
     [<Fact>]
     member _.a_seeded_bug_is_reproduced_by_its_printed_command_and_its_saved_scenario() =
-        let dir =
-            Path.Combine(Path.GetTempPath(), "conformance-saved-" + Guid.NewGuid().ToString("N"))
-
-        try
+        withTempFolder "saved"
+        <| fun dir ->
             let code, out, _ =
                 run
                     [ "check"
@@ -409,6 +397,3 @@ type CliTests() =
             let code4, out4, _ = run [ "replay"; saved ]
             Assert.Equal(0, code4)
             Assert.Contains("P7 map-clients holds", out4)
-        finally
-            if Directory.Exists dir then
-                Directory.Delete(dir, true)

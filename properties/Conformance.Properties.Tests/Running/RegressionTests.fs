@@ -51,10 +51,8 @@ type RegressionTests() =
     /// A counterexample written to the corpus reads back as the same scenario, naming its property.
     [<Fact>]
     member _.saved_counterexamples_round_trip() =
-        let dir =
-            Path.Combine(Path.GetTempPath(), "conformance-regressions-" + string (System.Guid.NewGuid()))
-
-        try
+        withTempFolder "regressions"
+        <| fun dir ->
             let entry = (Catalogue.find "map-length").Value
 
             let scenario =
@@ -66,18 +64,13 @@ type RegressionTests() =
             Assert.StartsWith("map-length-", Path.GetFileName path)
             Assert.Equal(ScenarioJson.Write(Regression.asRegression entry scenario), ScenarioJson.Write back)
             Assert.Contains("Regression.judge", Regression.fsharpTest entry scenario)
-        finally
-            if Directory.Exists dir then
-                Directory.Delete(dir, true)
 
     /// A concurrency counterexample is saved as a scenario with threads, reads back as the same case and is
     /// judged by the property it names.
     [<Fact>]
     member _.saved_concurrency_counterexamples_round_trip() =
-        let dir =
-            Path.Combine(Path.GetTempPath(), "conformance-regressions-" + string (System.Guid.NewGuid()))
-
-        try
+        withTempFolder "regressions"
+        <| fun dir ->
             let entry = (Catalogue.find "no-lost-wakeup").Value
 
             let case =
@@ -105,6 +98,3 @@ type RegressionTests() =
             Assert.Equal("no-lost-wakeup", judgedBy.Name)
             Assert.Empty(Verdict.violations result)
             Assert.Contains("2 devices", result.Labels |> String.concat "; ")
-        finally
-            if Directory.Exists dir then
-                Directory.Delete(dir, true)

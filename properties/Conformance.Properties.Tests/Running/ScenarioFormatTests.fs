@@ -189,22 +189,26 @@ let ``a file that is not an object is refused, not crashed on`` () =
 
 /// Threads and the operations that exist for them: every refusal is its path and what is wrong there.
 let private threadInputs: (string * string) list =
-    let mapOrWait (field: string) (value: string) =
-        let fields =
+    /// An operation's JSON with its usual fields, one of them (`field`) given `value` instead.
+    let operation (op: string) (usual: (string * string) list) (field: string) (value: string) =
+        usual
+        |> List.map (fun (k, v) -> sprintf "\"%s\": %s" k (if k = field then value else v))
+        |> String.concat ", "
+        |> sprintf "{ \"op\": \"%s\", %s }" op
+
+    let mapOrWait =
+        operation
+            "mapOrWait"
             [ "id", "\"w\""
               "as", "\"memory\""
               "addr", "0"
               "len", "4"
               "write", "true"
               "client", "\"dev1\"" ]
-            |> List.map (fun (k, v) -> if k = field then k, value else k, v)
 
-        "{ \"op\": \"mapOrWait\", "
-        + System.String.Join(", ", fields |> List.map (fun (k, v) -> sprintf "\"%s\": %s" k v))
-        + " }"
-
-    let serveQueue (field: string) (value: string) =
-        let fields =
+    let serveQueue =
+        operation
+            "serveQueue"
             [ "as", "\"memory\""
               "queueSize", "16"
               "desc", "0"
@@ -212,11 +216,6 @@ let private threadInputs: (string * string) list =
               "used", "512"
               "entries", "[ { \"index\": 0, \"addr\": 1024, \"len\": 8 } ]"
               "heads", "[ 0 ]" ]
-            |> List.map (fun (k, v) -> if k = field then k, value else k, v)
-
-        "{ \"op\": \"serveQueue\", "
-        + System.String.Join(", ", fields |> List.map (fun (k, v) -> sprintf "\"%s\": %s" k v))
-        + " }"
 
     let threads (ops: string) (threadOps: string) =
         (withOps ops).TrimEnd('}', ' ')

@@ -196,18 +196,19 @@ let private readChains (d: int) (ops: Collections.Generic.IReadOnlyList<Scenario
 
     match List.ofSeq ops with
     | [ :? ServeQueueOp as q ] ->
-        let byIndex = q.Entries |> Seq.map (fun e -> e.Index, e) |> dict
+        // each descriptor by its index, with where it stands in "entries" (for the JSON path)
+        let byIndex = q.Entries |> Seq.mapi (fun i e -> e.Index, (i, e)) |> dict
 
         let chainFrom (head: uint16) =
             let rec go (index: int) (seen: int) acc =
                 match byIndex.TryGetValue index with
-                | true, e when seen < q.Entries.Count ->
-                    let target, offset, length =
-                        placeOf d e.Addr (uint64 e.Len) (sprintf "%s.entries[%d]" at (q.Entries |> Seq.findIndex (fun x -> x.Index = index)))
+                | true, (i, e) when seen < q.Entries.Count ->
+                    let entryPath = sprintf "%s.entries[%d]" at i
+                    let target, offset, length = placeOf d e.Addr (uint64 e.Len) entryPath
 
                     if target = Ram && offset < ParallelVirtqueues.RamBufferBase then
                         fail
-                            (at + ".entries")
+                            (entryPath + ".addr")
                             (sprintf "descriptor %d points into the device's rings (its RAM buffers start at +0x%x)" index ParallelVirtqueues.RamBufferBase)
 
                     let buffer: ParallelVirtqueues.Buffer =
@@ -242,13 +243,10 @@ let private firstDifference (expected: Scenario) (given: Scenario) =
 
     Seq.zip (lists expected) (lists given)
     |> Seq.tryPick (fun ((path, want), (_, got)) ->
-        let text (op: ScenarioOp) =
-            ScenarioJson.Write(Scenario(Profile.Qemu72, layout, [| op |]))
-
         seq { 0 .. max want.Count got.Count - 1 }
         |> Seq.tryPick (fun i ->
             match (if i < want.Count then Some want.[i] else None), (if i < got.Count then Some got.[i] else None) with
-            | Some w, Some g when text w = text g -> None
+            | Some w, Some g when ScenarioJson.Write(w: ScenarioOp) = ScenarioJson.Write(g: ScenarioOp) -> None
             | Some w, _ -> Some(sprintf "%s[%d]" path i, sprintf "expected \"%s\" here (how the workload writes this case)" (ScenarioTrace.Describe w))
             | None, _ -> Some(sprintf "%s[%d]" path i, "this operation is not part of the case the workload runs")))
 

@@ -236,13 +236,18 @@ internal sealed class UnregisterClientDocument : ClientDocument;
 
 internal sealed class RunBottomHalvesDocument : OpDocument;
 
-internal sealed class VirtioSetupDocument : OpDocument
+/// <summary>A split queue's place: the address space, its size and the three rings (virtioSetup, serveQueue).</summary>
+internal abstract class QueueDocument : OpDocument
 {
     [JsonPropertyName("as")] public required string Space { get; init; }
     [JsonPropertyName("queueSize")] public required Number QueueSize { get; init; }
     [JsonPropertyName("desc")] public required Number Desc { get; init; }
     [JsonPropertyName("avail")] public required Number Avail { get; init; }
     [JsonPropertyName("used")] public required Number Used { get; init; }
+}
+
+internal sealed class VirtioSetupDocument : QueueDocument
+{
     [JsonPropertyName("eventIdx")] public bool EventIdx { get; init; }
     [JsonPropertyName("indirect")] public bool Indirect { get; init; }
     [JsonPropertyName("version1")] public bool Version1 { get; init; }
@@ -305,13 +310,8 @@ internal sealed class UnpopDocument : ReleaseDocument;
 
 internal sealed class VirtioResetDocument : OpDocument;
 
-internal sealed class ServeQueueDocument : OpDocument
+internal sealed class ServeQueueDocument : QueueDocument
 {
-    [JsonPropertyName("as")] public required string Space { get; init; }
-    [JsonPropertyName("queueSize")] public required Number QueueSize { get; init; }
-    [JsonPropertyName("desc")] public required Number Desc { get; init; }
-    [JsonPropertyName("avail")] public required Number Avail { get; init; }
-    [JsonPropertyName("used")] public required Number Used { get; init; }
     [JsonPropertyName("entries")] public required List<DescriptorDocument> Entries { get; init; }
     [JsonPropertyName("heads")] public required List<Number> Heads { get; init; }
 }

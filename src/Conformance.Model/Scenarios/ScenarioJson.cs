@@ -84,35 +84,40 @@ public static class ScenarioJson
     // ------------------------------------------------------------------ writing
 
     /// <summary>Canonical JSON: fields in a fixed order, addresses and sizes in hex, defaults left out.</summary>
-    public static string Write(Scenario scenario)
+    public static string Write(Scenario scenario) => Written(indented: true, w =>
     {
-        var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        w.WriteStartObject();
+        if (scenario.Description is not null) w.WriteString("description", scenario.Description);
+        if (scenario.Property is not null) w.WriteString("property", scenario.Property);
+        w.WriteString("profile", scenario.Profile.ToString());
+        w.WritePropertyName("layout");
+        if (scenario.LayoutFrom is { } from) WriteLayoutReference(w, from);
+        else WriteLayout(w, scenario.Layout);
+        w.WriteStartArray("ops");
+        foreach (var op in scenario.Ops) WriteOp(w, op);
+        w.WriteEndArray();
+        if (scenario.IsConcurrent)
         {
-            w.WriteStartObject();
-            if (scenario.Description is not null) w.WriteString("description", scenario.Description);
-            if (scenario.Property is not null) w.WriteString("property", scenario.Property);
-            w.WriteString("profile", scenario.Profile.ToString());
-            w.WritePropertyName("layout");
-            if (scenario.LayoutFrom is { } from) WriteLayoutReference(w, from);
-            else WriteLayout(w, scenario.Layout);
-            w.WriteStartArray("ops");
-            foreach (var op in scenario.Ops) WriteOp(w, op);
-            w.WriteEndArray();
-            if (scenario.IsConcurrent)
+            w.WriteStartArray("threads");
+            foreach (var thread in scenario.Threads)
             {
-                w.WriteStartArray("threads");
-                foreach (var thread in scenario.Threads)
-                {
-                    w.WriteStartArray();
-                    foreach (var op in thread) WriteOp(w, op);
-                    w.WriteEndArray();
-                }
+                w.WriteStartArray();
+                foreach (var op in thread) WriteOp(w, op);
                 w.WriteEndArray();
             }
-            w.WriteEndObject();
+            w.WriteEndArray();
         }
-        return Encoding.UTF8.GetString(buffer.ToArray()) + "\n";
+        w.WriteEndObject();
+    }) + "\n";
+
+    /// <summary>One operation's canonical JSON on one line, as it stands in a scenario's "ops".</summary>
+    public static string Write(ScenarioOp op) => Written(indented: false, w => WriteOp(w, op));
+
+    private static string Written(bool indented, Action<Utf8JsonWriter> write)
+    {
+        var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = indented })) write(w);
+        return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
     private static string Hex(UInt128 v) => "0x" + v.ToString("x", CultureInfo.InvariantCulture);

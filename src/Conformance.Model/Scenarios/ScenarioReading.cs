@@ -229,10 +229,8 @@ internal static partial class ScenarioReading
                 if (u.AccessLen is not null) throw new ScenarioFormatException(path, "give at most one of 'accessLen' and 'percent'");
                 return new UnmapOp(u.Id, null) { AccessPercent = (int)U(percent, "percent", 100) };
             case ServeQueueDocument sq:
-                int size = (int)U(sq.QueueSize, "queueSize", 1024);
-                if (size == 0 || (size & (size - 1)) != 0) throw new ScenarioFormatException(path + ".queueSize", "a split queue size is a power of two from 1 to 1024");
-                return new ServeQueueOp(sq.Space, size, U(sq.Desc, "desc"), U(sq.Avail, "avail"), U(sq.Used, "used"), Entries(sq.Entries, path),
-                    sq.Heads.Select((h, i) => (ushort)U64(h, $"{path}.heads[{i}]", 65535)).ToList());
+                return new ServeQueueOp(sq.Space, QueueSize(sq, path), U(sq.Desc, "desc"), U(sq.Avail, "avail"), U(sq.Used, "used"), Entries(sq.Entries, path),
+                    Heads(sq.Heads, path));
             case ReadDocument r:
                 return new ReadOp(r.Space, U(r.Addr, "addr"), U(r.Len, "len", 1 << 20));
             case WriteDocument w:
@@ -244,14 +242,12 @@ internal static partial class ScenarioReading
             case RunBottomHalvesDocument:
                 return new RunBottomHalvesOp();
             case VirtioSetupDocument v:
-                int qs = (int)U(v.QueueSize, "queueSize", 1024);
-                if (qs == 0 || (qs & (qs - 1)) != 0) throw new ScenarioFormatException(path + ".queueSize", "a split queue size is a power of two from 1 to 1024");
-                return new VirtioSetupOp(v.Space, qs, U(v.Desc, "desc"), U(v.Avail, "avail"), U(v.Used, "used"), v.EventIdx, v.Indirect, v.Version1,
+                return new VirtioSetupOp(v.Space, QueueSize(v, path), U(v.Desc, "desc"), U(v.Avail, "avail"), U(v.Used, "used"), v.EventIdx, v.Indirect, v.Version1,
                     (int)(Opt(v.DiskSectors, "diskSectors", 1 << 16) ?? 128), v.Serial);
             case DescriptorsDocument ds:
                 return new DescriptorsOp(Opt(ds.Table, "table"), Entries(ds.Entries, path));
             case PublishDocument p:
-                return new PublishOp(p.Heads.Select((h, i) => (ushort)U64(h, $"{path}.heads[{i}]", 65535)).ToList());
+                return new PublishOp(Heads(p.Heads, path));
             case AvailIdxDocument a:
                 return new AvailIdxOp((ushort)U(a.Idx, "idx", 65535));
             case SuppressInterruptsDocument s:
@@ -271,6 +267,17 @@ internal static partial class ScenarioReading
                 throw new ScenarioFormatException(path + ".op", $"unknown operation (expected {OperationNames})");
         }
     }
+
+    /// <summary>A split queue's size: a power of two from 1 to 1024 (VIRTIO 1.2 §2.7).</summary>
+    private static int QueueSize(QueueDocument q, string path)
+    {
+        int size = (int)U64(q.QueueSize, path + ".queueSize", 1024);
+        if (size == 0 || (size & (size - 1)) != 0) throw new ScenarioFormatException(path + ".queueSize", "a split queue size is a power of two from 1 to 1024");
+        return size;
+    }
+
+    private static List<ushort> Heads(List<Number> heads, string path) =>
+        heads.Select((h, i) => (ushort)U64(h, $"{path}.heads[{i}]", 65535)).ToList();
 
     private static List<DescriptorEntry> Entries(List<DescriptorDocument> entries, string path) =>
         entries.Select((e, i) =>
