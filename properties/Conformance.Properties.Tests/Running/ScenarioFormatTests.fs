@@ -239,6 +239,15 @@ let private threadInputs: (string * string) list =
       threads "" (serveQueue "queueSize" "0"), "$.threads[0][0].queueSize: a split queue size is a power of two from 1 to 1024"
       threads "" (serveQueue "queueSize" "2048"), "$.threads[0][0].queueSize: 2048 is larger than 1024"
       withOps (sprintf """{ "op": "descriptors", "table": %s, "entries": [] }""" huge), "$.ops[0].table: 18446744073709551616 is larger than"
+      // virtioSetup reads its rings as serveQueue does
+      withOps (sprintf """{ "op": "virtioSetup", "as": "memory", "queueSize": 8, "desc": %s, "avail": 256, "used": 512 }""" huge),
+      "$.ops[0].desc: 18446744073709551616 is larger than"
+      withOps (sprintf """{ "op": "virtioSetup", "as": "memory", "queueSize": 8, "desc": 0, "avail": %s, "used": 512 }""" huge),
+      "$.ops[0].avail: 18446744073709551616 is larger than"
+      withOps (sprintf """{ "op": "virtioSetup", "as": "memory", "queueSize": 8, "desc": 0, "avail": 256, "used": %s }""" huge),
+      "$.ops[0].used: 18446744073709551616 is larger than"
+      withOps """{ "op": "virtioSetup", "as": "memory", "queueSize": 6, "desc": 0, "avail": 256, "used": 512 }""",
+      "$.ops[0].queueSize: a split queue size is a power of two from 1 to 1024"
       threads "" (serveQueue "desc" huge), "$.threads[0][0].desc: 18446744073709551616 is larger than"
       threads "" (serveQueue "avail" huge), "$.threads[0][0].avail: 18446744073709551616 is larger than"
       threads "" (serveQueue "used" huge), "$.threads[0][0].used: 18446744073709551616 is larger than"
@@ -280,6 +289,10 @@ let ``the thread operations are written, read back and described`` () =
         )
 
     let text = ScenarioJson.Write scenario
+    // a file ends with a newline; one operation is one line
+    Assert.EndsWith("}\n", text)
+    Assert.DoesNotContain("\n", ScenarioJson.Write(scenario.Threads.[1].[0]))
+    Assert.StartsWith("{\"op\":\"serveQueue\",\"as\":\"memory\",\"queueSize\":16,", ScenarioJson.Write(scenario.Threads.[1].[0]))
     // canonical: a whole-mapping unmap says so
     Assert.Contains("\"accessLen\": \"all\"", text)
     Assert.Contains("\"percent\": 25", text)
