@@ -96,14 +96,19 @@ if reports.Length = 0 then
     eprintfn "usage: dotnet fsi properties/scripts/mutation-table.fsx [--gate PERCENT] REPORT.json..."
     exit 2
 
+/// The commit each report measured: .ci/mutation and .ci/mutation-since write it beside the report
+/// (commit.txt) when the run starts; a report without it says so rather than naming today's HEAD.
 let commit =
-    try
-        let p =
-            Diagnostics.Process.Start(Diagnostics.ProcessStartInfo("git", "rev-parse --short HEAD", RedirectStandardOutput = true))
+    reports
+    |> Array.map (fun r ->
+        let recorded = Path.Combine(Path.GetDirectoryName(Path.GetFullPath r), "commit.txt")
 
-        p.StandardOutput.ReadToEnd().Trim()
-    with _ ->
-        "?"
+        if File.Exists recorded then
+            File.ReadAllText(recorded).Trim()
+        else
+            "not recorded by the run")
+    |> Array.distinct
+    |> String.concat "; "
 
 printfn "| files | score (timeouts detected) | score (timeouts not) | killed | timed out | survived | not covered |"
 printfn "|-------|-------|-------|--------|-----------|----------|-------------|"
