@@ -357,3 +357,95 @@ let ``the driver publishes the available index at avail + 2 and the heads from a
 [<InlineData(0x0UL, 16, 0x1000UL)>] // 256 + 38 bytes
 let ``the legacy used ring is 4096-aligned after the available ring`` (desc: uint64, size: int, used: uint64) =
     Assert.Equal(used, VirtioConstants.LegacyUsed(desc, size))
+
+// ------------------------------------------------------------------ virtio-blk (hw/block/virtio-blk.c)
+
+let private readable (addr: uint64) (len: uint32) (next: uint16 option) =
+    match next with
+    | Some n -> VringDesc(addr, len, VirtioConstants.DescFlagNext, n)
+    | None -> VringDesc(addr, len, 0us, 0us)
+
+let private writableThen (addr: uint64) (len: uint32) (next: uint16 option) =
+    match next with
+    | Some n -> VringDesc(addr, len, VirtioConstants.DescFlagWrite ||| VirtioConstants.DescFlagNext, n)
+    | None -> writable addr len
+
+/// A virtio-blk request header (struct virtio_blk_outhdr: type u32, ioprio u32, sector u64).
+let private header (requestType: uint32) (sector: uint64) =
+    let b = Array.zeroCreate<byte> 16
+    BinaryPrimitives.WriteUInt32LittleEndian(Span(b, 0, 4), requestType)
+    BinaryPrimitives.WriteUInt64LittleEndian(Span(b, 8, 8), sector)
+    b
+
+/// A virtio-blk device over a 64-sector disk, its queue of 4 set up, and its driver.
+let private blkWith profile serial =
+    let s = MemorySystem(layout, profile)
+    let mem = s.Space "memory"
+    let device = VirtioDevice(s, mem, 1, 0UL)
+    let driver = SplitRingDriver(s, mem, 4, descAddr, availAddr, usedAddr)
+    driver.ClearRings false
+    device.SetupQueue(0, 4, descAddr, availAddr, usedAddr)
+    s, VirtioBlk(device, Array.zeroCreate (64 * VirtioBlk.SectorSize), serial), driver
+
+let private guestBytes (s: MemorySystem) (addr: uint64) (len: int) =
+    let b = Array.zeroCreate<byte> len
+    s.Read(s.Space "memory", addr, Span b)
+    b
+
+/// virtio_blk_handle_request, GET_ID: MIN(strlen(serial) + 1, MIN(in size, VIRTIO_BLK_ID_BYTES)) bytes of
+/// the serial are written: a serial longer than 20 bytes is cut at 20 (without NUL), and the rest of a
+/// larger buffer is left as it was.
+[<Fact>]
+let ``GET_ID writes at most VIRTIO_BLK_ID_BYTES (20) of a longer serial`` () =
+    let serial = "0123456789abcdefghijKLMN"
+    let s, blk, driver = blkWith Profile.Qemu72 serial
+    let mem = s.Space "memory"
+    s.Write(mem, 0x8000UL, ReadOnlySpan(header VirtioBlk.TypeGetId 0UL))
+    s.Write(mem, 0x9000UL, ReadOnlySpan(Array.create 64 0xeeuy))
+    driver.WriteDescriptor(0, readable 0x8000UL 16u (Some 1us))
+    driver.WriteDescriptor(1, writableThen 0x9000UL 64u (Some 2us))
+    driver.WriteDescriptor(2, writable 0xa000UL 1u)
+    driver.Publish [ 0us ]
+    blk.Kick()
+    Assert.Equal<byte[]>(Text.Encoding.ASCII.GetBytes(serial.Substring(0, 20)), guestBytes s 0x9000UL 20)
+    Assert.Equal<byte[]>(Array.create 44 0xeeuy, guestBytes s (0x9000UL + 20UL) 44)
+    Assert.Equal<byte[]>([| VirtioBlk.StatusOk |], guestBytes s 0xa000UL 1)
+    Assert.Equal(struct (0u, 65u), driver.UsedElement 0)
+
+/// VBLK-4 (QEMU 9.0+): a zone report whose in buffer holds exactly the status byte, the report header and
+/// one zone descriptor (129 bytes) is big enough; without VIRTIO_BLK_F_ZONED it completes with UNSUPP and
+/// the device keeps working (check_zoned_request).
+[<Fact>]
+let ``a zone report with exactly the minimum in buffer completes UNSUPP without breaking the device`` () =
+    let s, blk, driver = blkWith Profile.Qemu92 ""
+    s.Write(s.Space "memory", 0x8000UL, ReadOnlySpan(header VirtioBlk.TypeZoneReport 0UL))
+    driver.WriteDescriptor(0, readable 0x8000UL 16u (Some 1us))
+    driver.WriteDescriptor(1, writableThen 0x9000UL 128u (Some 2us))
+    driver.WriteDescriptor(2, writable 0xa000UL 1u)
+    driver.Publish [ 0us ]
+    blk.Kick()
+    Assert.False(blk.Device.Broken)
+    Assert.Empty(blk.Device.Errors)
+    Assert.Equal<byte[]>([| VirtioBlk.StatusUnsupp |], guestBytes s 0xa000UL 1)
+    Assert.Equal(struct (0u, 129u), driver.UsedElement 0)
+
+/// Any framing is allowed (VIRTIO 1.2 §2.6.4): the request header may be split over two descriptors, the
+/// second also carrying the data (iov_to_buf reads the 16 header bytes across both, the data follows).
+[<Fact>]
+let ``a write whose header is split over two descriptors, the second with the data, writes the disk`` () =
+    let s, blk, driver = blkWith Profile.Qemu72 ""
+    let mem = s.Space "memory"
+    let h = header VirtioBlk.TypeOut 1UL
+    let data = Array.init 512 (fun i -> byte (i % 251))
+    s.Write(mem, 0x8000UL, ReadOnlySpan(h, 0, 8))
+    s.Write(mem, 0x9000UL, ReadOnlySpan(Array.append h.[8..] data))
+    driver.WriteDescriptor(0, readable 0x8000UL 8u (Some 1us))
+    driver.WriteDescriptor(1, readable 0x9000UL (8u + 512u) (Some 2us))
+    driver.WriteDescriptor(2, writable 0xa000UL 1u)
+    driver.Publish [ 0us ]
+    blk.Kick()
+    blk.CompleteIo()
+    Assert.Empty(blk.Device.Errors)
+    Assert.Equal<byte[]>(data, blk.Disk.[512..1023])
+    Assert.Equal<byte[]>([| VirtioBlk.StatusOk |], guestBytes s 0xa000UL 1)
+    Assert.Equal(struct (0u, 1u), driver.UsedElement 0)
