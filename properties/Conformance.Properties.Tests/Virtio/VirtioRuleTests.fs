@@ -449,3 +449,71 @@ let ``a write whose header is split over two descriptors, the second with the da
     Assert.Equal<byte[]>(data, blk.Disk.[512..1023])
     Assert.Equal<byte[]>([| VirtioBlk.StatusOk |], guestBytes s 0xa000UL 1)
     Assert.Equal(struct (0u, 1u), driver.UsedElement 0)
+
+// ------------------------------------------------------------------ ring caches over ROM (address_space_cache_init)
+
+/// RAM at 0, and an 8 KiB ROM seen through two adjacent aliases at 0x20000 and 0x21000 (the second
+/// nonvolatile, so flatview_simplify keeps them as two ranges of the one ROM, contiguous in it: can_merge).
+let private romLayout =
+    let rom = Spec.Region("rom", RegionKind.Rom, u128 0x2000UL)
+
+    let system =
+        Spec.Copy(
+            Spec.Region("system", RegionKind.Container, two64),
+            subregions =
+                [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
+                  Spec.Copy(Spec.Region("rom-lo", RegionKind.Alias, u128 0x1000UL, 0x20000UL), target = "rom", aliasOffset = 0UL)
+                  RegionSpec(
+                      Name = "rom-hi",
+                      Kind = RegionKind.Alias,
+                      Size = u128 0x1000UL,
+                      Addr = 0x21000UL,
+                      AliasTarget = "rom",
+                      AliasOffset = 0x1000UL,
+                      Nonvolatile = true
+                  ) ]
+        )
+
+    LayoutSpec([| system; rom |], [| AddressSpaceSpec("memory", "system", 4096UL) |], DirtyLogging.Default)
+
+/// Sets up a queue of 4 with its rings at the given addresses over romLayout; the errors it ends in.
+let private setupOverRom desc avail used =
+    let s = MemorySystem(romLayout, Profile.Qemu72)
+    let device = VirtioDevice(s, s.Space "memory", 1, 0UL)
+    device.SetupQueue(0, 4, desc, avail, used)
+    s, device
+
+/// RC-1 with memory_access_is_direct: a ring the device only reads (descriptor table, available ring) is
+/// cached for reading, which is direct for ROM, so flatview_extend_translation carries the cache on into
+/// the next range of the same ROM; the used ring is cached for writing, not direct for ROM, and stops at
+/// the end of its range: "Cannot map used".
+[<Theory>]
+[<InlineData("desc")>]
+[<InlineData("avail")>]
+[<InlineData("used")>]
+let ``a ring in ROM across two ranges of it is cached whole for reading, cut for writing`` (ring: string) =
+    let across = 0x20ff8UL // 8 bytes before the second range; every ring of 4 is longer (12 bytes or more)
+
+    let desc, avail, used =
+        match ring with
+        | "desc" -> across, 0x2000UL, 0x3000UL
+        | "avail" -> 0x1000UL, across, 0x3000UL
+        | _ -> 0x1000UL, 0x2000UL, across
+
+    let _, device = setupOverRom desc avail used
+    let expected = if ring = "used" then [ "Cannot map used" ] else []
+    Assert.Equal<string list>(expected, List.ofSeq device.Errors)
+
+/// virtqueue_split_pop: an indirect table is cached for reading (address_space_cache_init with
+/// is_write false); in ROM across two ranges of it the cache covers the whole table, so the pop goes on to
+/// read the table's first descriptor instead of failing with "Cannot map indirect buffer".
+[<Fact>]
+let ``an indirect table in ROM across two ranges of it is cached whole`` () =
+    let s, device = setupOverRom descAddr availAddr usedAddr
+    let driver = SplitRingDriver(s, s.Space "memory", 4, descAddr, availAddr, usedAddr)
+    driver.ClearRings false
+    driver.WriteDescriptor(0, VringDesc(0x20ff0UL, 32u, VirtioConstants.DescFlagIndirect, 0us))
+    driver.Publish [ 0us ]
+    let popped = device.Pop device.Queues.[0]
+    Assert.NotEqual<string>("Cannot map indirect buffer", popped.Error)
+    Assert.True(device.DescriptorReads >= 2, sprintf "%d descriptors read" device.DescriptorReads)
