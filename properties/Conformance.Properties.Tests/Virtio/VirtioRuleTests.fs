@@ -42,6 +42,11 @@ let private load16 (s: MemorySystem) (addr: uint64) =
     s.Read(s.Space "memory", addr, Span b)
     BinaryPrimitives.ReadUInt16LittleEndian(ReadOnlySpan b)
 
+let private guestBytes (s: MemorySystem) (addr: uint64) (len: int) =
+    let b = Array.zeroCreate<byte> len
+    s.Read(s.Space "memory", addr, Span b)
+    b
+
 /// avail_event (used->ring[num]), where the device tells an EVENT_IDX driver which avail index to kick at.
 let private availEvent s num =
     load16 s (VirtioConstants.AvailEventAddr(usedAddr, num))
@@ -194,6 +199,22 @@ let ``a push on a broken device unmaps the element and writes nothing to the use
     Assert.Equal(struct (0u, 0u), driver.UsedElement 0)
     Assert.Equal(0us, driver.UsedIdx())
     Assert.Equal(0, vq.InUse)
+
+/// R5: virtio_reset leaves elements in flight mapped, and the device may push them afterwards; with the
+/// rings gone (vring.used = 0) virtqueue_split_fill and virtqueue_split_flush return at once: the element is
+/// unmapped, nothing is written to guest memory, and inuse is not lowered.
+[<Fact>]
+let ``an element popped before a reset and pushed after it writes nothing`` () =
+    let s, device, driver = deviceWith 0UL VirtioFault.None 4
+    let vq = device.Queues.[0]
+    let e = (popWritable device driver [ 1us ]).Head
+    device.Reset()
+    let low = guestBytes s 0UL 16
+    device.Push(vq, e, 16u)
+    Assert.Empty(s.LiveMappings)
+    Assert.Equal<byte[]>(low, guestBytes s 0UL 16)
+    Assert.Equal<RingWrite list>([ RingWrite("reset", -1, 0UL) ], List.ofSeq device.RingWrites)
+    Assert.Equal((0us, 0), (vq.UsedIdx, vq.InUse))
 
 /// virtqueue_fill(elem, len, idx) writes used->ring[(used_idx + idx) % num]; virtqueue_flush(count)
 /// then publishes them all.
@@ -386,11 +407,6 @@ let private blkWith profile serial =
     driver.ClearRings false
     device.SetupQueue(0, 4, descAddr, availAddr, usedAddr)
     s, VirtioBlk(device, Array.zeroCreate (64 * VirtioBlk.SectorSize), serial), driver
-
-let private guestBytes (s: MemorySystem) (addr: uint64) (len: int) =
-    let b = Array.zeroCreate<byte> len
-    s.Read(s.Space "memory", addr, Span b)
-    b
 
 /// virtio_blk_handle_request, GET_ID: MIN(strlen(serial) + 1, MIN(in size, VIRTIO_BLK_ID_BYTES)) bytes of
 /// the serial are written: a serial longer than 20 bytes is cut at 20 (without NUL), and the rest of a
