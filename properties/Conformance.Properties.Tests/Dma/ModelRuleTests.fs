@@ -308,3 +308,70 @@ let ``a ring fits its cache exactly, and one byte more does not`` (ring: string,
     // the caches opened before the one that failed are closed again: nothing stays referenced
     for KeyValue(owner, count) in refs do
         Assert.True((count = Owner.Baseline), sprintf "%s keeps %d references" owner count)
+
+/// memory_region_ref references the region's owner object (system/memory.c): regions of one device share
+/// its count. The owners counted are those of regions an access can end in; a container or an alias is never
+/// a section's region (flatview_translate resolves through them), so neither adds an owner of its own.
+[<Fact>]
+let ``regions naming one owner share its reference count, and containers and aliases add no owner`` () =
+    let bar0 =
+        RegionSpec(Name = "bar0", Kind = RegionKind.Ram, Size = u128 0x1000UL, Owner = "nic")
+
+    let bar1 =
+        RegionSpec(Name = "bar1", Kind = RegionKind.Ram, Size = u128 0x1000UL, Addr = 0x1000UL, Owner = "nic")
+
+    let window =
+        Spec.Copy(Spec.Region("window", RegionKind.Alias, u128 0x1000UL, 0x2000UL), target = "bar0")
+
+    let root =
+        Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = [ bar0; bar1; window ])
+
+    let s =
+        MemorySystem(LayoutSpec([| root |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+
+    let mem = s.Space "memory"
+    Assert.Equal<string list>([ "nic" ], s.Owners |> Seq.map (fun o -> o.Name) |> List.ofSeq)
+
+    for addr in [ 0UL; 0x1000UL; 0x2000UL ] do
+        Assert.True(s.Map(mem, addr, 16UL, false).Succeeded)
+
+    Assert.Equal(Owner.Baseline + 3, (Seq.exactlyOne s.Owners).RefCount)
+
+/// A ROM device in romd mode and a RAM device dispatch writes to their callbacks with the access sizes
+/// their MemoryRegionOps declare (ram_device_mem_ops only by default); a ROM device's write callback
+/// leaves its memory as it was, a RAM device's stores (memory_region_ram_device_write).
+[<Fact>]
+let ``ROM and RAM devices dispatch with their own access rules; only the RAM device's writes store`` () =
+    let flash =
+        RegionSpec(Name = "flash", Kind = RegionKind.RomDevice, Size = u128 0x1000UL, Access = AccessRules(8u, 1u, 8u, false))
+
+    let vram =
+        RegionSpec(Name = "vram", Kind = RegionKind.RamDevice, Size = u128 0x1000UL, Addr = 0x10000UL, Access = AccessRules(2u, 1u, 2u, false))
+
+    let root =
+        Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = [ flash; vram ])
+
+    let s =
+        MemorySystem(LayoutSpec([| root |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+
+    let mem = s.Space "memory"
+    let data = [| 1uy .. 8uy |]
+    let value = BitConverter.ToUInt64(data, 0)
+
+    let readAt addr =
+        let b = Array.zeroCreate<byte> 8
+        s.Read(mem, addr, Span b)
+        b
+
+    let flashBefore = readAt 0UL
+    s.ClearAccessJournal()
+    s.Write(mem, 0UL, ReadOnlySpan data)
+    s.Write(mem, 0x10000UL, ReadOnlySpan data)
+
+    let expected =
+        DeviceAccess("flash", MmioAccess(true, 0UL, 8u, value))
+        :: [ for k in 0..3 -> DeviceAccess("vram", MmioAccess(true, uint64 (2 * k), 2u, (value >>> (16 * k)) &&& 0xffffUL)) ]
+
+    Assert.Equal<DeviceAccess list>(expected, List.ofSeq s.AccessJournal)
+    Assert.Equal<byte[]>(flashBefore, readAt 0UL)
+    Assert.Equal<byte[]>(data, readAt 0x10000UL)
