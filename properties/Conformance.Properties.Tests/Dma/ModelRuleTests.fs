@@ -201,6 +201,12 @@ let ``a region cache in MMIO that runs past the region's end is cut there (physm
     Assert.Equal("dev", cache.Region.Name)
     Assert.Equal(0x100UL, cache.Length)
     s.CloseCache cache
+    // a hole is io_mem_unassigned, whose one section spans the whole address space from 0: a cache there
+    // is cut only at 2^64 (address_space_translate_internal's min(section size - addr, len))
+    let hole = s.OpenCache(mem, 0xFFFF_FFFF_FFFF_F000UL, 0x2000UL, false)
+    Assert.Same(MemoryRegion.Unassigned, hole.Region)
+    Assert.Equal(0x1000UL, hole.Length)
+    s.CloseCache hole
     // inside the region the whole request is covered, and RAM is cut at its end as before
     let inside = s.OpenCache(mem, 0x100000UL, 0x200UL, false)
     Assert.Equal(0x200UL, inside.Length)
