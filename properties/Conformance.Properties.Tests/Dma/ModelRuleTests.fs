@@ -381,3 +381,45 @@ let ``ROM and RAM devices dispatch with their own access rules; only the RAM dev
     Assert.Equal<DeviceAccess list>(expected, List.ofSeq s.AccessJournal)
     Assert.Equal<byte[]>(flashBefore, readAt 0UL)
     Assert.Equal<byte[]>(data, readAt 0x10000UL)
+
+/// flatview_extend_translation: a direct map goes on over the next flat range while it is the same region at
+/// the next offset. Two aliases placing the two halves of one RAM side by side, one of them read-only, stay
+/// two flat ranges (can_merge needs equal attributes), yet a read map covers both.
+[<Fact>]
+let ``a read map extends over the next flat range of the same RAM at the next offset (flatview_extend_translation)`` () =
+    let ram = Spec.Region("pc.ram", RegionKind.Ram, u128 0x2000UL)
+
+    let lo =
+        Spec.Copy(Spec.Region("lo", RegionKind.Alias, u128 0x1000UL, 0x10000UL), target = "pc.ram", readonly = true)
+
+    let hi =
+        Spec.Copy(Spec.Region("hi", RegionKind.Alias, u128 0x1000UL, 0x11000UL), target = "pc.ram", aliasOffset = 0x1000UL)
+
+    let root =
+        Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = [ lo; hi ])
+
+    let s =
+        MemorySystem(LayoutSpec([| root; ram |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+
+    let mem = s.Space "memory"
+    Assert.Equal(2, mem.View.Ranges.Count)
+    let r = s.Map(mem, 0x10000UL, 0x2000UL, false)
+    Assert.Equal(MappingKind.Direct, r.Mapping.Kind)
+    Assert.Equal(0x2000UL, r.Length)
+    let viaMap = Array.zeroCreate<byte> 0x2000
+    s.ReadMapped(r.Mapping, 0UL, Span viaMap)
+    let direct = Array.zeroCreate<byte> 0x2000
+    (s.Region "pc.ram").RamBlock.Bytes.Read(0UL, Span direct)
+    Assert.Equal<byte[]>(direct, viaMap)
+
+/// U72-2: QEMU 7.2 frees the bounce buffer before it releases bounce.in_use, so no bytes are ever being freed
+/// with their space already released (the 9.2 window F-DMA-6 counts).
+[<Fact>]
+let ``Qemu72: a bounce unmap leaves no bytes counted as being freed`` () =
+    let s = system Profile.Qemu72
+    let mem = s.Space "memory"
+    let m = s.Map(mem, 0x100000UL, 16UL, false)
+    Assert.Equal(MappingKind.Bounce, m.Mapping.Kind)
+    s.Unmap(m.Mapping, 0UL) |> ignore
+    Assert.Equal(0L, mem.BounceBytesFreeing)
+    Assert.All(s.SnapshotBounce().Spaces, fun sp -> Assert.Equal(0L, sp.Freeing))
