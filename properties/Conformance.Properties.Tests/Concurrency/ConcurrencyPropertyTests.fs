@@ -153,3 +153,45 @@ let ``every use of the map-client list is under map_client_list_lock, named as Q
         Assert.Equal<string list>(expected, lockedBy (fun () -> sys.UnregisterMapClient(mem, "b") |> ignore))
         Assert.Equal<string list>(expected, lockedBy (fun () -> sys.NotifyMapClients mem |> ignore))
         Assert.Equal<string list>([ "a" ], List.ofSeq (sys.RunBottomHalves()))
+
+/// An interleaver under which a thread that has to wait is a failure: one thread runs at a time here, so a
+/// wait could never end.
+type private NeverWaits() =
+    interface IInterleaver with
+        member _.Point(_) = ()
+        member _.Blocked(what) = failwithf "blocked: %s" what
+
+/// The journal of device callbacks is changed under the BQL, as device callbacks append to it (prepare_mmio_access):
+/// clearing and trimming it take the BQL and give it back, so another thread's device access afterwards
+/// does not wait for a BQL nobody holds.
+[<Fact>]
+let ``clearing and trimming the callback journal give the BQL back`` () =
+    let spec =
+        Conformance.Properties.LayoutBuilding.Spec.Copy(
+            Conformance.Properties.LayoutBuilding.Spec.Region("system", RegionKind.Container, Conformance.Properties.Oracle.two64),
+            subregions = [ Conformance.Properties.LayoutBuilding.Spec.Region("dev", RegionKind.Io, Conformance.Properties.Oracle.u128 0x10000UL, 0x100000UL) ]
+        )
+
+    let sys =
+        MemorySystem(LayoutSpec([| spec |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+
+    let mem = sys.Space "memory"
+    sys.Interleaver <- NeverWaits()
+    sys.ClearAccessJournal()
+    sys.TrimAccessJournal 0
+    sys.Write(mem, 0x100000UL, ReadOnlySpan [| 1uy; 2uy; 3uy; 4uy |])
+    // another thread's device access
+    let mutable failure: exn = null
+
+    let other =
+        Threading.Thread(fun () ->
+            try
+                sys.Write(mem, 0x100004UL, ReadOnlySpan [| 5uy; 6uy; 7uy; 8uy |])
+            with e ->
+                failure <- e)
+
+    other.Start()
+    other.Join()
+    Assert.Null failure
+    sys.Interleaver <- null
+    Assert.Equal(2, sys.AccessJournal.Count)
