@@ -105,3 +105,93 @@ let ``F-DMA-6: between returning the budget and freeing the buffer another map c
     let m = sys72.Map(sys72.Space "memory", 0x100000UL, 4096UL, false)
     sys72.Interleaver <- OnceAt("release bounce space", fun () -> Assert.Equal(0, sys72.SnapshotBounce().Buffers))
     sys72.Unmap(m.Mapping, 0UL) |> ignore
+
+/// An interleaver that lets the one thread run on and keeps the points it passed, as a schedule in a report does.
+type private PointsPassed() =
+    let passed = Collections.Generic.List<string>()
+    member _.Passed = List.ofSeq passed
+
+    interface IInterleaver with
+        member _.Point(what) = passed.Add what
+        member _.Blocked(what) = passed.Add what
+
+/// physmem.c takes map_client_list_lock around every use of the map-client list (register, unregister,
+/// notify: QEMU_LOCK_GUARD), and a counterexample's schedule names it; with the UnlockedClientList broken
+/// variant no use takes it.
+[<Theory>]
+[<InlineData(false)>]
+[<InlineData(true)>]
+let ``every use of the map-client list is under map_client_list_lock, named as QEMU names it`` (broken: bool) =
+    let spec =
+        Conformance.Properties.LayoutBuilding.Spec.Copy(
+            Conformance.Properties.LayoutBuilding.Spec.Region("system", RegionKind.Container, Conformance.Properties.Oracle.two64),
+            subregions = [ Conformance.Properties.LayoutBuilding.Spec.Region("dev", RegionKind.Io, Conformance.Properties.Oracle.u128 0x10000UL, 0x100000UL) ]
+        )
+
+    let layout =
+        LayoutSpec([| spec |], [| AddressSpaceSpec("memory", "system", 4096UL) |], DirtyLogging.Default)
+
+    for profile in [ Profile.Qemu72; Profile.Qemu92 ] do
+        let sys =
+            MemorySystem(layout, profile, (if broken then Fault.UnlockedClientList else Fault.None))
+
+        let mem = sys.Space "memory"
+        // the bounce space is taken, so a registration waits rather than being scheduled at once
+        let taken = sys.Map(mem, 0x100000UL, 4096UL, false)
+        Assert.True taken.Succeeded
+
+        let lockedBy (action: unit -> unit) =
+            let points = PointsPassed()
+            sys.Interleaver <- points
+            action ()
+            sys.Interleaver <- null
+            points.Passed |> List.filter (fun p -> p.Contains "lock")
+
+        let expected = if broken then [] else [ "lock map_client_list_lock" ]
+        Assert.Equal<string list>(expected, lockedBy (fun () -> sys.RegisterMapClient(mem, "a") |> ignore))
+        Assert.Equal<string list>(expected, lockedBy (fun () -> sys.RegisterMapClient(mem, "b") |> ignore))
+        Assert.Equal<string list>(expected, lockedBy (fun () -> sys.UnregisterMapClient(mem, "b") |> ignore))
+        Assert.Equal<string list>(expected, lockedBy (fun () -> sys.NotifyMapClients mem |> ignore))
+        Assert.Equal<string list>([ "a" ], List.ofSeq (sys.RunBottomHalves()))
+
+/// An interleaver under which a thread that has to wait is a failure: one thread runs at a time here, so a
+/// wait could never end.
+type private NeverWaits() =
+    interface IInterleaver with
+        member _.Point(_) = ()
+        member _.Blocked(what) = failwithf "blocked: %s" what
+
+/// The journal of device callbacks is changed under the BQL, as device callbacks append to it (prepare_mmio_access):
+/// clearing and trimming it take the BQL and give it back, so another thread's device access afterwards
+/// does not wait for a BQL nobody holds.
+[<Fact>]
+let ``clearing and trimming the callback journal give the BQL back`` () =
+    let spec =
+        Conformance.Properties.LayoutBuilding.Spec.Copy(
+            Conformance.Properties.LayoutBuilding.Spec.Region("system", RegionKind.Container, Conformance.Properties.Oracle.two64),
+            subregions = [ Conformance.Properties.LayoutBuilding.Spec.Region("dev", RegionKind.Io, Conformance.Properties.Oracle.u128 0x10000UL, 0x100000UL) ]
+        )
+
+    let sys =
+        MemorySystem(LayoutSpec([| spec |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+
+    let mem = sys.Space "memory"
+    sys.Interleaver <- NeverWaits()
+    sys.ClearAccessJournal()
+    sys.TrimAccessJournal 0
+    sys.Write(mem, 0x100000UL, ReadOnlySpan [| 1uy; 2uy; 3uy; 4uy |])
+    // another thread's device access
+    let mutable failure: exn = null
+
+    let other =
+        Threading.Thread(fun () ->
+            try
+                sys.Write(mem, 0x100004UL, ReadOnlySpan [| 5uy; 6uy; 7uy; 8uy |])
+            with e ->
+                failure <- e)
+
+    other.Start()
+    other.Join()
+    Assert.Null failure
+    sys.Interleaver <- null
+    Assert.Equal(2, sys.AccessJournal.Count)

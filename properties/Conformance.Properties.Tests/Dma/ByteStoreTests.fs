@@ -29,3 +29,22 @@ let ``modified pages are reported in address order, each once, with their offset
     Assert.Equal<uint64 list>([ 0x1000UL; 0x3000UL ], pages |> List.map (fun kv -> kv.Key))
     Assert.Equal(ByteStore.Pattern(3u, 0x1fffUL) ^^^ 1uy, pages.[0].Value.[0xfff])
     Assert.Equal(4096, pages.[1].Value.Length)
+
+/// A write to part of a page never touched before changes only the bytes written: the rest of the page keeps
+/// its initial pattern. A write of the whole page leaves nothing of it.
+[<Fact>]
+let ``a write to part of an untouched page keeps the page's other initial bytes`` () =
+    let store = ByteStore(UInt128(0UL, 0x10000UL), 5u)
+    store.Write(0x2100UL, System.ReadOnlySpan [| 0xaauy; 0xbbuy |])
+    let page = Array.zeroCreate<byte> 4096
+    store.Read(0x2000UL, System.Span page)
+
+    let expected = Array.init 4096 (fun i -> ByteStore.Pattern(5u, 0x2000UL + uint64 i))
+
+    expected.[0x100] <- 0xaauy
+    expected.[0x101] <- 0xbbuy
+    Assert.Equal<byte[]>(expected, page)
+    let whole = Array.init 4096 (fun i -> byte (i % 253))
+    store.Write(0x4000UL, System.ReadOnlySpan whole)
+    store.Read(0x4000UL, System.Span page)
+    Assert.Equal<byte[]>(whole, page)

@@ -144,3 +144,28 @@ let ``a step's callbacks start where the step did, and later changes to the jour
     Assert.Equal<DeviceAccess list>([ for k in 0..3 -> write "dev" (uint64 (4 * k)) 4u (le sixteen (4 * k) 4) ], List.ofSeq run.System.AccessJournal)
 
     Assert.Equal<DeviceAccess list>(all |> List.skip counts.[0] |> List.take counts.[1], List.ofSeq second)
+
+/// A run is callbacks in one direction at offsets that follow each other: a read right after a write
+/// continues no run (nor a write after a read), and a callback at the offset the last one had is not
+/// the next one in its run. Each is listed as made.
+[<Fact>]
+let ``a callback in the other direction, or at the same offset again, starts a new run`` () =
+    let s = MemorySystem(layout, Profile.Qemu72)
+    let mem = s.Space "memory"
+    let first = bytes 4 1
+    let again = bytes 4 2
+    s.Write(mem, 0x100000UL, System.ReadOnlySpan first)
+    let readBack = Array.zeroCreate<byte> 4
+    s.Read(mem, 0x100004UL, System.Span readBack)
+    s.Write(mem, 0x100008UL, System.ReadOnlySpan again)
+    s.Write(mem, 0x100008UL, System.ReadOnlySpan first)
+
+    let expected =
+        [ write "dev" 0UL 4u (le first 0 4)
+          DeviceAccess("dev", MmioAccess(false, 4UL, 4u, le readBack 0 4))
+          write "dev" 8UL 4u (le again 0 4)
+          write "dev" 8UL 4u (le first 0 4) ]
+
+    let listed, indexed = bothWays s.AccessJournal
+    Assert.Equal<DeviceAccess list>(expected, listed)
+    Assert.Equal<DeviceAccess list>(expected, indexed)

@@ -201,6 +201,12 @@ let ``a region cache in MMIO that runs past the region's end is cut there (physm
     Assert.Equal("dev", cache.Region.Name)
     Assert.Equal(0x100UL, cache.Length)
     s.CloseCache cache
+    // a hole is io_mem_unassigned, whose one section spans the whole address space from 0: a cache there
+    // is cut only at 2^64 (address_space_translate_internal's min(section size - addr, len))
+    let hole = s.OpenCache(mem, 0xFFFF_FFFF_FFFF_F000UL, 0x2000UL, false)
+    Assert.Same(MemoryRegion.Unassigned, hole.Region)
+    Assert.Equal(0x1000UL, hole.Length)
+    s.CloseCache hole
     // inside the region the whole request is covered, and RAM is cut at its end as before
     let inside = s.OpenCache(mem, 0x100000UL, 0x200UL, false)
     Assert.Equal(0x200UL, inside.Length)
@@ -308,3 +314,112 @@ let ``a ring fits its cache exactly, and one byte more does not`` (ring: string,
     // the caches opened before the one that failed are closed again: nothing stays referenced
     for KeyValue(owner, count) in refs do
         Assert.True((count = Owner.Baseline), sprintf "%s keeps %d references" owner count)
+
+/// memory_region_ref references the region's owner object (system/memory.c): regions of one device share
+/// its count. The owners counted are those of regions an access can end in; a container or an alias is never
+/// a section's region (flatview_translate resolves through them), so neither adds an owner of its own.
+[<Fact>]
+let ``regions naming one owner share its reference count, and containers and aliases add no owner`` () =
+    let bar0 =
+        RegionSpec(Name = "bar0", Kind = RegionKind.Ram, Size = u128 0x1000UL, Owner = "nic")
+
+    let bar1 =
+        RegionSpec(Name = "bar1", Kind = RegionKind.Ram, Size = u128 0x1000UL, Addr = 0x1000UL, Owner = "nic")
+
+    let window =
+        Spec.Copy(Spec.Region("window", RegionKind.Alias, u128 0x1000UL, 0x2000UL), target = "bar0")
+
+    let root =
+        Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = [ bar0; bar1; window ])
+
+    let s =
+        MemorySystem(LayoutSpec([| root |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+
+    let mem = s.Space "memory"
+    Assert.Equal<string list>([ "nic" ], s.Owners |> Seq.map (fun o -> o.Name) |> List.ofSeq)
+
+    for addr in [ 0UL; 0x1000UL; 0x2000UL ] do
+        Assert.True(s.Map(mem, addr, 16UL, false).Succeeded)
+
+    Assert.Equal(Owner.Baseline + 3, (Seq.exactlyOne s.Owners).RefCount)
+
+/// A ROM device in romd mode and a RAM device dispatch writes to their callbacks with the access sizes
+/// their MemoryRegionOps declare (ram_device_mem_ops only by default); a ROM device's write callback
+/// leaves its memory as it was, a RAM device's stores (memory_region_ram_device_write).
+[<Fact>]
+let ``ROM and RAM devices dispatch with their own access rules; only the RAM device's writes store`` () =
+    let flash =
+        RegionSpec(Name = "flash", Kind = RegionKind.RomDevice, Size = u128 0x1000UL, Access = AccessRules(8u, 1u, 8u, false))
+
+    let vram =
+        RegionSpec(Name = "vram", Kind = RegionKind.RamDevice, Size = u128 0x1000UL, Addr = 0x10000UL, Access = AccessRules(2u, 1u, 2u, false))
+
+    let root =
+        Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = [ flash; vram ])
+
+    let s =
+        MemorySystem(LayoutSpec([| root |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+
+    let mem = s.Space "memory"
+    let data = [| 1uy .. 8uy |]
+    let value = BitConverter.ToUInt64(data, 0)
+
+    let readAt addr =
+        let b = Array.zeroCreate<byte> 8
+        s.Read(mem, addr, Span b)
+        b
+
+    let flashBefore = readAt 0UL
+    s.ClearAccessJournal()
+    s.Write(mem, 0UL, ReadOnlySpan data)
+    s.Write(mem, 0x10000UL, ReadOnlySpan data)
+
+    let expected =
+        DeviceAccess("flash", MmioAccess(true, 0UL, 8u, value))
+        :: [ for k in 0..3 -> DeviceAccess("vram", MmioAccess(true, uint64 (2 * k), 2u, (value >>> (16 * k)) &&& 0xffffUL)) ]
+
+    Assert.Equal<DeviceAccess list>(expected, List.ofSeq s.AccessJournal)
+    Assert.Equal<byte[]>(flashBefore, readAt 0UL)
+    Assert.Equal<byte[]>(data, readAt 0x10000UL)
+
+/// flatview_extend_translation: a direct map goes on over the next flat range while it is the same region at
+/// the next offset. Two aliases placing the two halves of one RAM side by side, one of them read-only, stay
+/// two flat ranges (can_merge needs equal attributes), yet a read map covers both.
+[<Fact>]
+let ``a read map extends over the next flat range of the same RAM at the next offset (flatview_extend_translation)`` () =
+    let ram = Spec.Region("pc.ram", RegionKind.Ram, u128 0x2000UL)
+
+    let lo =
+        Spec.Copy(Spec.Region("lo", RegionKind.Alias, u128 0x1000UL, 0x10000UL), target = "pc.ram", readonly = true)
+
+    let hi =
+        Spec.Copy(Spec.Region("hi", RegionKind.Alias, u128 0x1000UL, 0x11000UL), target = "pc.ram", aliasOffset = 0x1000UL)
+
+    let root =
+        Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = [ lo; hi ])
+
+    let s =
+        MemorySystem(LayoutSpec([| root; ram |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+
+    let mem = s.Space "memory"
+    Assert.Equal(2, mem.View.Ranges.Count)
+    let r = s.Map(mem, 0x10000UL, 0x2000UL, false)
+    Assert.Equal(MappingKind.Direct, r.Mapping.Kind)
+    Assert.Equal(0x2000UL, r.Length)
+    let viaMap = Array.zeroCreate<byte> 0x2000
+    s.ReadMapped(r.Mapping, 0UL, Span viaMap)
+    let direct = Array.zeroCreate<byte> 0x2000
+    (s.Region "pc.ram").RamBlock.Bytes.Read(0UL, Span direct)
+    Assert.Equal<byte[]>(direct, viaMap)
+
+/// U72-2: QEMU 7.2 frees the bounce buffer before it releases bounce.in_use, so no bytes are ever being freed
+/// with their space already released (the 9.2 window F-DMA-6 counts).
+[<Fact>]
+let ``Qemu72: a bounce unmap leaves no bytes counted as being freed`` () =
+    let s = system Profile.Qemu72
+    let mem = s.Space "memory"
+    let m = s.Map(mem, 0x100000UL, 16UL, false)
+    Assert.Equal(MappingKind.Bounce, m.Mapping.Kind)
+    s.Unmap(m.Mapping, 0UL) |> ignore
+    Assert.Equal(0L, mem.BounceBytesFreeing)
+    Assert.All(s.SnapshotBounce().Spaces, fun sp -> Assert.Equal(0L, sp.Freeing))

@@ -116,3 +116,38 @@ let ``a root index past the regions falls back to the root's name`` () =
 
     let s = MemorySystem(spec, Profile.Qemu72)
     Assert.Equal("system", s.Space("memory").Root.Name)
+
+/// An alias can name which of several regions of one name it targets (targetIndex, counting from 0); an index
+/// past them, or a name no region carries, is refused at the alias's targetIndex.
+[<Fact>]
+let ``an alias target index past the regions of that name, or of a name nobody carries`` () =
+    let twice =
+        [ Spec.Copy(Spec.Region("box", RegionKind.Container, u128 0x10000UL), subregions = [ ram "dup" 0x1000UL ])
+          Spec.Copy(Spec.Region("box2", RegionKind.Container, u128 0x10000UL, 0x10000UL), subregions = [ ram "dup" 0x2000UL ]) ]
+
+    let aliasTo target index =
+        RegionSpec(
+            Name = "window",
+            Kind = RegionKind.Alias,
+            Size = u128 0x1000UL,
+            Addr = 0x20000UL,
+            AliasTarget = target,
+            AliasTargetOccurrence = Nullable index
+        )
+
+    let path = "$.layout.regions[0].subregions[2].targetIndex"
+    refused (layout [ system (twice @ [ aliasTo "dup" 2 ]) ] [ memory ]) path "there is no region #2 named 'dup'"
+    refused (layout [ system (twice @ [ aliasTo "nowhere" 0 ]) ] [ memory ]) path "there is no region #0 named 'nowhere'"
+    // index 1 is the second "dup", the 0x2000-byte one
+    let s =
+        MemorySystem(layout [ system (twice @ [ aliasTo "dup" 1 ]) ] [ memory ], Profile.Qemu72)
+
+    let window = s.Region "window"
+    Assert.Equal(u128 0x2000UL, window.AliasTarget.Size)
+
+[<Fact>]
+let ``a region over 2^64 bytes is refused at its size`` () =
+    refused
+        (layout [ system [ Spec.Region("huge", RegionKind.Io, two64 + UInt128.One) ] ] [ memory ])
+        "$.layout.regions[0].subregions[0].size"
+        "a region cannot exceed 2^64 bytes"
