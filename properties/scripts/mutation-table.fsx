@@ -194,6 +194,10 @@ for group, ms in all |> List.ofSeq |> List.groupBy (fun m -> groupOf m.File) do
 
         printfn "| %s | **%s** | %s | %d | %d | %d | %d |" name (pct (killed + timeout)) (pct killed) killed timeout survived nocov
 
+/// A table cell: pipes escaped, one line.
+let cell (s: string) =
+    s.Replace("|", "\\|").Replace("\n", " ")
+
 printfn ""
 printfn "Measured at commit `%s`. Undetected mutants and why they stay:" commit
 printfn ""
@@ -209,10 +213,25 @@ for m in
         |> Option.map (fun (_, _, r) -> r)
         |> Option.defaultValue "**no reason recorded**"
 
-    let cell (s: string) =
-        s.Replace("|", "\\|").Replace("\n", " ")
-
     printfn "| %s:%d | %s | `%s` -> `%s` | %s | %s |" m.File m.Line m.Mutator (cell m.Original) (cell m.Replacement) m.Status (cell reason)
+
+// Timed-out mutants are listed apart: the first score counts them as detected, which is right only for a
+// hang (a loop that no longer ends, a lock never released); a reader can check each one is that.
+let timedOut =
+    all
+    |> Seq.filter (fun m -> m.Status = "Timeout")
+    |> Seq.sortBy (fun m -> m.File, m.Line)
+    |> List.ofSeq
+
+if not timedOut.IsEmpty then
+    printfn ""
+    printfn "Timed out (%d; counted as detected only in the first score):" timedOut.Length
+    printfn ""
+    printfn "| file:line | mutator | code -> mutant | line |"
+    printfn "|-----------|---------|----------------|------|"
+
+    for m in timedOut do
+        printfn "| %s:%d | %s | `%s` -> `%s` | `%s` |" m.File m.Line m.Mutator (cell m.Original) (cell m.Replacement) (cell m.SourceLine)
 
 let measured = all |> Seq.map (fun m -> m.File) |> Set.ofSeq
 
