@@ -62,19 +62,16 @@ type private OnceAt(point: string, action: unit -> unit) =
 
         member _.Blocked(_) = ()
 
+/// The system of the tests below: 64 KiB of MMIO (a device) at 1 MiB and nothing else.
+let private deviceAt1MiB =
+    LayoutBuilding.Spec.OneSpace [ LayoutBuilding.Spec.Region("dev", RegionKind.Io, Oracle.u128 0x10000UL, 0x100000UL) ]
+
 /// F-DMA-6 (UM-2): from QEMU 9.2 unmap returns a buffer's budget before freeing it, so a map in between gets
 /// the budget while the old buffer still exists: more bounce memory exists than the budget. P21 counts such
 /// instants as the registered finding, and a real breach (the budget double-returned) still as a breach.
 [<Fact>]
 let ``F-DMA-6: between returning the budget and freeing the buffer another map can allocate`` () =
-    let spec =
-        Conformance.Properties.LayoutBuilding.Spec.Copy(
-            Conformance.Properties.LayoutBuilding.Spec.Region("system", RegionKind.Container, Conformance.Properties.Oracle.two64),
-            subregions = [ Conformance.Properties.LayoutBuilding.Spec.Region("dev", RegionKind.Io, Conformance.Properties.Oracle.u128 0x10000UL, 0x100000UL) ]
-        )
-
-    let layout =
-        LayoutSpec([| spec |], [| AddressSpaceSpec("memory", "system", 4096UL) |], DirtyLogging.Default)
+    let layout = deviceAt1MiB
 
     let states (fault: Fault) =
         let sys = MemorySystem(layout, Profile.Qemu92, fault)
@@ -122,14 +119,7 @@ type private PointsPassed() =
 [<InlineData(false)>]
 [<InlineData(true)>]
 let ``every use of the map-client list is under map_client_list_lock, named as QEMU names it`` (broken: bool) =
-    let spec =
-        Conformance.Properties.LayoutBuilding.Spec.Copy(
-            Conformance.Properties.LayoutBuilding.Spec.Region("system", RegionKind.Container, Conformance.Properties.Oracle.two64),
-            subregions = [ Conformance.Properties.LayoutBuilding.Spec.Region("dev", RegionKind.Io, Conformance.Properties.Oracle.u128 0x10000UL, 0x100000UL) ]
-        )
-
-    let layout =
-        LayoutSpec([| spec |], [| AddressSpaceSpec("memory", "system", 4096UL) |], DirtyLogging.Default)
+    let layout = deviceAt1MiB
 
     for profile in [ Profile.Qemu72; Profile.Qemu92 ] do
         let sys =
@@ -166,14 +156,7 @@ type private NeverWaits() =
 /// does not wait for a BQL nobody holds.
 [<Fact>]
 let ``clearing and trimming the callback journal give the BQL back`` () =
-    let spec =
-        Conformance.Properties.LayoutBuilding.Spec.Copy(
-            Conformance.Properties.LayoutBuilding.Spec.Region("system", RegionKind.Container, Conformance.Properties.Oracle.two64),
-            subregions = [ Conformance.Properties.LayoutBuilding.Spec.Region("dev", RegionKind.Io, Conformance.Properties.Oracle.u128 0x10000UL, 0x100000UL) ]
-        )
-
-    let sys =
-        MemorySystem(LayoutSpec([| spec |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+    let sys = MemorySystem(deviceAt1MiB, Profile.Qemu92)
 
     let mem = sys.Space "memory"
     sys.Interleaver <- NeverWaits()

@@ -9,15 +9,9 @@ open Conformance.Properties.LayoutBuilding
 open Conformance.Properties.Oracle
 
 let private layout =
-    let system =
-        Spec.Copy(
-            Spec.Region("system", RegionKind.Container, two64),
-            subregions =
-                [ Spec.Region("dev", RegionKind.Io, u128 0x10000UL, 0x100000UL)
-                  Spec.Region("dev2", RegionKind.Io, u128 0x10000UL, 0x110000UL) ]
-        )
-
-    LayoutSpec([| system |], [| AddressSpaceSpec("memory", "system", 4096UL) |], DirtyLogging.Default)
+    Spec.OneSpace
+        [ Spec.Region("dev", RegionKind.Io, u128 0x10000UL, 0x100000UL)
+          Spec.Region("dev2", RegionKind.Io, u128 0x10000UL, 0x110000UL) ]
 
 let private bytes n seed =
     Array.init n (fun i -> byte ((i * 7 + seed) % 251))

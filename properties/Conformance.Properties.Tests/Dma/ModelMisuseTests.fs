@@ -10,15 +10,12 @@ open Conformance.Properties.LayoutBuilding
 open Conformance.Properties.Oracle
 
 let private system () =
-    let root =
-        Spec.Copy(
-            Spec.Region("system", RegionKind.Container, two64),
-            subregions =
-                [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
-                  Spec.Region("dev", RegionKind.Io, u128 0x1000UL, 0x100000UL) ]
-        )
+    let layout =
+        Spec.OneSpace
+            [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
+              Spec.Region("dev", RegionKind.Io, u128 0x1000UL, 0x100000UL) ]
 
-    MemorySystem(LayoutSpec([| root |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu72)
+    MemorySystem(layout, Profile.Qemu72)
 
 let private refCounts (s: MemorySystem) =
     s.Owners |> Seq.map (fun o -> o.Name, o.RefCount) |> List.ofSeq

@@ -9,16 +9,12 @@ open Conformance.Properties.LayoutBuilding
 open Conformance.Properties.Oracle
 
 let private layout budget =
-    let system =
-        Spec.Copy(
-            Spec.Region("system", RegionKind.Container, two64),
-            subregions =
-                [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
-                  Spec.Region("dev", RegionKind.Io, u128 0x10000UL, 0x100000UL)
-                  Spec.Region("rom", RegionKind.Rom, u128 0x2000UL, 0x200000UL) ]
-        )
-
-    LayoutSpec([| system |], [| AddressSpaceSpec("memory", "system", budget) |], DirtyLogging.Default)
+    Spec.OneSpace(
+        [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
+          Spec.Region("dev", RegionKind.Io, u128 0x10000UL, 0x100000UL)
+          Spec.Region("rom", RegionKind.Rom, u128 0x2000UL, 0x200000UL) ],
+        budget
+    )
 
 let private system profile = MemorySystem(layout 4096UL, profile)
 
@@ -152,16 +148,12 @@ let ``virtqueue_rewind gives back up to inuse elements without unmapping them (h
 /// bytes of the value, lowest first; a read puts the pieces back together the same way.
 [<Fact>]
 let ``an access wider than the device's callbacks reaches it in pieces, each with its own bytes (access_with_adjusted_size)`` () =
-    let system =
-        Spec.Copy(
-            Spec.Region("system", RegionKind.Container, two64),
-            subregions =
-                [ Spec.Copy(Spec.Region("bytewise", RegionKind.Io, u128 0x1000UL, 0x100000UL), access = AccessRules(4u, 1u, 1u, false))
-                  Spec.Copy(Spec.Region("halves", RegionKind.Io, u128 0x1000UL, 0x110000UL), access = AccessRules(8u, 2u, 2u, false)) ]
-        )
+    let layout =
+        Spec.OneSpace
+            [ Spec.Copy(Spec.Region("bytewise", RegionKind.Io, u128 0x1000UL, 0x100000UL), access = AccessRules(4u, 1u, 1u, false))
+              Spec.Copy(Spec.Region("halves", RegionKind.Io, u128 0x1000UL, 0x110000UL), access = AccessRules(8u, 2u, 2u, false)) ]
 
-    let s =
-        MemorySystem(LayoutSpec([| system |], [| AddressSpaceSpec("memory", "system", 4096UL) |], DirtyLogging.Default), Profile.Qemu72)
+    let s = MemorySystem(layout, Profile.Qemu72)
 
     let mem = s.Space "memory"
     let data = [| 0x11uy; 0x22uy; 0x33uy; 0x44uy; 0x55uy; 0x66uy; 0x77uy; 0x88uy |]
@@ -329,11 +321,7 @@ let ``regions naming one owner share its reference count, and containers and ali
     let window =
         Spec.Copy(Spec.Region("window", RegionKind.Alias, u128 0x1000UL, 0x2000UL), target = "bar0")
 
-    let root =
-        Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = [ bar0; bar1; window ])
-
-    let s =
-        MemorySystem(LayoutSpec([| root |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+    let s = MemorySystem(Spec.OneSpace [ bar0; bar1; window ], Profile.Qemu92)
 
     let mem = s.Space "memory"
     Assert.Equal<string list>([ "nic" ], s.Owners |> Seq.map (fun o -> o.Name) |> List.ofSeq)
@@ -354,11 +342,7 @@ let ``ROM and RAM devices dispatch with their own access rules; only the RAM dev
     let vram =
         RegionSpec(Name = "vram", Kind = RegionKind.RamDevice, Size = u128 0x1000UL, Addr = 0x10000UL, Access = AccessRules(2u, 1u, 2u, false))
 
-    let root =
-        Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = [ flash; vram ])
-
-    let s =
-        MemorySystem(LayoutSpec([| root |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+    let s = MemorySystem(Spec.OneSpace [ flash; vram ], Profile.Qemu92)
 
     let mem = s.Space "memory"
     let data = [| 1uy .. 8uy |]
@@ -395,11 +379,7 @@ let ``a read map extends over the next flat range of the same RAM at the next of
     let hi =
         Spec.Copy(Spec.Region("hi", RegionKind.Alias, u128 0x1000UL, 0x11000UL), target = "pc.ram", aliasOffset = 0x1000UL)
 
-    let root =
-        Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = [ lo; hi ])
-
-    let s =
-        MemorySystem(LayoutSpec([| root; ram |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+    let s = MemorySystem(Spec.OneSpace([ lo; hi ], detached = [ ram ]), Profile.Qemu92)
 
     let mem = s.Space "memory"
     Assert.Equal(2, mem.View.Ranges.Count)

@@ -12,15 +12,9 @@ open Conformance.Properties.Oracle
 
 /// 64 KiB of RAM at 0 and another 64 KiB of RAM right after it (a descriptor may cross from one to the other).
 let private layout =
-    let system =
-        Spec.Copy(
-            Spec.Region("system", RegionKind.Container, two64),
-            subregions =
-                [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
-                  Spec.Region("ram2", RegionKind.Ram, u128 0x10000UL, 0x10000UL) ]
-        )
-
-    LayoutSpec([| system |], [| AddressSpaceSpec("memory", "system", 4096UL) |], DirtyLogging.Default)
+    Spec.OneSpace
+        [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
+          Spec.Region("ram2", RegionKind.Ram, u128 0x10000UL, 0x10000UL) ]
 
 let private bit feature = 1UL <<< feature
 let private eventIdx = bit VirtioConstants.FeatureEventIdx
@@ -271,34 +265,24 @@ let ``with EVENT_IDX a used_event ahead of the used index suppresses the interru
     Assert.Equal(1, device.Interrupts)
 
 /// virtqueue_split_flush: signalled_used stays valid while the used index is less than 2^15 past it
-/// ((int16_t)(new - signalled_used) < (uint16_t)(new - old) is false): after an interrupt at used idx 1,
-/// used idx 32768 with used_event 32768 raises none (vring_need_event(32768, 32768, 1) is false).
-[<Fact>]
-let ``signalled_used stays valid while the used index is less than 2^15 past it`` () =
+/// ((int16_t)(new - signalled_used) < (uint16_t)(new - old) is false) and is forgotten once it is 2^15 past
+/// (signalled_used_valid = false). After an interrupt at used idx 1 and a used_event equal to the new used
+/// index: at 32768 none is raised (vring_need_event(32768, 32768, 1) is false); at 32769 the device has
+/// forgotten signalled_used and interrupts whatever used_event says.
+[<Theory>]
+[<InlineData(32767, false)>]
+[<InlineData(32768, true)>]
+let ``signalled_used is kept while the used index is less than 2^15 past it, then forgotten`` (pushesAfter: int, interrupts: bool) =
     let _, device, driver = deviceWith eventIdx VirtioFault.None 4
     let vq = device.Queues.[0]
     pushMany device driver 1
     Assert.True(device.Notify vq)
-    pushMany device driver 32767
-    Assert.Equal(32768us, vq.UsedIdx)
-    driver.SetUsedEvent 32768us
-    Assert.False(device.Notify vq)
-    Assert.Equal(1, device.Interrupts)
-
-/// virtqueue_split_flush: once the used index is 2^15 past signalled_used (negative as int16_t) the device
-/// forgets it (signalled_used_valid = false), and the next notification is raised whatever used_event
-/// says: after an interrupt at 1, used idx 32769 with used_event 32769 interrupts.
-[<Fact>]
-let ``signalled_used is forgotten once the used index runs 2^15 past it`` () =
-    let _, device, driver = deviceWith eventIdx VirtioFault.None 4
-    let vq = device.Queues.[0]
-    pushMany device driver 1
-    Assert.True(device.Notify vq)
-    pushMany device driver 32768
-    Assert.Equal(32769us, vq.UsedIdx)
-    driver.SetUsedEvent 32769us
-    Assert.True(device.Notify vq)
-    Assert.Equal(2, device.Interrupts)
+    pushMany device driver pushesAfter
+    let usedIdx = uint16 (1 + pushesAfter)
+    Assert.Equal(usedIdx, vq.UsedIdx)
+    driver.SetUsedEvent usedIdx
+    Assert.Equal(interrupts, device.Notify vq)
+    Assert.Equal((if interrupts then 2 else 1), device.Interrupts)
 
 /// virtio_split_should_notify: with NOTIFY_ON_EMPTY a device with nothing in use and an empty queue
 /// interrupts even when the driver set VRING_AVAIL_F_NO_INTERRUPT; with an element still in use it does not.
@@ -398,15 +382,20 @@ let private header (requestType: uint32) (sector: uint64) =
     BinaryPrimitives.WriteUInt64LittleEndian(Span(b, 8, 8), sector)
     b
 
-/// A virtio-blk device over a 64-sector disk, its queue of 4 set up, and its driver.
-let private blkWith profile serial =
+/// A virtio-blk device with the given features and serial over a 64-sector disk, its queue of 4 set up with
+/// its descriptor table and available ring at the given addresses (the used ring at usedAddr), and its driver.
+let private blkAt profile (features: uint64) serial (desc: uint64) (avail: uint64) =
     let s = MemorySystem(layout, profile)
     let mem = s.Space "memory"
-    let device = VirtioDevice(s, mem, 1, 0UL)
-    let driver = SplitRingDriver(s, mem, 4, descAddr, availAddr, usedAddr)
-    driver.ClearRings false
-    device.SetupQueue(0, 4, descAddr, availAddr, usedAddr)
+    let device = VirtioDevice(s, mem, 1, features)
+    let driver = SplitRingDriver(s, mem, 4, desc, avail, usedAddr)
+    driver.ClearRings((features &&& eventIdx) <> 0UL)
+    device.SetupQueue(0, 4, desc, avail, usedAddr)
     s, VirtioBlk(device, Array.zeroCreate (64 * VirtioBlk.SectorSize), serial), driver
+
+/// A virtio-blk device without features, its queue of 4 at descAddr/availAddr/usedAddr, and its driver.
+let private blkWith profile serial =
+    blkAt profile 0UL serial descAddr availAddr
 
 /// virtio_blk_handle_request, GET_ID: MIN(strlen(serial) + 1, MIN(in size, VIRTIO_BLK_ID_BYTES)) bytes of
 /// the serial are written: a serial longer than 20 bytes is cut at 20 (without NUL), and the rest of a
@@ -473,24 +462,20 @@ let ``a write whose header is split over two descriptors, the second with the da
 let private romLayout =
     let rom = Spec.Region("rom", RegionKind.Rom, u128 0x2000UL)
 
-    let system =
-        Spec.Copy(
-            Spec.Region("system", RegionKind.Container, two64),
-            subregions =
-                [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
-                  Spec.Copy(Spec.Region("rom-lo", RegionKind.Alias, u128 0x1000UL, 0x20000UL), target = "rom", aliasOffset = 0UL)
-                  RegionSpec(
-                      Name = "rom-hi",
-                      Kind = RegionKind.Alias,
-                      Size = u128 0x1000UL,
-                      Addr = 0x21000UL,
-                      AliasTarget = "rom",
-                      AliasOffset = 0x1000UL,
-                      Nonvolatile = true
-                  ) ]
-        )
-
-    LayoutSpec([| system; rom |], [| AddressSpaceSpec("memory", "system", 4096UL) |], DirtyLogging.Default)
+    Spec.OneSpace(
+        [ Spec.Region("ram", RegionKind.Ram, u128 0x10000UL)
+          Spec.Copy(Spec.Region("rom-lo", RegionKind.Alias, u128 0x1000UL, 0x20000UL), target = "rom", aliasOffset = 0UL)
+          RegionSpec(
+              Name = "rom-hi",
+              Kind = RegionKind.Alias,
+              Size = u128 0x1000UL,
+              Addr = 0x21000UL,
+              AliasTarget = "rom",
+              AliasOffset = 0x1000UL,
+              Nonvolatile = true
+          ) ],
+        detached = [ rom ]
+    )
 
 /// Sets up a queue of 4 with its rings at the given addresses over romLayout; the errors it ends in.
 let private setupOverRom desc avail used =
@@ -533,3 +518,42 @@ let ``an indirect table in ROM across two ranges of it is cached whole`` () =
     let popped = device.Pop device.Queues.[0]
     Assert.NotEqual<string>("Cannot map indirect buffer", popped.Error)
     Assert.True(device.DescriptorReads >= 2, sprintf "%d descriptors read" device.DescriptorReads)
+
+/// virtio_queue_notify runs the handler of any queue with a descriptor table, even one whose available ring
+/// is at 0: virtio_blk_handle_vq turns notifications off and on again around its (empty) pops, and
+/// virtio_queue_set_notification writes the used ring's flags (it returns early only without vring.desc).
+[<Fact>]
+let ``a kick on a queue whose available ring is at 0 turns notifications off and on in the used flags`` () =
+    let s, blk, _ = blkAt Profile.Qemu72 0UL "" descAddr 0UL
+    s.Write(s.Space "memory", usedAddr, ReadOnlySpan [| byte VirtioConstants.UsedFlagNoNotify; 0uy |])
+    blk.Kick()
+    Assert.Equal(0us, load16 s usedAddr)
+
+    Assert.Equal<string list>([ "flags"; "flags" ], [ for w in blk.Device.RingWrites -> w.What ])
+
+    Assert.Equal(0us, blk.Device.Queues.[0].LastAvailIdx)
+    Assert.Empty(blk.Device.Errors)
+
+/// The same with EVENT_IDX: turning notifications on again publishes avail_event = the available index,
+/// read from the available ring at 0 (vring_avail_idx), whatever is there.
+[<Fact>]
+let ``with EVENT_IDX a kick on a queue whose available ring is at 0 writes avail_event from address 2`` () =
+    let s, blk, _ = blkAt Profile.Qemu72 eventIdx "" descAddr 0UL
+    s.Write(s.Space "memory", 2UL, ReadOnlySpan [| 0x34uy; 0x12uy |])
+    blk.Kick()
+    Assert.Equal(0x1234us, availEvent s 4)
+    Assert.Equal(0us, blk.Device.Queues.[0].LastAvailIdx)
+
+/// virtio_queue_notify ignores a kick on a queue whose descriptor table is at 0: nothing is popped even
+/// though the available ring holds a published head.
+[<Fact>]
+let ``a kick on a queue whose descriptor table is at 0 is ignored`` () =
+    let s, blk, driver = blkAt Profile.Qemu72 0UL "" 0UL availAddr
+    s.Write(s.Space "memory", 0x8000UL, ReadOnlySpan(header VirtioBlk.TypeGetId 0UL))
+    driver.WriteDescriptor(0, readable 0x8000UL 16u (Some 1us))
+    driver.WriteDescriptor(1, writable 0xa000UL 1u)
+    driver.Publish [ 0us ]
+    blk.Kick()
+    Assert.Equal(0us, blk.Device.Queues.[0].LastAvailIdx)
+    Assert.Equal(0us, driver.UsedIdx())
+    Assert.Empty(blk.Device.RingWrites)

@@ -44,3 +44,16 @@ type Spec =
                  | Some s -> (Array.ofSeq s :> System.Collections.Generic.IReadOnlyList<RegionSpec>)
                  | None -> r.Subregions)
         )
+
+    /// A layout of one address space, "memory", over a 2^64 "system" container holding `subregions`, with
+    /// the given bounce budget (QEMU's default otherwise); `detached` are further parentless trees, such as a
+    /// RAM block that aliases in the system container show.
+    static member OneSpace(subregions: RegionSpec seq, ?budget: uint64, ?detached: RegionSpec seq) =
+        let system =
+            Spec.Copy(Spec.Region("system", RegionKind.Container, Oracle.two64), subregions = subregions)
+
+        LayoutSpec(
+            Array.append [| system |] (Array.ofSeq (defaultArg detached Seq.empty)),
+            [| AddressSpaceSpec("memory", "system", defaultArg budget ProfileFacts.DefaultMaxBounceBufferSize) |],
+            DirtyLogging.Default
+        )

@@ -16,16 +16,10 @@ let DescRing, AvailRing, UsedRing = 0x10000UL, 0x11000UL, 0x12000UL
 
 /// RAM 0-1 MiB, pc-testdev-like MMIO at 0xff000000 (64 KiB), ROM at 0xfffe0000 (128 KiB); the rest unassigned.
 let layout =
-    let system =
-        Spec.Copy(
-            Spec.Region("system", RegionKind.Container, two64),
-            subregions =
-                [ Spec.Region("ram", RegionKind.Ram, u128 0x100000UL)
-                  Spec.Region("testdev", RegionKind.Io, u128 0x10000UL, 0xff000000UL)
-                  Spec.Region("bios", RegionKind.Rom, u128 0x20000UL, 0xfffe0000UL) ]
-        )
-
-    LayoutSpec([| system |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default)
+    Spec.OneSpace
+        [ Spec.Region("ram", RegionKind.Ram, u128 0x100000UL)
+          Spec.Region("testdev", RegionKind.Io, u128 0x10000UL, 0xff000000UL)
+          Spec.Region("bios", RegionKind.Rom, u128 0x20000UL, 0xfffe0000UL) ]
 
 /// Where a buffer lives.
 let genBufferAddr =

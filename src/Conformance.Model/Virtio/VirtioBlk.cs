@@ -46,7 +46,10 @@ public sealed class VirtioBlk
     /// <summary>virtio_blk_handle_vq: pop and handle until the queue is empty or the device breaks.</summary>
     public void Kick()
     {
-        if (Device.Disabled || !Queue.Ready) return;   // virtio_queue_notify ignores kicks on a broken device
+        // virtio.c:virtio_queue_notify ignores a kick on a broken device or a queue without a descriptor table;
+        // a queue whose available ring is at 0 still runs the handler (its pops find it empty, but
+        // set_notification writes the used ring)
+        if (Device.Disabled || Queue.DescAddr == 0) return;
         bool suppress = Queue.Notification;
         do
         {

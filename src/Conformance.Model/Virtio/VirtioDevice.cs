@@ -386,7 +386,9 @@ public sealed class VirtioDevice
     public void SetNotification(VirtQueue vq, bool enable)
     {
         vq.Notification = enable;
-        if (!vq.Ready || vq.Caches is null) return;
+        // virtio.c:virtio_queue_set_notification returns only for a queue without a descriptor table (an
+        // available ring at 0 does not stop it); without ring caches every ring access returns instead
+        if (vq.DescAddr == 0 || vq.Caches is null) return;
         if (Has(VirtioConstants.FeatureEventIdx)) SetAvailEvent(vq, AvailIdx(vq));
         else
         {
