@@ -135,6 +135,7 @@ public sealed class VirtioBlkSession : IDisposable
         var (_, blk) = Current;
         blk.RequestedRings = rings;
         blk.Initialise();
+        ClearRingsLater(blk);
         return blk;
     }
 
@@ -152,7 +153,7 @@ public sealed class VirtioBlkSession : IDisposable
     public void WriteDescriptor(ulong table, int index, VringDesc d)
     {
         var (q, blk) = Current;
-        if (table == blk.Desc) blk.WriteDescriptor(index, d);   // the ring is cleared by every bring-up
+        if (table == blk.Desc) blk.WriteDescriptor(index, d);   // the ring is cleared before the next case (ClearRingsLater)
         else
         {
             var b = new byte[VirtioConstants.DescSize];
@@ -177,13 +178,29 @@ public sealed class VirtioBlkSession : IDisposable
         if (n == 0) return;
         ulong last = addr + (ulong)n - 1;
         var pieces = last >= addr ? new[] { (addr, n) } : new[] { (addr, (int)(0UL - addr)), (0UL, (int)(last + 1)) };
-        foreach (var (at, count) in pieces)
-            foreach (var (start, end) in ClearableWindows)
-            {
-                // the part of [at, at + count) inside the window (a buffer may run out of RAM into unassigned space)
-                ulong from = Math.Max(at, start), to = Math.Min(at + (ulong)(count - 1), end - 1);
-                if (from <= to) _touched.Add(new GuestRange(from, (int)(to - from + 1)));
-            }
+        foreach (var (at, count) in pieces) ClearLater(at, count);
+    }
+
+    /// <summary>Notes [at, at + count) for zeroing before the next case, as far as it lies in <see cref="ClearableWindows"/>.</summary>
+    private void ClearLater(ulong at, int count)
+    {
+        foreach (var (start, end) in ClearableWindows)
+        {
+            // the part of [at, at + count) inside the window (a buffer may run out of RAM into unassigned space)
+            ulong from = Math.Max(at, start), to = Math.Min(at + (ulong)(count - 1), end - 1);
+            if (from <= to) _touched.Add(new GuestRange(from, (int)(to - from + 1)));
+        }
+    }
+
+    /// <summary>The rings the driver just placed (and zeroed): the guest writes them through the ring driver and
+    /// the device writes the used ring, neither of which passes <see cref="MayWrite"/>, so a case that moved
+    /// them would otherwise leave its rings in memory for the next case, where the model has zeros.</summary>
+    private void ClearRingsLater(VirtioBlkDriver blk)
+    {
+        int n = blk.QueueSize;
+        ClearLater(blk.Desc, n * VirtioConstants.DescSize);
+        ClearLater(blk.Avail, 6 + 2 * n);
+        ClearLater(blk.Used, 6 + 8 * n);
     }
 
     /// <summary>Waits until the used index reaches <paramref name="published"/>, a virtio_error line appears, or
@@ -310,6 +327,7 @@ public sealed class VirtioBlkSession : IDisposable
             _blk.RequestedRings = rings;
             _blk.Initialise();
             _touched.Clear();
+            ClearRingsLater(_blk);
             return (_qemu, _blk);
         }
         // Reset first: it drains requests still in flight, which could otherwise write after the cleanup.
@@ -317,6 +335,7 @@ public sealed class VirtioBlkSession : IDisposable
         _blk.Initialise();
         foreach (var r in _touched) _qemu.Qtest.Memset(r.Addr, r.Length, 0);
         _touched.Clear();
+        ClearRingsLater(_blk);
         // whatever the case promised: the image's modification time says whether QEMU wrote it
         if (_qemu.DiskWritten) _qemu.RestoreDisk(_disk);
         return (_qemu, _blk);

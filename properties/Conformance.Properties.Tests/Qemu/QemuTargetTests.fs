@@ -186,6 +186,29 @@ let ``each QEMU session starts fresh, and only the latest drives the process`` (
 
     Assert.Equal(1, target.BlkSession.ProcessesStarted)
 
+/// Rings a case placed away from the machine's are zeroed before the next case, like every other byte it
+/// wrote: a later case that reads that memory back, or whose garbage descriptor points there, must find it as
+/// the model does (zero), not the last case's available ring.
+[<SkippableFact; Trait("Category", "Qemu")>]
+let ``rings a case moved are zeroed for the next case`` () =
+    let binary = qemuFor "7.2"
+    use target = new QemuTarget(binary, VirtioTransport.Modern)
+    let m = target.Machine
+    let desc, avail, used = 0x300000UL, 0x304000UL, 0x305000UL
+
+    do
+        use first = target.Open(binary.Profile, m.Layout)
+
+        first.Apply(VirtioSetupOp(m.Space, m.QueueSize, desc, avail, used, false, false, true, m.DiskSectors, ""))
+        |> ignore
+
+        first.Apply(PublishOp([| 5us |])) |> ignore
+        // avail->idx 1, avail->ring[0] 5
+        Assert.Equal<byte[]>([| 1uy; 0uy; 5uy; 0uy |], first.Apply(ReadOp("memory", avail + 2UL, 4UL)).BytesRead)
+
+    use next = target.Open(binary.Profile, m.Layout)
+    Assert.Equal<byte[]>(Array.zeroCreate 4, next.Apply(ReadOp("memory", avail + 2UL, 4UL)).BytesRead)
+
 /// A QEMU that stops answering part-way: the observation names the failure (with QEMU's stderr tail) and
 /// the steps after it are skipped; the process is gone.
 [<SkippableFact; Trait("Category", "Qemu")>]
