@@ -48,3 +48,36 @@ let ``a write to part of an untouched page keeps the page's other initial bytes`
     store.Write(0x4000UL, System.ReadOnlySpan whole)
     store.Read(0x4000UL, System.Span page)
     Assert.Equal<byte[]>(whole, page)
+
+/// Seed 0 is zero-filled memory, what QEMU's RAM holds when it is allocated (qemu_ram_alloc: anonymous
+/// memory reads as zeros) and most device registers at reset.
+[<Fact>]
+let ``a store of seed 0 reads as zeros before anything is written`` () =
+    let store = ByteStore(UInt128(0UL, 0x10000UL), 0u)
+    let page = Array.create<byte> 4096 0xffuy
+    store.Read(0x3000UL, Span page)
+    Assert.Equal<byte[]>(Array.zeroCreate 4096, page)
+    Assert.Equal(0UL, store.ReadLittleEndian(0x5ff8UL, 8u))
+    Assert.Empty(store.ModifiedPages())
+
+/// The initial pattern is the model's own, but what it is for is an invariant of the model: untouched bytes are
+/// recognisable, so a transfer that reads or writes the wrong offset, or the wrong region, shows in the
+/// bytes compared. Neighbouring bytes of one store differ, and so do the same offsets of two seeds.
+[<Fact>]
+let ``the initial pattern tells offsets and seeds apart`` () =
+    let pageOf seed at =
+        let page = Array.zeroCreate<byte> 4096
+        ByteStore(UInt128(0UL, 0x100000UL), seed).Read(at, Span page)
+        page
+
+    for seed, at in [ 1u, 0UL; 5u, 0x3000UL; 0xdeadbeefu, 0xff000UL ] do
+        let page = pageOf seed at
+        let distinct = page |> Array.distinct |> Array.length
+        Assert.True(distinct >= 200, sprintf "seed %d at 0x%x: only %d distinct byte values in a page" seed at distinct)
+        let repeats = Seq.pairwise page |> Seq.filter (fun (a, b) -> a = b) |> Seq.length
+        Assert.True(repeats < 64, sprintf "seed %d at 0x%x: %d neighbours equal" seed at repeats)
+
+    let one = pageOf 1u 0x2000UL
+    let two = pageOf 2u 0x2000UL
+    let same = Array.zip one two |> Array.filter (fun (a, b) -> a = b) |> Array.length
+    Assert.True(same < 64, sprintf "seeds 1 and 2 agree on %d of 4096 bytes" same)

@@ -403,3 +403,75 @@ let ``Qemu72: a bounce unmap leaves no bytes counted as being freed`` () =
     s.Unmap(m.Mapping, 0UL) |> ignore
     Assert.Equal(0L, mem.BounceBytesFreeing)
     Assert.All(s.SnapshotBounce().Spaces, fun sp -> Assert.Equal(0L, sp.Freeing))
+
+/// B72-4 / BM-4 (physmem.c:address_space_map): a read mapping of MMIO bounces, and the buffer is filled from
+/// the device at map time (flatview_read into the bounce buffer), so every byte the caller reads is the
+/// device's.
+[<Fact>]
+let ``a read bounce buffer holds the device's bytes, every one produced by the device`` () =
+    for profile in [ Profile.Qemu72; Profile.Qemu92 ] do
+        let s = system profile
+        let mem = s.Space "memory"
+        let data = [| 0x10uy .. 0x1fuy |]
+        s.Write(mem, 0x100040UL, ReadOnlySpan data)
+        let r = s.Map(mem, 0x100040UL, 16UL, false)
+        Assert.Equal(MappingKind.Bounce, r.Mapping.Kind)
+        let seen = Array.zeroCreate<byte> 16
+        s.ReadMapped(r.Mapping, 0UL, Span seen)
+        Assert.Equal<byte[]>(data, seen)
+        Assert.All(r.Mapping.Bounce.Produced, fun o -> Assert.Equal(ByteOrigin.Device, o))
+
+/// U72-1 / UM-1: unmap writes access_len bytes of a write bounce buffer back whatever the caller wrote; the
+/// bytes nobody produced (7.2's uninitialised heap, 9.2's zero fill) are counted over the whole run.
+[<Fact>]
+let ``the run counts every unproduced byte a write-back carries, in both profiles`` () =
+    for profile in [ Profile.Qemu72; Profile.Qemu92 ] do
+        let s = system profile
+        let mem = s.Space "memory"
+        let r = s.Map(mem, 0x100000UL, 8UL, true)
+        s.WriteMapped(r.Mapping, 0UL, ReadOnlySpan [| 1uy; 2uy |])
+        s.Unmap(r.Mapping, 8UL) |> ignore
+        Assert.Equal(6L, s.UnproducedBytesWrittenBack)
+        let again = s.Map(mem, 0x100000UL, 4UL, true)
+        s.Unmap(again.Mapping, 3UL) |> ignore
+        Assert.Equal(9L, s.UnproducedBytesWrittenBack)
+
+/// UM-2 (system/physmem.c:address_space_unmap, 9.2): the budget is returned first and the buffer freed after;
+/// once unmap has returned the buffer is freed too, so no bytes are left counted as being freed.
+[<Fact>]
+let ``Qemu92: a finished bounce unmap leaves no bytes counted as being freed`` () =
+    let s = system Profile.Qemu92
+    let mem = s.Space "memory"
+
+    for len in [ 16UL; 100UL ] do
+        let m = s.Map(mem, 0x100000UL, len, true)
+        Assert.Equal(MappingKind.Bounce, m.Mapping.Kind)
+        s.Unmap(m.Mapping, len) |> ignore
+        Assert.Equal(0L, mem.BounceBytesFreeing)
+        Assert.Equal(0L, mem.BounceBytesAllocated)
+        Assert.Equal(0UL, mem.BounceBufferSize)
+        Assert.All(s.SnapshotBounce().Spaces, fun sp -> Assert.Equal(0L, sp.Freeing))
+
+/// access_with_adjusted_size (softmmu/memory.c) masks each callback's value with MAKE_64BIT_MASK(0, size * 8),
+/// which for an 8-byte callback is all 64 bits: a device whose callbacks take 8 bytes returns its whole value
+/// to an 8-byte read.
+[<Fact>]
+let ``an 8-byte read of a device with 8-byte callbacks returns all eight bytes (access_with_adjusted_size)`` () =
+    let wide =
+        RegionSpec(Name = "wide", Kind = RegionKind.Io, Size = u128 0x1000UL, Addr = 0x100000UL, Access = AccessRules(8u, 8u, 8u, false))
+
+    let root =
+        Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = [ wide ])
+
+    let s =
+        MemorySystem(LayoutSpec([| root |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+
+    let mem = s.Space "memory"
+    let data = [| 0x81uy; 0x92uy; 0xa3uy; 0xb4uy; 0xc5uy; 0xd6uy; 0xe7uy; 0xf8uy |]
+    s.Write(mem, 0x100008UL, ReadOnlySpan data)
+    s.ClearAccessJournal()
+    let back = Array.zeroCreate<byte> 8
+    s.Read(mem, 0x100008UL, Span back)
+    Assert.Equal<byte[]>(data, back)
+
+    Assert.Equal<DeviceAccess list>([ DeviceAccess("wide", MmioAccess(false, 8UL, 8u, BitConverter.ToUInt64(data, 0))) ], List.ofSeq s.AccessJournal)

@@ -151,3 +151,59 @@ let ``a region over 2^64 bytes is refused at its size`` () =
         (layout [ system [ Spec.Region("huge", RegionKind.Io, two64 + UInt128.One) ] ] [ memory ])
         "$.layout.regions[0].subregions[0].size"
         "a region cannot exceed 2^64 bytes"
+
+/// memory.c:render_memory_region ORs each region's nonvolatile flag into the one inherited from the
+/// containers and aliases above it (`nonvolatile |= mr->nonvolatile`): a flat range is nonvolatile when any
+/// region on its path is, and stays so when more than one of them says it.
+[<Fact>]
+let ``a flat range is nonvolatile when its region or any alias above it is`` () =
+    let nvram =
+        RegionSpec(Name = "nvram", Kind = RegionKind.Ram, Size = u128 0x2000UL, Nonvolatile = true)
+
+    let both =
+        RegionSpec(Name = "both", Kind = RegionKind.Alias, Size = u128 0x1000UL, Addr = 0x10000UL, AliasTarget = "nvram", Nonvolatile = true)
+
+    let plain =
+        RegionSpec(Name = "plain", Kind = RegionKind.Alias, Size = u128 0x1000UL, Addr = 0x20000UL, AliasTarget = "nvram", AliasOffset = 0x1000UL)
+
+    let s =
+        MemorySystem(layout [ system [ both; plain ]; nvram ] [ memory ], Profile.Qemu92)
+
+    let ranges = (s.Space "memory").View.Ranges |> List.ofSeq
+    Assert.Equal<uint64 list>([ 0x10000UL; 0x20000UL ], ranges |> List.map (fun r -> r.Start))
+    Assert.All(ranges, fun r -> Assert.True(r.Nonvolatile, sprintf "range at 0x%x is not nonvolatile" r.Start))
+
+/// RAMBlocks occupy disjoint, page-aligned ranges of the ram_addr space (physmem.c:find_ram_offset hands out
+/// a gap no other block uses), which indexes the dirty bitmaps: a write to one block must never be recorded
+/// as dirtying another. A first block of 2^40 bytes leaves the next one's offset far past 2^32 pages.
+[<Fact>]
+let ``RAM blocks get disjoint page-aligned ram_addr ranges, and a write dirties a page of its own block`` () =
+    let big = ram "big" (1UL <<< 40)
+
+    let small = Spec.Region("small", RegionKind.Ram, u128 0x1000UL, 1UL <<< 41)
+
+    let odd = Spec.Region("odd", RegionKind.Ram, u128 0x1801UL, 1UL <<< 42)
+
+    let s =
+        MemorySystem(layout [ system [ big; odd; small ] ] [ memory ], Profile.Qemu92)
+
+    let blocks = [ "big"; "odd"; "small" ] |> List.map (fun n -> (s.Region n).RamBlock)
+
+    for b in blocks do
+        Assert.Equal(0UL, b.RamAddr % 4096UL)
+
+    for a in blocks do
+        for b in blocks do
+            if not (obj.ReferenceEquals(a, b)) then
+                let aEnd = UInt128(0UL, a.RamAddr) + a.MaxLength
+                let bEnd = UInt128(0UL, b.RamAddr) + b.MaxLength
+
+                Assert.True(
+                    aEnd <= UInt128(0UL, b.RamAddr) || bEnd <= UInt128(0UL, a.RamAddr),
+                    sprintf "%s [0x%x, +0x%O) and %s [0x%x, +0x%O) overlap" a.Name a.RamAddr a.MaxLength b.Name b.RamAddr b.MaxLength
+                )
+
+    s.Write(s.Space "memory", 1UL <<< 41, ReadOnlySpan [| 1uy |])
+    let page = Seq.exactlyOne (s.Dirty.Pages DirtyClient.Migration)
+    let struct (block, index) = s.LocatePage page
+    Assert.Equal(("small", 0UL), (block.Name, index))
