@@ -246,3 +246,32 @@ for (k, line, _) in reasons do
     then
         printfn ""
         printfn "stale reason (no mutant matches it any more): %s%s" k (line |> Option.map (sprintf " (line: %s)") |> Option.defaultValue "")
+
+match gate with
+| None -> ()
+| Some threshold ->
+    let count s =
+        all |> Seq.filter (fun m -> m.Status = s) |> Seq.length
+
+    let detected = count "Killed" + count "Timeout"
+    let valid = detected + count "Survived" + count "NoCoverage"
+
+    if valid = 0 then
+        printfn ""
+        printfn "gate: no mutants in the changed code (nothing Stryker can mutate there): passed"
+    else
+        let score = 100.0 * float detected / float valid
+        printfn ""
+
+        printfn
+            "gate: %.2f%% of %d mutants detected (%d killed, %d timed out), %.2f%% without the timeouts; %s %.0f%%"
+            score
+            valid
+            (count "Killed")
+            (count "Timeout")
+            (100.0 * float (count "Killed") / float valid)
+            (if score >= threshold then "passes" else "FAILS")
+            threshold
+
+        if score < threshold then
+            exit 1
