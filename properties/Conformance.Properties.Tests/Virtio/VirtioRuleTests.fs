@@ -557,3 +557,22 @@ let ``a kick on a queue whose descriptor table is at 0 is ignored`` () =
     Assert.Equal(0us, blk.Device.Queues.[0].LastAvailIdx)
     Assert.Equal(0us, driver.UsedIdx())
     Assert.Empty(blk.Device.RingWrites)
+
+/// virtio_init_region_cache keeps no ring caches for a queue whose descriptor table is at 0 and reports nothing;
+/// vring_avail_idx then reads 0, so even a direct pop finds the queue empty, whatever the available ring says,
+/// and breaks nothing.
+[<Fact>]
+let ``a queue whose descriptor table is at 0 has no ring caches and pops nothing`` () =
+    let s, blk, driver = blkAt Profile.Qemu72 0UL "" 0UL availAddr
+    let vq = blk.Device.Queues.[0]
+    s.Write(s.Space "memory", 0x8000UL, ReadOnlySpan(header VirtioBlk.TypeGetId 0UL))
+    driver.WriteDescriptor(0, readable 0x8000UL 16u (Some 1us))
+    driver.WriteDescriptor(1, writable 0xa000UL 1u)
+    driver.Publish [ 0us ]
+    Assert.Equal(1us, load16 s (availAddr + 2UL))
+    Assert.True(blk.Device.QueueEmpty vq)
+    Assert.Null(blk.Device.Pop(vq).Element)
+    Assert.Equal(0us, vq.LastAvailIdx)
+    Assert.Equal(0us, vq.ShadowAvailIdx)
+    Assert.False blk.Device.Broken
+    Assert.Empty blk.Device.Errors

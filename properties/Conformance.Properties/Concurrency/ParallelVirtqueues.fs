@@ -26,7 +26,9 @@ type QueuesCase =
 
 /// Ring layout inside each device's RAM slice; buffers in RAM start above it.
 let QueueSize = 16
-let DescOffset = 0x0
+/// Not at the slice's start: device 0's slice starts at guest address 0, and a queue whose descriptor table is
+/// at 0 has no ring caches in QEMU (virtio.c:virtio_init_region_cache), so it would never pop anything.
+let DescOffset = 0x800
 let AvailOffset = 0x200
 let UsedOffset = 0x400
 let RamBufferBase = 0x1000

@@ -83,6 +83,9 @@ public sealed class VirtioDevice
         vq.DescAddr = desc;
         vq.AvailAddr = avail;
         vq.UsedAddr = used;
+        // virtio.c:virtio_init_region_cache keeps no caches for a queue without a descriptor table, and
+        // reports nothing: its ring accesses read 0 and write nothing
+        if (desc == 0) return;
         bool eventIdx = Has(VirtioConstants.FeatureEventIdx);
         var caches = new List<RegionCache>();
         foreach (var (addr, size, write, name) in new[]
@@ -148,9 +151,13 @@ public sealed class VirtioDevice
         return VringDesc.Decode(b);
     }
 
-    private ushort AvailIdx(VirtQueue vq) => vq.ShadowAvailIdx = Memory.LoadU16Le(DmaAs, VirtioConstants.AvailIdxAddr(vq.AvailAddr));
-    private ushort AvailFlags(VirtQueue vq) => Memory.LoadU16Le(DmaAs, vq.AvailAddr);
-    private ushort AvailRing(VirtQueue vq, int i) => Memory.LoadU16Le(DmaAs, VirtioConstants.AvailRingAddr(vq.AvailAddr, i));
+    // virtio.c:vring_avail_idx / vring_avail_flags / vring_avail_ring read 0 from a queue without ring caches
+    // (one whose descriptor table is at 0, or whose setup failed), and the index read leaves shadow_avail_idx alone
+    private ushort AvailIdx(VirtQueue vq) =>
+        vq.Caches is null ? (ushort)0 : vq.ShadowAvailIdx = Memory.LoadU16Le(DmaAs, VirtioConstants.AvailIdxAddr(vq.AvailAddr));
+    private ushort AvailFlags(VirtQueue vq) => vq.Caches is null ? (ushort)0 : Memory.LoadU16Le(DmaAs, vq.AvailAddr);
+    private ushort AvailRing(VirtQueue vq, int i) =>
+        vq.Caches is null ? (ushort)0 : Memory.LoadU16Le(DmaAs, VirtioConstants.AvailRingAddr(vq.AvailAddr, i));
 
     /// <summary>A 16-bit store into the used ring, recorded so that write order can be checked.</summary>
     private void StoreUsed16(string what, ulong addr, ushort value, int slot = -1)
@@ -386,9 +393,10 @@ public sealed class VirtioDevice
     public void SetNotification(VirtQueue vq, bool enable)
     {
         vq.Notification = enable;
-        // virtio.c:virtio_queue_set_notification returns only for a queue without a descriptor table (an
-        // available ring at 0 does not stop it); without ring caches every ring access returns instead
-        if (vq.DescAddr == 0 || vq.Caches is null) return;
+        // virtio.c:virtio_queue_set_notification returns for a queue without a descriptor table (an available
+        // ring at 0 does not stop it); such a queue has no ring caches (SetupQueue), and without caches every ring
+        // access of the rest returns, so "no caches" is the whole condition
+        if (vq.Caches is null) return;
         if (Has(VirtioConstants.FeatureEventIdx)) SetAvailEvent(vq, AvailIdx(vq));
         else
         {
