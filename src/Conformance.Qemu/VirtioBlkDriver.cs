@@ -107,12 +107,19 @@ public abstract class VirtioBlkDriver
     /// <summary>Reset, negotiation, queue 0 set up, DRIVER_OK.</summary>
     protected abstract void Bringup();
 
+    /// <summary>Where queue 0's rings lie: the descriptor table, and the available and used rings with their
+    /// event fields.</summary>
+    public (ulong Addr, int Length)[] RingAreas =>
+    [
+        (Desc, (int)VirtioConstants.DescTableSize(QueueSize)),
+        (Avail, (int)VirtioConstants.AvailSize(QueueSize, eventIdx: true)),
+        (Used, (int)VirtioConstants.UsedSize(QueueSize, eventIdx: true)),
+    ];
+
     /// <summary>Zeroes the ring area (descriptor table, avail and used rings).</summary>
     protected void ClearRing()
     {
-        Q.Memset(Desc, QueueSize * VirtioConstants.DescSize, 0);
-        Q.Memset(Avail, 6 + 2 * QueueSize, 0);
-        Q.Memset(Used, 6 + 8 * QueueSize, 0);
+        foreach (var (addr, length) in RingAreas) Q.Memset(addr, length, 0);
     }
 
     public abstract void Kick();

@@ -197,10 +197,7 @@ public sealed class VirtioBlkSession : IDisposable
     /// them would otherwise leave its rings in memory for the next case, where the model has zeros.</summary>
     private void ClearRingsLater(VirtioBlkDriver blk)
     {
-        int n = blk.QueueSize;
-        ClearLater(blk.Desc, n * VirtioConstants.DescSize);
-        ClearLater(blk.Avail, 6 + 2 * n);
-        ClearLater(blk.Used, 6 + 8 * n);
+        foreach (var (addr, length) in blk.RingAreas) ClearLater(addr, length);
     }
 
     /// <summary>Waits until the used index reaches <paramref name="published"/>, a virtio_error line appears, or

@@ -16,17 +16,31 @@ let private pageSize = uint64 ProfileFacts.TargetPageSize
 let private pagesPerThread = 4096UL
 let private pagesPerUnmap = 64UL
 
+/// Runs `a` and `b` on two threads released at the same instant and returns their results; fails when they
+/// have not finished within a minute (a corrupted hash set can loop for ever; the work takes milliseconds).
+let private atOnce (a: unit -> 'T) (b: unit -> 'T) : 'T[] =
+    use start = new Barrier(2)
+
+    let run f () =
+        start.SignalAndWait()
+        f ()
+
+    let threads =
+        [| Task.Factory.StartNew(run a, TaskCreationOptions.LongRunning)
+           Task.Factory.StartNew(run b, TaskCreationOptions.LongRunning) |]
+
+    Assert.True(Task.WaitAll(threads |> Array.map (fun t -> t :> Task), 60_000), "the two threads did not finish within a minute")
+    threads |> Array.map (fun t -> t.Result)
+
 /// Two threads, each write-mapping and unmapping its own half of a RAM block, 64 pages at a time, started
-/// together. Returns the memory system once both are done (or the first exception a thread raised).
+/// together. Returns the memory system once both are done.
 let private writeHalvesAtOnce profile =
     let ram = Spec.Region("ram", RegionKind.Ram, u128 (2UL * pagesPerThread * pageSize))
 
     let s = MemorySystem(Spec.OneSpace [ ram ], profile)
     let mem = s.Space "memory"
-    use start = new Barrier(2)
 
     let half (first: uint64) () =
-        start.SignalAndWait()
         let mutable page = first
 
         while page < first + pagesPerThread do
@@ -36,11 +50,7 @@ let private writeHalvesAtOnce profile =
             s.Unmap(r.Mapping, len) |> ignore
             page <- page + pagesPerUnmap
 
-    let threads =
-        [| Task.Factory.StartNew(half 0UL, TaskCreationOptions.LongRunning)
-           Task.Factory.StartNew(half pagesPerThread, TaskCreationOptions.LongRunning) |]
-    // a corrupted hash set can loop for ever: a minute is orders of magnitude more than the work needs
-    Assert.True(Task.WaitAll(threads, 60_000), "the two threads did not finish within a minute")
+    atOnce (half 0UL) (half pagesPerThread) |> ignore
     s
 
 [<Theory>]
@@ -74,25 +84,16 @@ let ``maps on two threads at once are all recorded as live`` () =
 
         let s = MemorySystem(Spec.OneSpace [ ram ], Profile.Qemu92)
         let mem = s.Space "memory"
-        use start = new Barrier(2)
 
         let maps (first: uint64) () =
-            start.SignalAndWait()
-
             [| for i in 0UL .. uint64 mapsPerThread - 1UL do
                    let r = s.Map(mem, first + i, 1UL, false)
                    Assert.True r.Succeeded
                    r.Mapping |]
 
-        let threads =
-            [| Task.Factory.StartNew(maps 0UL, TaskCreationOptions.LongRunning)
-               Task.Factory.StartNew(maps (uint64 mapsPerThread), TaskCreationOptions.LongRunning) |]
-
-        Assert.True(Task.WaitAll(threads |> Array.map (fun t -> t :> Task), 60_000), "the two threads did not finish within a minute")
-
         let expected =
-            threads
-            |> Array.collect (fun t -> t.Result)
+            atOnce (maps 0UL) (maps (uint64 mapsPerThread))
+            |> Array.concat
             |> Array.map (fun m -> m.Addr)
             |> Array.sort
 

@@ -460,11 +460,7 @@ let ``an 8-byte read of a device with 8-byte callbacks returns all eight bytes (
     let wide =
         RegionSpec(Name = "wide", Kind = RegionKind.Io, Size = u128 0x1000UL, Addr = 0x100000UL, Access = AccessRules(8u, 8u, 8u, false))
 
-    let root =
-        Spec.Copy(Spec.Region("system", RegionKind.Container, two64), subregions = [ wide ])
-
-    let s =
-        MemorySystem(LayoutSpec([| root |], [| AddressSpaceSpec("memory", "system") |], DirtyLogging.Default), Profile.Qemu92)
+    let s = MemorySystem(Spec.OneSpace [ wide ], Profile.Qemu92)
 
     let mem = s.Space "memory"
     let data = [| 0x81uy; 0x92uy; 0xa3uy; 0xb4uy; 0xc5uy; 0xd6uy; 0xe7uy; 0xf8uy |]
