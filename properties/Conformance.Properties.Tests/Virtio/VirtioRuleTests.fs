@@ -576,3 +576,20 @@ let ``a queue whose descriptor table is at 0 has no ring caches and pops nothing
     Assert.Equal(0us, vq.ShadowAvailIdx)
     Assert.False blk.Device.Broken
     Assert.Empty blk.Device.Errors
+
+/// The same rule once the queue is not empty by its shadow index: a queue popped once of two published heads
+/// and then set up again with its table at 0 (virtio_queue_set_addr leaves the indices alone) pops again, and
+/// vring_avail_ring reads head 0 without caches, so the pop stops at "Region caches not initialized", not at
+/// the head the ring really holds (7, past the queue).
+[<Fact>]
+let ``without ring caches the available ring reads head 0`` () =
+    let s, blk, driver = blkWith Profile.Qemu72 ""
+    let vq = blk.Device.Queues.[0]
+    s.Write(s.Space "memory", 0x8000UL, ReadOnlySpan(header VirtioBlk.TypeGetId 0UL))
+    driver.WriteDescriptor(0, readable 0x8000UL 16u (Some 1us))
+    driver.WriteDescriptor(1, writable 0xa000UL 1u)
+    driver.Publish [ 0us; 7us ]
+    Assert.NotNull(blk.Device.Pop(vq).Element)
+    blk.Device.SetupQueue(0, 4, 0UL, availAddr, usedAddr)
+    Assert.Null(blk.Device.Pop(vq).Element)
+    Assert.Equal<string list>([ "Region caches not initialized" ], List.ofSeq blk.Device.Errors)
