@@ -593,3 +593,14 @@ let ``without ring caches the available ring reads head 0`` () =
     blk.Device.SetupQueue(0, 4, 0UL, availAddr, usedAddr)
     Assert.Null(blk.Device.Pop(vq).Element)
     Assert.Equal<string list>([ "Region caches not initialized" ], List.ofSeq blk.Device.Errors)
+
+/// vring_avail_flags reads 0 without ring caches too: a queue set up again with its table at 0 interrupts
+/// although the driver's available ring says VRING_AVAIL_F_NO_INTERRUPT (virtio_should_notify, no EVENT_IDX).
+[<Fact>]
+let ``without ring caches the available flags read 0, so NO_INTERRUPT is not seen`` () =
+    let _, blk, driver = blkWith Profile.Qemu72 ""
+    let vq = blk.Device.Queues.[0]
+    driver.SetAvailFlags(uint16 VirtioConstants.AvailFlagNoInterrupt)
+    Assert.False(blk.Device.Notify vq)
+    blk.Device.SetupQueue(0, 4, 0UL, availAddr, usedAddr)
+    Assert.True(blk.Device.Notify vq)
